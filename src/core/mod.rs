@@ -1,0 +1,4 @@
+//! The single-writer controller.
+
+pub mod snapshot;
+pub use snapshot::*;

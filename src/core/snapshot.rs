@@ -1,0 +1,171 @@
+//! The immutable, versioned view of all decided state that the core
+//! publishes through a `watch` channel. BGP, DNS and the API only ever read
+//! snapshots; they never see the core's mutable state.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use ipnet::IpNet;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::health::hysteresis::CheckState;
+use crate::model::{CheckName, Config, PopName, RouteAttrs};
+
+/// One published state. Cheap to clone (`Arc` inside the watch channel).
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    /// Increases by one with every published change.
+    pub version: u64,
+    /// Wall-clock time of publication (for display only).
+    #[serde(with = "unix_secs")]
+    pub published: SystemTime,
+    #[serde(skip)]
+    pub config: Arc<Config>,
+    pub pops: BTreeMap<PopName, PopStatus>,
+    /// The routes BGP must advertise to every peer, by prefix. A prefix that
+    /// is absent must be withdrawn.
+    pub announcements: BTreeMap<IpNet, Announcement>,
+}
+
+impl Snapshot {
+    /// True if `pop` may receive DNS traffic (up and not being drained).
+    pub fn pop_serves_dns(&self, pop: &str) -> bool {
+        self.pops.get(pop).is_some_and(|p| p.serves_dns)
+    }
+}
+
+/// Operational state of a PoP, the result of health and admin state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PopState {
+    /// Healthy and in service.
+    Up,
+    /// Health checks say it is not healthy.
+    Down,
+    /// An operator is taking it out of service (or has).
+    Draining,
+    /// An operator disabled it: no traffic, no announcements.
+    Disabled,
+}
+
+impl std::fmt::Display for PopState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PopState::Up => "up",
+            PopState::Down => "down",
+            PopState::Draining => "draining",
+            PopState::Disabled => "disabled",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PopStatus {
+    pub state: PopState,
+    /// Health alone (checks combined), ignoring admin state. `None` until
+    /// enough probes have run to decide.
+    pub healthy: Option<bool>,
+    /// Whether DNS may send clients to this PoP.
+    pub serves_dns: bool,
+    /// Why the PoP is in its state, in words.
+    pub reason: String,
+    #[serde(with = "unix_secs")]
+    pub since: SystemTime,
+    /// Monotonic time of the last state change (dynamic DNS TTLs).
+    #[serde(skip)]
+    pub changed_at: Instant,
+    pub checks: BTreeMap<CheckName, CheckStatus>,
+    /// Admin override, if any (drain, disable).
+    pub admin: Option<AdminStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckStatus {
+    #[serde(flatten)]
+    pub state: CheckState,
+    pub rise: u32,
+    pub fall: u32,
+    pub last: Option<ProbeOutcome>,
+}
+
+/// The result of one probe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProbeOutcome {
+    pub ok: bool,
+    /// What happened, in words (`connect refused`, `status 503`).
+    pub detail: String,
+    #[serde(with = "millis")]
+    pub took: Duration,
+    #[serde(with = "unix_secs")]
+    pub at: SystemTime,
+}
+
+/// Operator overrides visible in the snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AdminStatus {
+    pub kind: AdminKind,
+    pub reason: String,
+    pub who: String,
+    /// Current step of the drain choreography (`dns_removed`, `gshut`, ...).
+    pub step: String,
+    /// Wall-clock time when the next step (or auto-undrain) happens.
+    #[serde(with = "opt_unix_secs")]
+    pub next_at: Option<SystemTime>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdminKind {
+    Drain,
+    Disable,
+}
+
+/// How a prefix is announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnnounceMode {
+    Normal,
+    Degraded,
+    GracefulShutdown,
+}
+
+/// A desired route: the prefix's PoP, mode and exact attributes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Announcement {
+    pub pop: PopName,
+    pub mode: AnnounceMode,
+    pub attrs: RouteAttrs,
+}
+
+mod unix_secs {
+    use serde::Serializer;
+    use std::time::{SystemTime, UNIX_EPOCH};
+    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        let secs = t
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        s.serialize_f64((secs * 1000.0).round() / 1000.0)
+    }
+}
+
+mod opt_unix_secs {
+    use serde::Serializer;
+    use std::time::SystemTime;
+    pub fn serialize<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => super::unix_secs::serialize(t, s),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+mod millis {
+    use serde::Serializer;
+    use std::time::Duration;
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64() * 1000.0)
+    }
+}

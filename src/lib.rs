@@ -1,0 +1,19 @@
+//! anypop: a PoP routing controller.
+//!
+//! One process per Point of Presence health-checks the PoP's services,
+//! announces or withdraws its anycast prefixes over BGP, and answers an
+//! authoritative DNS steering zone, all from one decided state.
+//!
+//! Data flow: [`config`] parses and validates the YAML into [`model`] types;
+//! [`health`] probes report results to the [`core`], the single task that
+//! owns state and publishes immutable [`core::Snapshot`]s; [`bgp`], [`dns`]
+//! and [`api`] read those snapshots and send admin actions back to the core.
+
+pub mod api;
+pub mod bgp;
+pub mod config;
+pub mod core;
+pub mod dns;
+pub mod health;
+pub mod model;
+pub mod telemetry;

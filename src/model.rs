@@ -1,0 +1,460 @@
+//! Domain types shared by every layer: the validated configuration.
+//!
+//! Everything here is produced once by [`crate::config`] from the YAML file and
+//! is never re-checked downstream: a `Pop` always has a valid name, prefixes are
+//! prefixes (not host addresses), durations are in range. Types are plain data,
+//! cheap to clone behind an `Arc<Config>`, and ordered (`BTreeMap`) wherever the
+//! order can reach output.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+/// A validated name (PoP, check, peer): 1–63 chars of `[A-Za-z0-9_.-]`.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Name(Arc<str>);
+
+impl Name {
+    /// Validates `s` as a name; the error says what was expected.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.is_empty() || s.len() > 63 {
+            return Err(format!("{s:?} is not a valid name: expected 1 to 63 characters"));
+        }
+        if let Some(c) = s
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        {
+            return Err(format!(
+                "{s:?} is not a valid name: character {c:?} is not allowed (use letters, digits, '-', '_', '.')"
+            ));
+        }
+        Ok(Name(Arc::from(s)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", &*self.0)
+    }
+}
+
+impl std::borrow::Borrow<str> for Name {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+pub type PopName = Name;
+pub type CheckName = Name;
+pub type PeerName = Name;
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub node: Node,
+    pub bgp: BgpConfig,
+    /// PoPs by name. The node's own PoP (`node.pop`) is the one whose
+    /// prefixes this node announces over BGP; every PoP takes part in DNS
+    /// steering.
+    pub pops: BTreeMap<PopName, Pop>,
+    pub dns: DnsConfig,
+    pub api: ApiConfig,
+}
+
+impl Config {
+    /// The PoP this node announces, if it belongs to one.
+    pub fn local_pop(&self) -> Option<&Pop> {
+        self.node.pop.as_ref().and_then(|p| self.pops.get(p))
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Node {
+    pub name: String,
+    /// The PoP this node belongs to (announces over BGP). `None`: DNS only.
+    pub pop: Option<PopName>,
+    pub router_id: Ipv4Addr,
+    pub asn: u32,
+    /// Directory for persistent admin state (drains, disables).
+    pub state_dir: Option<PathBuf>,
+}
+
+// ---------------------------------------------------------------- BGP
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BgpConfig {
+    /// Passive listener for configured neighbors; `None`: no listener.
+    pub listen: Option<SocketAddr>,
+    pub peers: Vec<Peer>,
+    /// What a clean shutdown (SIGTERM) does to our routes.
+    pub shutdown: ShutdownMode,
+    /// RFC 4724 restart time we advertise; `None` disables graceful restart.
+    pub graceful_restart: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShutdownMode {
+    /// Withdraw every route, then send Cease.
+    Withdraw,
+    /// Send Cease without withdrawing and let the routers keep the routes
+    /// stale for the graceful-restart time.
+    GracefulRestart,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Peer {
+    pub name: PeerName,
+    pub address: IpAddr,
+    pub port: u16,
+    pub remote_asn: u32,
+    /// Local ASN for this session (defaults to `node.asn`).
+    pub local_asn: u32,
+    /// Source address to bind when connecting.
+    pub local_address: Option<IpAddr>,
+    /// Only accept the session (never connect).
+    pub passive: bool,
+    pub hold_time: Duration,
+    pub connect_retry: Duration,
+    pub md5_password_file: Option<PathBuf>,
+    pub ttl_security: bool,
+    pub ipv4_unicast: bool,
+    pub ipv6_unicast: bool,
+    /// Next hops per family; `None`: the session's local address.
+    pub next_hop_v4: Option<Ipv4Addr>,
+    pub next_hop_v6: Option<Ipv6Addr>,
+}
+
+impl Peer {
+    pub fn is_ibgp(&self) -> bool {
+        self.remote_asn == self.local_asn
+    }
+}
+
+// ---------------------------------------------------------------- PoPs
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Pop {
+    pub name: PopName,
+    /// Anycast prefixes this PoP announces when healthy.
+    pub prefixes: Vec<IpNet>,
+    /// Unicast service addresses, used as steered DNS answers.
+    pub addresses: Vec<IpAddr>,
+    /// Coordinates (latitude, longitude) for nearest-PoP steering.
+    pub location: Option<(f64, f64)>,
+    pub checks: Vec<Check>,
+    pub combine: Combine,
+    pub announce: AnnouncePolicy,
+}
+
+/// How a PoP's check verdicts combine into the PoP's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Combine {
+    All,
+    Any,
+    AtLeast(u32),
+}
+
+/// BGP attributes of a PoP's prefixes, and what happens to them when the PoP
+/// fails or is drained.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AnnouncePolicy {
+    /// Attributes while the PoP is up.
+    pub normal: RouteAttrs,
+    /// Attributes when degraded (normal + these changes).
+    pub degraded: RouteAttrs,
+    /// What a PoP that is down does with its prefixes.
+    pub on_down: FailAction,
+    /// What a drained PoP's prefixes end as once the drain completes.
+    pub on_drain: FailAction,
+}
+
+/// The fate of a prefix whose PoP is not healthy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailAction {
+    Withdraw,
+    /// Keep announcing with the `degraded` attributes.
+    Degrade,
+    /// Keep announcing with RFC 8326 GRACEFUL_SHUTDOWN (65535:0).
+    GracefulShutdown,
+}
+
+/// Path attributes we control for an announced prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize)]
+pub struct RouteAttrs {
+    /// How many extra times our ASN is prepended to AS_PATH.
+    pub prepend: u8,
+    pub med: Option<u32>,
+    /// LOCAL_PREF, sent on iBGP sessions only.
+    pub local_pref: Option<u32>,
+    /// Standard communities as (asn, value).
+    pub communities: Vec<(u16, u16)>,
+    /// Large communities (global admin, local 1, local 2).
+    pub large_communities: Vec<(u32, u32, u32)>,
+}
+
+/// RFC 8326 GRACEFUL_SHUTDOWN well-known community.
+pub const GRACEFUL_SHUTDOWN: (u16, u16) = (65535, 0);
+
+// ---------------------------------------------------------------- checks
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: CheckName,
+    pub probe: Probe,
+    /// Time between probes while the verdict is stable.
+    pub interval: Duration,
+    /// Time between probes while a check is between states (one result
+    /// disagrees with the current verdict).
+    pub fast_interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive successes to go up.
+    pub rise: u32,
+    /// Consecutive failures to go down.
+    pub fall: u32,
+    /// Each wait is shortened by a random amount up to this.
+    pub jitter: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Probe {
+    Tcp {
+        target: HostPort,
+    },
+    Http {
+        tls: bool,
+        target: HostPort,
+        path: String,
+        /// Host header (defaults to the URL's host).
+        host_header: Option<String>,
+        expect_status: Vec<u16>,
+        body_contains: Option<String>,
+        /// Accept any TLS certificate.
+        tls_insecure: bool,
+    },
+    Dns {
+        server: SocketAddr,
+        qname: String,
+        qtype: DnsType,
+        /// Expected response code (NOERROR by default).
+        expect_rcode: DnsRcode,
+        /// If set, one answer record must have this address / text.
+        expect_answer: Option<String>,
+    },
+    Exec {
+        command: Vec<String>,
+    },
+    File {
+        path: PathBuf,
+        /// The check succeeds when the file is present (`true`) or absent.
+        healthy_if_present: bool,
+    },
+}
+
+/// A host (name or address) and port, as written by the user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostPort {
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// DNS record types the config understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum DnsType {
+    A,
+    #[serde(rename = "AAAA")]
+    Aaaa,
+    #[serde(rename = "CNAME")]
+    Cname,
+    #[serde(rename = "TXT")]
+    Txt,
+    #[serde(rename = "MX")]
+    Mx,
+    #[serde(rename = "SRV")]
+    Srv,
+    #[serde(rename = "CAA")]
+    Caa,
+    #[serde(rename = "NS")]
+    Ns,
+    #[serde(rename = "SOA")]
+    Soa,
+}
+
+impl DnsType {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_uppercase().as_str() {
+            "A" => DnsType::A,
+            "AAAA" => DnsType::Aaaa,
+            "CNAME" => DnsType::Cname,
+            "TXT" => DnsType::Txt,
+            "MX" => DnsType::Mx,
+            "SRV" => DnsType::Srv,
+            "CAA" => DnsType::Caa,
+            "NS" => DnsType::Ns,
+            "SOA" => DnsType::Soa,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum DnsRcode {
+    NoError,
+    NxDomain,
+    ServFail,
+    Refused,
+}
+
+// ---------------------------------------------------------------- DNS
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DnsConfig {
+    /// UDP and TCP listeners; empty: no DNS server.
+    pub listen: Vec<SocketAddr>,
+    pub identity: DnsIdentity,
+    pub zones: Vec<Zone>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DnsIdentity {
+    /// Answer NSID (RFC 5001) with this text.
+    pub nsid: Option<String>,
+    /// Answer `id.server` / `hostname.bind` CHAOS TXT with this text.
+    pub chaos: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Zone {
+    /// Zone apex, lower case, fully qualified (`example.net.`).
+    pub origin: String,
+    pub soa: Soa,
+    /// Name servers (fully qualified).
+    pub ns: Vec<String>,
+    /// Default TTL of static records.
+    pub ttl: u32,
+    pub records: Vec<Record>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Soa {
+    pub mname: String,
+    pub rname: String,
+    pub serial: u32,
+    pub refresh: u32,
+    pub retry: u32,
+    pub expire: u32,
+    /// Negative-caching TTL.
+    pub minimum: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    /// Owner name, lower case, fully qualified.
+    pub name: String,
+    pub ttl: u32,
+    pub data: RecordData,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordData {
+    /// Static record set of one type; values are in zone-file text form
+    /// (already checked to parse for their type).
+    Static { rtype: DnsType, values: Vec<String> },
+    /// A/AAAA answers chosen per query from the PoPs' addresses.
+    Steered(Steering),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Steering {
+    pub policy: SteeringPolicy,
+    /// TTL while a PoP of this record is draining or changed recently.
+    pub short_ttl: u32,
+    /// How long after a change the short TTL is used.
+    pub settle: Duration,
+    /// Answers when no PoP is healthy; empty: all the record's PoPs.
+    pub fallback: Vec<IpAddr>,
+    /// Never steer away from the last N healthy PoPs (fail-open floor).
+    pub min_healthy_pops: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case", tag = "policy")]
+pub enum SteeringPolicy {
+    /// The first healthy PoP in order.
+    Failover { pops: Vec<PopName> },
+    /// One PoP per client subnet, hashed, in proportion to the weights.
+    Weighted { weights: BTreeMap<PopName, u32> },
+    /// Client subnet → preferred PoPs (longest match), then `default`.
+    Geo {
+        map: Vec<(IpNet, Vec<PopName>)>,
+        default: Vec<PopName>,
+    },
+    /// Every healthy PoP, at most `max` addresses.
+    AllHealthy { pops: Vec<PopName>, max: u32 },
+}
+
+impl SteeringPolicy {
+    /// Every PoP the policy can answer with, in config order, deduplicated.
+    pub fn pops(&self) -> Vec<&PopName> {
+        let mut out: Vec<&PopName> = Vec::new();
+        let all: Box<dyn Iterator<Item = &PopName>> = match self {
+            SteeringPolicy::Failover { pops } | SteeringPolicy::AllHealthy { pops, .. } => {
+                Box::new(pops.iter())
+            }
+            SteeringPolicy::Weighted { weights } => Box::new(weights.keys()),
+            SteeringPolicy::Geo { map, default } => {
+                Box::new(map.iter().flat_map(|(_, p)| p.iter()).chain(default.iter()))
+            }
+        };
+        for p in all {
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+        out
+    }
+}
+
+// ---------------------------------------------------------------- API
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiConfig {
+    /// `None`: no API listener.
+    pub listen: Option<SocketAddr>,
+    /// File holding the bearer token for mutating calls.
+    pub token_file: Option<PathBuf>,
+    /// Require the token for read endpoints too.
+    pub protect_reads: bool,
+}
