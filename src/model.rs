@@ -162,6 +162,12 @@ pub struct Pop {
     pub checks: Vec<Check>,
     pub combine: Combine,
     pub announce: AnnouncePolicy,
+    /// Graceful drain: how long to wait after removing the PoP from DNS
+    /// before touching BGP (`None`: the longest TTL of its steered records).
+    pub drain_dns_wait: Option<Duration>,
+    /// Graceful drain: how long prefixes stay in graceful shutdown /
+    /// degraded before the final action.
+    pub drain_settle: Duration,
 }
 
 /// How a PoP's check verdicts combine into the PoP's health.
@@ -458,3 +464,20 @@ pub struct ApiConfig {
     /// Require the token for read endpoints too.
     pub protect_reads: bool,
 }
+
+// ---------------------------------------------------------------- defaults
+
+/// Default probe interval while a check's verdict is stable.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+/// Default probe interval while a check is between states.
+pub const DEFAULT_FAST_INTERVAL: Duration = Duration::from_millis(200);
+/// Default probe timeout (must stay below the interval).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Default consecutive successes to go up.
+pub const DEFAULT_RISE: u32 = 3;
+/// Default consecutive failures to go down.
+pub const DEFAULT_FALL: u32 = 2;
+/// Default time a draining PoP's prefixes stay in graceful shutdown.
+pub const DEFAULT_DRAIN_SETTLE: Duration = Duration::from_secs(30);
+/// Default maximum random shortening of each wait.
+pub const DEFAULT_JITTER: Duration = Duration::from_millis(100);

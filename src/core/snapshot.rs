@@ -139,6 +139,10 @@ pub struct Announcement {
     pub attrs: RouteAttrs,
 }
 
+pub(crate) fn ser_unix_secs<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    unix_secs::serialize(t, s)
+}
+
 mod unix_secs {
     use serde::Serializer;
     use std::time::{SystemTime, UNIX_EPOCH};

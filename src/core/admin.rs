@@ -1,0 +1,297 @@
+//! Operator overrides and the drain choreography, as a pure state machine.
+//!
+//! A graceful drain of a PoP walks these phases, each one an event:
+//! 1. `dns_removed`: DNS stops sending clients to the PoP; prefixes stay
+//!    announced normally while resolvers' caches expire (`dns_wait`).
+//! 2. `shutdown`: prefixes move to the PoP's `on_drain` action's attributes
+//!    (graceful shutdown or degraded) so routers prefer other PoPs
+//!    (`settle`).
+//! 3. `drained`: the final `on_drain` action holds (withdrawn, or still
+//!    announced as graceful shutdown / degraded if that is the action).
+//!
+//! An undrain ramps back: `restoring` announces normally again while DNS
+//! still avoids the PoP (`settle`), then the override is removed. An
+//! immediate drain or undrain skips the waits. No clocks are read here: the
+//! caller passes `now` and asks for the next deadline.
+
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::model::PopName;
+
+/// How a drain (or undrain) proceeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrainMode {
+    /// DNS first, wait, BGP graceful shutdown, wait, final action.
+    #[default]
+    Graceful,
+    /// Straight to the final state.
+    Immediate,
+}
+
+/// An operator request, sent to the core.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AdminCommand {
+    Drain {
+        pop: PopName,
+        reason: String,
+        who: String,
+        /// Auto-undrain after this long.
+        duration: Option<Duration>,
+        mode: DrainMode,
+        /// Allow draining the last announced PoP of a prefix.
+        force: bool,
+    },
+    Undrain {
+        pop: PopName,
+        who: String,
+        mode: DrainMode,
+    },
+    Disable {
+        pop: PopName,
+        reason: String,
+        who: String,
+        force: bool,
+    },
+    Enable {
+        pop: PopName,
+        who: String,
+    },
+}
+
+impl AdminCommand {
+    pub fn pop(&self) -> &PopName {
+        match self {
+            AdminCommand::Drain { pop, .. }
+            | AdminCommand::Undrain { pop, .. }
+            | AdminCommand::Disable { pop, .. }
+            | AdminCommand::Enable { pop, .. } => pop,
+        }
+    }
+}
+
+/// Why an admin command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdminError {
+    #[error("unknown PoP {0:?}")]
+    UnknownPop(String),
+    #[error("PoP {0} is the last PoP serving traffic; use force=true to take it out anyway")]
+    LastPop(String),
+    #[error("PoP {0} is not drained or disabled")]
+    NotOverridden(String),
+    #[error("admin state could not be saved, change not applied: {0}")]
+    Persist(String),
+    #[error("the controller is shutting down")]
+    Unavailable,
+}
+
+/// Phase of an override.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Drain step 1: out of DNS, still announced normally.
+    DnsRemoved,
+    /// Drain step 2: announced with the drain attributes.
+    Shutdown,
+    /// Drain complete: the `on_drain` action holds.
+    Drained,
+    /// Undrain ramp: announced normally, DNS still avoids the PoP.
+    Restoring,
+    /// Disabled: no DNS, prefixes withdrawn.
+    Disabled,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::DnsRemoved => "dns_removed",
+            Phase::Shutdown => "shutdown",
+            Phase::Drained => "drained",
+            Phase::Restoring => "restoring",
+            Phase::Disabled => "disabled",
+        }
+    }
+}
+
+/// An operator override of one PoP, as held by the core and persisted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Override {
+    pub phase: Phase,
+    pub reason: String,
+    pub who: String,
+    /// Wall-clock start (persisted, shown).
+    pub since: SystemTime,
+    /// Wall-clock auto-undrain time, if any (persisted).
+    pub until: Option<SystemTime>,
+    /// Monotonic time the current phase ends (not persisted: recomputed).
+    #[serde(skip)]
+    pub phase_ends: Option<Instant>,
+}
+
+/// Waits of a graceful drain, resolved from the PoP's config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainTimings {
+    pub dns_wait: Duration,
+    pub settle: Duration,
+}
+
+/// A phase change to report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub from: Option<Phase>,
+    /// `None`: the override ended (PoP back in service).
+    pub to: Option<Phase>,
+}
+
+/// Starts a drain: the new override.
+pub fn start_drain(
+    mode: DrainMode,
+    reason: String,
+    who: String,
+    since: SystemTime,
+    duration: Option<Duration>,
+    now: Instant,
+    t: DrainTimings,
+) -> Override {
+    let (phase, phase_ends) = match mode {
+        DrainMode::Graceful => (Phase::DnsRemoved, Some(now + t.dns_wait)),
+        DrainMode::Immediate => (Phase::Drained, None),
+    };
+    Override {
+        phase,
+        reason,
+        who,
+        since,
+        until: duration.map(|d| since + d),
+        phase_ends,
+    }
+}
+
+/// Starts an undrain of an existing override. Returns `None` when the
+/// override ends at once (immediate, or the PoP was only out of DNS).
+pub fn start_undrain(
+    current: &Override,
+    mode: DrainMode,
+    who: String,
+    now: Instant,
+    t: DrainTimings,
+) -> Option<Override> {
+    match (mode, current.phase) {
+        (DrainMode::Immediate, _) | (_, Phase::DnsRemoved) | (_, Phase::Restoring) => None,
+        _ => Some(Override {
+            phase: Phase::Restoring,
+            reason: "undrain".into(),
+            who,
+            since: current.since,
+            until: None,
+            phase_ends: Some(now + t.settle),
+        }),
+    }
+}
+
+/// Advances an override whose phase has ended at `now`. Returns the new
+/// override (or `None` if it ended) and the step taken, or nothing if no
+/// deadline has passed. Auto-undrain (`until`) is the caller's business
+/// since it is wall-clock.
+pub fn advance(
+    ov: &Override,
+    now: Instant,
+    t: DrainTimings,
+) -> Option<(Option<Override>, Step)> {
+    let ends = ov.phase_ends?;
+    if now < ends {
+        return None;
+    }
+    let next = match ov.phase {
+        Phase::DnsRemoved => Some((Phase::Shutdown, Some(now + t.settle))),
+        Phase::Shutdown => Some((Phase::Drained, None)),
+        Phase::Restoring => None,
+        Phase::Drained | Phase::Disabled => return None,
+    };
+    let step = Step {
+        from: Some(ov.phase),
+        to: next.map(|(p, _)| p),
+    };
+    let new = next.map(|(phase, phase_ends)| Override {
+        phase,
+        phase_ends,
+        ..ov.clone()
+    });
+    Some((new, step))
+}
+
+/// After a restart, recompute monotonic deadlines of a loaded override: a
+/// drain that was in progress resumes its current phase from the start.
+pub fn resume(mut ov: Override, now: Instant, t: DrainTimings) -> Override {
+    ov.phase_ends = match ov.phase {
+        Phase::DnsRemoved => Some(now + t.dns_wait),
+        Phase::Shutdown | Phase::Restoring => Some(now + t.settle),
+        Phase::Drained | Phase::Disabled => None,
+    };
+    ov
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: DrainTimings = DrainTimings {
+        dns_wait: Duration::from_secs(30),
+        settle: Duration::from_secs(10),
+    };
+
+    #[tokio::test(start_paused = true)]
+    async fn graceful_drain_walks_every_phase_in_order() {
+        let start = Instant::now();
+        let mut ov = start_drain(
+            DrainMode::Graceful,
+            "maint".into(),
+            "ops".into(),
+            SystemTime::UNIX_EPOCH,
+            None,
+            start,
+            T,
+        );
+        assert_eq!(ov.phase, Phase::DnsRemoved);
+        assert!(advance(&ov, start + Duration::from_secs(29), T).is_none());
+        tokio::time::advance(Duration::from_secs(30)).await;
+        let (next, step) = advance(&ov, Instant::now(), T).expect("dns wait over");
+        assert_eq!(step.to, Some(Phase::Shutdown));
+        ov = next.expect("still draining");
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let (next, step) = advance(&ov, Instant::now(), T).expect("settle over");
+        assert_eq!(step, Step { from: Some(Phase::Shutdown), to: Some(Phase::Drained) });
+        ov = next.expect("drained");
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert!(advance(&ov, Instant::now(), T).is_none(), "drained is final");
+    }
+
+    #[test]
+    fn immediate_drain_and_undrain_skip_waits() {
+        let now = Instant::now();
+        let ov = start_drain(DrainMode::Immediate, "x".into(), "y".into(), SystemTime::UNIX_EPOCH, None, now, T);
+        assert_eq!(ov.phase, Phase::Drained);
+        assert!(start_undrain(&ov, DrainMode::Immediate, "y".into(), now, T).is_none());
+        let ramp = start_undrain(&ov, DrainMode::Graceful, "y".into(), now, T).expect("ramp");
+        assert_eq!(ramp.phase, Phase::Restoring);
+        let (after, step) = advance(&ramp, now + T.settle, T).expect("ramp over");
+        assert!(after.is_none());
+        assert_eq!(step.to, None);
+    }
+
+    #[test]
+    fn resume_restarts_the_current_phase() {
+        let now = Instant::now();
+        let ov = start_drain(DrainMode::Graceful, "x".into(), "y".into(), SystemTime::UNIX_EPOCH, Some(Duration::from_secs(60)), now, T);
+        assert_eq!(ov.until, Some(SystemTime::UNIX_EPOCH + Duration::from_secs(60)));
+        let json = serde_json::to_string(&ov).expect("serialize");
+        let back: Override = serde_json::from_str(&json).expect("deserialize");
+        assert_eq!(back.phase_ends, None);
+        let later = now + Duration::from_secs(5);
+        let resumed = resume(back, later, T);
+        assert_eq!(resumed.phase_ends, Some(later + T.dns_wait));
+    }
+}
