@@ -196,11 +196,7 @@ pub fn start_undrain(
 /// override (or `None` if it ended) and the step taken, or nothing if no
 /// deadline has passed. Auto-undrain (`until`) is the caller's business
 /// since it is wall-clock.
-pub fn advance(
-    ov: &Override,
-    now: Instant,
-    t: DrainTimings,
-) -> Option<(Option<Override>, Step)> {
+pub fn advance(ov: &Override, now: Instant, t: DrainTimings) -> Option<(Option<Override>, Step)> {
     let ends = ov.phase_ends?;
     if now < ends {
         return None;
@@ -263,16 +259,33 @@ mod tests {
         ov = next.expect("still draining");
         tokio::time::advance(Duration::from_secs(10)).await;
         let (next, step) = advance(&ov, Instant::now(), T).expect("settle over");
-        assert_eq!(step, Step { from: Some(Phase::Shutdown), to: Some(Phase::Drained) });
+        assert_eq!(
+            step,
+            Step {
+                from: Some(Phase::Shutdown),
+                to: Some(Phase::Drained)
+            }
+        );
         ov = next.expect("drained");
         tokio::time::advance(Duration::from_secs(3600)).await;
-        assert!(advance(&ov, Instant::now(), T).is_none(), "drained is final");
+        assert!(
+            advance(&ov, Instant::now(), T).is_none(),
+            "drained is final"
+        );
     }
 
     #[test]
     fn immediate_drain_and_undrain_skip_waits() {
         let now = Instant::now();
-        let ov = start_drain(DrainMode::Immediate, "x".into(), "y".into(), SystemTime::UNIX_EPOCH, None, now, T);
+        let ov = start_drain(
+            DrainMode::Immediate,
+            "x".into(),
+            "y".into(),
+            SystemTime::UNIX_EPOCH,
+            None,
+            now,
+            T,
+        );
         assert_eq!(ov.phase, Phase::Drained);
         assert!(start_undrain(&ov, DrainMode::Immediate, "y".into(), now, T).is_none());
         let ramp = start_undrain(&ov, DrainMode::Graceful, "y".into(), now, T).expect("ramp");
@@ -285,8 +298,19 @@ mod tests {
     #[test]
     fn resume_restarts_the_current_phase() {
         let now = Instant::now();
-        let ov = start_drain(DrainMode::Graceful, "x".into(), "y".into(), SystemTime::UNIX_EPOCH, Some(Duration::from_secs(60)), now, T);
-        assert_eq!(ov.until, Some(SystemTime::UNIX_EPOCH + Duration::from_secs(60)));
+        let ov = start_drain(
+            DrainMode::Graceful,
+            "x".into(),
+            "y".into(),
+            SystemTime::UNIX_EPOCH,
+            Some(Duration::from_secs(60)),
+            now,
+            T,
+        );
+        assert_eq!(
+            ov.until,
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(60))
+        );
         let json = serde_json::to_string(&ov).expect("serialize");
         let back: Override = serde_json::from_str(&json).expect("deserialize");
         assert_eq!(back.phase_ends, None);

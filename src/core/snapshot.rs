@@ -26,7 +26,9 @@ pub struct Snapshot {
     pub pops: BTreeMap<PopName, PopStatus>,
     /// The routes BGP must advertise to every peer, by prefix. A prefix that
     /// is absent must be withdrawn.
-    pub announcements: BTreeMap<IpNet, Announcement>,
+    /// Shared between snapshots while unchanged: consumers may skip work
+    /// when `Arc::ptr_eq` says it is the same set.
+    pub announcements: Arc<BTreeMap<IpNet, Announcement>>,
 }
 
 impl Snapshot {

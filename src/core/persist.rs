@@ -1,0 +1,277 @@
+//! The admin state file: operator overrides (drains, disables) that must
+//! survive a crash or restart.
+//!
+//! The file is `<state_dir>/admin-state.json`, a small versioned JSON
+//! document. [`save`] replaces it atomically: the new content goes to a temp
+//! file in the same directory, is flushed to disk (`fsync`), renamed over the
+//! old file, and the directory itself is flushed so the rename is durable.
+//! A reader therefore sees either the old or the new file, never a torn one.
+//! [`load`] treats a missing file as "no overrides" and a file it cannot
+//! understand as an error naming the file and what is wrong; what to do then
+//! (refuse to start, or start clean) is the caller's decision.
+//!
+//! This module does no policy: it does not check that the PoPs still exist
+//! in the config, and it does not touch monotonic deadlines (see
+//! [`super::admin::resume`]).
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::admin::Override;
+use crate::model::{Name, PopName};
+
+/// Name of the state file inside the configured state directory.
+pub const STATE_FILE: &str = "admin-state.json";
+
+/// Version of the file format written by this build.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Why the admin state could not be saved or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("admin state file {path} is corrupt: {detail}")]
+    Corrupt { path: PathBuf, detail: String },
+}
+
+/// On-disk shape. PoP names are plain strings here and validated on load.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileFormat<K: Ord> {
+    version: u32,
+    overrides: BTreeMap<K, Override>,
+}
+
+/// Path of the state file in `dir`.
+pub fn state_path(dir: &Path) -> PathBuf {
+    dir.join(STATE_FILE)
+}
+
+/// Atomically replaces the state file in `dir` (created if missing) with
+/// `overrides`.
+pub fn save(dir: &Path, overrides: &BTreeMap<PopName, Override>) -> Result<(), PersistError> {
+    let io_err = |action: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| PersistError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    fs::create_dir_all(dir).map_err(io_err("cannot create state directory", dir))?;
+    let body = FileFormat {
+        version: FORMAT_VERSION,
+        overrides: overrides
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect(),
+    };
+    let mut bytes = serde_json::to_vec_pretty(&body).map_err(|e| PersistError::Io {
+        action: "cannot encode admin state for",
+        path: state_path(dir),
+        source: io::Error::other(e),
+    })?;
+    bytes.push(b'\n');
+
+    let target = state_path(dir);
+    let tmp = dir.join(format!(".{STATE_FILE}.tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut f = open_private(&tmp).map_err(io_err("cannot create", &tmp))?;
+        f.write_all(&bytes).map_err(io_err("cannot write", &tmp))?;
+        f.sync_all().map_err(io_err("cannot fsync", &tmp))?;
+        drop(f);
+        fs::rename(&tmp, &target).map_err(io_err("cannot rename temp file to", &target))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err("cannot fsync directory", dir))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn open_private(path: &Path) -> io::Result<File> {
+    let mut opts = OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)
+}
+
+/// Reads the state file in `dir`. A missing file (or directory) is an empty
+/// set of overrides.
+pub fn load(dir: &Path) -> Result<BTreeMap<PopName, Override>, PersistError> {
+    let path = state_path(dir);
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(source) => {
+            return Err(PersistError::Io {
+                action: "cannot read",
+                path,
+                source,
+            })
+        }
+    };
+    let corrupt = |detail: String| PersistError::Corrupt {
+        path: path.clone(),
+        detail,
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(corrupt("the file is empty".into()));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(&bytes);
+    let file: FileFormat<String> = serde_path_to_error::deserialize(de).map_err(|e| {
+        let at = e.path().to_string();
+        let inner = e.into_inner();
+        if at == "." || at.is_empty() {
+            corrupt(inner.to_string())
+        } else {
+            corrupt(format!("{at}: {inner}"))
+        }
+    })?;
+    if file.version != FORMAT_VERSION {
+        return Err(corrupt(format!(
+            "format version {} is not supported (this build reads version {FORMAT_VERSION})",
+            file.version
+        )));
+    }
+    file.overrides
+        .into_iter()
+        .map(|(k, v)| {
+            Name::parse(&k)
+                .map(|n| (n, v))
+                .map_err(|e| corrupt(format!("overrides: {e}")))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::admin::Phase;
+    use std::time::{Duration, SystemTime};
+
+    fn ov(phase: Phase, reason: &str) -> Override {
+        Override {
+            phase,
+            reason: reason.into(),
+            who: "ops@host".into(),
+            since: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            until: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_003_600)),
+            phase_ends: None,
+        }
+    }
+
+    fn name(s: &str) -> PopName {
+        Name::parse(s).expect("valid test name")
+    }
+
+    #[test]
+    fn missing_file_and_missing_dir_are_empty() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(load(dir.path()).expect("load").is_empty());
+        assert!(load(&dir.path().join("nope")).expect("load").is_empty());
+    }
+
+    #[test]
+    fn save_then_load_round_trips_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sub = dir.path().join("state");
+        let mut m = BTreeMap::new();
+        m.insert(name("ams"), ov(Phase::Drained, "fibre cut"));
+        m.insert(name("fra"), ov(Phase::Disabled, "decommission"));
+        save(&sub, &m).expect("save");
+        let back = load(&sub).expect("load");
+        assert_eq!(back, m);
+        let names: Vec<_> = fs::read_dir(&sub)
+            .expect("read dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec![STATE_FILE.to_string()]);
+
+        // Replacing with a smaller set really replaces it.
+        m.remove("fra");
+        save(&sub, &m).expect("save again");
+        assert_eq!(load(&sub).expect("load").len(), 1);
+        m.clear();
+        save(&sub, &m).expect("save empty");
+        assert!(load(&sub).expect("load").is_empty());
+    }
+
+    #[test]
+    fn monotonic_deadline_is_not_persisted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut o = ov(Phase::DnsRemoved, "x");
+        o.phase_ends = Some(tokio::time::Instant::now());
+        let m = BTreeMap::from([(name("ams"), o)]);
+        save(dir.path(), &m).expect("save");
+        let back = load(dir.path()).expect("load");
+        assert_eq!(back["ams"].phase_ends, None);
+        assert_eq!(back["ams"].phase, Phase::DnsRemoved);
+    }
+
+    fn corrupt_err(contents: &str) -> String {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(state_path(dir.path()), contents).expect("write");
+        match load(dir.path()) {
+            Err(e @ PersistError::Corrupt { .. }) => {
+                let s = e.to_string();
+                assert!(s.contains(STATE_FILE), "error names the file: {s}");
+                s
+            }
+            other => panic!("expected a corrupt-file error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn corrupt_files_are_reported_with_what_is_wrong() {
+        assert!(corrupt_err("").contains("empty"));
+        assert!(corrupt_err("{\"version\": 1, \"overr").contains("EOF"));
+        assert!(corrupt_err("{\"version\": 7, \"overrides\": {}}").contains("version 7"));
+        let e = corrupt_err(
+            r#"{"version": 1, "overrides": {"ams": {"phase": "sideways", "reason": "", "who": "",
+                "since": {"secs_since_epoch": 0, "nanos_since_epoch": 0}, "until": null}}}"#,
+        );
+        assert!(e.contains("overrides.ams.phase"), "{e}");
+        assert!(e.contains("sideways"), "{e}");
+        let e = corrupt_err(r#"{"version": 1, "overrides": {"a b": {}}}"#);
+        assert!(e.contains("overrides"), "{e}");
+        let e = corrupt_err(r#"{"version": 1, "overrides": {}, "extra": true}"#);
+        assert!(e.contains("extra"), "{e}");
+    }
+
+    #[test]
+    fn invalid_pop_name_is_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let good = BTreeMap::from([(name("ams"), ov(Phase::Drained, "x"))]);
+        save(dir.path(), &good).expect("save");
+        let text = fs::read_to_string(state_path(dir.path())).expect("read");
+        fs::write(state_path(dir.path()), text.replace("\"ams\"", "\"a m s\"")).expect("write");
+        let e = load(dir.path()).expect_err("bad name");
+        assert!(e.to_string().contains("a m s"), "{e}");
+    }
+
+    #[test]
+    fn save_into_unwritable_place_fails_clearly() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("plain-file");
+        fs::write(&file, "x").expect("write");
+        let e = save(&file, &BTreeMap::new()).expect_err("a file is not a directory");
+        assert!(e.to_string().contains("plain-file"), "{e}");
+    }
+}
