@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs every anypop test: formatting, lints, unit, property and integration
+# tests (the latter against real FRR, BIRD, GoBGP, dig and dnsperf in
+# network namespaces and on loopback).
+#
+# On a fresh Debian 12 machine, as root, it first installs the system
+# packages the tests need. Set ANYPOP_SKIP_INSTALL=1 to skip that step.
+# Exits non-zero if anything fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  frr bird2 gobgpd        # real routers for the BGP interop tests
+  dnsutils dnsperf knot   # dig, dnsperf and a reference DNS server
+  iproute2 tcpdump procps # namespaces, captures, process tools
+  ca-certificates
+)
+
+if [ "${ANYPOP_SKIP_INSTALL:-0}" != 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "==> installing test dependencies: ${PACKAGES[*]}"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${PACKAGES[@]}"
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "cargo not found: install a Rust toolchain (rustup) first" >&2
+  exit 1
+fi
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "==> cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+echo "==> cargo test"
+cargo test --workspace --no-fail-fast
+
+echo "==> all tests passed"
