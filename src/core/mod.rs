@@ -572,3 +572,6 @@ pub fn drain_timings(config: &Config, pop: &PopName) -> DrainTimings {
         settle: p.drain_settle,
     }
 }
+
+#[cfg(test)]
+mod tests;
