@@ -1,1 +1,12 @@
-//! (module under construction)
+//! The BGP speaker: keeps what every configured peer has from us equal to
+//! the core's desired announcements (`Snapshot::announcements`).
+//!
+//! Layers, from the wire up: [`codec`] (framing, header checks, decoding of
+//! what peers send, non-UPDATE encoding), [`update`] (UPDATE encoding),
+//! [`fsm`] (sans-IO RFC 4271 session state machine), [`rib_out`] (per-peer
+//! Adj-RIB-Out, diff and batching), [`session`] (the socket task of one peer)
+//! and [`speaker`] (the public handle: spawn, status, reconfigure, shutdown).
+//! Routes received from peers are counted, never stored.
+
+pub mod codec;
+pub mod update;
