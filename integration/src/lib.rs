@@ -176,3 +176,5 @@ pub fn have(name: &str) -> bool {
         .map(|s| s.success())
         .unwrap_or(false)
 }
+
+pub mod lab;
