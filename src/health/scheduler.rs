@@ -250,3 +250,273 @@ pub async fn run_check<P, F>(
         next = started + timing.next_wait(&state, random_below(timing.jitter));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    use crate::health::hysteresis::Verdict;
+    use crate::health::{timed, Probed};
+    use crate::model::Name;
+
+    fn id() -> CheckId {
+        CheckId {
+            pop: Name::parse("fra1").unwrap(),
+            check: Name::parse("web").unwrap(),
+        }
+    }
+
+    fn outcome(ok: bool) -> ProbeOutcome {
+        ProbeOutcome {
+            ok,
+            detail: if ok { "ok" } else { "connect refused" }.into(),
+            took: Duration::ZERO,
+            at: SystemTime::now(),
+        }
+    }
+
+    fn established(verdict: Verdict, t: &Timing) -> CheckState {
+        CheckState {
+            verdict,
+            successes: if verdict == Verdict::Up { t.rise } else { 0 },
+            failures: if verdict == Verdict::Down { t.fall } else { 0 },
+        }
+    }
+
+    fn median(mut v: Vec<Duration>) -> Duration {
+        v.sort();
+        v[v.len() / 2]
+    }
+
+    /// Runs one check that is up until `die_at`, then fails as `probe_after`
+    /// says, and returns how long after `die_at` the verdict became Down.
+    async fn time_to_down<F>(timing: Timing, die_at: Instant, dead_probe: F) -> Duration
+    where
+        F: Fn() -> std::pin::Pin<Box<dyn Future<Output = Probed> + Send>> + Send + Sync + 'static,
+    {
+        let dead_probe = Arc::new(dead_probe);
+        let probe = move || {
+            let dead_probe = dead_probe.clone();
+            async move {
+                timed(timing.timeout, async move {
+                    if Instant::now() < die_at {
+                        Ok("ok".to_string())
+                    } else {
+                        dead_probe().await
+                    }
+                })
+                .await
+            }
+        };
+        let (tx, mut rx) = mpsc::channel(8);
+        let task = AbortOnDrop(tokio::spawn(run_check(
+            id(),
+            timing,
+            established(Verdict::Up, &timing),
+            probe,
+            None,
+            tx,
+        )));
+        loop {
+            let r = rx.recv().await.expect("check task ended");
+            let now = Instant::now();
+            if now < die_at {
+                assert!(r.outcome.ok, "failure before death: {r:?}");
+                assert_eq!(r.state.verdict, Verdict::Up);
+            }
+            if r.state.verdict == Verdict::Down {
+                assert!(now >= die_at, "down before the target died");
+                drop(task);
+                return now - die_at;
+            }
+        }
+    }
+
+    /// Issue acceptance: with the default timings, a target that dies at a
+    /// random instant is declared down in at most 1.0 s (median of 200).
+    #[tokio::test(start_paused = true)]
+    async fn default_timings_detect_a_dead_target_within_one_second() {
+        let timing = Timing::default();
+        let mut rng = StdRng::seed_from_u64(0x5eed);
+        let mut refused = Vec::new();
+        for _ in 0..200 {
+            let die_at =
+                Instant::now() + Duration::from_micros(rng.random_range(1_000_000..6_000_000));
+            refused.push(
+                time_to_down(timing, die_at, || {
+                    Box::pin(async { Err("connect refused".to_string()) })
+                })
+                .await,
+            );
+        }
+        let max = *refused.iter().max().unwrap();
+        let med = median(refused);
+        println!("dead target (connect refused): median time to down {med:?}, max {max:?}");
+        assert!(med <= Duration::from_secs(1), "median {med:?}");
+        // The next regular probe plus (fall - 1) fast re-probes, at most.
+        assert!(max <= timing.interval + timing.fast_interval * (timing.fall - 1));
+    }
+
+    /// A black-holed target (probes hang until the timeout) is slower to
+    /// detect; it stays bounded by interval + fall × timeout.
+    #[tokio::test(start_paused = true)]
+    async fn black_holed_target_detection_is_bounded() {
+        let timing = Timing::default();
+        let mut rng = StdRng::seed_from_u64(0xb1ac);
+        let mut hung = Vec::new();
+        for _ in 0..200 {
+            let die_at =
+                Instant::now() + Duration::from_micros(rng.random_range(1_000_000..6_000_000));
+            hung.push(time_to_down(timing, die_at, || Box::pin(std::future::pending())).await);
+        }
+        let max = *hung.iter().max().unwrap();
+        let med = median(hung);
+        println!(
+            "dead target (black hole, probes time out): median time to down {med:?}, max {max:?}"
+        );
+        let gap = timing.fast_interval.max(timing.timeout);
+        assert!(
+            max <= timing.interval + timing.timeout + gap * (timing.fall - 1),
+            "max {max:?}"
+        );
+    }
+
+    /// One lost probe (or one lucky success) never changes an established
+    /// verdict, wherever it happens.
+    #[tokio::test(start_paused = true)]
+    async fn a_single_odd_probe_never_changes_state() {
+        let timing = Timing::default();
+        let mut rng = StdRng::seed_from_u64(0x1055);
+        for trial in 0..200 {
+            let verdict = if trial % 2 == 0 {
+                Verdict::Up
+            } else {
+                Verdict::Down
+            };
+            let healthy = verdict == Verdict::Up;
+            let odd_at = Instant::now() + Duration::from_micros(rng.random_range(0..5_000_000));
+            let spent = Arc::new(AtomicBool::new(false));
+            let probe = {
+                let spent = spent.clone();
+                move || {
+                    let spent = spent.clone();
+                    async move {
+                        let odd = Instant::now() >= odd_at && !spent.swap(true, Ordering::SeqCst);
+                        outcome(healthy != odd)
+                    }
+                }
+            };
+            let (tx, mut rx) = mpsc::channel(8);
+            let _task = AbortOnDrop(tokio::spawn(run_check(
+                id(),
+                timing,
+                established(verdict, &timing),
+                probe,
+                None,
+                tx,
+            )));
+            let end = odd_at + Duration::from_secs(5);
+            let mut odd_seen = 0;
+            while Instant::now() < end {
+                let r = rx.recv().await.unwrap();
+                assert_eq!(
+                    r.state.verdict, verdict,
+                    "trial {trial}: state changed: {r:?}"
+                );
+                if r.outcome.ok != healthy {
+                    odd_seen += 1;
+                    assert!(r.state.in_transition());
+                }
+            }
+            assert_eq!(
+                odd_seen, 1,
+                "trial {trial}: the odd probe must have run once"
+            );
+        }
+    }
+
+    /// Probes are spaced by the interval minus jitter while stable, by the
+    /// fast interval while in transition, and not in lockstep.
+    #[tokio::test(start_paused = true)]
+    async fn cadence_follows_interval_fast_interval_and_jitter() {
+        let timing = Timing::default();
+        let t0 = Instant::now();
+        let fail_from = t0 + Duration::from_secs(10);
+        let times = Arc::new(Mutex::new(Vec::new()));
+        let probe = {
+            let times = times.clone();
+            move || {
+                times.lock().unwrap().push(Instant::now());
+                async move { outcome(Instant::now() < fail_from) }
+            }
+        };
+        let (tx, mut rx) = mpsc::channel(8);
+        let _task = AbortOnDrop(tokio::spawn(run_check(
+            id(),
+            timing,
+            CheckState::default(),
+            probe,
+            None,
+            tx,
+        )));
+        let mut reports = Vec::new();
+        while Instant::now() < t0 + Duration::from_secs(15) {
+            reports.push(rx.recv().await.unwrap());
+        }
+        let times = times.lock().unwrap().clone();
+        assert!(
+            times[0] - t0 < timing.jitter,
+            "first probe after {:?}",
+            times[0] - t0
+        );
+        let mut distinct = std::collections::BTreeSet::new();
+        for (i, w) in times.windows(2).enumerate() {
+            let gap = w[1] - w[0];
+            let expected = timing.next_wait(&reports[i].state, Duration::ZERO);
+            assert!(
+                gap <= expected && gap + timing.jitter > expected,
+                "probe {i}: gap {gap:?}, expected {expected:?} minus jitter (state {:?})",
+                reports[i].state
+            );
+            distinct.insert(gap);
+        }
+        // Unknown → Up uses fast re-probes, the stable phase the interval.
+        assert_eq!(reports[2].state.verdict, Verdict::Up);
+        assert!(times[3] - times[2] > timing.fast_interval);
+        assert!(reports.iter().any(|r| r.state.verdict == Verdict::Down));
+        assert!(
+            distinct.len() > times.len() / 2,
+            "jitter: gaps {distinct:?}"
+        );
+    }
+
+    /// A wake-up (inotify) probes at once, without waiting for the interval.
+    #[tokio::test(start_paused = true)]
+    async fn wake_probes_immediately() {
+        let timing = Timing {
+            interval: Duration::from_secs(60),
+            ..Timing::default()
+        };
+        let wake = Arc::new(Notify::new());
+        let (tx, mut rx) = mpsc::channel(8);
+        let _task = AbortOnDrop(tokio::spawn(run_check(
+            id(),
+            timing,
+            established(Verdict::Up, &timing),
+            || async { outcome(true) },
+            Some(wake.clone()),
+            tx,
+        )));
+        rx.recv().await.unwrap(); // the first probe
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let before = Instant::now();
+        wake.notify_one();
+        rx.recv().await.unwrap();
+        assert_eq!(Instant::now(), before);
+    }
+}
