@@ -9,4 +9,5 @@
 //! Routes received from peers are counted, never stored.
 
 pub mod codec;
+pub mod fsm;
 pub mod update;
