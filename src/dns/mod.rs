@@ -1,1 +1,28 @@
-//! (module under construction)
+//! The steering DNS server: an authoritative server for the configured
+//! zones whose steered A/AAAA records follow the same snapshot that drives
+//! BGP, so DNS and routing never disagree.
+//!
+//! - [`policy`]: pure steering (failover, weighted, geo, all_healthy,
+//!   fail-open, dynamic TTL); [`explain`] reports its decisions in words.
+//! - [`zone`]: config zones compiled into lookup tables.
+//! - [`answer`]: the general path over hickory-proto messages
+//!   (authoritative semantics, EDNS, ECS, NSID, CHAOS, truncation).
+//! - [`fast`]: pre-encoded answers replayed for plain UDP queries.
+//! - [`state`]: what one snapshot gives (plans + pre-encoded answers).
+//! - [`server`]: sockets, threads and the rebuild task; [`stats`]: counters.
+//!
+//! It must not change state: it only reads snapshots.
+
+pub mod answer;
+pub mod explain;
+pub mod fast;
+pub mod policy;
+pub mod server;
+pub mod state;
+pub mod stats;
+pub mod zone;
+
+pub use explain::{explain, ExplainError, Explanation};
+pub use policy::Client;
+pub use server::{serve, DnsError, DnsServer};
+pub use stats::{DnsStats, Sample};

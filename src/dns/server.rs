@@ -1,0 +1,349 @@
+//! Sockets and tasks of the DNS server.
+//!
+//! - One builder task turns every new snapshot (and every settle deadline)
+//!   into a new [`State`] (plans + pre-encoded answers) and publishes it in a
+//!   `watch` channel. Reloaded configs arrive inside the snapshot.
+//! - One blocking thread per UDP listener: `recvfrom`, fast path or general
+//!   path, `sendto`. It picks up a new state with one atomic load per query
+//!   (`has_changed`) and takes no lock otherwise.
+//! - One tokio task per TCP listener, one per connection (RFC 7766 framing,
+//!   idle timeout, connection cap), general path only.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{debug, error, info, warn};
+
+use super::answer::{respond, Transport};
+use super::fast;
+use super::state::State;
+use super::stats::DnsStats;
+use super::zone::{ZoneError, Zones};
+use crate::core::Snapshot;
+use crate::model::Config;
+
+/// Idle time after which a TCP connection is closed.
+pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Concurrent TCP connections per listener.
+pub const TCP_MAX_CONNECTIONS: usize = 256;
+/// Socket receive buffer asked for on UDP listeners (bursts).
+const UDP_RECV_BUFFER: usize = 4 << 20;
+/// How often an idle UDP thread checks for shutdown.
+const UDP_POLL: Duration = Duration::from_millis(250);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    #[error("dns: cannot listen on {proto} {addr}: {source}")]
+    Bind {
+        proto: &'static str,
+        addr: SocketAddr,
+        source: io::Error,
+    },
+    #[error("dns: {0}")]
+    Zone(#[from] ZoneError),
+    #[error("dns: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// A running DNS server. Dropping it stops the listeners.
+pub struct DnsServer {
+    udp: Vec<SocketAddr>,
+    tcp: Vec<SocketAddr>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<JoinHandle<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl DnsServer {
+    /// Bound UDP addresses (real ports when configured with port 0).
+    pub fn udp_addrs(&self) -> &[SocketAddr] {
+        &self.udp
+    }
+
+    /// Bound TCP addresses.
+    pub fn tcp_addrs(&self) -> &[SocketAddr] {
+        &self.tcp
+    }
+
+    /// Stops the listeners and waits for the UDP threads to exit.
+    pub fn shutdown(mut self) {
+        self.stop_all();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+
+    fn stop_all(&mut self) {
+        self.stop.store(true, Relaxed);
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+fn bind_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    let _ = s.set_recv_buffer_size(UDP_RECV_BUFFER);
+    s.bind(&addr.into())?;
+    s.set_read_timeout(Some(UDP_POLL))?;
+    Ok(s.into())
+}
+
+fn bind_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
+}
+
+/// Starts the DNS server: binds every `config.dns.listen` address over UDP
+/// and TCP (a port 0 listener gets the same port for both) and answers from
+/// the latest snapshot. Zone data comes from `snapshot.config`, so a config
+/// reload needs no call here; changed listen addresses need a restart.
+/// Must be called inside a tokio runtime.
+pub async fn serve(
+    config: Arc<Config>,
+    mut snapshots: watch::Receiver<Arc<Snapshot>>,
+    stats: Arc<DnsStats>,
+) -> Result<DnsServer, DnsError> {
+    let snap = snapshots.borrow_and_update().clone();
+    let zones = Arc::new(Zones::compile(&snap.config)?);
+    let state = State::build(&snap, zones.clone(), Instant::now(), Some(&stats));
+    log_fail_open(None, &state, &stats);
+    let (state_tx, state_rx) = watch::channel(Arc::new(state));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut server = DnsServer {
+        udp: Vec::new(),
+        tcp: Vec::new(),
+        stop: stop.clone(),
+        tasks: Vec::new(),
+        threads: Vec::new(),
+    };
+    for &addr in &config.dns.listen {
+        let udp = bind_udp(addr).map_err(|source| DnsError::Bind {
+            proto: "udp",
+            addr,
+            source,
+        })?;
+        let udp_addr = udp.local_addr()?;
+        let tcp_addr = if addr.port() == 0 { udp_addr } else { addr };
+        let tcp = bind_tcp(tcp_addr).map_err(|source| DnsError::Bind {
+            proto: "tcp",
+            addr: tcp_addr,
+            source,
+        })?;
+        let tcp = TcpListener::from_std(tcp)?;
+        server.tcp.push(tcp.local_addr()?);
+        server.udp.push(udp_addr);
+        info!(%udp_addr, "dns listening (udp, tcp)");
+
+        let (rx, st, stp) = (state_rx.clone(), stats.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("dns-udp-{}", udp_addr.port()))
+            .spawn(move || udp_loop(udp, rx, st, stp))?;
+        server.threads.push(thread);
+        server.tasks.push(tokio::spawn(tcp_accept(
+            tcp,
+            state_rx.clone(),
+            stats.clone(),
+        )));
+    }
+
+    let listen = config.dns.listen.clone();
+    server.tasks.push(tokio::spawn(async move {
+        let mut zones = zones;
+        let mut config = snap.config.clone();
+        loop {
+            let deadline = state_tx.borrow().next_change;
+            tokio::select! {
+                r = snapshots.changed() => if r.is_err() { break },
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {}
+            }
+            let snap = snapshots.borrow_and_update().clone();
+            if !Arc::ptr_eq(&snap.config, &config) {
+                config = snap.config.clone();
+                match Zones::compile(&config) {
+                    Ok(z) => zones = Arc::new(z),
+                    Err(e) => error!(error = %e, "dns: new zone data rejected, keeping the old zones"),
+                }
+                if config.dns.listen != listen {
+                    warn!("dns: listen addresses changed; restart anypop to apply");
+                }
+            }
+            let state = State::build(&snap, zones.clone(), Instant::now(), Some(&stats));
+            log_fail_open(Some(&state_tx.borrow()), &state, &stats);
+            debug!(version = state.version, fast = state.fast.len(), "dns: answers rebuilt");
+            if state_tx.send(Arc::new(state)).is_err() {
+                break;
+            }
+        }
+    }));
+    Ok(server)
+}
+
+/// Logs records that enter or leave fail-open, and counts the entries.
+fn log_fail_open(old: Option<&State>, new: &State, stats: &DnsStats) {
+    for (zi, zone) in new.zones.zones.iter().enumerate() {
+        for (ri, rec) in zone.steered.iter().enumerate() {
+            for plan in new
+                .plans
+                .get(zi)
+                .and_then(|z| z.get(ri))
+                .into_iter()
+                .flatten()
+            {
+                let was = old.and_then(|o| {
+                    let (z, r) = find_steered(o, &rec.name)?;
+                    Some(o.plan(z, r, plan.family)?.fail_open.is_some())
+                });
+                match (&plan.fail_open, was) {
+                    (Some(reason), None | Some(false)) => {
+                        stats.fail_open_events.fetch_add(1, Relaxed);
+                        warn!(record = %rec.name, family = ?plan.family, reason = %reason,
+                            "dns: steering fails open, answering with all PoPs or the fallback");
+                    }
+                    (None, Some(true)) => {
+                        info!(record = %rec.name, family = ?plan.family, "dns: steering no longer fails open");
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+fn find_steered(state: &State, name: &str) -> Option<(usize, usize)> {
+    state.zones.zones.iter().enumerate().find_map(|(zi, z)| {
+        z.steered
+            .iter()
+            .position(|r| r.name == name)
+            .map(|ri| (zi, ri))
+    })
+}
+
+fn udp_loop(
+    sock: std::net::UdpSocket,
+    mut states: watch::Receiver<Arc<State>>,
+    stats: Arc<DnsStats>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut state = states.borrow_and_update().clone();
+    let mut buf = vec![0u8; 65_535];
+    let mut out: Vec<u8> = Vec::with_capacity(4096);
+    while !stop.load(Relaxed) {
+        let (n, src) = match sock.recv_from(&mut buf) {
+            Ok(x) => x,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(e) => {
+                debug!(error = %e, "dns: udp receive error");
+                continue;
+            }
+        };
+        stats.queries_udp.fetch_add(1, Relaxed);
+        if states.has_changed().unwrap_or(false) {
+            state = states.borrow_and_update().clone();
+        }
+        let q = &buf[..n];
+        let ip: IpAddr = src.ip().to_canonical();
+        let sent = if fast::try_answer(&state, &stats, q, ip, &mut out) {
+            sock.send_to(&out, src)
+        } else if let Some(resp) = respond(&state, &stats, q, ip, Transport::Udp) {
+            sock.send_to(&resp, src)
+        } else {
+            continue;
+        };
+        if let Err(e) = sent {
+            debug!(error = %e, %src, "dns: udp send error");
+        }
+    }
+}
+
+async fn tcp_accept(
+    listener: TcpListener,
+    states: watch::Receiver<Arc<State>>,
+    stats: Arc<DnsStats>,
+) {
+    let limit = Arc::new(Semaphore::new(TCP_MAX_CONNECTIONS));
+    loop {
+        let (conn, src) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                debug!(error = %e, "dns: tcp accept error");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            debug!(%src, "dns: too many tcp connections, closing");
+            continue;
+        };
+        let (states, stats) = (states.clone(), stats.clone());
+        tokio::spawn(async move {
+            if let Err(e) = tcp_conn(conn, src, states, stats).await {
+                debug!(error = %e, %src, "dns: tcp connection ended");
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn tcp_conn(
+    mut conn: TcpStream,
+    src: SocketAddr,
+    states: watch::Receiver<Arc<State>>,
+    stats: Arc<DnsStats>,
+) -> io::Result<()> {
+    let ip = src.ip().to_canonical();
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let len = match tokio::time::timeout(TCP_IDLE_TIMEOUT, conn.read_u16()).await {
+            Ok(Ok(l)) => l as usize,
+            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Ok(()),
+        };
+        tokio::time::timeout(TCP_IDLE_TIMEOUT, conn.read_exact(&mut buf[..len]))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "tcp read timeout"))??;
+        stats.queries_tcp.fetch_add(1, Relaxed);
+        let state = states.borrow().clone();
+        let Some(resp) = respond(&state, &stats, &buf[..len], ip, Transport::Tcp) else {
+            return Ok(());
+        };
+        let mut framed = Vec::with_capacity(resp.len() + 2);
+        framed.extend_from_slice(&(resp.len() as u16).to_be_bytes());
+        framed.extend_from_slice(&resp);
+        conn.write_all(&framed).await?;
+    }
+}

@@ -1,0 +1,145 @@
+//! DNS counters for `/metrics`: plain atomics, bumped without locks on the
+//! query path. The per-PoP counters are registered (under a mutex) only when
+//! answer tables are rebuilt; queries hold their own `Arc` to the atomic.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use hickory_proto::op::ResponseCode;
+
+use crate::model::PopName;
+
+/// Response codes counted by name, in this order.
+pub const RCODES: [&str; 7] = [
+    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "OTHER",
+];
+/// Steering policies counted by name, in this order.
+pub const POLICIES: [&str; 4] = ["failover", "weighted", "geo", "all_healthy"];
+
+/// One exported sample: metric name, labels, value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    pub name: &'static str,
+    pub labels: Vec<(&'static str, String)>,
+    pub value: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct DnsStats {
+    pub queries_udp: AtomicU64,
+    pub queries_tcp: AtomicU64,
+    /// Responses by rcode, indexed like [`RCODES`].
+    pub rcodes: [AtomicU64; 7],
+    /// Steered answers by policy, indexed like [`POLICIES`].
+    pub policies: [AtomicU64; 4],
+    /// Steered answers given while failing open.
+    pub fail_open_answers: AtomicU64,
+    /// Times a record (per address family) entered fail-open.
+    pub fail_open_events: AtomicU64,
+    /// Responses served from pre-encoded answers.
+    pub fast_path: AtomicU64,
+    /// UDP responses truncated (TC bit).
+    pub truncated: AtomicU64,
+    /// Packets dropped without an answer (not a query, unparsable header).
+    pub dropped: AtomicU64,
+    pops: Mutex<BTreeMap<PopName, Arc<AtomicU64>>>,
+}
+
+impl DnsStats {
+    pub fn new() -> Arc<DnsStats> {
+        Arc::new(DnsStats::default())
+    }
+
+    /// The answer counter of a PoP (created on first use).
+    pub fn pop_counter(&self, pop: &PopName) -> Arc<AtomicU64> {
+        let mut m = match self.pops.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        m.entry(pop.clone()).or_default().clone()
+    }
+
+    pub(crate) fn count_rcode(&self, rc: ResponseCode) {
+        let i = match rc {
+            ResponseCode::NoError => 0,
+            ResponseCode::FormErr => 1,
+            ResponseCode::ServFail => 2,
+            ResponseCode::NXDomain => 3,
+            ResponseCode::NotImp => 4,
+            ResponseCode::Refused => 5,
+            _ => 6,
+        };
+        self.rcodes[i].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn count_policy(&self, policy: &str) {
+        if let Some(i) = POLICIES.iter().position(|p| *p == policy) {
+            self.policies[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Every counter as (name, labels, value), for the metrics exporter.
+    pub fn samples(&self) -> Vec<Sample> {
+        let s = |name: &'static str, labels: Vec<(&'static str, String)>, v: &AtomicU64| Sample {
+            name,
+            labels,
+            value: v.load(Relaxed),
+        };
+        let mut out = vec![
+            s(
+                "anypop_dns_queries_total",
+                vec![("transport", "udp".into())],
+                &self.queries_udp,
+            ),
+            s(
+                "anypop_dns_queries_total",
+                vec![("transport", "tcp".into())],
+                &self.queries_tcp,
+            ),
+        ];
+        for (i, rc) in RCODES.iter().enumerate() {
+            out.push(s(
+                "anypop_dns_responses_total",
+                vec![("rcode", rc.to_string())],
+                &self.rcodes[i],
+            ));
+        }
+        for (i, p) in POLICIES.iter().enumerate() {
+            out.push(s(
+                "anypop_dns_steered_answers_total",
+                vec![("policy", p.to_string())],
+                &self.policies[i],
+            ));
+        }
+        out.push(s(
+            "anypop_dns_fail_open_answers_total",
+            vec![],
+            &self.fail_open_answers,
+        ));
+        out.push(s(
+            "anypop_dns_fail_open_events_total",
+            vec![],
+            &self.fail_open_events,
+        ));
+        out.push(s(
+            "anypop_dns_fast_path_answers_total",
+            vec![],
+            &self.fast_path,
+        ));
+        out.push(s("anypop_dns_truncated_total", vec![], &self.truncated));
+        out.push(s("anypop_dns_dropped_total", vec![], &self.dropped));
+        let pops = match self.pops.lock() {
+            Ok(m) => m.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        for (pop, v) in &pops {
+            out.push(s(
+                "anypop_dns_pop_answers_total",
+                vec![("pop", pop.to_string())],
+                v,
+            ));
+        }
+        out
+    }
+}
