@@ -519,4 +519,168 @@ mod tests {
         rx.recv().await.unwrap();
         assert_eq!(Instant::now(), before);
     }
+
+    fn check(name: &str, probe: Probe, interval: Duration) -> model::Check {
+        model::Check {
+            name: Name::parse(name).unwrap(),
+            probe,
+            interval,
+            fast_interval: Duration::from_millis(100),
+            timeout: Duration::from_millis(500),
+            rise: 2,
+            fall: 2,
+            jitter: Duration::from_millis(20),
+        }
+    }
+
+    fn pop(name: &str, checks: Vec<model::Check>) -> model::Pop {
+        model::Pop {
+            name: Name::parse(name).unwrap(),
+            prefixes: vec!["203.0.113.0/24".parse().unwrap()],
+            addresses: vec![],
+            location: None,
+            checks,
+            combine: model::Combine::All,
+            announce: model::AnnouncePolicy {
+                normal: Default::default(),
+                degraded: Default::default(),
+                on_down: model::FailAction::Withdraw,
+                on_drain: model::FailAction::Withdraw,
+            },
+            drain_dns_wait: None,
+            drain_settle: Duration::from_secs(1),
+        }
+    }
+
+    fn config(pops: Vec<model::Pop>) -> Config {
+        Config {
+            node: model::Node {
+                name: "test".into(),
+                pop: Some(pops[0].name.clone()),
+                router_id: "192.0.2.1".parse().unwrap(),
+                asn: 64512,
+                state_dir: None,
+            },
+            bgp: model::BgpConfig {
+                listen: None,
+                peers: vec![],
+                shutdown: model::ShutdownMode::Withdraw,
+                graceful_restart: None,
+            },
+            pops: pops.into_iter().map(|p| (p.name.clone(), p)).collect(),
+            dns: model::DnsConfig {
+                listen: vec![],
+                identity: model::DnsIdentity {
+                    nsid: None,
+                    chaos: None,
+                },
+                zones: vec![],
+            },
+            api: model::ApiConfig {
+                listen: None,
+                token_file: None,
+                protect_reads: false,
+            },
+        }
+    }
+
+    /// Real probes through `spawn_checks`: every PoP's checks run (not only
+    /// the local PoP's), states carry over from `initial`, a file check
+    /// reacts to its file via inotify long before its 60 s interval, and
+    /// dropping `Checks` stops everything.
+    #[tokio::test]
+    async fn spawn_checks_runs_all_pops_and_stops_on_drop() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let dir = tempfile::tempdir().unwrap();
+        let flag = dir.path().join("in-service");
+        let cfg = config(vec![
+            pop(
+                "ams1",
+                vec![check(
+                    "flag",
+                    Probe::File {
+                        path: flag.clone(),
+                        healthy_if_present: true,
+                    },
+                    Duration::from_secs(60),
+                )],
+            ),
+            pop(
+                "fra1",
+                vec![check(
+                    "web",
+                    Probe::Tcp {
+                        target: model::HostPort {
+                            host: "127.0.0.1".into(),
+                            port,
+                        },
+                    },
+                    Duration::from_millis(200),
+                )],
+            ),
+        ]);
+        let mut initial = BTreeMap::new();
+        let up = CheckState {
+            verdict: crate::health::hysteresis::Verdict::Up,
+            successes: 5,
+            failures: 0,
+        };
+        initial.insert(
+            (Name::parse("fra1").unwrap(), Name::parse("web").unwrap()),
+            up,
+        );
+        let (tx, mut rx) = mpsc::channel(64);
+        let checks = spawn_checks(&cfg, &initial, tx);
+        assert_eq!(checks.len(), 2);
+
+        let wait = Duration::from_secs(10);
+        async fn next(
+            rx: &mut mpsc::Receiver<CheckReport>,
+            pop: &str,
+        ) -> Result<CheckReport, tokio::time::error::Elapsed> {
+            tokio::time::timeout(Duration::from_secs(10), async {
+                loop {
+                    let r = rx.recv().await.expect("channel open");
+                    if r.pop.as_str() == pop {
+                        return r;
+                    }
+                }
+            })
+            .await
+        }
+
+        // The tcp check continues from the state it was given.
+        let r = next(&mut rx, "fra1").await.unwrap();
+        assert_eq!(r.check.as_str(), "web");
+        assert!(r.outcome.ok, "{r:?}");
+        assert_eq!(r.state.verdict, crate::health::hysteresis::Verdict::Up);
+        assert_eq!(r.state.successes, 6);
+
+        // The file check's first probe: absent, failing.
+        let r = next(&mut rx, "ams1").await.unwrap();
+        assert!(!r.outcome.ok, "{r:?}");
+        // Wait until the watch is armed (its arming wake-up probes once
+        // more), then create the flag: only inotify can explain a report
+        // before the 60 s interval.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        while let Ok(r) = rx.try_recv() {
+            assert!(r.pop.as_str() == "fra1" || !r.outcome.ok, "{r:?}");
+        }
+        let created = std::time::Instant::now();
+        std::fs::write(&flag, b"").unwrap();
+        let r = next(&mut rx, "ams1")
+            .await
+            .expect("inotify-triggered probe");
+        assert!(r.outcome.ok, "{r:?}");
+        println!("file check reacted after {:?}", created.elapsed());
+        // Rise 2: the fast re-probe confirms it.
+        let r = next(&mut rx, "ams1").await.unwrap();
+        assert_eq!(r.state.verdict, crate::health::hysteresis::Verdict::Up);
+
+        drop(checks);
+        // All senders are gone once every task is aborted.
+        let closed = tokio::time::timeout(wait, async { while rx.recv().await.is_some() {} }).await;
+        assert!(closed.is_ok(), "check tasks still running after drop");
+    }
 }
