@@ -1,0 +1,139 @@
+//! Durations as people write them in the config: `250ms`, `1s`, `1.5s`,
+//! `2m`, `1h`, `1m30s`, or a plain integer meaning seconds.
+
+use std::time::Duration;
+
+/// Parses a duration; the error says what was expected.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let text = s.trim();
+    let expected = "expected a duration like \"200ms\", \"1s\", \"1.5s\", \"2m\", \"1h\" or a number of seconds";
+    if text.is_empty() {
+        return Err(format!("{s:?} is not a duration: {expected}"));
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        return text
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| format!("{s:?} is too large a duration"));
+    }
+    if text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return parse_duration(&format!("{text}s"))
+            .map_err(|_| format!("{s:?} is not a duration: {expected}"));
+    }
+    let mut total_ms: u128 = 0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (num, after) = rest.split_at(num_len);
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        let (unit, next) = after.split_at(unit_len);
+        let ms_per_unit: f64 = match unit.trim() {
+            "ms" => 1.0,
+            "s" => 1_000.0,
+            "m" => 60_000.0,
+            "h" => 3_600_000.0,
+            "d" => 86_400_000.0,
+            _ => return Err(format!("{s:?} is not a duration: {expected}")),
+        };
+        let value: f64 = match num.parse() {
+            Ok(v) if !num.is_empty() => v,
+            _ => return Err(format!("{s:?} is not a duration: {expected}")),
+        };
+        let ms = value * ms_per_unit;
+        if !ms.is_finite() || ms > 1e15 {
+            return Err(format!("{s:?} is too large a duration"));
+        }
+        if ms.fract() != 0.0 {
+            return Err(format!(
+                "{s:?} is not a whole number of milliseconds: {expected}"
+            ));
+        }
+        total_ms += ms as u128;
+        rest = next;
+    }
+    let ms = u64::try_from(total_ms).map_err(|_| format!("{s:?} is too large a duration"))?;
+    Ok(Duration::from_millis(ms))
+}
+
+/// Formats a duration the way the config writes it (`200ms`, `1s`, `2m`,
+/// `1m30s`).
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return "0s".to_string();
+    }
+    if ms % 1000 != 0 {
+        return if ms > 1000 {
+            format!("{}.{:03}s", ms / 1000, ms % 1000)
+                .trim_end_matches('0')
+                .to_string()
+        } else {
+            format!("{ms}ms")
+        };
+    }
+    let secs = ms / 1000;
+    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_units_and_plain_seconds() {
+        let cases = [
+            ("250ms", 250),
+            ("1s", 1000),
+            ("1.5s", 1500),
+            ("2m", 120_000),
+            ("1h", 3_600_000),
+            ("1m30s", 90_000),
+            ("7", 7000),
+            ("1.5", 1500),
+            ("0", 0),
+            (" 3s ", 3000),
+        ];
+        for (text, ms) in cases {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_millis(ms)),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        for text in [
+            "", "s", "1x", "1.5.1", ".", "ms", "-1s", "1.0001ms", "1s2", "fast",
+        ] {
+            let err = parse_duration(text).expect_err(text);
+            assert!(err.contains(&format!("{text:?}")), "{err}");
+        }
+    }
+
+    #[test]
+    fn format_round_trips() {
+        for ms in [
+            1, 200, 999, 1000, 1500, 60_000, 90_000, 3_600_000, 3_661_000,
+        ] {
+            let d = Duration::from_millis(ms);
+            assert_eq!(parse_duration(&format_duration(d)), Ok(d), "{ms}");
+        }
+    }
+}

@@ -1,0 +1,979 @@
+//! Config parsing and validation: every class of error names its path.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use super::*;
+use crate::model::*;
+
+/// The errors for `yaml`, displayed (`path: message`); panics if it is valid.
+fn errors(yaml: &str) -> Vec<String> {
+    match parse(yaml) {
+        Ok(_) => panic!("expected errors, config was accepted:\n{yaml}"),
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+fn valid(yaml: &str) -> Config {
+    match parse(yaml) {
+        Ok(c) => c,
+        Err(e) => panic!("expected a valid config, got:\n{e}\n---\n{yaml}"),
+    }
+}
+
+/// Asserts one error is at exactly `path` and its message contains `fragment`.
+#[track_caller]
+fn assert_error(errs: &[String], path: &str, fragment: &str) {
+    let prefix = format!("{path}: ");
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with(&prefix) && e[prefix.len()..].contains(fragment)),
+        "no error at {path:?} containing {fragment:?}; got:\n{}",
+        errs.join("\n")
+    );
+}
+
+const NODE: &str = "node: {name: n1, pop: a, router_id: 192.0.2.1, asn: 64512}\n";
+
+/// A config with one PoP `a` whose single check is `check` (flow mapping
+/// body, e.g. `type: tcp, target: "127.0.0.1:80"`).
+fn with_check(check: &str) -> String {
+    format!(
+        "{NODE}pops:\n  - name: a\n    prefixes: [203.0.113.0/24]\n    checks:\n      - {{name: c1, {check}}}\n"
+    )
+}
+
+/// A config with PoPs a, b (with addresses) and c (without), and one zone
+/// whose records are `records` (YAML list items indented 8 spaces).
+fn with_records(records: &str) -> String {
+    format!(
+        "{NODE}pops:
+  - {{name: a, addresses: [192.0.2.10]}}
+  - {{name: b, addresses: [198.51.100.10, \"2001:db8::10\"]}}
+  - {{name: c}}
+dns:
+  zones:
+    - origin: example.net
+      ns: [ns1]
+      records:
+{records}"
+    )
+}
+
+// ---------------------------------------------------------------- valid input
+
+#[test]
+fn default_config_is_valid_and_runs_without_root() {
+    let c = default_config();
+    assert_eq!(c.node.pop.as_ref().map(Name::as_str), Some("local"));
+    assert!(c.bgp.peers.is_empty());
+    assert!(c.bgp.listen.is_none());
+    assert_eq!(
+        c.dns.listen,
+        vec!["127.0.0.1:5353".parse::<SocketAddr>().unwrap()]
+    );
+    assert_eq!(c.api.listen, Some("127.0.0.1:8080".parse().unwrap()));
+    assert!(c.pops.len() >= 2);
+    // Every check targets loopback (or a local file / command).
+    for pop in c.pops.values() {
+        for ch in &pop.checks {
+            if let Probe::Tcp { target } = &ch.probe {
+                assert_eq!(target.host, "127.0.0.1", "{}", ch.name);
+            }
+        }
+    }
+    let zone = &c.dns.zones[0];
+    assert_eq!(zone.origin, "anypop.test.");
+    let policies: Vec<&str> = zone
+        .records
+        .iter()
+        .filter_map(|r| match &r.data {
+            RecordData::Steered(s) => Some(match s.policy {
+                SteeringPolicy::Failover { .. } => "failover",
+                SteeringPolicy::Weighted { .. } => "weighted",
+                SteeringPolicy::Geo { .. } => "geo",
+                SteeringPolicy::AllHealthy { .. } => "all_healthy",
+            }),
+            RecordData::Static { .. } => None,
+        })
+        .collect();
+    assert!(policies.contains(&"failover") && policies.contains(&"weighted"));
+    let text = summary(&c);
+    assert!(text.contains("node anypop-demo in PoP local"), "{text}");
+    assert!(text.contains("zone anypop.test."), "{text}");
+}
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = valid(&with_check("type: tcp, target: \"127.0.0.1:80\""));
+    assert_eq!(c.api.listen, Some("127.0.0.1:8080".parse().unwrap()));
+    assert!(c.dns.listen.is_empty() && c.dns.zones.is_empty());
+    let pop = &c.pops["a"];
+    assert_eq!(pop.combine, Combine::All);
+    assert_eq!(pop.drain_settle, DEFAULT_DRAIN_SETTLE);
+    assert_eq!(pop.announce.on_down, FailAction::Withdraw);
+    assert_eq!(pop.announce.degraded.prepend, DEFAULT_DEGRADED_PREPEND);
+    let ch = &pop.checks[0];
+    assert_eq!(
+        (
+            ch.interval,
+            ch.fast_interval,
+            ch.timeout,
+            ch.rise,
+            ch.fall,
+            ch.jitter
+        ),
+        (
+            DEFAULT_INTERVAL,
+            DEFAULT_FAST_INTERVAL,
+            DEFAULT_TIMEOUT,
+            DEFAULT_RISE,
+            DEFAULT_FALL,
+            DEFAULT_JITTER
+        )
+    );
+    match &ch.probe {
+        Probe::Tcp { target } => assert_eq!(target.to_string(), "127.0.0.1:80"),
+        p => panic!("{p:?}"),
+    }
+}
+
+#[test]
+fn node_only_is_enough() {
+    let c = valid("node: {name: solo}\n");
+    assert!(c.pops.is_empty() && c.node.pop.is_none() && c.node.asn == 0);
+}
+
+#[test]
+fn short_interval_scales_default_timeout_and_fast_interval() {
+    let c = valid(&with_check(
+        "type: tcp, target: \"127.0.0.1:80\", interval: 100ms",
+    ));
+    let ch = &c.pops["a"].checks[0];
+    assert_eq!(ch.interval, Duration::from_millis(100));
+    assert!(ch.timeout < ch.interval, "{ch:?}");
+    assert!(ch.fast_interval <= ch.interval && ch.jitter < ch.fast_interval);
+}
+
+#[test]
+fn every_check_type_parses() {
+    let yaml = format!(
+        "{NODE}pops:
+  - name: a
+    combine: {{at_least: 2}}
+    checks:
+      - {{name: t, type: tcp, target: \"[::1]:443\"}}
+      - {{name: h, type: http, url: \"http://127.0.0.1:8080/healthz?full=1\", host_header: www.example.net, expect_status: [200, 204], body_contains: ok}}
+      - {{name: s, type: https, url: \"https://localhost\", tls_insecure: true}}
+      - {{name: d, type: dns, server: 127.0.0.1, qname: example.net, qtype: aaaa, expect_rcode: nxdomain, expect_answer: 192.0.2.1}}
+      - {{name: e, type: exec, command: [sleep, 0]}}
+      - {{name: f, type: file, path: /run/up, healthy_when: present}}
+"
+    );
+    let c = valid(&yaml);
+    let pop = &c.pops["a"];
+    assert_eq!(pop.combine, Combine::AtLeast(2));
+    let p: Vec<&Probe> = pop.checks.iter().map(|c| &c.probe).collect();
+    assert!(matches!(p[0], Probe::Tcp { target } if target.host == "::1" && target.port == 443));
+    match p[1] {
+        Probe::Http {
+            tls,
+            target,
+            path,
+            expect_status,
+            ..
+        } => {
+            assert!(!tls);
+            assert_eq!(target.to_string(), "127.0.0.1:8080");
+            assert_eq!(path, "/healthz?full=1");
+            assert_eq!(expect_status, &vec![200, 204]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        matches!(p[2], Probe::Http { tls: true, target, path, tls_insecure: true, .. } if target.port == 443 && path == "/")
+    );
+    match p[3] {
+        Probe::Dns {
+            server,
+            qname,
+            qtype,
+            expect_rcode,
+            ..
+        } => {
+            assert_eq!(server.to_string(), "127.0.0.1:53");
+            assert_eq!(qname, "example.net.");
+            assert_eq!(*qtype, DnsType::Aaaa);
+            assert_eq!(*expect_rcode, DnsRcode::NxDomain);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(p[4], Probe::Exec { command } if command == &["sleep", "0"]));
+    assert!(matches!(
+        p[5],
+        Probe::File {
+            healthy_if_present: true,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn degraded_attributes_add_to_normal_ones() {
+    let yaml = format!(
+        "{NODE}pops:
+  - name: a
+    announce:
+      prepend: 1
+      med: 10
+      communities: [\"65000:100\", no-export]
+      large_communities: [\"65000:1:2\"]
+      degraded: {{prepend: 2, med: 50, communities: [\"65000:666\"]}}
+      on_down: degrade
+      on_drain: graceful_shutdown
+"
+    );
+    let a = valid(&yaml).pops["a"].announce.clone();
+    assert_eq!(a.normal.prepend, 1);
+    assert_eq!(a.normal.communities, vec![(65000, 100), (65535, 65281)]);
+    assert_eq!(a.degraded.prepend, 3);
+    assert_eq!(a.degraded.med, Some(50));
+    assert_eq!(
+        a.degraded.communities,
+        vec![(65000, 100), (65535, 65281), (65000, 666)]
+    );
+    assert_eq!(a.degraded.large_communities, vec![(65000, 1, 2)]);
+    assert_eq!(a.on_down, FailAction::Degrade);
+    assert_eq!(a.on_drain, FailAction::GracefulShutdown);
+}
+
+#[test]
+fn zone_names_are_completed_and_normalized() {
+    let c = valid(&with_records(
+        "        - {name: WWW, type: CNAME, values: [edge]}
+        - {name: \"@\", type: MX, values: [\"10 Mail\"]}
+        - {name: _sip._tcp, type: SRV, values: [\"10 5 5060 sip.example.org.\"]}
+        - {name: \"@\", type: CAA, values: [\"0 issue letsencrypt.org\"]}
+        - {name: edge.example.net., steer: {policy: failover, pops: [a, b]}}
+",
+    ));
+    let z = &c.dns.zones[0];
+    assert_eq!(z.origin, "example.net.");
+    assert_eq!(z.ns, vec!["ns1.example.net."]);
+    assert_eq!(z.soa.mname, "ns1.example.net.");
+    assert_eq!(z.soa.rname, "hostmaster.example.net.");
+    let vals: Vec<(String, Vec<String>)> = z
+        .records
+        .iter()
+        .filter_map(|r| match &r.data {
+            RecordData::Static { values, .. } => Some((r.name.clone(), values.clone())),
+            RecordData::Steered(_) => None,
+        })
+        .collect();
+    assert_eq!(
+        vals[0],
+        ("www.example.net.".into(), vec!["edge.example.net.".into()])
+    );
+    assert_eq!(vals[1].1, vec!["10 mail.example.net."]);
+    assert_eq!(vals[2].1, vec!["10 5 5060 sip.example.org."]);
+    assert_eq!(vals[3].1, vec!["0 issue \"letsencrypt.org\""]);
+    let steered = &z.records[4];
+    assert_eq!(steered.ttl, DEFAULT_STEERED_TTL);
+    match &steered.data {
+        RecordData::Steered(s) => {
+            assert_eq!(s.short_ttl, DEFAULT_SHORT_TTL);
+            assert_eq!(s.policy.pops().len(), 2);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn geo_and_weighted_policies_parse() {
+    let c = valid(&with_records(
+        "        - name: geo
+          steer:
+            policy: geo
+            map:
+              - {subnet: 198.51.100.0/24, pops: [b]}
+              - {subnet: \"2001:db8::/32\", pops: [b, a]}
+            default: [a]
+            fallback: [192.0.2.99]
+        - name: w
+          steer: {policy: weighted, weights: {a: 3, b: 0}, min_healthy_pops: 1}
+",
+    ));
+    let recs = &c.dns.zones[0].records;
+    match &recs[0].data {
+        RecordData::Steered(Steering {
+            policy: SteeringPolicy::Geo { map, default },
+            fallback,
+            ..
+        }) => {
+            assert_eq!(map.len(), 2);
+            assert_eq!(map[1].1.len(), 2);
+            assert_eq!(default.len(), 1);
+            assert_eq!(fallback, &vec!["192.0.2.99".parse::<IpAddr>().unwrap()]);
+        }
+        other => panic!("{other:?}"),
+    }
+    match &recs[1].data {
+        RecordData::Steered(Steering {
+            policy: SteeringPolicy::Weighted { weights },
+            min_healthy_pops: 1,
+            ..
+        }) => assert_eq!(weights["a"], 3),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn bgp_peers_get_defaults() {
+    let yaml = format!(
+        "{NODE}bgp:
+  listen: 0.0.0.0
+  peers:
+    - {{name: r1, address: 192.0.2.254, remote_asn: 64500}}
+    - {{name: r2, address: \"2001:db8::1\", remote_asn: 64512, passive: true, families: [ipv6, ipv4], next_hop_v4: 192.0.2.1}}
+pops:
+  - {{name: a, prefixes: [203.0.113.0/24, \"2001:db8:100::/48\"]}}
+"
+    );
+    let c = valid(&yaml);
+    assert_eq!(c.bgp.listen, Some("0.0.0.0:179".parse().unwrap()));
+    let r1 = &c.bgp.peers[0];
+    assert_eq!(
+        (r1.port, r1.local_asn, r1.hold_time),
+        (179, 64512, DEFAULT_HOLD_TIME)
+    );
+    assert!(r1.ipv4_unicast && !r1.ipv6_unicast && !r1.is_ibgp());
+    let r2 = &c.bgp.peers[1];
+    assert!(r2.ipv4_unicast && r2.ipv6_unicast && r2.is_ibgp() && r2.passive);
+    assert!(c.bgp.graceful_restart.is_none());
+}
+
+// ---------------------------------------------------------------- serde errors
+
+#[test]
+fn wrong_type_names_its_path() {
+    let errs = errors(&with_check(
+        "type: tcp, target: \"127.0.0.1:80\", rise: three",
+    ));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_error(&errs, "pops[0].checks[0].rise", "invalid type");
+    assert!(errs[0].contains("line 6 column"), "{errs:?}");
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_path() {
+    let errs = errors(&with_check(
+        "type: tcp, target: \"127.0.0.1:80\", intervall: 1s",
+    ));
+    assert_error(
+        &errs,
+        "pops[0].checks[0].intervall",
+        "unknown field `intervall`",
+    );
+    let errs = errors(&format!("{NODE}dns: {{zones: [], listne: []}}\n"));
+    assert_error(&errs, "dns.listne", "unknown field");
+    let errs = errors(&format!("{NODE}bgpp: {{}}\n"));
+    assert_error(&errs, "bgpp", "unknown field");
+}
+
+#[test]
+fn unknown_enum_values_are_rejected_with_path() {
+    let errs = errors(&with_check("type: tcpp, target: \"127.0.0.1:80\""));
+    assert_error(&errs, "pops[0].checks[0].type", "unknown variant `tcpp`");
+    let errs = errors(&format!("{NODE}pops: [{{name: a, combine: most}}]\n"));
+    assert_error(&errs, "pops[0].combine", "`all`, `any` or `{at_least: N}`");
+}
+
+#[test]
+fn yaml_syntax_errors_have_a_location() {
+    let errs = errors("node: {name: n1\n");
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].starts_with("line "), "{errs:?}");
+    let errs = errors("# only a comment\n");
+    assert!(errs[0].contains("empty"), "{errs:?}");
+    let errs = errors("pops: []\n");
+    assert!(errs[0].contains("missing field `node`"), "{errs:?}");
+}
+
+// ---------------------------------------------------------------- validation errors
+
+#[test]
+fn bad_prefixes() {
+    let yaml = format!(
+        "{NODE}pops:\n  - name: a\n    prefixes: [203.0.113.0/24, 203.0.113.5/24, 203.0.113.0/33, 203.0.113.7, \"2001:db8::1/48\", 203.0.113.0/24]\n"
+    );
+    let errs = errors(&yaml);
+    assert_error(
+        &errs,
+        "pops[0].prefixes[1]",
+        "\"203.0.113.5/24\" has host bits set; did you mean 203.0.113.0/24?",
+    );
+    assert_error(
+        &errs,
+        "pops[0].prefixes[2]",
+        "\"203.0.113.0/33\" is not a valid prefix",
+    );
+    assert_error(
+        &errs,
+        "pops[0].prefixes[3]",
+        "is an address, not a prefix: expected address/length; did you mean 203.0.113.7/32?",
+    );
+    assert_error(&errs, "pops[0].prefixes[4]", "did you mean 2001:db8::/48?");
+    assert_error(&errs, "pops[0].prefixes[5]", "listed twice");
+    assert_eq!(errs.len(), 5, "{errs:?}");
+}
+
+#[test]
+fn bad_addresses_and_location() {
+    let yaml = format!(
+        "{NODE}pops:\n  - name: a\n    addresses: [192.0.2.300, 192.0.2.1]\n    location: {{lat: 91, lon: -181}}\n"
+    );
+    let errs = errors(&yaml);
+    assert_error(&errs, "pops[0].addresses[0]", "is not an IP address");
+    assert_error(&errs, "pops[0].location.lat", "expected -90 to 90");
+    assert_error(&errs, "pops[0].location.lon", "expected -180 to 180");
+}
+
+#[test]
+fn dangling_references() {
+    let errs = errors(&format!(
+        "node: {{name: n1, pop: nowhere}}\npops: [{{name: a, addresses: [192.0.2.1]}}]\n"
+    ));
+    assert_error(&errs, "node.pop", "unknown PoP \"nowhere\" (known PoPs: a)");
+    let errs = errors(&with_records(
+        "        - {name: www, steer: {policy: failover, pops: [a, zz]}}
+        - {name: w, steer: {policy: weighted, weights: {a: 1, yy: 2}}}
+        - {name: g, steer: {policy: geo, map: [{subnet: 192.0.2.0/24, pops: [xx]}]}}
+        - {name: n, steer: {policy: all_healthy, pops: [c]}}
+",
+    ));
+    assert_error(
+        &errs,
+        "dns.zones[0].records[0].steer.pops[1]",
+        "unknown PoP \"zz\"",
+    );
+    assert_error(
+        &errs,
+        "dns.zones[0].records[1].steer.weights.yy",
+        "unknown PoP \"yy\"",
+    );
+    assert_error(
+        &errs,
+        "dns.zones[0].records[2].steer.map[0].pops[0]",
+        "unknown PoP \"xx\"",
+    );
+    assert_error(
+        &errs,
+        "dns.zones[0].records[3].steer.pops[0]",
+        "has no addresses",
+    );
+    assert_eq!(errs.len(), 4, "{errs:?}");
+}
+
+#[test]
+fn duplicate_names() {
+    let yaml = format!(
+        "{NODE}bgp:
+  peers:
+    - {{name: r1, address: 192.0.2.254, remote_asn: 64500}}
+    - {{name: r1, address: 192.0.2.253, remote_asn: 64500}}
+    - {{name: r3, address: 192.0.2.254, remote_asn: 64500}}
+pops:
+  - name: a
+    prefixes: [203.0.113.0/24]
+    checks:
+      - {{name: c1, type: tcp, target: \"127.0.0.1:80\"}}
+      - {{name: c1, type: tcp, target: \"127.0.0.1:81\"}}
+  - name: a
+"
+    );
+    let errs = errors(&yaml);
+    assert_error(
+        &errs,
+        "bgp.peers[1].name",
+        "duplicate peer name \"r1\" (first defined at bgp.peers[0])",
+    );
+    assert_error(
+        &errs,
+        "bgp.peers[2].address",
+        "already the address of bgp.peers[0]",
+    );
+    assert_error(
+        &errs,
+        "pops[0].checks[1].name",
+        "duplicate check name \"c1\" in PoP \"a\"",
+    );
+    assert_error(
+        &errs,
+        "pops[1].name",
+        "duplicate PoP name \"a\" (first defined at pops[0])",
+    );
+    assert_eq!(errs.len(), 4, "{errs:?}");
+
+    let errs = errors(&with_records(
+        "        - {name: www, type: A, values: [192.0.2.1]}
+        - {name: www.example.net., type: A, values: [192.0.2.2]}
+        - {name: www, steer: {policy: failover, pops: [a]}}
+        - {name: txt, type: TXT, values: [x]}
+        - {name: txt, type: CNAME, values: [www]}
+        - {name: www, type: TXT, values: [fine]}
+",
+    ));
+    assert_error(
+        &errs,
+        "dns.zones[0].records[1].name",
+        "conflicting record at dns.zones[0].records[0]",
+    );
+    assert_error(
+        &errs,
+        "dns.zones[0].records[2].name",
+        "conflicting record at dns.zones[0].records[0]",
+    );
+    assert_error(
+        &errs,
+        "dns.zones[0].records[4].name",
+        "conflicting record at dns.zones[0].records[3]",
+    );
+    assert_eq!(errs.len(), 3, "{errs:?}");
+}
+
+#[test]
+fn rise_and_fall_must_be_at_least_one() {
+    let errs = errors(&with_check(
+        "type: tcp, target: \"127.0.0.1:80\", rise: 0, fall: 0",
+    ));
+    assert_error(
+        &errs,
+        "pops[0].checks[0].rise",
+        "0 is out of range: expected 1 to 1000",
+    );
+    assert_error(&errs, "pops[0].checks[0].fall", "0 is out of range");
+    assert_eq!(errs.len(), 2);
+}
+
+#[test]
+fn timing_relations() {
+    let errs = errors(&with_check(
+        "type: tcp, target: \"127.0.0.1:80\", interval: 1s, timeout: 1s",
+    ));
+    assert_error(
+        &errs,
+        "pops[0].checks[0].timeout",
+        "1s must be shorter than the interval (1s)",
+    );
+    let errs = errors(&with_check(
+        "type: tcp, target: \"127.0.0.1:80\", interval: 1s, fast_interval: 2s, jitter: 0",
+    ));
+    assert_error(
+        &errs,
+        "pops[0].checks[0].fast_interval",
+        "must not be longer than the interval",
+    );
+    let errs = errors(&with_check(
+        "type: tcp, target: \"127.0.0.1:80\", fast_interval: 100ms, jitter: 100ms",
+    ));
+    assert_error(
+        &errs,
+        "pops[0].checks[0].jitter",
+        "shorter than the fast_interval",
+    );
+    let errs = errors(&with_check(
+        "type: tcp, target: \"127.0.0.1:80\", interval: 0",
+    ));
+    assert_error(&errs, "pops[0].checks[0].interval", "longer than 0");
+}
+
+#[test]
+fn bad_durations() {
+    let errs = errors(&with_check(
+        "type: tcp, target: \"127.0.0.1:80\", interval: fast, timeout: \"1,5s\", jitter: -1s",
+    ));
+    assert_error(
+        &errs,
+        "pops[0].checks[0].interval",
+        "\"fast\" is not a duration",
+    );
+    assert_error(
+        &errs,
+        "pops[0].checks[0].timeout",
+        "\"1,5s\" is not a duration",
+    );
+    assert_error(
+        &errs,
+        "pops[0].checks[0].jitter",
+        "\"-1s\" is not a duration",
+    );
+    let errs = errors(&format!(
+        "{NODE}pops: [{{name: a, drain: {{settle: 30x}}}}]\n"
+    ));
+    assert_error(&errs, "pops[0].drain.settle", "\"30x\" is not a duration");
+}
+
+#[test]
+fn bad_record_values() {
+    let errs = errors(&with_records(
+        "        - {name: v4, type: A, values: [\"2001:db8::1\", 192.0.2.1, 192.0.2.1]}
+        - {name: v6, type: AAAA, values: [192.0.2.1]}
+        - {name: mx, type: MX, values: [mail.example.net.]}
+        - {name: srv, type: SRV, values: [\"10 5 70000 x\"]}
+        - {name: c, type: CNAME, values: [a, b]}
+        - {name: s, type: SOA, values: [x]}
+        - {name: t, type: BOGUS, values: [x]}
+        - {name: e, type: TXT, values: []}
+        - {name: \"bad name\", type: TXT, values: [x]}
+",
+    ));
+    let r = "dns.zones[0].records";
+    assert_error(
+        &errs,
+        &format!("{r}[0].values[0]"),
+        "is not an IPv4 address (an A record needs one",
+    );
+    assert_error(&errs, &format!("{r}[0].values[2]"), "listed twice");
+    assert_error(
+        &errs,
+        &format!("{r}[1].values[0]"),
+        "is not an IPv6 address",
+    );
+    assert_error(&errs, &format!("{r}[2].values[0]"), "is not an MX value");
+    assert_error(&errs, &format!("{r}[3].values[0]"), "is not an SRV value");
+    assert_error(&errs, &format!("{r}[4].values"), "exactly one value");
+    assert_error(&errs, &format!("{r}[5].type"), "from the zone's `soa` key");
+    assert_error(
+        &errs,
+        &format!("{r}[6].type"),
+        "\"BOGUS\" is not a supported record type",
+    );
+    assert_error(&errs, &format!("{r}[7].values"), "at least one value");
+    assert_error(&errs, &format!("{r}[8].name"), "is not a valid domain name");
+    assert_eq!(errs.len(), 10, "{errs:?}");
+}
+
+#[test]
+fn records_must_be_inside_their_zone() {
+    let errs = errors(&with_records(
+        "        - {name: www.example.org., type: A, values: [192.0.2.1]}
+        - {name: notexample.net., type: A, values: [192.0.2.1]}
+        - {name: deep.www.example.net., type: A, values: [192.0.2.1]}
+",
+    ));
+    assert_error(
+        &errs,
+        "dns.zones[0].records[0].name",
+        "www.example.org. is outside the zone example.net.",
+    );
+    assert_error(&errs, "dns.zones[0].records[1].name", "outside the zone");
+    assert_eq!(errs.len(), 2, "{errs:?}");
+}
+
+#[test]
+fn record_shape_errors() {
+    let errs = errors(&with_records(
+        "        - {name: x}
+        - {name: y, type: A, values: [192.0.2.1], steer: {policy: failover, pops: [a]}}
+        - {name: z, steer: {policy: failover, weights: {a: 1}}}
+        - {name: g, steer: {policy: geo}}
+        - {name: s, ttl: 10, steer: {policy: failover, pops: [a], short_ttl: 20}}
+",
+    ));
+    let r = "dns.zones[0].records";
+    assert_error(&errs, &format!("{r}[0]"), "either `type` and `values`");
+    assert_error(
+        &errs,
+        &format!("{r}[1].type"),
+        "a steered record has no type",
+    );
+    assert_error(
+        &errs,
+        &format!("{r}[1].values"),
+        "remove `values` or `steer`",
+    );
+    assert_error(
+        &errs,
+        &format!("{r}[2].steer.weights"),
+        "not used by policy failover",
+    );
+    assert_error(
+        &errs,
+        &format!("{r}[2].steer.pops"),
+        "required by policy failover",
+    );
+    assert_error(&errs, &format!("{r}[3].steer.map"), "needs a `map`");
+    assert_error(
+        &errs,
+        &format!("{r}[4].steer.short_ttl"),
+        "longer than the record's ttl",
+    );
+}
+
+#[test]
+fn asn_and_router_id_ranges() {
+    let yaml = "node: {name: n1, router_id: 0.0.0.0, asn: 4294967295}
+bgp:
+  peers:
+    - {name: r1, address: 192.0.2.254, remote_asn: 0, local_asn: 23456}
+";
+    let errs = errors(yaml);
+    assert_error(
+        &errs,
+        "node.asn",
+        "4294967295 is not an AS number: expected 1 to 4294967294",
+    );
+    assert_error(&errs, "node.router_id", "0.0.0.0 is not a valid router id");
+    assert_error(&errs, "bgp.peers[0].remote_asn", "AS 0 is reserved");
+    assert_error(&errs, "bgp.peers[0].local_asn", "AS_TRANS");
+    let errs = errors(
+        "node: {name: n1}\nbgp: {peers: [{name: r1, address: 192.0.2.254, remote_asn: 64500}]}\n",
+    );
+    assert_error(&errs, "node.router_id", "required when BGP is configured");
+    assert_error(&errs, "node.asn", "required when BGP is configured");
+}
+
+#[test]
+fn peer_errors() {
+    let yaml = format!(
+        "{NODE}bgp:
+  peers:
+    - {{name: r1, address: 192.0.2.254, remote_asn: 64500, families: [ipv4, ipv6], hold_time: 2s, passive: true}}
+    - {{name: r2, address: \"2001:db8::1\", remote_asn: 64500, local_address: 192.0.2.1, families: []}}
+    - {{name: \"bad name\", address: nope, remote_asn: 64500}}
+pops: [{{name: a}}]
+"
+    );
+    let errs = errors(&yaml);
+    assert_error(
+        &errs,
+        "bgp.peers[0].next_hop_v6",
+        "required to announce ipv6 over an IPv4 session",
+    );
+    assert_error(
+        &errs,
+        "bgp.peers[0].hold_time",
+        "expected 0 (no keepalives) or 3 to 65535",
+    );
+    assert_error(&errs, "bgp.peers[0].passive", "set bgp.listen");
+    assert_error(&errs, "bgp.peers[1].local_address", "same address family");
+    assert_error(&errs, "bgp.peers[1].families", "at least one of ipv4, ipv6");
+    assert_error(&errs, "bgp.peers[2].name", "is not a valid name");
+    assert_error(
+        &errs,
+        "bgp.peers[2].address",
+        "\"nope\" is not an IP address",
+    );
+}
+
+#[test]
+fn local_prefix_needs_a_peer_of_its_family() {
+    let yaml = format!(
+        "{NODE}bgp: {{peers: [{{name: r1, address: 192.0.2.254, remote_asn: 64500}}]}}
+pops: [{{name: a, prefixes: [203.0.113.0/24, \"2001:db8:1::/48\"]}}, {{name: b, prefixes: [\"2001:db8:2::/48\"]}}]
+"
+    );
+    let errs = errors(&yaml);
+    assert_error(&errs, "pops[0].prefixes[1]", "no BGP peer has family ipv6");
+    assert_eq!(errs.len(), 1, "{errs:?}");
+}
+
+#[test]
+fn check_type_specific_errors() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "type: tcp, target: \"127.0.0.1:80\", url: \"http://x/\"",
+            "url",
+            "not used by a tcp check (a tcp check takes: target)",
+        ),
+        ("type: tcp", "target", "required for a tcp check"),
+        ("type: tcp, target: 127.0.0.1", "target", "is not HOST:PORT"),
+        ("type: tcp, target: \"::1:80\"", "target", "in brackets"),
+        (
+            "type: http, url: \"ftp://127.0.0.1/\"",
+            "url",
+            "expected http:// or https://",
+        ),
+        (
+            "type: http, url: \"https://127.0.0.1/\"",
+            "url",
+            "a http check needs a http:// URL",
+        ),
+        (
+            "type: http, url: \"http://127.0.0.1:99999/\"",
+            "url",
+            "is not a valid URL",
+        ),
+        (
+            "type: http, url: \"http://127.0.0.1/\", tls_insecure: true",
+            "tls_insecure",
+            "not used by a http check",
+        ),
+        (
+            "type: http, url: \"http://127.0.0.1/\", expect_status: [200, 700]",
+            "expect_status[1]",
+            "expected 100 to 599",
+        ),
+        (
+            "type: dns, qname: example.net",
+            "server",
+            "required for a dns check",
+        ),
+        (
+            "type: dns, server: 127.0.0.1, qname: example.net, qtype: XX",
+            "qtype",
+            "not a supported type",
+        ),
+        (
+            "type: dns, server: 127.0.0.1, qname: example.net, expect_rcode: FOO",
+            "expect_rcode",
+            "not a supported rcode",
+        ),
+        ("type: exec, command: []", "command", "the command is empty"),
+        (
+            "type: exec, command: [\"\"]",
+            "command",
+            "the command is empty",
+        ),
+        ("type: exec", "command", "required for a exec check"),
+        (
+            "type: file, path: relative/file",
+            "path",
+            "is not an absolute path",
+        ),
+        (
+            "type: file, path: /x, target: \"127.0.0.1:80\"",
+            "target",
+            "not used by a file check",
+        ),
+    ];
+    for (check, key, fragment) in cases {
+        let errs = errors(&with_check(check));
+        assert_error(&errs, &format!("pops[0].checks[0].{key}"), fragment);
+    }
+}
+
+#[test]
+fn at_least_must_fit_the_checks() {
+    let yaml = format!(
+        "{NODE}pops:\n  - name: a\n    combine: {{at_least: 3}}\n    checks:\n      - {{name: c1, type: exec, command: [\"true\"]}}\n"
+    );
+    let errs = errors(&yaml);
+    assert_error(
+        &errs,
+        "pops[0].combine.at_least",
+        "3 is out of range: the PoP has 1 check(s), expected 1 to 1",
+    );
+    let errs = errors(&format!(
+        "{NODE}pops: [{{name: a, combine: {{at_least: 0}}}}]\n"
+    ));
+    assert_error(&errs, "pops[0].combine.at_least", "the PoP has no checks");
+}
+
+#[test]
+fn announce_errors() {
+    let yaml = format!(
+        "{NODE}pops:
+  - name: a
+    announce:
+      prepend: 40
+      med: 5000000000
+      communities: [\"65000:70000\", \"65000\"]
+      large_communities: [\"1:2\"]
+      degraded: {{communities: [nope]}}
+"
+    );
+    let errs = errors(&yaml);
+    assert_error(&errs, "pops[0].announce.prepend", "expected 0 to 16");
+    assert_error(&errs, "pops[0].announce.med", "out of range");
+    assert_error(
+        &errs,
+        "pops[0].announce.communities[0]",
+        "is not a community",
+    );
+    assert_error(
+        &errs,
+        "pops[0].announce.communities[1]",
+        "is not a community",
+    );
+    assert_error(
+        &errs,
+        "pops[0].announce.large_communities[0]",
+        "is not a large community",
+    );
+    assert_error(
+        &errs,
+        "pops[0].announce.degraded.communities[0]",
+        "is not a community",
+    );
+    assert_eq!(errs.len(), 6, "{errs:?}");
+}
+
+#[test]
+fn api_and_dns_errors() {
+    let errs = errors(&format!(
+        "{NODE}pops: [{{name: a}}]\napi: {{listen: \"127.0.0.1:5353\", protect_reads: true}}\ndns: {{listen: [\"127.0.0.1:5353\", nonsense], zones: [{{origin: example.net, ns: []}}]}}\n"
+    ));
+    assert_error(&errs, "api.protect_reads", "needs api.token_file");
+    assert_error(&errs, "api.listen", "is also a DNS listener");
+    assert_error(&errs, "dns.listen[1]", "is not a socket address");
+    assert_error(&errs, "dns.zones[0].ns", "at least one name server");
+    let c = valid(&format!(
+        "{NODE}pops: [{{name: a}}]\napi: {{listen: off}}\n"
+    ));
+    assert!(c.api.listen.is_none());
+    let c = valid(&format!(
+        "{NODE}pops: [{{name: a}}]\napi: {{listen: null}}\n"
+    ));
+    assert!(c.api.listen.is_none());
+}
+
+#[test]
+fn many_errors_are_all_reported() {
+    let yaml = "node: {name: n1, pop: ghost, router_id: 192.0.2.1, asn: 64512}
+pops:
+  - name: a
+    prefixes: [203.0.113.0/33, 203.0.113.5/24]
+    addresses: [192.0.2.10]
+    checks:
+      - {name: c1, type: tcp, target: \"127.0.0.1:80\", rise: 0}
+      - {name: c2, type: tcp, target: \"127.0.0.1:80\", interval: 1s, timeout: 2s}
+      - {name: c3, type: exec, command: []}
+  - name: a
+dns:
+  zones:
+    - origin: example.net.
+      ns: [ns1]
+      records:
+        - {name: www, steer: {policy: failover, pops: [a, missing]}}
+        - {name: v4, type: A, values: [not-an-ip]}
+";
+    let err = parse(yaml).unwrap_err();
+    let paths: Vec<&str> = err.0.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        vec![
+            "node.pop",
+            "pops[0].prefixes[0]",
+            "pops[0].prefixes[1]",
+            "pops[0].checks[0].rise",
+            "pops[0].checks[1].timeout",
+            "pops[0].checks[2].command",
+            "pops[1].name",
+            "dns.zones[0].records[0].steer.pops[1]",
+            "dns.zones[0].records[1].values[0]",
+        ]
+    );
+    // Display: one `path: message` per line.
+    let text = err.to_string();
+    assert_eq!(text.lines().count(), 9, "{text}");
+    assert!(text.lines().all(|l| l.contains(": ")), "{text}");
+}
+
+#[test]
+fn load_reports_unreadable_files() {
+    let err = load(std::path::Path::new("/nonexistent/anypop.yaml")).unwrap_err();
+    assert_eq!(err.0.len(), 1);
+    assert_eq!(err.0[0].path, "/nonexistent/anypop.yaml");
+    assert!(err.0[0].message.contains("cannot read"), "{err}");
+}
