@@ -1,1 +1,364 @@
-//! (module under construction)
+//! The operator interface: REST API, Server-Sent Events, Prometheus metrics.
+//!
+//! The API reads the latest [`Snapshot`](crate::core::Snapshot) for every
+//! GET and sends admin actions to the core as [`Input`](crate::core::Input)
+//! messages; it owns no business state. [`router`] builds the axum router
+//! from an [`AppState`] (tests call it with `tower::ServiceExt::oneshot`);
+//! [`bind`] and [`serve_on`] run it on a socket until shutdown.
+//!
+//! Subsystems that are not the core plug in through optional hooks on
+//! [`AppState`]: BGP peer status ([`AppState::with_peers`]), the DNS explain
+//! function ([`AppState::with_explain`]), config reload
+//! ([`AppState::with_reload`]) and extra metric families
+//! ([`metrics::Metrics::add_source`]).
+
+pub mod auth;
+pub mod dto;
+pub mod error;
+mod handlers;
+pub mod metrics;
+pub mod openapi;
+mod sse;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+pub use auth::Auth;
+pub use error::ApiError;
+pub use metrics::Metrics;
+
+use crate::core::{CoreHandle, Input, Snapshot};
+use crate::model::DnsType;
+
+/// How long a handler waits for the core to answer.
+pub const CORE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A boxed future, for the async hooks.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Reloads the config file: the new snapshot version, or the list of errors.
+/// Must be the same code path as SIGHUP.
+pub type ReloadFn = Arc<dyn Fn() -> BoxFuture<Result<u64, Vec<String>>> + Send + Sync>;
+
+/// BGP peer status as JSON (an object keyed by peer name).
+pub type PeersFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
+/// The DNS explain function: why `name`/`qtype` asked by `client` gets the
+/// answer it gets. `Err` is a message for a 422 (e.g. name not in a zone).
+pub type ExplainFn = Arc<
+    dyn Fn(&Snapshot, &str, DnsType, Option<IpAddr>) -> Result<serde_json::Value, String>
+        + Send
+        + Sync,
+>;
+
+/// Readiness of the process for `/readyz`: a set of named parts (config,
+/// api, dns, bgp, ...) that each report ready.
+#[derive(Default)]
+pub struct Readiness {
+    parts: Mutex<BTreeMap<String, bool>>,
+}
+
+impl Readiness {
+    /// A readiness set whose `parts` all start not ready.
+    pub fn new(parts: &[&str]) -> Readiness {
+        Readiness {
+            parts: Mutex::new(parts.iter().map(|p| (p.to_string(), false)).collect()),
+        }
+    }
+
+    /// Marks `part` ready or not (adding it if unknown).
+    pub fn set(&self, part: &str, ready: bool) {
+        if let Ok(mut p) = self.parts.lock() {
+            p.insert(part.to_string(), ready);
+        }
+    }
+
+    /// The parts that are not ready (empty: ready).
+    pub fn waiting(&self) -> Vec<String> {
+        self.parts
+            .lock()
+            .map(|p| {
+                p.iter()
+                    .filter(|(_, r)| !**r)
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            })
+            .unwrap_or_else(|_| vec!["readiness state poisoned".into()])
+    }
+}
+
+/// Everything a handler needs. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub core: CoreHandle,
+    pub auth: Arc<Auth>,
+    pub metrics: Arc<Metrics>,
+    pub readiness: Arc<Readiness>,
+    pub reload: Option<ReloadFn>,
+    pub peers: Option<PeersFn>,
+    pub explain: Option<ExplainFn>,
+    /// Flips to true when the server shuts down; ends event streams.
+    stop: watch::Receiver<bool>,
+    stop_tx: Arc<watch::Sender<bool>>,
+}
+
+impl AppState {
+    /// State with no optional hooks, fresh metrics and readiness `api`
+    /// (set by [`serve_on`]) and `config` (set here: a core exists, so a
+    /// config was loaded).
+    pub fn new(core: CoreHandle, auth: Auth) -> AppState {
+        let (stop_tx, stop) = watch::channel(false);
+        let readiness = Readiness::new(&["api"]);
+        readiness.set("config", true);
+        AppState {
+            core,
+            auth: Arc::new(auth),
+            metrics: Arc::new(Metrics::new()),
+            readiness: Arc::new(readiness),
+            reload: None,
+            peers: None,
+            explain: None,
+            stop,
+            stop_tx: Arc::new(stop_tx),
+        }
+    }
+
+    pub fn with_metrics(mut self, m: Arc<Metrics>) -> AppState {
+        self.metrics = m;
+        self
+    }
+
+    pub fn with_readiness(mut self, r: Arc<Readiness>) -> AppState {
+        self.readiness = r;
+        self
+    }
+
+    pub fn with_reload(mut self, f: ReloadFn) -> AppState {
+        self.reload = Some(f);
+        self
+    }
+
+    pub fn with_peers(mut self, f: PeersFn) -> AppState {
+        self.peers = Some(f);
+        self
+    }
+
+    pub fn with_explain(mut self, f: ExplainFn) -> AppState {
+        self.explain = Some(f);
+        self
+    }
+
+    /// Ends open event streams (called by [`serve_on`] on shutdown).
+    pub fn stop_streams(&self) {
+        let _ = self.stop_tx.send(true);
+    }
+
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.core.snapshots.borrow().clone()
+    }
+
+    fn peers_json(&self) -> serde_json::Value {
+        match &self.peers {
+            Some(f) => f(),
+            None => serde_json::Value::Object(Default::default()),
+        }
+    }
+}
+
+/// A reload hook that loads and validates `path` and hands the new config
+/// to the core, as SIGHUP does.
+pub fn reload_from_file(path: std::path::PathBuf, core: CoreHandle) -> ReloadFn {
+    Arc::new(move || {
+        let path = path.clone();
+        let core = core.clone();
+        Box::pin(async move {
+            let p = path.clone();
+            let config = tokio::task::spawn_blocking(move || crate::config::load(&p))
+                .await
+                .map_err(|e| vec![format!("config loader failed: {e}")])?
+                .map_err(|e| e.errors().iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            core.inputs
+                .send(Input::Reload {
+                    config: Arc::new(config),
+                    reply,
+                })
+                .await
+                .map_err(|_| vec!["the controller is shutting down".to_string()])?;
+            rx.await
+                .map_err(|_| vec!["the controller is shutting down".to_string()])
+        })
+    })
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    let reads = Router::new()
+        .route("/v1/state", get(handlers::state))
+        .route("/v1/pops", get(handlers::pops))
+        .route("/v1/pops/{name}", get(handlers::pop))
+        .route("/v1/peers", get(handlers::peers))
+        .route("/v1/checks", get(handlers::checks))
+        .route("/v1/explain", get(handlers::explain))
+        .route("/v1/events", get(sse::events))
+        .route("/metrics", get(handlers::metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_read));
+    let writes = Router::new()
+        .route("/v1/pops/{name}/drain", post(handlers::drain))
+        .route("/v1/pops/{name}/undrain", post(handlers::undrain))
+        .route("/v1/pops/{name}/disable", post(handlers::disable))
+        .route("/v1/pops/{name}/enable", post(handlers::enable))
+        .route("/v1/reload", post(handlers::reload))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_write));
+    let open = Router::new()
+        .route("/healthz", get(handlers::healthz))
+        .route("/readyz", get(handlers::readyz))
+        .route("/v1/openapi.json", get(handlers::openapi));
+    Router::new()
+        .merge(reads)
+        .merge(writes)
+        .merge(open)
+        .fallback(handlers::not_found)
+        .method_not_allowed_fallback(handlers::method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), record))
+        .with_state(state)
+}
+
+async fn require_read(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    match s.auth.check(req.headers(), false) {
+        Ok(()) => next.run(req).await,
+        Err(e) => axum::response::IntoResponse::into_response(e),
+    }
+}
+
+async fn require_write(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    match s.auth.check(req.headers(), true) {
+        Ok(()) => next.run(req).await,
+        Err(e) => axum::response::IntoResponse::into_response(e),
+    }
+}
+
+/// Counts every request by method, route template and status.
+async fn record(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let start = tokio::time::Instant::now();
+    let method = req.method().as_str().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let resp = next.run(req).await;
+    s.metrics
+        .record_api(&method, &route, resp.status().as_u16(), start.elapsed());
+    resp
+}
+
+/// The API listener could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr} for the API: {source}{hint}")]
+    Bind {
+        addr: SocketAddr,
+        hint: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("API server failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Opens the API listener, with a clear error if the port is taken.
+pub async fn bind(listen: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(listen).await.map_err(|source| {
+        let hint = match source.kind() {
+            std::io::ErrorKind::AddrInUse => {
+                " (another process, maybe another anypop, is using this port; change api.listen)"
+            }
+            std::io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges)",
+            std::io::ErrorKind::AddrNotAvailable => " (no local interface has this address)",
+            _ => "",
+        };
+        ServeError::Bind {
+            addr: listen,
+            hint,
+            source,
+        }
+    })
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then ends event
+/// streams and waits for in-flight requests. Also counts core events into
+/// the metrics while it runs.
+pub async fn serve_on(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let addr = listener.local_addr().ok();
+    let counter = tokio::spawn(count_events(state.clone()));
+    state.readiness.set("api", true);
+    info!(listen = ?addr, "API listening");
+    let stopper = state.clone();
+    let app = router(state.clone());
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            stopper.stop_streams();
+        })
+        .await
+        .map_err(ServeError::Serve);
+    state.readiness.set("api", false);
+    counter.abort();
+    result
+}
+
+/// [`bind`] then [`serve_on`].
+pub async fn serve(
+    listen: SocketAddr,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let listener = bind(listen).await?;
+    serve_on(listener, state, shutdown).await
+}
+
+/// Subscribes to core events and counts them by kind.
+async fn count_events(state: AppState) {
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    if state
+        .core
+        .inputs
+        .send(Input::Subscribe { reply })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let Ok((_replay, mut live)) = rx.await else {
+        return;
+    };
+    loop {
+        match live.recv().await {
+            Ok(ev) => state.metrics.record_event(ev.kind),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                warn!(missed = n, "metrics event counter lagged behind");
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! Request handlers. Reads serialize the current snapshot; admin actions go
+//! to the core and answer with the snapshot that includes them.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+use tokio::sync::oneshot;
+
+use super::dto::{self, AdminResult, ChecksView, PopView, PopsView, StateView};
+use super::error::ApiError;
+use super::{AppState, CORE_TIMEOUT};
+use crate::core::admin::{AdminCommand, AdminError};
+use crate::core::{Input, Snapshot};
+use crate::model::{DnsType, Name, PopName};
+
+pub async fn state(State(s): State<AppState>) -> Response {
+    let snap = s.snapshot();
+    Json(StateView::new(&snap, s.peers_json())).into_response()
+}
+
+pub async fn pops(State(s): State<AppState>) -> Response {
+    let snap = s.snapshot();
+    Json(PopsView::new(&snap)).into_response()
+}
+
+pub async fn pop(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let snap = s.snapshot();
+    let (key, status) = snap
+        .pops
+        .get_key_value(name.as_str())
+        .ok_or_else(|| ApiError::unknown_pop(&name))?;
+    Ok(Json(PopView::new(&snap, key.as_str(), status)).into_response())
+}
+
+pub async fn peers(State(s): State<AppState>) -> Response {
+    Json(json!({ "peers": s.peers_json() })).into_response()
+}
+
+pub async fn checks(State(s): State<AppState>) -> Response {
+    let snap = s.snapshot();
+    Json(ChecksView::new(&snap)).into_response()
+}
+
+pub async fn explain(
+    State(s): State<AppState>,
+    q: Result<Query<dto::ExplainQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(query_error)?;
+    let name = q
+        .name
+        .filter(|n| !n.trim().is_empty())
+        .ok_or_else(|| ApiError::invalid("name", "name is required: the DNS name to explain"))?;
+    let qtype = match q.qtype.as_deref() {
+        None => DnsType::A,
+        Some(t) => DnsType::parse(t).ok_or_else(|| {
+            ApiError::invalid(
+                "type",
+                format!("type {t:?} is not a DNS type this server answers"),
+            )
+        })?,
+    };
+    let client = match q.client.as_deref() {
+        None => None,
+        Some(c) => Some(c.parse::<IpAddr>().map_err(|_| {
+            ApiError::invalid("client", format!("client {c:?} is not an IP address"))
+        })?),
+    };
+    let Some(f) = &s.explain else {
+        return Err(ApiError::not_implemented(
+            "DNS explain is not available in this build (no DNS engine is plugged into the API)",
+        ));
+    };
+    let snap = s.snapshot();
+    let answer = f(&snap, &name, qtype, client).map_err(|e| ApiError::invalid("name", e))?;
+    Ok(Json(answer).into_response())
+}
+
+fn query_error(e: QueryRejection) -> ApiError {
+    let msg = e.body_text();
+    let field = msg
+        .split("unknown field `")
+        .nth(1)
+        .and_then(|r| r.split('`').next())
+        .map(str::to_string);
+    let err = ApiError::bad_request(msg);
+    match field {
+        Some(f) => err.field(f),
+        None => err,
+    }
+}
+
+pub async fn metrics(State(s): State<AppState>) -> Response {
+    let snap = s.snapshot();
+    let text = s.metrics.render(&snap);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+pub async fn healthz() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+pub async fn readyz(State(s): State<AppState>) -> Response {
+    let waiting = s.readiness.waiting();
+    let status = if waiting.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({"ready": waiting.is_empty(), "waiting": waiting})),
+    )
+        .into_response()
+}
+
+pub async fn openapi() -> Response {
+    Json(super::openapi::document()).into_response()
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint (see /v1/openapi.json)")
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this endpoint",
+    )
+}
+
+pub async fn reload(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let Some(f) = &s.reload else {
+        return Err(ApiError::not_implemented(
+            "config reload is not available in this process",
+        ));
+    };
+    match tokio::time::timeout(CORE_TIMEOUT, f()).await {
+        Err(_) => Err(ApiError::unavailable("config reload timed out")),
+        Ok(Ok(version)) => Ok(Json(json!({"version": version, "reloaded": true})).into_response()),
+        Ok(Err(errors)) => {
+            let mut e = ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "config not reloaded: {} error(s); the running config is unchanged",
+                    errors.len()
+                ),
+            );
+            e.errors = errors;
+            Err(e)
+        }
+    }
+}
+
+// ---------------------------------------------------------------- admin
+
+/// Resolves a PoP name from the path against the current config.
+fn pop_name(s: &AppState, name: &str) -> Result<PopName, ApiError> {
+    let snap = s.snapshot();
+    match Name::parse(name) {
+        Ok(n) if snap.config.pops.contains_key(&n) => Ok(n),
+        _ => Err(ApiError::unknown_pop(name)),
+    }
+}
+
+/// Sends `cmd` to the core and answers with the PoP as of the snapshot
+/// that includes the change.
+async fn run_admin(s: &AppState, cmd: AdminCommand) -> Result<Response, ApiError> {
+    let pop = cmd.pop().clone();
+    let (reply, rx) = oneshot::channel();
+    s.core
+        .inputs
+        .send_timeout(Input::Admin { cmd, reply }, CORE_TIMEOUT)
+        .await
+        .map_err(|_| ApiError::from(AdminError::Unavailable))?;
+    let version = match tokio::time::timeout(CORE_TIMEOUT, rx).await {
+        Err(_) => {
+            return Err(ApiError::unavailable(
+                "the controller did not answer in time",
+            ))
+        }
+        Ok(Err(_)) => return Err(AdminError::Unavailable.into()),
+        Ok(Ok(r)) => r?,
+    };
+    let mut snaps = s.core.snapshots.clone();
+    let snap: Arc<Snapshot> =
+        match tokio::time::timeout(CORE_TIMEOUT, snaps.wait_for(|x| x.version >= version)).await {
+            Ok(Ok(r)) => r.clone(),
+            _ => s.snapshot(),
+        };
+    let status = snap.pops.get(&pop);
+    let body = AdminResult {
+        version,
+        pop: pop.to_string(),
+        state: status.map(|p| p.state.to_string()).unwrap_or_default(),
+        serves_dns: status.is_some_and(|p| p.serves_dns),
+        admin: status
+            .and_then(|p| p.admin.as_ref())
+            .and_then(|a| serde_json::to_value(a).ok()),
+    };
+    Ok(Json(body).into_response())
+}
+
+pub async fn drain(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let pop = pop_name(&s, &name)?;
+    let b: dto::DrainBody = dto::parse_body(&body)?;
+    let cmd = AdminCommand::Drain {
+        pop,
+        reason: dto::text("reason", b.reason, "drained via API")?,
+        who: dto::text("who", b.who, "api")?,
+        duration: dto::drain_duration(b.duration.as_deref())?,
+        mode: dto::mode(b.mode.as_deref())?,
+        force: b.force,
+    };
+    run_admin(&s, cmd).await
+}
+
+pub async fn undrain(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let pop = pop_name(&s, &name)?;
+    let b: dto::UndrainBody = dto::parse_body(&body)?;
+    let cmd = AdminCommand::Undrain {
+        pop,
+        who: dto::text("who", b.who, "api")?,
+        mode: dto::mode(b.mode.as_deref())?,
+    };
+    run_admin(&s, cmd).await
+}
+
+pub async fn disable(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let pop = pop_name(&s, &name)?;
+    let b: dto::DisableBody = dto::parse_body(&body)?;
+    let cmd = AdminCommand::Disable {
+        pop,
+        reason: dto::text("reason", b.reason, "disabled via API")?,
+        who: dto::text("who", b.who, "api")?,
+        force: b.force,
+    };
+    run_admin(&s, cmd).await
+}
+
+pub async fn enable(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let pop = pop_name(&s, &name)?;
+    let b: dto::EnableBody = dto::parse_body(&body)?;
+    let cmd = AdminCommand::Enable {
+        pop,
+        who: dto::text("who", b.who, "api")?,
+    };
+    run_admin(&s, cmd).await
+}

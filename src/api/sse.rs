@@ -1,0 +1,116 @@
+//! `GET /v1/events`: Server-Sent Events of every state change.
+//!
+//! On connect the client gets the core's replay of recent events (all of
+//! them, the last `?replay=N`, or those after the `Last-Event-ID` header a
+//! reconnecting browser sends), then the live stream. Each SSE message has
+//! `id:` = event sequence number, `event:` = event kind and the event as
+//! JSON in `data:`. A client too slow to keep up gets an `event: lagged`
+//! message saying how many events it missed. The stream ends when the
+//! server shuts down.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, Stream};
+use tokio::sync::{broadcast, oneshot, watch};
+
+use super::dto::EventsQuery;
+use super::error::ApiError;
+use super::{AppState, CORE_TIMEOUT};
+use crate::core::{Event, Input};
+
+pub async fn events(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<EventsQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()).field("replay"))?;
+    let after: Option<u64> = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
+    let (reply, rx) = oneshot::channel();
+    s.core
+        .inputs
+        .send_timeout(Input::Subscribe { reply }, CORE_TIMEOUT)
+        .await
+        .map_err(|_| ApiError::unavailable("the controller is shutting down"))?;
+    let (mut replay, live) = tokio::time::timeout(CORE_TIMEOUT, rx)
+        .await
+        .map_err(|_| ApiError::unavailable("the controller did not answer in time"))?
+        .map_err(|_| ApiError::unavailable("the controller is shutting down"))?;
+    if let Some(after) = after {
+        replay.retain(|e| e.seq > after);
+    }
+    if let Some(n) = q.replay {
+        let skip = replay.len().saturating_sub(n);
+        replay.drain(..skip);
+    }
+    let stream = event_stream(replay, live, s.stop.clone());
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}
+
+fn to_sse(e: &Event) -> SseEvent {
+    let data = serde_json::to_string(e).unwrap_or_else(|_| "{}".into());
+    SseEvent::default()
+        .id(e.seq.to_string())
+        .event(e.kind)
+        .data(data)
+}
+
+struct StreamState {
+    replay: std::vec::IntoIter<Event>,
+    live: broadcast::Receiver<Event>,
+    stop: watch::Receiver<bool>,
+    /// Highest sequence number sent (live events already replayed are skipped).
+    last: Option<u64>,
+}
+
+fn event_stream(
+    replay: Vec<Event>,
+    live: broadcast::Receiver<Event>,
+    stop: watch::Receiver<bool>,
+) -> impl Stream<Item = Result<SseEvent, Infallible>> + Send + 'static {
+    let st = StreamState {
+        replay: replay.into_iter(),
+        live,
+        stop,
+        last: None,
+    };
+    stream::unfold(st, |mut st| async move {
+        if let Some(e) = st.replay.next() {
+            st.last = Some(e.seq);
+            return Some((Ok(to_sse(&e)), st));
+        }
+        loop {
+            if *st.stop.borrow() {
+                return None;
+            }
+            let next = tokio::select! {
+                r = st.live.recv() => r,
+                _ = st.stop.changed() => return None,
+            };
+            match next {
+                Ok(e) if st.last.is_some_and(|l| e.seq <= l) => continue,
+                Ok(e) => {
+                    st.last = Some(e.seq);
+                    return Some((Ok(to_sse(&e)), st));
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    let ev = SseEvent::default()
+                        .event("lagged")
+                        .data(format!("{{\"missed\":{n}}}"));
+                    return Some((Ok(ev), st));
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+}

@@ -1,0 +1,1083 @@
+//! `anypop ctl`: the command-line client of the REST API.
+//!
+//! Talks HTTP/1.1 to the API (hyper client, no TLS: the API listens on
+//! loopback or a management network). The API address and token come from
+//! flags, then the environment (`ANYPOP_API`, `ANYPOP_TOKEN`,
+//! `ANYPOP_TOKEN_FILE`), then the `api` section of a config file
+//! (`--config`), then the default `127.0.0.1:8080`. Output is human tables
+//! by default and the API's JSON with `--json`.
+//!
+//! Exit codes: 0 success, 1 the API refused or failed the request (4xx/5xx,
+//! message on stderr), 2 the API could not be reached or the arguments are
+//! unusable.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context};
+use bytes::Bytes;
+use clap::{Args, Subcommand, ValueEnum};
+use http_body_util::{BodyExt, Full};
+use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use std::io::Write as _;
+use tokio::net::TcpStream;
+
+/// Default API address when nothing else says where it is.
+pub const DEFAULT_API: &str = "127.0.0.1:8080";
+
+/// Exit code: the API refused or failed the request.
+pub const EXIT_REFUSED: i32 = 1;
+/// Exit code: the API could not be reached, or unusable arguments.
+pub const EXIT_UNREACHABLE: i32 = 2;
+
+/// `anypop ctl` arguments.
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    /// API address (`host:port` or `http://host:port`).
+    #[arg(long, env = "ANYPOP_API", global = true)]
+    pub api: Option<String>,
+    /// Bearer token for changes (and protected reads).
+    #[arg(long, env = "ANYPOP_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// File holding the bearer token.
+    #[arg(long, env = "ANYPOP_TOKEN_FILE", global = true)]
+    pub token_file: Option<PathBuf>,
+    /// Take the API address and token file from this anypop config.
+    #[arg(long, env = "ANYPOP_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Print the API's JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Give up on a request after this long (e.g. 10s).
+    #[arg(long, default_value = "10s", value_parser = parse_timeout, global = true)]
+    pub timeout: Duration,
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    crate::config::parse_duration(s)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// DNS first, wait, BGP graceful shutdown, wait, final action.
+    Graceful,
+    /// Straight to the final state.
+    Immediate,
+}
+
+impl ModeArg {
+    fn as_str(self) -> &'static str {
+        match self {
+            ModeArg::Graceful => "graceful",
+            ModeArg::Immediate => "immediate",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CtlCommand {
+    /// Node, PoPs, announcements and BGP peers at a glance.
+    Status,
+    /// PoPs: state, health, DNS, reason, admin override.
+    Pops,
+    /// One PoP in detail.
+    Pop { name: String },
+    /// Every check with its last result and rise/fall counters.
+    Checks,
+    /// BGP peers.
+    Peers,
+    /// Take a PoP out of service (graceful by default).
+    Drain {
+        pop: String,
+        /// Why (shown in state, events and logs).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Undrain automatically after this long (e.g. 30m, 2h).
+        #[arg(long)]
+        duration: Option<String>,
+        #[arg(long, value_enum)]
+        mode: Option<ModeArg>,
+        /// Allow draining the last PoP serving traffic.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Put a drained PoP back in service (ramp by default).
+    Undrain {
+        pop: String,
+        #[arg(long, value_enum)]
+        mode: Option<ModeArg>,
+    },
+    /// Disable a PoP: out of DNS, prefixes withdrawn at once.
+    Disable {
+        pop: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove a PoP's admin override (disable or drain) at once.
+    Enable { pop: String },
+    /// Explain the DNS answer for a name.
+    Explain {
+        name: String,
+        /// Query type (A, AAAA, ...).
+        #[arg(long = "type", default_value = "A")]
+        qtype: String,
+        /// Client (or ECS subnet) address to answer for.
+        #[arg(long)]
+        client: Option<String>,
+    },
+    /// Stream state-change events (replay of recent ones first).
+    Events {
+        /// Replay at most this many past events.
+        #[arg(long)]
+        replay: Option<usize>,
+        /// Exit after this many events.
+        #[arg(long)]
+        count: Option<usize>,
+    },
+    /// Reload the config file on the server (like SIGHUP).
+    Reload,
+}
+
+/// Where and how to reach the API.
+#[derive(Debug, Clone)]
+struct Target {
+    /// `host:port` to connect to.
+    authority: String,
+    token: Option<String>,
+    timeout: Duration,
+}
+
+/// A non-2xx answer.
+#[derive(Debug)]
+struct Refused {
+    status: StatusCode,
+    body: Value,
+}
+
+impl Target {
+    fn resolve(args: &CtlArgs) -> anyhow::Result<Target> {
+        let cfg = match &args.config {
+            Some(p) => Some(
+                crate::config::load(p)
+                    .map_err(|e| anyhow!("config {} is not usable:\n{e}", p.display()))?,
+            ),
+            None => None,
+        };
+        let api = match (&args.api, &cfg) {
+            (Some(a), _) => a.clone(),
+            (None, Some(c)) => match c.api.listen {
+                Some(addr) if addr.ip().is_unspecified() => {
+                    let ip = if addr.is_ipv4() { "127.0.0.1" } else { "[::1]" };
+                    format!("{ip}:{}", addr.port())
+                }
+                Some(addr) => addr.to_string(),
+                None => bail!("the config has no API listener (api.listen is off)"),
+            },
+            (None, None) => DEFAULT_API.to_string(),
+        };
+        let authority = parse_api(&api)?;
+        let token_file = args
+            .token_file
+            .clone()
+            .or_else(|| cfg.as_ref().and_then(|c| c.api.token_file.clone()));
+        let token = match (&args.token, token_file) {
+            (Some(t), _) => Some(t.trim().to_string()),
+            (None, Some(f)) => {
+                Some(crate::api::auth::read_token_file(&f).map_err(|e| anyhow!("{e}"))?)
+            }
+            (None, None) => None,
+        };
+        Ok(Target {
+            authority,
+            token,
+            timeout: args.timeout,
+        })
+    }
+}
+
+/// Accepts `host:port`, `http://host:port[/]`; refuses other schemes.
+fn parse_api(s: &str) -> anyhow::Result<String> {
+    let s = s.trim();
+    let rest = if let Some(r) = s.strip_prefix("http://") {
+        r
+    } else if s.contains("://") {
+        bail!("API address {s:?}: only http:// is supported");
+    } else {
+        s
+    };
+    let rest = rest.trim_end_matches('/');
+    if rest.is_empty() || rest.contains('/') {
+        bail!("API address {s:?}: expected host:port or http://host:port");
+    }
+    if rest
+        .rsplit_once(':')
+        .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+    {
+        bail!("API address {s:?}: missing port (e.g. 127.0.0.1:8080)");
+    }
+    Ok(rest.to_string())
+}
+
+async fn connect(
+    t: &Target,
+) -> anyhow::Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
+    let stream = tokio::time::timeout(t.timeout, TcpStream::connect(&t.authority))
+        .await
+        .map_err(|_| anyhow!("connecting to the API at {} timed out", t.authority))?
+        .with_context(|| {
+            format!(
+                "cannot connect to the API at {} (is anypop running?)",
+                t.authority
+            )
+        })?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .context("HTTP handshake with the API failed")?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+fn build(
+    t: &Target,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> anyhow::Result<Request<Full<Bytes>>> {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(HOST, &t.authority)
+        .header(ACCEPT, "application/json");
+    if let Some(tok) = &t.token {
+        b = b.header(AUTHORIZATION, format!("Bearer {tok}"));
+    }
+    let body = match body {
+        Some(v) => {
+            b = b.header(CONTENT_TYPE, "application/json");
+            Full::new(Bytes::from(serde_json::to_vec(v)?))
+        }
+        None => Full::new(Bytes::new()),
+    };
+    Ok(b.body(body)?)
+}
+
+/// One request, whole body. `Ok(Err(_))`: the API answered non-2xx.
+async fn call(
+    t: &Target,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> anyhow::Result<Result<Value, Refused>> {
+    let req = build(t, method, path, body)?;
+    let fut = async {
+        let mut sender = connect(t).await?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .context("API request failed")?;
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .context("reading the API answer failed")?
+            .to_bytes();
+        let value = serde_json::from_slice::<Value>(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        anyhow::Ok(if status.is_success() {
+            Ok(value)
+        } else {
+            Err(Refused {
+                status,
+                body: value,
+            })
+        })
+    };
+    tokio::time::timeout(t.timeout, fut).await.map_err(|_| {
+        anyhow!(
+            "the API at {} did not answer within {:?}",
+            t.authority,
+            t.timeout
+        )
+    })?
+}
+
+fn who() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    if host.is_empty() {
+        format!("{user} via ctl")
+    } else {
+        format!("{user}@{host} via ctl")
+    }
+}
+
+/// Percent-encodes a path segment or query value.
+fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// Runs one ctl command; returns the process exit code.
+pub async fn run(args: CtlArgs) -> anyhow::Result<i32> {
+    let target = match Target::resolve(&args) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(EXIT_UNREACHABLE);
+        }
+    };
+    let result = match &args.command {
+        CtlCommand::Events { replay, count } => {
+            return events(&target, *replay, *count, args.json).await;
+        }
+        cmd => dispatch(&target, cmd).await,
+    };
+    match result {
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            Ok(EXIT_UNREACHABLE)
+        }
+        Ok(Err(refused)) => {
+            if args.json {
+                println!("{}", pretty(&refused.body));
+            }
+            eprintln!("{}", refused_text(&refused));
+            Ok(EXIT_REFUSED)
+        }
+        Ok(Ok(v)) => {
+            if args.json {
+                println!("{}", pretty(&v));
+            } else {
+                print!("{}", human(&args.command, &v, now_secs()));
+            }
+            Ok(0)
+        }
+    }
+}
+
+async fn dispatch(t: &Target, cmd: &CtlCommand) -> anyhow::Result<Result<Value, Refused>> {
+    match cmd {
+        CtlCommand::Status => call(t, Method::GET, "/v1/state", None).await,
+        CtlCommand::Pops => call(t, Method::GET, "/v1/pops", None).await,
+        CtlCommand::Pop { name } => {
+            call(t, Method::GET, &format!("/v1/pops/{}", enc(name)), None).await
+        }
+        CtlCommand::Checks => call(t, Method::GET, "/v1/checks", None).await,
+        CtlCommand::Peers => call(t, Method::GET, "/v1/peers", None).await,
+        CtlCommand::Drain {
+            pop,
+            reason,
+            duration,
+            mode,
+            force,
+        } => {
+            let mut body = json!({"who": who(), "force": force});
+            if let Some(r) = reason {
+                body["reason"] = json!(r);
+            }
+            if let Some(d) = duration {
+                body["duration"] = json!(d);
+            }
+            if let Some(m) = mode {
+                body["mode"] = json!(m.as_str());
+            }
+            call(
+                t,
+                Method::POST,
+                &format!("/v1/pops/{}/drain", enc(pop)),
+                Some(&body),
+            )
+            .await
+        }
+        CtlCommand::Undrain { pop, mode } => {
+            let mut body = json!({"who": who()});
+            if let Some(m) = mode {
+                body["mode"] = json!(m.as_str());
+            }
+            call(
+                t,
+                Method::POST,
+                &format!("/v1/pops/{}/undrain", enc(pop)),
+                Some(&body),
+            )
+            .await
+        }
+        CtlCommand::Disable { pop, reason, force } => {
+            let mut body = json!({"who": who(), "force": force});
+            if let Some(r) = reason {
+                body["reason"] = json!(r);
+            }
+            call(
+                t,
+                Method::POST,
+                &format!("/v1/pops/{}/disable", enc(pop)),
+                Some(&body),
+            )
+            .await
+        }
+        CtlCommand::Enable { pop } => {
+            let body = json!({"who": who()});
+            call(
+                t,
+                Method::POST,
+                &format!("/v1/pops/{}/enable", enc(pop)),
+                Some(&body),
+            )
+            .await
+        }
+        CtlCommand::Explain {
+            name,
+            qtype,
+            client,
+        } => {
+            let mut path = format!("/v1/explain?name={}&type={}", enc(name), enc(qtype));
+            if let Some(c) = client {
+                let _ = write!(path, "&client={}", enc(c));
+            }
+            call(t, Method::GET, &path, None).await
+        }
+        CtlCommand::Reload => call(t, Method::POST, "/v1/reload", None).await,
+        CtlCommand::Events { .. } => bail!("events are streamed, not fetched"),
+    }
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+}
+
+fn refused_text(r: &Refused) -> String {
+    let mut s = format!("error: {}", r.status);
+    match &r.body {
+        Value::Object(o) => {
+            if let Some(e) = o.get("error").and_then(Value::as_str) {
+                let _ = write!(s, ": {e}");
+            }
+            if let Some(f) = o.get("field").and_then(Value::as_str) {
+                let _ = write!(s, " (field {f})");
+            }
+            if let Some(list) = o.get("errors").and_then(Value::as_array) {
+                for e in list {
+                    let _ = write!(s, "\n  {}", e.as_str().unwrap_or_default());
+                }
+            }
+        }
+        Value::String(t) if !t.is_empty() => {
+            let _ = write!(s, ": {t}");
+        }
+        _ => {}
+    }
+    s
+}
+
+// ------------------------------------------------------------ events
+
+async fn events(
+    t: &Target,
+    replay: Option<usize>,
+    count: Option<usize>,
+    json_out: bool,
+) -> anyhow::Result<i32> {
+    let path = match replay {
+        Some(n) => format!("/v1/events?replay={n}"),
+        None => "/v1/events".to_string(),
+    };
+    let mut req = match build(t, Method::GET, &path, None) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(EXIT_UNREACHABLE);
+        }
+    };
+    req.headers_mut().insert(
+        ACCEPT,
+        hyper::header::HeaderValue::from_static("text/event-stream"),
+    );
+    let resp = async {
+        let mut sender = connect(t).await?;
+        sender.send_request(req).await.context("API request failed")
+    };
+    let resp = match tokio::time::timeout(t.timeout, resp).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            eprintln!("error: {e:#}");
+            return Ok(EXIT_UNREACHABLE);
+        }
+        Err(_) => {
+            eprintln!(
+                "error: the API at {} did not answer within {:?}",
+                t.authority, t.timeout
+            );
+            return Ok(EXIT_UNREACHABLE);
+        }
+    };
+    let status = resp.status();
+    let mut body = resp.into_body();
+    if !status.is_success() {
+        let bytes = body
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        eprintln!("{}", refused_text(&Refused { status, body }));
+        return Ok(EXIT_REFUSED);
+    }
+    let mut parser = SseParser::default();
+    let mut seen = 0usize;
+    let mut out = std::io::stdout();
+    if count == Some(0) {
+        return Ok(0);
+    }
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("error: event stream broken: {e}");
+                return Ok(EXIT_UNREACHABLE);
+            }
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        for msg in parser.push(&data) {
+            let line = if json_out {
+                msg.data.clone()
+            } else {
+                format_event(&msg)
+            };
+            writeln!(out, "{line}")?;
+            out.flush()?;
+            seen += 1;
+            if count.is_some_and(|c| seen >= c) {
+                return Ok(0);
+            }
+        }
+    }
+    eprintln!("event stream ended (server shut down)");
+    Ok(0)
+}
+
+/// One Server-Sent Events message.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct SseMessage {
+    id: Option<String>,
+    event: Option<String>,
+    data: String,
+}
+
+/// Incremental `text/event-stream` parser.
+#[derive(Default)]
+struct SseParser {
+    buf: String,
+    cur: SseMessage,
+    has_data: bool,
+}
+
+impl SseParser {
+    fn push(&mut self, bytes: &[u8]) -> Vec<SseMessage> {
+        self.buf.push_str(&String::from_utf8_lossy(bytes));
+        let mut out = Vec::new();
+        while let Some(nl) = self.buf.find('\n') {
+            let line: String = self.buf.drain(..=nl).collect();
+            let line = line.trim_end_matches(['\n', '\r']);
+            if line.is_empty() {
+                if self.has_data {
+                    out.push(std::mem::take(&mut self.cur));
+                }
+                self.cur = SseMessage::default();
+                self.has_data = false;
+                continue;
+            }
+            if line.starts_with(':') {
+                continue;
+            }
+            let (field, value) = match line.split_once(':') {
+                Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+                None => (line, ""),
+            };
+            match field {
+                "id" => self.cur.id = Some(value.to_string()),
+                "event" => self.cur.event = Some(value.to_string()),
+                "data" => {
+                    if self.has_data {
+                        self.cur.data.push('\n');
+                    }
+                    self.cur.data.push_str(value);
+                    self.has_data = true;
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+fn format_event(m: &SseMessage) -> String {
+    let v: Value = serde_json::from_str(&m.data).unwrap_or(Value::Null);
+    let kind = m.event.as_deref().unwrap_or("message");
+    if kind == "lagged" {
+        return format!("(missed {} events: client too slow)", v["missed"]);
+    }
+    let at = v["at"]
+        .as_f64()
+        .map(clock)
+        .unwrap_or_else(|| "--:--:--".into());
+    let msg = v["message"].as_str().unwrap_or(&m.data);
+    format!(
+        "{at} #{:<5} {kind:<10} {msg}",
+        m.id.as_deref().unwrap_or("-")
+    )
+}
+
+// ------------------------------------------------------------ tables
+
+fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// `HH:MM:SS` UTC of a Unix time.
+fn clock(t: f64) -> String {
+    let s = t.max(0.0) as u64 % 86_400;
+    format!("{:02}:{:02}:{:02}Z", s / 3600, (s % 3600) / 60, s % 60)
+}
+
+/// `12s`, `5m`, `3h`, `2d` (rounded down).
+fn span(secs: f64) -> String {
+    let s = secs.max(0.0) as u64;
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{}m", s / 60),
+        7200..=172_799 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => if *b { "yes" } else { "no" }.into(),
+        other => other.to_string(),
+    }
+}
+
+/// A left-aligned text table.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<&str>, out: &mut String| {
+        let n = cells.len();
+        for (i, c) in cells.into_iter().enumerate() {
+            if i + 1 == n {
+                out.push_str(c);
+            } else {
+                let _ = write!(out, "{c:<w$}  ", w = widths[i]);
+            }
+        }
+        out.push('\n');
+    };
+    line(header.to_vec(), &mut out);
+    for r in rows {
+        line(r.iter().map(String::as_str).collect(), &mut out);
+    }
+    out
+}
+
+fn admin_text(a: &Value, now: f64) -> String {
+    if a.is_null() {
+        return "-".into();
+    }
+    let mut t = format!("{} ({})", s(&a["step"]), s(&a["who"]));
+    if let Some(next) = a["next_at"].as_f64() {
+        let _ = write!(t, ", next in {}", span(next - now));
+    }
+    t
+}
+
+fn pops_table(pops: &serde_json::Map<String, Value>, now: f64) -> String {
+    let rows: Vec<Vec<String>> = pops
+        .iter()
+        .map(|(name, p)| {
+            vec![
+                name.clone(),
+                s(&p["state"]),
+                match p["healthy"].as_bool() {
+                    Some(true) => "healthy".into(),
+                    Some(false) => "unhealthy".into(),
+                    None => "unknown".into(),
+                },
+                s(&p["serves_dns"]),
+                p["since"]
+                    .as_f64()
+                    .map(|t| span(now - t))
+                    .unwrap_or_default(),
+                admin_text(&p["admin"], now),
+                s(&p["reason"]),
+            ]
+        })
+        .collect();
+    table(
+        &["POP", "STATE", "HEALTH", "DNS", "FOR", "ADMIN", "REASON"],
+        &rows,
+    )
+}
+
+fn announcements_table(a: &serde_json::Map<String, Value>) -> String {
+    let rows: Vec<Vec<String>> = a
+        .iter()
+        .map(|(pfx, v)| {
+            let attrs = &v["attrs"];
+            let mut at = Vec::new();
+            if attrs["prepend"].as_u64().unwrap_or(0) > 0 {
+                at.push(format!("prepend {}", attrs["prepend"]));
+            }
+            if !attrs["med"].is_null() {
+                at.push(format!("med {}", attrs["med"]));
+            }
+            if !attrs["local_pref"].is_null() {
+                at.push(format!("local-pref {}", attrs["local_pref"]));
+            }
+            for c in attrs["communities"].as_array().into_iter().flatten() {
+                at.push(format!("{}:{}", c[0], c[1]));
+            }
+            for c in attrs["large_communities"].as_array().into_iter().flatten() {
+                at.push(format!("{}:{}:{}", c[0], c[1], c[2]));
+            }
+            vec![pfx.clone(), s(&v["pop"]), s(&v["mode"]), at.join(" ")]
+        })
+        .collect();
+    table(&["PREFIX", "POP", "MODE", "ATTRIBUTES"], &rows)
+}
+
+fn peers_table(peers: &Value) -> String {
+    let Some(map) = peers.as_object() else {
+        return format!("{}\n", pretty(peers));
+    };
+    let rows: Vec<Vec<String>> = map
+        .iter()
+        .map(|(name, p)| {
+            let state = p.get("state").map(s).unwrap_or_else(|| "-".into());
+            let rest: Vec<String> = p
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .filter(|(k, v)| k.as_str() != "state" && !v.is_object() && !v.is_array())
+                        .map(|(k, v)| format!("{k}={}", s(v)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            vec![name.clone(), state, rest.join(" ")]
+        })
+        .collect();
+    table(&["PEER", "STATE", "DETAILS"], &rows)
+}
+
+fn checks_table(checks: &[Value], now: f64) -> String {
+    let rows: Vec<Vec<String>> = checks
+        .iter()
+        .map(|c| {
+            let last = &c["last"];
+            let last_txt = if last.is_null() {
+                "-".into()
+            } else {
+                format!(
+                    "{} {:.1}ms {} ago: {}",
+                    if last["ok"].as_bool() == Some(true) {
+                        "ok"
+                    } else {
+                        "FAIL"
+                    },
+                    last["took"].as_f64().unwrap_or(0.0),
+                    last["at"]
+                        .as_f64()
+                        .map(|t| span(now - t))
+                        .unwrap_or_default(),
+                    s(&last["detail"]),
+                )
+            };
+            vec![
+                s(&c["pop"]),
+                s(&c["check"]),
+                s(&c["verdict"]),
+                format!("{}/{}", c["successes"], c["rise"]),
+                format!("{}/{}", c["failures"], c["fall"]),
+                last_txt,
+            ]
+        })
+        .collect();
+    table(
+        &["POP", "CHECK", "VERDICT", "OK/RISE", "FAIL/FALL", "LAST"],
+        &rows,
+    )
+}
+
+/// Human rendering of a successful answer.
+fn human(cmd: &CtlCommand, v: &Value, now: f64) -> String {
+    let empty = serde_json::Map::new();
+    match cmd {
+        CtlCommand::Status => {
+            let n = &v["node"];
+            let mut out = format!(
+                "node {} (pop {}, AS{}, router-id {}), state version {}\n\n",
+                s(&n["name"]),
+                s(&n["pop"]),
+                s(&n["asn"]),
+                s(&n["router_id"]),
+                s(&v["version"])
+            );
+            out.push_str(&pops_table(v["pops"].as_object().unwrap_or(&empty), now));
+            out.push('\n');
+            let ann = v["announcements"].as_object().unwrap_or(&empty);
+            if ann.is_empty() {
+                out.push_str("no prefixes announced\n");
+            } else {
+                out.push_str(&announcements_table(ann));
+            }
+            let peers = v["peers"].as_object().unwrap_or(&empty);
+            if !peers.is_empty() {
+                out.push('\n');
+                out.push_str(&peers_table(&v["peers"]));
+            }
+            out
+        }
+        CtlCommand::Pops => pops_table(v["pops"].as_object().unwrap_or(&empty), now),
+        CtlCommand::Pop { .. } => {
+            let mut pops = serde_json::Map::new();
+            pops.insert(s(&v["name"]), v.clone());
+            let mut out = pops_table(&pops, now);
+            let checks: Vec<Value> = v["checks"]
+                .as_object()
+                .unwrap_or(&empty)
+                .iter()
+                .map(|(name, c)| {
+                    let mut c = c.clone();
+                    c["pop"] = v["name"].clone();
+                    c["check"] = json!(name);
+                    c
+                })
+                .collect();
+            out.push('\n');
+            out.push_str(&checks_table(&checks, now));
+            let rows: Vec<Vec<String>> = v["prefixes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    vec![
+                        s(&p["prefix"]),
+                        if p["announced"].as_bool() == Some(true) {
+                            s(&p["mode"])
+                        } else {
+                            "not announced".into()
+                        },
+                    ]
+                })
+                .collect();
+            if !rows.is_empty() {
+                out.push('\n');
+                out.push_str(&table(&["PREFIX", "ANNOUNCED"], &rows));
+            }
+            out
+        }
+        CtlCommand::Checks => checks_table(
+            v["checks"].as_array().map(Vec::as_slice).unwrap_or(&[]),
+            now,
+        ),
+        CtlCommand::Peers => {
+            if v["peers"].as_object().is_some_and(|m| m.is_empty()) {
+                "no BGP peers\n".into()
+            } else {
+                peers_table(&v["peers"])
+            }
+        }
+        CtlCommand::Drain { .. }
+        | CtlCommand::Undrain { .. }
+        | CtlCommand::Disable { .. }
+        | CtlCommand::Enable { .. } => {
+            let mut out = format!("pop {}: {}", s(&v["pop"]), s(&v["state"]));
+            if !v["admin"].is_null() {
+                let _ = write!(out, ", {}", admin_text(&v["admin"], now));
+            }
+            let _ = writeln!(
+                out,
+                " (dns {}, state version {})",
+                if v["serves_dns"].as_bool() == Some(true) {
+                    "on"
+                } else {
+                    "off"
+                },
+                s(&v["version"])
+            );
+            out
+        }
+        CtlCommand::Reload => format!("config reloaded (state version {})\n", s(&v["version"])),
+        CtlCommand::Explain { .. } => format!("{}\n", pretty(v)),
+        CtlCommand::Events { .. } => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        ctl: CtlArgs,
+    }
+
+    #[test]
+    fn api_addresses() {
+        assert_eq!(parse_api("127.0.0.1:8080").expect("ok"), "127.0.0.1:8080");
+        assert_eq!(parse_api("http://[::1]:9/").expect("ok"), "[::1]:9");
+        assert_eq!(
+            parse_api("http://localhost:8080").expect("ok"),
+            "localhost:8080"
+        );
+        assert!(parse_api("https://x:1").is_err());
+        assert!(parse_api("localhost").is_err());
+        assert!(parse_api("http://x:1/v1").is_err());
+    }
+
+    #[test]
+    fn args_parse() {
+        let c = Cli::try_parse_from([
+            "ctl",
+            "--api",
+            "127.0.0.1:1",
+            "drain",
+            "ams",
+            "--reason",
+            "fibre",
+            "--duration",
+            "30m",
+            "--mode",
+            "immediate",
+            "--force",
+            "--json",
+        ])
+        .expect("parse");
+        assert!(c.ctl.json);
+        match c.ctl.command {
+            CtlCommand::Drain {
+                pop,
+                reason,
+                duration,
+                mode,
+                force,
+            } => {
+                assert_eq!(pop, "ams");
+                assert_eq!(reason.as_deref(), Some("fibre"));
+                assert_eq!(duration.as_deref(), Some("30m"));
+                assert_eq!(mode, Some(ModeArg::Immediate));
+                assert!(force);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["ctl", "drain", "ams", "--mode", "slow"]).is_err());
+        assert!(Cli::try_parse_from(["ctl", "drain"]).is_err());
+    }
+
+    #[test]
+    fn sse_parser_handles_split_frames_and_comments() {
+        let mut p = SseParser::default();
+        assert!(p.push(b": keep-alive\n\nid: 3\nevent: drain_st").is_empty());
+        let got = p.push(b"ep\ndata: {\"a\":1}\n\nid: 4\ndata: x\ndata: y\n\n");
+        assert_eq!(
+            got,
+            vec![
+                SseMessage {
+                    id: Some("3".into()),
+                    event: Some("drain_step".into()),
+                    data: "{\"a\":1}".into()
+                },
+                SseMessage {
+                    id: Some("4".into()),
+                    event: None,
+                    data: "x\ny".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn encoding_and_time_helpers() {
+        assert_eq!(enc("a b/c"), "a%20b%2Fc");
+        assert_eq!(clock(3661.0), "01:01:01Z");
+        assert_eq!(span(59.9), "59s");
+        assert_eq!(span(600.0), "10m");
+        assert_eq!(span(-3.0), "0s");
+    }
+
+    #[test]
+    fn human_tables_show_the_essentials() {
+        let v = json!({"version": 7, "pop": "ams", "state": "draining", "serves_dns": false,
+            "admin": {"kind": "drain", "step": "dns_removed", "who": "me", "reason": "x", "next_at": 130.0}});
+        let cmd = CtlCommand::Drain {
+            pop: "ams".into(),
+            reason: None,
+            duration: None,
+            mode: None,
+            force: false,
+        };
+        let out = human(&cmd, &v, 100.0);
+        assert_eq!(
+            out,
+            "pop ams: draining, dns_removed (me), next in 30s (dns off, state version 7)\n"
+        );
+        let pops = json!({"pops": {"ams": {"state": "up", "healthy": true, "serves_dns": true, "since": 40.0,
+            "admin": null, "reason": "all checks up"}}});
+        let out = human(&CtlCommand::Pops, &pops, 100.0);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with("POP"));
+        let cells: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(&cells[..6], &["ams", "up", "healthy", "yes", "60s", "-"]);
+    }
+
+    #[test]
+    fn refusals_are_explained() {
+        let r = Refused {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            body: json!({"error": "bad", "field": "duration", "errors": ["a: b"]}),
+        };
+        assert_eq!(
+            refused_text(&r),
+            "error: 422 Unprocessable Entity: bad (field duration)\n  a: b"
+        );
+    }
+}
