@@ -10,4 +10,5 @@
 
 pub mod codec;
 pub mod fsm;
+pub mod rib_out;
 pub mod update;
