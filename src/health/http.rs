@@ -64,6 +64,15 @@ impl HttpTarget {
     /// Prepares an HTTP check from a [`Probe::Http`]; any other probe kind
     /// gives a target whose every probe fails (a caller bug, not input).
     pub fn new(probe: &Probe) -> HttpTarget {
+        Self::with_roots(probe, system_roots)
+    }
+
+    /// Like [`HttpTarget::new`], trusting the roots `roots` returns (only
+    /// called for verified TLS).
+    fn with_roots(
+        probe: &Probe,
+        roots: impl FnOnce() -> Result<Arc<RootCertStore>, String>,
+    ) -> HttpTarget {
         let Probe::Http {
             tls,
             target,
@@ -109,7 +118,7 @@ impl HttpTarget {
             };
             let name = ServerName::try_from(sni.to_string())
                 .map_err(|e| format!("tls: {sni:?} is not a valid server name: {e}"))?;
-            let config = client_config(*tls_insecure)?;
+            let config = client_config(*tls_insecure, roots)?;
             Ok((TlsConnector::from(config), name))
         });
         HttpTarget {
@@ -235,7 +244,10 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn client_config(insecure: bool) -> Result<Arc<ClientConfig>, String> {
+fn client_config(
+    insecure: bool,
+    roots: impl FnOnce() -> Result<Arc<RootCertStore>, String>,
+) -> Result<Arc<ClientConfig>, String> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -247,7 +259,7 @@ fn client_config(insecure: bool) -> Result<Arc<ClientConfig>, String> {
             .with_no_client_auth()
     } else {
         builder
-            .with_root_certificates(system_roots()?)
+            .with_root_certificates(roots()?)
             .with_no_client_auth()
     };
     Ok(Arc::new(config))
@@ -486,6 +498,118 @@ mod tests {
             .await;
         assert!(!out.ok);
         assert!(out.detail.starts_with("http: "), "{}", out.detail);
+    }
+
+    // A self-signed certificate for localhost / 127.0.0.1 (P-256, valid
+    // until 2126), made with openssl for these tests only.
+    const CERT: &str = "-----BEGIN CERTIFICATE-----
+MIIBvzCCAWWgAwIBAgIUZfcsOjoyH9ldLqnvqO2J+LmpyXcwCgYIKoZIzj0EAwIw
+FDESMBAGA1UEAwwJbG9jYWxob3N0MCAXDTI2MTEyMzA5MjIwOVoYDzIxMjYxMDMw
+MDkyMjA5WjAUMRIwEAYDVQQDDAlsb2NhbGhvc3QwWTATBgcqhkjOPQIBBggqhkjO
+PQMBBwNCAAQvz0p3XkJdhXXX5pL8L7R8tFXkzUn7mOSzBwnIdc1W4/OohtIz3ruB
+Z2jUhQBHAYUwr87a2A00gQC83IhlCi8Yo4GSMIGPMB0GA1UdDgQWBBQJFIGHCzTU
+f8xFjLoxXFU3WiLM9DAfBgNVHSMEGDAWgBQJFIGHCzTUf8xFjLoxXFU3WiLM9DAa
+BgNVHREEEzARgglsb2NhbGhvc3SHBH8AAAEwDAYDVR0TAQH/BAIwADAOBgNVHQ8B
+Af8EBAMCB4AwEwYDVR0lBAwwCgYIKwYBBQUHAwEwCgYIKoZIzj0EAwIDSAAwRQIg
+GepyIo7Y803gCFVo9qr5entq0ZWTBgnUeobTVtJLA9YCIQCRl3e5oPHoGiSqg7mA
+2OPBb/XDR0iDRsdABbGXZbRnww==
+-----END CERTIFICATE-----
+";
+    const KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgkQOA0GQUaVBUu6Lv
+3eJPM9765wa8aMc9PPmTYfVdUxWhRANCAAQvz0p3XkJdhXXX5pL8L7R8tFXkzUn7
+mOSzBwnIdc1W4/OohtIz3ruBZ2jUhQBHAYUwr87a2A00gQC83IhlCi8Y
+-----END PRIVATE KEY-----
+";
+
+    /// A tiny HTTPS server with the certificate above, answering `OK_BODY`.
+    async fn serve_tls() -> u16 {
+        use rustls::pki_types::PrivateKeyDer;
+        let cert = CertificateDer::from_pem_slice(CERT.as_bytes()).unwrap();
+        let key = PrivateKeyDer::from_pem_slice(KEY.as_bytes()).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(s).await else {
+                        return;
+                    };
+                    read_head(&mut tls).await;
+                    let _ = tls.write_all(OK_BODY.as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        port
+    }
+
+    fn https(port: u16, host_header: Option<&str>, insecure: bool) -> Probe {
+        Probe::Http {
+            tls: true,
+            target: HostPort {
+                host: "127.0.0.1".into(),
+                port,
+            },
+            path: "/".into(),
+            host_header: host_header.map(str::to_string),
+            expect_status: vec![200],
+            body_contains: Some("ok".into()),
+            tls_insecure: insecure,
+        }
+    }
+
+    fn test_roots() -> Result<Arc<RootCertStore>, String> {
+        let mut store = RootCertStore::empty();
+        store
+            .add(CertificateDer::from_pem_slice(CERT.as_bytes()).unwrap())
+            .unwrap();
+        Ok(Arc::new(store))
+    }
+
+    #[tokio::test]
+    async fn https_insecure_accepts_a_self_signed_certificate() {
+        let port = serve_tls().await;
+        let out = Target::new(&https(port, Some("anything.example"), true))
+            .run(Duration::from_secs(2))
+            .await;
+        assert!(out.ok, "{out:?}");
+        assert_eq!(out.detail, "status 200, body contains \"ok\"");
+    }
+
+    #[tokio::test]
+    async fn https_verified_checks_issuer_and_name() {
+        let port = serve_tls().await;
+        // Untrusted issuer (system roots): refused.
+        let out = Target::new(&https(port, None, false))
+            .run(Duration::from_secs(2))
+            .await;
+        assert!(!out.ok);
+        assert!(out.detail.starts_with("tls: "), "{}", out.detail);
+
+        // Trusted, and the certificate names 127.0.0.1 and localhost.
+        for host in [None, Some("localhost")] {
+            let t = HttpTarget::with_roots(&https(port, host, false), test_roots);
+            let out = crate::health::timed(Duration::from_secs(2), t.probe()).await;
+            assert!(out.ok, "{host:?}: {out:?}");
+        }
+        // Trusted issuer but another name: refused.
+        let t = HttpTarget::with_roots(&https(port, Some("www.example.net"), false), test_roots);
+        let out = crate::health::timed(Duration::from_secs(2), t.probe()).await;
+        assert!(!out.ok);
+        assert!(
+            out.detail.starts_with("tls: invalid peer certificate"),
+            "{}",
+            out.detail
+        );
     }
 
     #[test]
