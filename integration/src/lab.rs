@@ -15,6 +15,7 @@
 //! router configs from there ([`topology_file`]). This module never asserts
 //! test expectations; it only builds, queries and tears down.
 
+pub mod anypop;
 pub mod bird;
 pub mod frr;
 pub mod gobgp;

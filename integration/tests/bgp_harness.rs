@@ -9,9 +9,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use anypop_integration::lab::frr::{self, Frr};
-use anypop_integration::lab::{
-    bird::Bird, gobgp::Gobgp, lab_available, repo_root, topology_file, Lab, WAIT,
-};
+use anypop_integration::lab::gobgp::{self, Gobgp};
+use anypop_integration::lab::{bird::Bird, lab_available, repo_root, topology_file, Lab, WAIT};
 use anypop_integration::{lab, wait_until};
 
 const GOBGP_AS_POP1: &str = r#"
@@ -215,4 +214,124 @@ fn bgp_harness_realises_clab_addresses() {
         })
         .unwrap();
     assert!(r.is_err());
+}
+
+/// GoBGP stands in for pop1 in topologies/bird-pop: BIRD r2 (with the
+/// topology's bird.conf) must show the attributes the anypop tests check,
+/// and install the routes in its kernel table.
+#[test]
+fn bgp_harness_bird_topology_learns_from_gobgp() {
+    if !lab_available(
+        "bgp_harness_bird_topology_learns_from_gobgp",
+        &["gobgpd", "gobgp", "bird", "birdc"],
+    ) {
+        return;
+    }
+    let lab = Lab::from_clab(&clab("bird-pop"));
+    let r2 = Bird::start(&lab, "r2", &topology_file("bird-pop/bird/r2/bird.conf"));
+    let g = Gobgp::start(&lab, "pop1", GOBGP_AS_POP1);
+    assert!(r2.wait_established("pop1_v4", WAIT));
+    assert!(r2.wait_established("pop1_v6", WAIT));
+    for (fam, prefix, nh) in [
+        ("ipv4", "203.0.113.0/24", "192.0.2.2"),
+        ("ipv6", "2001:db8:100::/48", "2001:db8:0:1::2"),
+    ] {
+        g.cli(&[
+            "global",
+            "rib",
+            "add",
+            "-a",
+            fam,
+            prefix,
+            "nexthop",
+            nh,
+            "med",
+            "50",
+            "community",
+            "64512:100",
+            "large-community",
+            "64512:1:100",
+            "aspath",
+            "65001,65001",
+        ])
+        .unwrap();
+    }
+    let mut route = None;
+    assert!(wait_until(WAIT, || {
+        route = r2.route("203.0.113.0/24");
+        route.is_some()
+    }));
+    let route = route.unwrap_or_default();
+    for needle in [
+        "BGP.as_path: 65001 65001 65001",
+        "BGP.med: 50",
+        "(64512,100)",
+        "(64512, 1, 100)",
+    ] {
+        assert!(route.contains(needle), "{needle:?} missing in\n{route}");
+    }
+    assert!(wait_until(WAIT, || r2.route("2001:db8:100::/48").is_some()));
+    assert!(wait_until(WAIT, || lab
+        .kernel_routes("r2", 6, &["proto", "bird"])
+        .contains(&"2001:db8:100::/48".to_string())));
+    let since = r2.protocol_since("pop1_v4");
+    assert!(since.is_some());
+    g.cli(&["global", "rib", "del", "-a", "ipv4", "203.0.113.0/24"])
+        .unwrap();
+    assert!(wait_until(WAIT, || r2.route("203.0.113.0/24").is_none()));
+    assert!(wait_until(WAIT, || !lab
+        .kernel_routes("r2", 4, &["proto", "bird"])
+        .contains(&"203.0.113.0/24".to_string())));
+    assert_eq!(r2.protocol_since("pop1_v4"), since);
+}
+
+/// BIRD stands in for pop1 in topologies/gobgp-pop: GoBGP r3 (with the
+/// topology's gobgpd.toml) must decode the attributes the anypop tests check.
+#[test]
+fn bgp_harness_gobgp_topology_learns_from_bird() {
+    if !lab_available(
+        "bgp_harness_gobgp_topology_learns_from_bird",
+        &["gobgpd", "gobgp", "bird", "birdc"],
+    ) {
+        return;
+    }
+    let lab = Lab::from_clab(&clab("gobgp-pop"));
+    let r3 = Gobgp::start(&lab, "r3", &topology_file("gobgp-pop/gobgp/r3/gobgpd.toml"));
+    let export = "export filter { if source != RTS_STATIC then reject; bgp_med = 50; \
+        bgp_community.add((64512,100)); bgp_large_community.add((64512,1,100)); \
+        bgp_path.prepend(65001); bgp_path.prepend(65001); accept; };";
+    let conf = format!(
+        "log stderr all;\nrouter id 192.0.2.2;\nprotocol device {{}}\n\
+         protocol static s4 {{ ipv4; route 203.0.113.0/24 unreachable; }}\n\
+         protocol static s6 {{ ipv6; route 2001:db8:100::/48 unreachable; }}\n\
+         protocol bgp r3_v4 {{ local 192.0.2.2 as 65001; neighbor 192.0.2.1 as 65000; \
+         hold time 9; keepalive time 3; connect retry time 1; ipv4 {{ import none; {export} }}; }}\n\
+         protocol bgp r3_v6 {{ local 2001:db8:0:1::2 as 65001; neighbor 2001:db8:0:1::1 as 65000; \
+         hold time 9; keepalive time 3; connect retry time 1; ipv6 {{ import none; {export} }}; }}\n"
+    );
+    let b = Bird::start(&lab, "pop1", &conf);
+    assert!(r3.wait_established("192.0.2.2", WAIT));
+    assert!(r3.wait_established("2001:db8:0:1::2", WAIT));
+    let since = r3.established_since("192.0.2.2");
+    for (prefix, peer) in [
+        ("203.0.113.0/24", "192.0.2.2"),
+        ("2001:db8:100::/48", "2001:db8:0:1::2"),
+    ] {
+        let p = r3
+            .wait_path(prefix, peer, WAIT, |_| true)
+            .unwrap_or_else(|| panic!("r3 has no {prefix} from {peer}"));
+        assert_eq!(gobgp::as_path(&p), vec![65001, 65001, 65001], "{p}");
+        assert_eq!(gobgp::med(&p), Some(50), "{p}");
+        assert_eq!(gobgp::communities(&p), vec!["64512:100"], "{p}");
+        assert_eq!(gobgp::large_communities(&p), vec!["64512:1:100"], "{p}");
+    }
+    b.birdc("disable s4").unwrap();
+    assert!(wait_until(WAIT, || r3
+        .path_from("203.0.113.0/24", "192.0.2.2")
+        .is_none()));
+    assert!(r3
+        .path_from("2001:db8:100::/48", "2001:db8:0:1::2")
+        .is_some());
+    assert_eq!(r3.established_since("192.0.2.2"), since);
+    assert_eq!(r3.peer_state("192.0.2.2").as_deref(), Some("established"));
 }

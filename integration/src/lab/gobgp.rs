@@ -187,3 +187,81 @@ pub fn path_attr(path: &Value, code: u64) -> Option<&Value> {
         .iter()
         .find(|a| a.get("type").and_then(Value::as_u64) == Some(code))
 }
+
+impl Gobgp {
+    /// The path for `prefix` learned from neighbor `peer` (`neighbor-ip`).
+    pub fn path_from(&self, prefix: &str, peer: &str) -> Option<Value> {
+        self.rib_paths(prefix)
+            .into_iter()
+            .find(|p| p.get("neighbor-ip").and_then(Value::as_str) == Some(peer))
+    }
+
+    /// Waits until GoBGP has a path for `prefix` from `peer` matching `f`.
+    pub fn wait_path(
+        &self,
+        prefix: &str,
+        peer: &str,
+        timeout: Duration,
+        mut f: impl FnMut(&Value) -> bool,
+    ) -> Option<Value> {
+        let mut found = None;
+        wait_until(timeout, || match self.path_from(prefix, peer) {
+            Some(p) if f(&p) => {
+                found = Some(p);
+                true
+            }
+            _ => false,
+        });
+        found
+    }
+}
+
+/// AS_PATH of a GoBGP path, all segments flattened.
+pub fn as_path(path: &Value) -> Vec<u32> {
+    path_attr(path, 2)
+        .and_then(|a| a.get("as_paths"))
+        .and_then(Value::as_array)
+        .map(|segs| {
+            segs.iter()
+                .filter_map(|s| s.get("asns").and_then(Value::as_array))
+                .flatten()
+                .filter_map(|a| a.as_u64().and_then(|a| u32::try_from(a).ok()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// MED of a GoBGP path.
+pub fn med(path: &Value) -> Option<u64> {
+    path_attr(path, 4)?.get("metric")?.as_u64()
+}
+
+/// Standard communities of a GoBGP path as `asn:value` strings.
+pub fn communities(path: &Value) -> Vec<String> {
+    path_attr(path, 8)
+        .and_then(|a| a.get("communities"))
+        .and_then(Value::as_array)
+        .map(|cs| {
+            cs.iter()
+                .filter_map(Value::as_u64)
+                .map(|c| format!("{}:{}", c >> 16, c & 0xffff))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Large communities of a GoBGP path as `a:b:c` strings.
+pub fn large_communities(path: &Value) -> Vec<String> {
+    path_attr(path, 32)
+        .and_then(|a| a.get("value"))
+        .and_then(Value::as_array)
+        .map(|cs| {
+            cs.iter()
+                .map(|c| {
+                    let f = |k: &str| c.get(k).and_then(Value::as_u64).unwrap_or(0);
+                    format!("{}:{}:{}", f("ASN"), f("LocalData1"), f("LocalData2"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,139 @@
+//! anypop inside a lab namespace: writes a topology's anypop config with its
+//! paths moved into the lab directory, starts `ip netns exec NS anypop run
+//! --config FILE` through [`crate::Anypop::start_cmd`] (killed on drop, log
+//! printed on failure), and flips the PoPs' `file` checks.
+//!
+//! Topology configs use `/run/anypop/<pop>.down` for their file checks and
+//! `/var/lib/anypop` as state dir; [`localize`] rewrites both to the lab
+//! directory so parallel tests never share a path.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use super::Lab;
+use crate::{anypop_bin, Anypop};
+
+/// Rewrites the container paths of a topology config into `dir`.
+pub fn localize(yaml: &str, dir: &Path) -> String {
+    let d = dir.display();
+    yaml.replace("/run/anypop/", &format!("{d}/run/"))
+        .replace("/var/lib/anypop", &format!("{d}/state"))
+}
+
+/// Inserts extra lines into a peer's block (after its `address:` line):
+/// `with_peer_lines(yaml, "192.0.2.1", "md5_password_file: /x")`.
+pub fn with_peer_lines(yaml: &str, address: &str, lines: &str) -> String {
+    let mut out = String::with_capacity(yaml.len() + lines.len());
+    let mut done = false;
+    for l in yaml.lines() {
+        out.push_str(l);
+        out.push('\n');
+        let t = l.trim();
+        let matches = t == format!("address: {address}") || t == format!("address: \"{address}\"");
+        if matches && !done {
+            let indent: String = l.chars().take_while(|c| c.is_whitespace()).collect();
+            for extra in lines.lines() {
+                out.push_str(&indent);
+                out.push_str(extra);
+                out.push('\n');
+            }
+            done = true;
+        }
+    }
+    assert!(done, "no peer with address {address} in config");
+    out
+}
+
+/// Appends peers (YAML list items, indented for `bgp.peers`) to the config.
+pub fn with_extra_peers(yaml: &str, peers: &str) -> String {
+    let (head, tail) = yaml
+        .split_once("\npops:\n")
+        .unwrap_or_else(|| panic!("config has no top-level pops:"));
+    format!("{head}\n{peers}pops:\n{tail}")
+}
+
+/// An anypop process in a lab namespace.
+pub struct PopNode {
+    pub node: String,
+    ns: String,
+    dir: PathBuf,
+    config: PathBuf,
+    pub proc: Anypop,
+}
+
+impl PopNode {
+    /// Writes `yaml` (localised) and starts anypop in `node`'s namespace.
+    pub fn start(lab: &Lab, node: &str, yaml: &str) -> PopNode {
+        let dir = lab.subdir(&format!("anypop-{node}"));
+        std::fs::create_dir_all(dir.join("run")).unwrap_or_else(|e| panic!("mkdir: {e}"));
+        std::fs::create_dir_all(dir.join("state")).unwrap_or_else(|e| panic!("mkdir: {e}"));
+        let config = dir.join("anypop.yaml");
+        std::fs::write(&config, localize(yaml, &dir)).unwrap_or_else(|e| panic!("write: {e}"));
+        let ns = lab.ns(node).to_string();
+        let proc = Self::spawn(&ns, &config);
+        PopNode {
+            node: node.to_string(),
+            ns,
+            dir,
+            config,
+            proc,
+        }
+    }
+
+    fn spawn(ns: &str, config: &Path) -> Anypop {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns])
+            .arg(anypop_bin())
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .env(
+                "RUST_LOG",
+                std::env::var("ANYPOP_LAB_LOG").unwrap_or_else(|_| "info,anypop=debug".into()),
+            );
+        Anypop::start_cmd(&mut cmd)
+    }
+
+    /// The config file anypop runs with.
+    pub fn config(&self) -> &Path {
+        &self.config
+    }
+
+    /// The directory the topology's `/run/anypop/` maps to.
+    pub fn run_dir(&self) -> PathBuf {
+        self.dir.join("run")
+    }
+
+    /// Fails (`down = true`) or heals a PoP whose check is
+    /// `/run/anypop/<pop>.down` with `healthy_when: absent`.
+    pub fn set_down(&self, pop: &str, down: bool) {
+        let f = self.run_dir().join(format!("{pop}.down"));
+        if down {
+            std::fs::write(&f, "down\n").unwrap_or_else(|e| panic!("write {}: {e}", f.display()));
+        } else {
+            let _ = std::fs::remove_file(&f);
+        }
+    }
+
+    /// True while the anypop process runs.
+    pub fn alive(&mut self) -> bool {
+        self.proc.wait_exit(Duration::ZERO).is_none() && super::pid_alive(self.proc.pid() as i32)
+    }
+
+    /// `kill -9` the process (no NOTIFICATION, no withdraw: routers see the
+    /// TCP session die) and start it again with the same config. The old
+    /// log is kept in the returned string.
+    pub fn crash_and_restart(&mut self, pause: Duration) -> String {
+        self.proc.kill();
+        let old = self.proc.log();
+        std::thread::sleep(pause);
+        self.proc = Self::spawn(&self.ns, &self.config);
+        old
+    }
+
+    /// Kills the process (SIGKILL) without restarting.
+    pub fn kill(&mut self) {
+        self.proc.kill();
+    }
+}
