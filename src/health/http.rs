@@ -123,10 +123,10 @@ impl HttpTarget {
         });
         HttpTarget {
             target: target.clone(),
-            path: if path.is_empty() {
-                "/".into()
-            } else {
+            path: if path.starts_with('/') {
                 path.clone()
+            } else {
+                format!("/{path}")
             },
             host_header,
             expect_status: expect_status.clone(),
