@@ -105,8 +105,14 @@ pub struct Checks {
 }
 
 impl Checks {
-    /// Stops every check now (same as dropping).
-    pub fn stop(self) {}
+    /// Stops every check now (dropping does the same). Afterwards this is
+    /// empty; replace it with the result of a new [`spawn_checks`].
+    pub fn stop(&mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        self.count = 0;
+    }
 
     /// Number of checks running.
     pub fn len(&self) -> usize {
@@ -120,9 +126,7 @@ impl Checks {
 
 impl Drop for Checks {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
+        self.stop();
     }
 }
 
@@ -678,7 +682,9 @@ mod tests {
         let r = next(&mut rx, "ams1").await.unwrap();
         assert_eq!(r.state.verdict, crate::health::hysteresis::Verdict::Up);
 
-        drop(checks);
+        let mut checks = checks;
+        checks.stop();
+        assert!(checks.is_empty());
         // All senders are gone once every task is aborted.
         let closed = tokio::time::timeout(wait, async { while rx.recv().await.is_some() {} }).await;
         assert!(closed.is_ok(), "check tasks still running after drop");
