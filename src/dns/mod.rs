@@ -26,3 +26,6 @@ pub use explain::{explain, ExplainError, Explanation};
 pub use policy::Client;
 pub use server::{serve, DnsError, DnsServer};
 pub use stats::{DnsStats, Sample};
+
+#[cfg(test)]
+mod tests;

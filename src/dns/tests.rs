@@ -1,0 +1,603 @@
+//! Request-path tests: encoded queries in, decoded responses checked, the
+//! fast path compared with the general path, garbage fed without panics,
+//! and the server driven over loopback sockets.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_proto::op::{Edns, Message, Query, ResponseCode};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption, NSIDPayload};
+use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
+use proptest::prelude::*;
+use tokio::time::Instant;
+
+use super::answer::{respond, Transport};
+use super::fast::try_answer;
+use super::policy::tests::{config, name, snapshot, steering};
+use super::state::State;
+use super::stats::DnsStats;
+use super::zone::Zones;
+use crate::core::{PopState, Snapshot};
+use crate::model::*;
+
+fn st(name: &str, ttl: u32, rtype: DnsType, values: &[&str]) -> Record {
+    Record {
+        name: name.into(),
+        ttl,
+        data: RecordData::Static {
+            rtype,
+            values: values.iter().map(|s| s.to_string()).collect(),
+        },
+    }
+}
+
+fn steered(name: &str, policy: SteeringPolicy) -> Record {
+    Record {
+        name: name.into(),
+        ttl: 30,
+        data: RecordData::Steered(steering(policy)),
+    }
+}
+
+pub fn zone() -> Zone {
+    let mut w = BTreeMap::new();
+    w.insert(name("a"), 1);
+    w.insert(name("b"), 1);
+    w.insert(name("c"), 0);
+    let big: Vec<String> = (0..12)
+        .map(|i| format!("\"{}{}\"", i, "x".repeat(60)))
+        .collect();
+    Zone {
+        origin: "example.net.".into(),
+        soa: Soa {
+            mname: "ns1.example.net.".into(),
+            rname: "hostmaster.example.net.".into(),
+            serial: 2026112301,
+            refresh: 3600,
+            retry: 600,
+            expire: 86400,
+            minimum: 60,
+        },
+        ns: vec!["ns1.example.net.".into()],
+        ttl: 300,
+        records: vec![
+            steered(
+                "www.example.net.",
+                SteeringPolicy::Failover {
+                    pops: vec![name("a"), name("b"), name("c")],
+                },
+            ),
+            steered("w.example.net.", SteeringPolicy::Weighted { weights: w }),
+            steered(
+                "geo.example.net.",
+                SteeringPolicy::Geo {
+                    map: vec![("198.51.100.0/24".parse().unwrap(), vec![name("c")])],
+                    default: vec![name("a")],
+                },
+            ),
+            steered(
+                "all.example.net.",
+                SteeringPolicy::AllHealthy {
+                    pops: vec![name("a"), name("b"), name("c")],
+                    max: 8,
+                },
+            ),
+            st("ns1.example.net.", 300, DnsType::A, &["192.0.2.53"]),
+            st("mail.example.net.", 300, DnsType::A, &["192.0.2.25"]),
+            st("example.net.", 300, DnsType::Mx, &["10 mail"]),
+            st("example.net.", 300, DnsType::Txt, &["\"v=spf1 -all\""]),
+            st(
+                "example.net.",
+                300,
+                DnsType::Caa,
+                &["0 issue \"letsencrypt.org\""],
+            ),
+            st("alias.example.net.", 300, DnsType::Cname, &["www"]),
+            st(
+                "out.example.net.",
+                300,
+                DnsType::Cname,
+                &["www.example.org."],
+            ),
+            st(
+                "_sip._udp.example.net.",
+                300,
+                DnsType::Srv,
+                &["10 5 5060 sip.example.net."],
+            ),
+            st(
+                "deep.sub.example.net.",
+                300,
+                DnsType::Aaaa,
+                &["2001:db8::53"],
+            ),
+            st("big.example.net.", 300, DnsType::Txt, &[&big.join(" ")]),
+        ],
+    }
+}
+
+fn snap(states: &[(&str, PopState)]) -> Snapshot {
+    snapshot(config(vec![zone()]), states, Instant::now())
+}
+
+fn up() -> Snapshot {
+    snap(&[
+        ("a", PopState::Up),
+        ("b", PopState::Up),
+        ("c", PopState::Up),
+    ])
+}
+
+fn state_of(s: &Snapshot, stats: &DnsStats) -> State {
+    let zones = Arc::new(Zones::compile(&s.config).unwrap());
+    State::build(s, zones, Instant::now(), Some(stats))
+}
+
+fn query(qname: &str, qtype: RecordType, edns: Option<Edns>) -> Vec<u8> {
+    let mut m = Message::query();
+    m.metadata.id = 0x1234;
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_ascii(qname).unwrap(), qtype));
+    if let Some(e) = edns {
+        m.set_edns(e);
+    }
+    m.to_vec().unwrap()
+}
+
+fn edns(payload: u16, opts: Vec<EdnsOption>) -> Edns {
+    let mut e = Edns::new();
+    e.set_max_payload(payload);
+    for o in opts {
+        e.options_mut().insert(o);
+    }
+    e
+}
+
+fn ecs(addr: &str, prefix: u8) -> EdnsOption {
+    EdnsOption::Subnet(ClientSubnet::new(addr.parse().unwrap(), prefix, 0))
+}
+
+const SRC: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));
+
+/// The general path's answer.
+fn general(state: &State, q: &[u8]) -> Message {
+    let stats = DnsStats::default();
+    Message::from_vec(&respond(state, &stats, q, SRC, Transport::Udp).unwrap()).unwrap()
+}
+
+/// The fast path's answer, if it takes the query.
+fn fast(state: &State, q: &[u8]) -> Option<Message> {
+    let stats = DnsStats::default();
+    let mut out = Vec::new();
+    try_answer(state, &stats, q, SRC, &mut out).then(|| Message::from_vec(&out).unwrap())
+}
+
+fn addrs(m: &Message) -> Vec<String> {
+    let mut v: Vec<String> = m
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.0.to_string()),
+            RData::AAAA(a) => Some(a.0.to_string()),
+            _ => None,
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn scope(m: &Message) -> Option<u8> {
+    match m.edns.as_ref()?.option(EdnsCode::Subnet)? {
+        EdnsOption::Subnet(cs) => Some(cs.scope_prefix()),
+        _ => None,
+    }
+}
+
+#[test]
+fn static_records_are_authoritative() {
+    let stats = DnsStats::default();
+    let s = state_of(&up(), &stats);
+    let m = general(&s, &query("mail.example.net.", RecordType::A, None));
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(m.metadata.authoritative);
+    assert!(m.metadata.recursion_desired);
+    assert!(!m.metadata.recursion_available);
+    assert_eq!(addrs(&m), vec!["192.0.2.25"]);
+    for (qt, want) in [
+        (RecordType::MX, "10 mail.example.net."),
+        (RecordType::CAA, "letsencrypt.org"),
+        (RecordType::TXT, "v=spf1 -all"),
+        (RecordType::SOA, "hostmaster.example.net."),
+        (RecordType::NS, "ns1.example.net."),
+    ] {
+        let m = general(&s, &query("example.net.", qt, None));
+        assert_eq!(m.answers.len(), 1, "{qt}");
+        assert!(
+            m.answers[0].to_string().contains(want),
+            "{qt}: {}",
+            m.answers[0]
+        );
+    }
+    let m = general(&s, &query("_sip._udp.example.net.", RecordType::SRV, None));
+    assert!(m.answers[0].to_string().contains("5060 sip.example.net."));
+}
+
+#[test]
+fn nxdomain_and_nodata_carry_the_soa() {
+    let stats = DnsStats::default();
+    let s = state_of(&up(), &stats);
+    let m = general(&s, &query("nope.example.net.", RecordType::A, None));
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    assert!(m.metadata.authoritative);
+    assert!(m.answers.is_empty());
+    assert_eq!(m.authorities.len(), 1);
+    assert_eq!(m.authorities[0].record_type(), RecordType::SOA);
+    assert_eq!(m.authorities[0].ttl, 60);
+    // NODATA: existing name, other type.
+    let m = general(&s, &query("www.example.net.", RecordType::TXT, None));
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(m.answers.is_empty());
+    assert_eq!(m.authorities[0].record_type(), RecordType::SOA);
+    // Empty non-terminal: NODATA, not NXDOMAIN.
+    let m = general(&s, &query("sub.example.net.", RecordType::A, None));
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(m.authorities[0].record_type(), RecordType::SOA);
+}
+
+#[test]
+fn refused_outside_zones_and_for_transfers() {
+    let stats = DnsStats::default();
+    let s = state_of(&up(), &stats);
+    let m = general(&s, &query("www.example.org.", RecordType::A, None));
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    assert!(!m.metadata.authoritative);
+    let m = general(&s, &query("example.net.", RecordType::AXFR, None));
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+}
+
+#[test]
+fn cname_chain_within_zone_and_out() {
+    let stats = DnsStats::default();
+    let s = state_of(&up(), &stats);
+    let m = general(&s, &query("alias.example.net.", RecordType::A, None));
+    assert_eq!(m.answers.len(), 2);
+    assert_eq!(m.answers[0].record_type(), RecordType::CNAME);
+    assert_eq!(addrs(&m), vec!["192.0.2.1"]);
+    let m = general(&s, &query("out.example.net.", RecordType::A, None));
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(m.answers.len(), 1);
+    let m = general(&s, &query("alias.example.net.", RecordType::CNAME, None));
+    assert_eq!(m.answers.len(), 1);
+}
+
+#[test]
+fn any_is_answered_minimally() {
+    let stats = DnsStats::default();
+    let s = state_of(&up(), &stats);
+    let m = general(&s, &query("example.net.", RecordType::ANY, None));
+    let types: std::collections::BTreeSet<_> = m.answers.iter().map(|r| r.record_type()).collect();
+    assert_eq!(types.len(), 1, "{:?}", m.answers);
+    let m = general(&s, &query("www.example.net.", RecordType::ANY, None));
+    assert_eq!(addrs(&m), vec!["192.0.2.1"]);
+}
+
+#[test]
+fn case_is_preserved_and_ignored() {
+    let stats = DnsStats::default();
+    let s = state_of(&up(), &stats);
+    for qt in [RecordType::A, RecordType::MX] {
+        let name = if qt == RecordType::A {
+            "WwW.ExAmPlE.nEt."
+        } else {
+            "ExAmple.NET."
+        };
+        let q = query(name, qt, None);
+        let g = general(&s, &q);
+        assert_eq!(g.queries[0].name().to_ascii(), name);
+        assert_eq!(g.answers.len(), 1);
+        let f = fast(&s, &q).expect("fast path takes a plain query");
+        assert_eq!(f.queries[0].name().to_ascii(), name);
+        assert_eq!(f.answers, g.answers);
+    }
+}
+
+#[test]
+fn truncation_honours_the_buffer_size() {
+    let stats = DnsStats::default();
+    let s = state_of(&up(), &stats);
+    let m = general(&s, &query("big.example.net.", RecordType::TXT, None));
+    assert!(m.metadata.truncation);
+    assert!(m.answers.is_empty());
+    assert!(fast(&s, &query("big.example.net.", RecordType::TXT, None)).is_none());
+    let m = general(
+        &s,
+        &query("big.example.net.", RecordType::TXT, Some(edns(512, vec![]))),
+    );
+    assert!(m.metadata.truncation);
+    assert!(m.edns.is_some());
+    let q = query(
+        "big.example.net.",
+        RecordType::TXT,
+        Some(edns(1232, vec![])),
+    );
+    let m = general(&s, &q);
+    assert!(!m.metadata.truncation);
+    assert_eq!(m.answers.len(), 1);
+    assert_eq!(fast(&s, &q).unwrap().answers, m.answers);
+    // Over TCP: never truncated.
+    let q = query("big.example.net.", RecordType::TXT, None);
+    let r = respond(&s, &stats, &q, SRC, Transport::Tcp).unwrap();
+    assert!(!Message::from_vec(&r).unwrap().metadata.truncation);
+}
+
+#[test]
+fn nsid_and_chaos_identity() {
+    let stats = DnsStats::default();
+    let s = state_of(&up(), &stats);
+    let nsid = EdnsOption::NSID(NSIDPayload::new(Vec::new()).unwrap());
+    let q = query(
+        "www.example.net.",
+        RecordType::A,
+        Some(edns(1232, vec![nsid])),
+    );
+    assert!(fast(&s, &q).is_none());
+    let m = general(&s, &q);
+    match m.edns.as_ref().and_then(|e| e.option(EdnsCode::NSID)) {
+        Some(EdnsOption::NSID(p)) => assert_eq!(p.as_ref(), b"node1.a"),
+        other => panic!("no NSID: {other:?}"),
+    }
+    for n in ["id.server.", "HOSTNAME.bind."] {
+        let mut msg = Message::query();
+        let mut qq = Query::query(Name::from_ascii(n).unwrap(), RecordType::TXT);
+        qq.set_query_class(DNSClass::CH);
+        msg.add_query(qq);
+        let m = general(&s, &msg.to_vec().unwrap());
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert!(
+            m.answers[0].to_string().contains("node1.a"),
+            "{}",
+            m.answers[0]
+        );
+    }
+}
+
+#[test]
+fn ecs_scope_follows_the_policy() {
+    let stats = DnsStats::default();
+    let s = state_of(&up(), &stats);
+    for (qname, want_scope) in [
+        ("www.example.net.", 0),
+        ("all.example.net.", 0),
+        ("w.example.net.", 24),
+        ("geo.example.net.", 24),
+        ("mail.example.net.", 0),
+    ] {
+        let q = query(
+            qname,
+            RecordType::A,
+            Some(edns(1232, vec![ecs("198.51.100.0", 24)])),
+        );
+        let g = general(&s, &q);
+        assert_eq!(scope(&g), Some(want_scope), "{qname}");
+        let f = fast(&s, &q).expect("fast path takes ECS queries");
+        assert_eq!(scope(&f), Some(want_scope), "{qname}");
+        assert_eq!(addrs(&f), addrs(&g), "{qname}");
+    }
+    let q = query(
+        "geo.example.net.",
+        RecordType::A,
+        Some(edns(1232, vec![ecs("198.51.100.0", 24)])),
+    );
+    assert_eq!(addrs(&general(&s, &q)), vec!["192.0.2.3"]);
+    let q = query(
+        "geo.example.net.",
+        RecordType::A,
+        Some(edns(1232, vec![ecs("192.0.2.0", 24)])),
+    );
+    assert_eq!(addrs(&general(&s, &q)), vec!["192.0.2.1"]);
+    // Without ECS the source address steers (203.0.113.7: default PoP a).
+    let q = query("geo.example.net.", RecordType::A, None);
+    assert_eq!(addrs(&fast(&s, &q).unwrap()), vec!["192.0.2.1"]);
+    // A query scope other than 0 is a FORMERR (RFC 7871 §7.1.1).
+    let bad = EdnsOption::Subnet(ClientSubnet::new("198.51.100.0".parse().unwrap(), 24, 8));
+    let q = query(
+        "www.example.net.",
+        RecordType::A,
+        Some(edns(1232, vec![bad])),
+    );
+    assert_eq!(
+        general(&s, &q).metadata.response_code,
+        ResponseCode::FormErr
+    );
+}
+
+#[test]
+fn fast_and_general_paths_agree() {
+    let stats = DnsStats::default();
+    for snapshot in [
+        up(),
+        snap(&[
+            ("a", PopState::Down),
+            ("b", PopState::Up),
+            ("c", PopState::Draining),
+        ]),
+    ] {
+        let s = state_of(&snapshot, &stats);
+        for qname in ["www", "w", "geo", "all", "mail", "example.net.", "ns1"] {
+            let qname = if qname.ends_with('.') {
+                qname.to_string()
+            } else {
+                format!("{qname}.example.net.")
+            };
+            for qt in [RecordType::A, RecordType::AAAA, RecordType::MX] {
+                for e in [
+                    None,
+                    Some(edns(1232, vec![])),
+                    Some(edns(4096, vec![ecs("198.51.100.0", 24)])),
+                    Some(edns(1232, vec![ecs("2001:db8:77::", 48)])),
+                    Some(edns(1232, vec![ecs("10.1.2.0", 23)])),
+                ] {
+                    let q = query(&qname, qt, e);
+                    let g = general(&s, &q);
+                    if let Some(f) = fast(&s, &q) {
+                        assert_eq!(f.metadata, g.metadata, "{qname} {qt}");
+                        assert_eq!(f.queries, g.queries);
+                        assert_eq!(f.answers, g.answers, "{qname} {qt}");
+                        assert_eq!(f.authorities, g.authorities);
+                        assert_eq!(f.edns, g.edns, "{qname} {qt}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn malformed_queries_get_formerr_or_are_dropped() {
+    let stats = DnsStats::default();
+    let s = state_of(&up(), &stats);
+    let q = query("www.example.net.", RecordType::A, None);
+    // Cut inside the question: FORMERR with the same ID.
+    let r = respond(&s, &stats, &q[..20], SRC, Transport::Udp).unwrap();
+    let m = Message::from_vec(&r).unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+    assert_eq!(m.metadata.id, 0x1234);
+    // Shorter than a header, or a response: dropped.
+    assert!(respond(&s, &stats, &q[..5], SRC, Transport::Udp).is_none());
+    let mut resp = q.clone();
+    resp[2] |= 0x80;
+    assert!(respond(&s, &stats, &resp, SRC, Transport::Udp).is_none());
+}
+
+fn check_no_panic(bytes: &[u8]) {
+    let stats = DnsStats::default();
+    thread_local! {
+        static STATE: State = {
+            let stats = DnsStats::default();
+            state_of(&up(), &stats)
+        };
+    }
+    STATE.with(|s| {
+        let mut out = Vec::new();
+        let _ = try_answer(s, &stats, bytes, SRC, &mut out);
+        let _ = respond(s, &stats, bytes, SRC, Transport::Udp);
+        let _ = respond(s, &stats, bytes, SRC, Transport::Tcp);
+    });
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        check_no_panic(&bytes);
+    }
+
+    #[test]
+    fn mutated_queries_never_panic(
+        edits in proptest::collection::vec((0usize..80, any::<u8>()), 1..6),
+        cut in 0usize..100,
+        with_ecs in any::<bool>(),
+    ) {
+        let e = with_ecs.then(|| edns(1232, vec![ecs("198.51.100.0", 24)]));
+        let mut q = query("w.example.net.", RecordType::A, e);
+        for (i, b) in edits {
+            if let Some(x) = q.get_mut(i) { *x = b; }
+        }
+        q.truncate(cut.max(12).min(q.len()));
+        check_no_panic(&q);
+    }
+}
+
+/// Sends a UDP query to `addr` and decodes the answer.
+async fn udp_ask(addr: std::net::SocketAddr, q: &[u8]) -> Message {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.send_to(q, addr).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), sock.recv(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    Message::from_vec(&buf[..n]).unwrap()
+}
+
+#[tokio::test]
+async fn server_answers_over_udp_and_tcp_and_follows_snapshots() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut cfg = config(vec![zone()]);
+    cfg.dns.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    let cfg = Arc::new(cfg);
+    let mut s0 = up();
+    s0.config = cfg.clone();
+    let (tx, rx) = tokio::sync::watch::channel(Arc::new(s0.clone()));
+    let stats = DnsStats::new();
+    let server = super::serve(cfg.clone(), rx, stats.clone()).await.unwrap();
+    let udp = server.udp_addrs()[0];
+    let tcp = server.tcp_addrs()[0];
+    assert_eq!(udp.port(), tcp.port());
+
+    let q = query("www.example.net.", RecordType::A, None);
+    assert_eq!(addrs(&udp_ask(udp, &q).await), vec!["192.0.2.1"]);
+
+    let mut conn = tokio::net::TcpStream::connect(tcp).await.unwrap();
+    let big = query("big.example.net.", RecordType::TXT, None);
+    conn.write_all(&(big.len() as u16).to_be_bytes())
+        .await
+        .unwrap();
+    conn.write_all(&big).await.unwrap();
+    let len = conn.read_u16().await.unwrap() as usize;
+    let mut buf = vec![0u8; len];
+    conn.read_exact(&mut buf).await.unwrap();
+    let m = Message::from_vec(&buf).unwrap();
+    assert!(!m.metadata.truncation);
+    assert_eq!(m.answers.len(), 1);
+
+    // PoP a goes down: the next answer is b's.
+    let mut s1 = s0.clone();
+    s1.version = 2;
+    s1.pops.get_mut("a").unwrap().state = PopState::Down;
+    s1.pops.get_mut("a").unwrap().serves_dns = false;
+    tx.send(Arc::new(s1)).unwrap();
+    let mut got = Vec::new();
+    for _ in 0..50 {
+        got = addrs(&udp_ask(udp, &q).await);
+        if got == vec!["192.0.2.2"] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(got, vec!["192.0.2.2"]);
+    let samples = stats.samples();
+    let failover = samples
+        .iter()
+        .find(|s| s.name == "anypop_dns_steered_answers_total" && s.labels[0].1 == "failover")
+        .unwrap();
+    assert!(failover.value >= 2);
+    assert!(stats.fast_path.load(std::sync::atomic::Ordering::Relaxed) >= 2);
+    server.shutdown();
+}
+
+#[test]
+fn explain_reports_policy_and_exclusions() {
+    let s = snap(&[
+        ("a", PopState::Down),
+        ("b", PopState::Up),
+        ("c", PopState::Disabled),
+    ]);
+    let client = super::Client::from_ecs("198.51.100.0".parse().unwrap(), 24);
+    let e = super::explain(&s, Instant::now(), "alias.example.net", "a", client).unwrap();
+    assert_eq!(e.rcode, "NOERROR");
+    let st = e.steering.unwrap();
+    assert_eq!(st.record, "www.example.net.");
+    assert_eq!(st.policy, "failover");
+    assert_eq!(st.chosen, vec![name("b")]);
+    assert_eq!(st.excluded.len(), 2);
+    assert!(!st.fail_open);
+    let json = serde_json::to_value(&st.excluded).unwrap();
+    assert_eq!(json[0]["reason"], "down");
+    assert_eq!(json[1]["reason"], "disabled");
+    let e = super::explain(&s, Instant::now(), "nope.example.net", "AAAA", client).unwrap();
+    assert_eq!(e.rcode, "NXDOMAIN");
+    assert!(super::explain(&s, Instant::now(), "x.example.net", "BOGUS", client).is_err());
+}
