@@ -129,6 +129,14 @@ fn serde_error(path: String, e: &serde_yaml::Error) -> ConfigError {
             message = tail.to_string();
         }
     }
+    for (rust, human) in [
+        ("expected u64", "expected a whole number"),
+        ("expected u32", "expected a whole number"),
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        ("expected f64", "expected a number"),
+    ] {
+        message = message.replace(rust, human);
+    }
     // No usable path (YAML syntax errors): the location is the path.
     let pathless = path.is_empty() || path == "." || path.contains('?');
     match (pathless, at) {

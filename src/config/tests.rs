@@ -360,7 +360,11 @@ fn wrong_type_names_its_path() {
         "type: tcp, target: \"127.0.0.1:80\", rise: three",
     ));
     assert_eq!(errs.len(), 1, "{errs:?}");
-    assert_error(&errs, "pops[0].checks[0].rise", "invalid type");
+    assert_error(
+        &errs,
+        "pops[0].checks[0].rise",
+        "invalid type: string \"three\", expected a whole number",
+    );
     assert!(errs[0].contains("line 6 column"), "{errs:?}");
 }
 
@@ -440,9 +444,8 @@ fn bad_addresses_and_location() {
 
 #[test]
 fn dangling_references() {
-    let errs = errors(&format!(
-        "node: {{name: n1, pop: nowhere}}\npops: [{{name: a, addresses: [192.0.2.1]}}]\n"
-    ));
+    let errs =
+        errors("node: {name: n1, pop: nowhere}\npops: [{name: a, addresses: [192.0.2.1]}]\n");
     assert_error(&errs, "node.pop", "unknown PoP \"nowhere\" (known PoPs: a)");
     let errs = errors(&with_records(
         "        - {name: www, steer: {policy: failover, pops: [a, zz]}}
@@ -976,4 +979,59 @@ fn load_reports_unreadable_files() {
     assert_eq!(err.0.len(), 1);
     assert_eq!(err.0[0].path, "/nonexistent/anypop.yaml");
     assert!(err.0[0].message.contains("cannot read"), "{err}");
+}
+
+/// The fixtures of integration/tests/check_config.rs: only `valid.yaml`
+/// passes, and the broken ones fail for the reasons their names say.
+#[test]
+fn integration_fixtures_are_rejected_for_their_reasons() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/tests/configs");
+    let c = load(&dir.join("valid.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.node.name, "edge-1");
+    let expect: &[(&str, &[&str])] = &[
+        ("wrong-type.yaml", &["pops[0].checks[0].rise"]),
+        ("unknown-key.yaml", &["pops[0].checks[0].intervall"]),
+        (
+            "bad-prefixes.yaml",
+            &[
+                "pops[1].prefixes[0]",
+                "pops[1].prefixes[1]",
+                "pops[1].prefixes[2]",
+            ],
+        ),
+        (
+            "dangling.yaml",
+            &[
+                "node.pop",
+                "dns.zones[0].records[0].steer.pops[1]",
+                "dns.zones[0].records[1].steer.weights.ams",
+            ],
+        ),
+        (
+            "rise-zero.yaml",
+            &[
+                "pops[0].checks[0].rise",
+                "pops[0].checks[0].fall",
+                "pops[0].checks[0].timeout",
+            ],
+        ),
+        (
+            "many-errors.yaml",
+            &[
+                "pops[0].prefixes[0]",
+                "pops[0].checks[0].rise",
+                "pops[0].checks[1].name",
+                "pops[0].checks[2].command",
+                "pops[1].name",
+                "dns.zones[0].records[0].values[0]",
+                "dns.zones[0].records[1].name",
+                "dns.zones[0].records[2].steer.pops[1]",
+            ],
+        ),
+    ];
+    for (file, paths) in expect {
+        let err = load(&dir.join(file)).expect_err(file);
+        let got: Vec<&str> = err.0.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(&got, paths, "{file}:\n{err}");
+    }
 }

@@ -1005,6 +1005,18 @@ fn timing(cx: &mut Ctx, path: &str, raw: &RawCheck) -> Option<Timing> {
         interval_v / 2
     });
     let jitter_v = jitter.unwrap_or(DEFAULT_JITTER.min(fast_v / 2));
+    let mut count = |key: &str, v: Option<u64>, default: u32| -> u32 {
+        match v {
+            None => default,
+            Some(n) if (1..=1000).contains(&n) => n as u32,
+            Some(n) => {
+                cx.err(p(key), format!("{n} is out of range: expected 1 to 1000"));
+                default
+            }
+        }
+    };
+    let rise = count("rise", raw.rise, DEFAULT_RISE);
+    let fall = count("fall", raw.fall, DEFAULT_FALL);
     if ok {
         if timeout_v >= interval_v {
             cx.err(
@@ -1037,18 +1049,6 @@ fn timing(cx: &mut Ctx, path: &str, raw: &RawCheck) -> Option<Timing> {
             );
         }
     }
-    let mut count = |key: &str, v: Option<u64>, default: u32| -> u32 {
-        match v {
-            None => default,
-            Some(n) if (1..=1000).contains(&n) => n as u32,
-            Some(n) => {
-                cx.err(p(key), format!("{n} is out of range: expected 1 to 1000"));
-                default
-            }
-        }
-    };
-    let rise = count("rise", raw.rise, DEFAULT_RISE);
-    let fall = count("fall", raw.fall, DEFAULT_FALL);
     ok.then_some((interval_v, fast_v, timeout_v, rise, fall, jitter_v))
 }
 
