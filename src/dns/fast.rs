@@ -48,10 +48,13 @@ impl Hasher for Fnv {
     }
 }
 
+/// (zone, steered record, family) of a steered answer.
+type SteeredKey = (usize, usize, Family);
+
 /// One pre-encoded (name, type).
 pub struct FastEntry {
     /// Steered record whose plan selects the variant; `None`: static.
-    steered: Option<(usize, usize, Family)>,
+    steered: Option<SteeredKey>,
     /// One complete response per variant (ID 0, lower-case question).
     blobs: Vec<Vec<u8>>,
     /// PoP answer counters per variant.
@@ -93,7 +96,7 @@ impl FastTable {
                 let (Ok(name), Some(wire)) = (Name::from_ascii(key), wire_name(key)) else {
                     continue;
                 };
-                let mut qtypes: Vec<(RecordType, Option<(usize, usize, Family)>)> = Vec::new();
+                let mut qtypes: Vec<(RecordType, Option<SteeredKey>)> = Vec::new();
                 if let Some(ri) = node.steered {
                     qtypes.push((RecordType::A, Some((zi, ri, Family::V4))));
                     qtypes.push((RecordType::AAAA, Some((zi, ri, Family::V6))));

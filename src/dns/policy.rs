@@ -366,7 +366,7 @@ impl Plan {
                         .map(|(net, list)| (*net, first_eligible(list).unwrap_or(default_idx)))
                         .collect();
                     // Longest prefix first; stable for equal lengths (config order).
-                    m.sort_by(|a, b| b.0.prefix_len().cmp(&a.0.prefix_len()));
+                    m.sort_by_key(|e| std::cmp::Reverse(e.0.prefix_len()));
                     (
                         variants,
                         Selector::Geo {
