@@ -1035,3 +1035,20 @@ fn integration_fixtures_are_rejected_for_their_reasons() {
         assert_eq!(&got, paths, "{file}:\n{err}");
     }
 }
+
+/// The full example of the README's configuration section is valid.
+#[test]
+fn readme_example_is_valid() {
+    let readme = include_str!("../../README.md");
+    let start = readme
+        .find("### A full example")
+        .expect("README has the config example");
+    let block = &readme[start..];
+    let body_start = block.find("```yaml\n").expect("yaml block") + "```yaml\n".len();
+    let body_len = block[body_start..].find("```").expect("closing fence");
+    let c = valid(&block[body_start..body_start + body_len]);
+    assert_eq!(c.node.name, "fra1-a");
+    assert_eq!(c.bgp.peers.len(), 2);
+    assert_eq!(c.pops["fra1"].checks.len(), 5);
+    assert_eq!(c.dns.zones[0].records.len(), 8);
+}
