@@ -121,6 +121,16 @@ fn parse_rdata(t: RecordType, value: &str, zone: &str) -> Result<RData, ZoneErro
             parts.push(&q);
             parts.join(" ")
         }
+        // TXT: one string as written (split into 255-byte chunks), unless
+        // it is in zone-file form ("a" "b").
+        RecordType::TXT if !value.trim_start().starts_with('"') => {
+            let chunks = value
+                .as_bytes()
+                .chunks(255)
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .collect();
+            return Ok(RData::TXT(hickory_proto::rr::rdata::TXT::new(chunks)));
+        }
         _ => value.to_string(),
     };
     RData::try_from_str(t, &value).map_err(|e| ZoneError::Invalid {
