@@ -582,22 +582,22 @@ async fn events(
 
 /// One Server-Sent Events message.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-struct SseMessage {
-    id: Option<String>,
-    event: Option<String>,
-    data: String,
+pub(crate) struct SseMessage {
+    pub(crate) id: Option<String>,
+    pub(crate) event: Option<String>,
+    pub(crate) data: String,
 }
 
 /// Incremental `text/event-stream` parser.
 #[derive(Default)]
-struct SseParser {
+pub(crate) struct SseParser {
     buf: String,
     cur: SseMessage,
     has_data: bool,
 }
 
 impl SseParser {
-    fn push(&mut self, bytes: &[u8]) -> Vec<SseMessage> {
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> Vec<SseMessage> {
         self.buf.push_str(&String::from_utf8_lossy(bytes));
         let mut out = Vec::new();
         while let Some(nl) = self.buf.find('\n') {

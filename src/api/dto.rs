@@ -27,6 +27,11 @@ pub fn parse_body<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiE
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::bad_request(
+            "invalid request body: expected a JSON object (or no body)",
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

@@ -1,7 +1,7 @@
 //! Request handlers. Reads serialize the current snapshot; admin actions go
 //! to the core and answer with the snapshot that includes them.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -18,7 +18,8 @@ use super::error::ApiError;
 use super::{AppState, CORE_TIMEOUT};
 use crate::core::admin::{AdminCommand, AdminError};
 use crate::core::{Input, Snapshot};
-use crate::model::{DnsType, Name, PopName};
+use crate::dns::{Client, ExplainError};
+use crate::model::{Name, PopName};
 
 pub async fn state(State(s): State<AppState>) -> Response {
     let snap = s.snapshot();
@@ -60,29 +61,49 @@ pub async fn explain(
         .name
         .filter(|n| !n.trim().is_empty())
         .ok_or_else(|| ApiError::invalid("name", "name is required: the DNS name to explain"))?;
-    let qtype = match q.qtype.as_deref() {
-        None => DnsType::A,
-        Some(t) => DnsType::parse(t).ok_or_else(|| {
-            ApiError::invalid(
-                "type",
-                format!("type {t:?} is not a DNS type this server answers"),
-            )
-        })?,
-    };
+    let qtype = q.qtype.unwrap_or_else(|| "A".to_string());
     let client = match q.client.as_deref() {
-        None => None,
-        Some(c) => Some(c.parse::<IpAddr>().map_err(|_| {
-            ApiError::invalid("client", format!("client {c:?} is not an IP address"))
-        })?),
-    };
-    let Some(f) = &s.explain else {
-        return Err(ApiError::not_implemented(
-            "DNS explain is not available in this build (no DNS engine is plugged into the API)",
-        ));
+        None => Client::from_ecs(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+        Some(c) => parse_client(c)?,
     };
     let snap = s.snapshot();
-    let answer = f(&snap, &name, qtype, client).map_err(|e| ApiError::invalid("name", e))?;
-    Ok(Json(answer).into_response())
+    match crate::dns::explain(&snap, tokio::time::Instant::now(), &name, &qtype, client) {
+        Ok(e) => Ok(Json(e).into_response()),
+        Err(e @ ExplainError::Name(_)) => Err(ApiError::invalid("name", e.to_string())),
+        Err(e @ ExplainError::Type(_)) => Err(ApiError::invalid("type", e.to_string())),
+        Err(e @ ExplainError::Zone(_)) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            e.to_string(),
+        )),
+    }
+}
+
+/// `192.0.2.1` (a resolver or client address) or `192.0.2.0/24` (an EDNS
+/// Client Subnet).
+fn parse_client(c: &str) -> Result<Client, ApiError> {
+    let bad = || {
+        ApiError::invalid(
+            "client",
+            format!(
+                "client {c:?} is not an IP address or subnet (e.g. 192.0.2.1, 198.51.100.0/24)"
+            ),
+        )
+    };
+    match c.split_once('/') {
+        None => c
+            .parse::<IpAddr>()
+            .map(Client::from_source)
+            .map_err(|_| bad()),
+        Some((addr, len)) => {
+            let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+            let len: u8 = len.parse().map_err(|_| bad())?;
+            let max = if addr.is_ipv4() { 32 } else { 128 };
+            if len > max {
+                return Err(bad());
+            }
+            Ok(Client::from_ecs(addr, len))
+        }
+    }
 }
 
 fn query_error(e: QueryRejection) -> ApiError {

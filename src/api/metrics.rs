@@ -425,6 +425,48 @@ fn recorded_families(x: &mut Exposition, r: &Recorded) {
     }
 }
 
+/// Help text of the DNS server's counter families.
+fn dns_help(name: &str) -> &'static str {
+    match name {
+        "anypop_dns_queries_total" => "DNS queries received, by transport.",
+        "anypop_dns_responses_total" => "DNS responses sent, by rcode.",
+        "anypop_dns_steered_answers_total" => "Steered DNS answers, by steering policy.",
+        "anypop_dns_fail_open_answers_total" => {
+            "Steered answers given while failing open (too few healthy PoPs)."
+        }
+        "anypop_dns_fail_open_events_total" => "Times a steered record entered fail-open.",
+        "anypop_dns_fast_path_answers_total" => "Responses served from pre-encoded answers.",
+        "anypop_dns_truncated_total" => "UDP responses truncated (TC bit).",
+        "anypop_dns_dropped_total" => "Packets dropped without an answer.",
+        "anypop_dns_pop_answers_total" => "Steered answers that sent clients to a PoP, by PoP.",
+        _ => "DNS counter.",
+    }
+}
+
+/// A metrics source exporting the DNS server's atomic counters.
+pub fn dns_source(stats: Arc<crate::dns::DnsStats>) -> MetricsSource {
+    Arc::new(move |x: &mut Exposition| {
+        // Group by family, keeping first-seen order, so no family is split.
+        let mut families: Vec<(&'static str, Vec<crate::dns::Sample>)> = Vec::new();
+        for s in stats.samples() {
+            match families.iter_mut().find(|(n, _)| *n == s.name) {
+                Some((_, v)) => v.push(s),
+                None => families.push((s.name, vec![s])),
+            }
+        }
+        for (name, samples) in families {
+            if !x.family(name, Kind::Counter, dns_help(name)) {
+                continue;
+            }
+            for s in samples {
+                let labels: Vec<(&str, &str)> =
+                    s.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                x.sample(name, &labels, s.value as f64);
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 pub(crate) mod parse {
     //! A strict parser of the text exposition format, for tests: it rejects

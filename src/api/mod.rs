@@ -7,10 +7,10 @@
 //! [`bind`] and [`serve_on`] run it on a socket until shutdown.
 //!
 //! Subsystems that are not the core plug in through optional hooks on
-//! [`AppState`]: BGP peer status ([`AppState::with_peers`]), the DNS explain
-//! function ([`AppState::with_explain`]), config reload
-//! ([`AppState::with_reload`]) and extra metric families
-//! ([`metrics::Metrics::add_source`]).
+//! [`AppState`]: BGP peer status ([`AppState::with_peers`]), config reload
+//! ([`AppState::with_reload`]), DNS counters ([`AppState::with_dns_stats`])
+//! and other metric families ([`metrics::Metrics::add_source`]). DNS explain
+//! calls [`crate::dns::explain`] on the current snapshot.
 
 pub mod auth;
 pub mod dto;
@@ -24,7 +24,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -43,7 +43,6 @@ pub use error::ApiError;
 pub use metrics::Metrics;
 
 use crate::core::{CoreHandle, Input, Snapshot};
-use crate::model::DnsType;
 
 /// How long a handler waits for the core to answer.
 pub const CORE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -57,14 +56,6 @@ pub type ReloadFn = Arc<dyn Fn() -> BoxFuture<Result<u64, Vec<String>>> + Send +
 
 /// BGP peer status as JSON (an object keyed by peer name).
 pub type PeersFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
-
-/// The DNS explain function: why `name`/`qtype` asked by `client` gets the
-/// answer it gets. `Err` is a message for a 422 (e.g. name not in a zone).
-pub type ExplainFn = Arc<
-    dyn Fn(&Snapshot, &str, DnsType, Option<IpAddr>) -> Result<serde_json::Value, String>
-        + Send
-        + Sync,
->;
 
 /// Readiness of the process for `/readyz`: a set of named parts (config,
 /// api, dns, bgp, ...) that each report ready.
@@ -111,7 +102,6 @@ pub struct AppState {
     pub readiness: Arc<Readiness>,
     pub reload: Option<ReloadFn>,
     pub peers: Option<PeersFn>,
-    pub explain: Option<ExplainFn>,
     /// Flips to true when the server shuts down; ends event streams.
     stop: watch::Receiver<bool>,
     stop_tx: Arc<watch::Sender<bool>>,
@@ -132,7 +122,6 @@ impl AppState {
             readiness: Arc::new(readiness),
             reload: None,
             peers: None,
-            explain: None,
             stop,
             stop_tx: Arc::new(stop_tx),
         }
@@ -158,8 +147,9 @@ impl AppState {
         self
     }
 
-    pub fn with_explain(mut self, f: ExplainFn) -> AppState {
-        self.explain = Some(f);
+    /// Exports the DNS server's counters at `/metrics`.
+    pub fn with_dns_stats(self, stats: Arc<crate::dns::DnsStats>) -> AppState {
+        self.metrics.add_source(metrics::dns_source(stats));
         self
     }
 

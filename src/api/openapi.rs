@@ -94,12 +94,12 @@ pub fn document() -> Value {
     explain["parameters"] = json!([
         {"name": "name", "in": "query", "required": true, "schema": {"type": "string"}, "description": "Query name"},
         {"name": "type", "in": "query", "required": false, "schema": {"type": "string", "default": "A"}, "description": "Query type"},
-        {"name": "client", "in": "query", "required": false, "schema": {"type": "string"}, "description": "Client (or ECS) address"},
+        {"name": "client", "in": "query", "required": false, "schema": {"type": "string"}, "description": "Client address (192.0.2.1) or EDNS Client Subnet (198.51.100.0/24); default: no client information"},
     ]);
     explain["responses"]["400"] = err("Unknown query parameter.");
     explain["responses"]["422"] =
         err("Missing name, unknown type, bad client address, or a name outside the zones.");
-    explain["responses"]["501"] = err("No DNS engine is plugged into this API.");
+    explain["responses"]["500"] = err("The zone data could not be compiled.");
     let mut events = read_op(
         "Server-Sent Events: replay of recent events, then every state change live.",
         json!({"description": "An event stream; each message has id = seq, event = kind, data = Event JSON.",
@@ -297,6 +297,11 @@ fn schemas() -> Value {
             "version": {"type": "integer"}, "reloaded": {"type": "boolean"},
         }}),
     );
+    m.insert("Explanation".into(), json!({"type": "object", "required": ["name", "qtype", "rcode", "answers", "steering"], "properties": {
+            "name": {"type": "string"}, "qtype": {"type": "string"}, "rcode": {"type": "string"},
+            "answers": {"type": "array", "items": {"type": "string"}},
+            "steering": {"type": ["object", "null"]},
+        }}));
     m.insert("Health".into(), json!({"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}}));
     m.insert(
         "Ready".into(),
