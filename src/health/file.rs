@@ -7,15 +7,17 @@
 //! directory does not exist (yet), or inotify is unavailable, the check
 //! falls back to its interval and retries the watch.
 
-use std::ffi::OsStr;
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use inotify::{EventMask, Inotify, WatchMask};
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use super::Probed;
 
@@ -44,77 +46,152 @@ impl FileTarget {
     }
 }
 
-/// Watches `path`'s directory and calls `wake.notify_one()` whenever an
-/// entry named like `path` appears, disappears or is renamed (and when the
-/// watch is lost). Runs until cancelled; retries a failed watch every
-/// `retry`. The first failure is logged at warn level, repeats at debug.
+/// Watches one file: see [`watch_all`].
 pub async fn watch(path: PathBuf, wake: Arc<Notify>, retry: Duration) {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let Some(name) = path.file_name().map(OsStr::to_os_string) else {
-        tracing::warn!(path = %path.display(), "file check path has no file name; inotify disabled");
+    watch_all(vec![(path, wake)], retry).await
+}
+
+/// Watches the directories of all `files` with one inotify instance and
+/// calls `notify_one()` on a file's `Notify` whenever an entry with its
+/// name appears, disappears or is renamed, when its directory's watch is
+/// (re-)armed, and when events were lost. Runs until cancelled. A
+/// directory that cannot be watched (missing, no permission) is retried
+/// every `retry`; the first failure per directory is logged at warn level.
+pub async fn watch_all(files: Vec<(PathBuf, Arc<Notify>)>, retry: Duration) {
+    let mut dirs: BTreeMap<PathBuf, DirWatch> = BTreeMap::new();
+    for (path, wake) in files {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let Some(name) = path.file_name().map(OsStr::to_os_string) else {
+            tracing::warn!(path = %path.display(), "file check path has no file name; inotify disabled for it");
+            continue;
+        };
+        dirs.entry(dir)
+            .or_insert_with(|| DirWatch {
+                wd: None,
+                warned: false,
+                files: Vec::new(),
+            })
+            .files
+            .push((name, wake));
+    }
+    if dirs.is_empty() {
         return;
-    };
-    let mut warned = false;
+    }
     loop {
-        match watch_once(&dir, &name, &wake).await {
-            Ok(()) => {
-                // The directory went away or the watch was dropped: the file
-                // state may have changed.
-                wake.notify_one();
-                tracing::debug!(dir = %dir.display(), "inotify watch ended, re-arming");
-            }
-            Err(e) if !warned => {
-                tracing::warn!(dir = %dir.display(), error = %e, "cannot watch directory with inotify; file check falls back to its interval");
-                warned = true;
-            }
-            Err(e) => {
-                tracing::debug!(dir = %dir.display(), error = %e, "inotify watch still failing")
-            }
+        if let Err(e) = watch_session(&mut dirs, retry).await {
+            tracing::warn!(error = %e, "inotify failed; file checks fall back to their interval");
+        }
+        for d in dirs.values_mut() {
+            d.wd = None;
+            d.wake_all();
         }
         tokio::time::sleep(retry).await;
     }
 }
 
-/// One inotify session; returns when the watch is gone.
-async fn watch_once(dir: &Path, name: &OsStr, wake: &Notify) -> io::Result<()> {
-    let inotify = Inotify::init()?;
-    inotify.watches().add(
-        dir,
-        WatchMask::CREATE
-            | WatchMask::DELETE
-            | WatchMask::MOVED_FROM
-            | WatchMask::MOVED_TO
-            | WatchMask::DELETE_SELF
-            | WatchMask::MOVE_SELF
-            | WatchMask::ONLYDIR,
-    )?;
-    tracing::debug!(dir = %dir.display(), "inotify watch armed");
-    // The file may have changed while no watch was armed.
-    wake.notify_one();
-    let mut events = inotify.into_event_stream([0u8; 4096])?;
-    while let Some(ev) = events.next().await {
-        let ev = ev?;
-        let about_file = ev.name.as_deref() == Some(name);
-        let lost = ev.mask.intersects(
-            EventMask::IGNORED
-                | EventMask::DELETE_SELF
-                | EventMask::MOVE_SELF
-                | EventMask::Q_OVERFLOW,
-        );
-        if about_file || lost {
-            wake.notify_one();
+struct DirWatch {
+    wd: Option<WatchDescriptor>,
+    warned: bool,
+    files: Vec<(OsString, Arc<Notify>)>,
+}
+
+impl DirWatch {
+    fn wake_all(&self) {
+        for (_, w) in &self.files {
+            w.notify_one();
         }
+    }
+}
+
+const DIR_MASK: WatchMask = WatchMask::CREATE
+    .union(WatchMask::DELETE)
+    .union(WatchMask::MOVED_FROM)
+    .union(WatchMask::MOVED_TO)
+    .union(WatchMask::DELETE_SELF)
+    .union(WatchMask::MOVE_SELF)
+    .union(WatchMask::ONLYDIR);
+
+/// One inotify instance; returns only on an inotify error.
+async fn watch_session(dirs: &mut BTreeMap<PathBuf, DirWatch>, retry: Duration) -> io::Result<()> {
+    let inotify = Inotify::init()?;
+    let mut events = inotify.into_event_stream([0u8; 4096])?;
+    let mut retry_at = Instant::now();
+    loop {
+        // Arm what is not armed (at most every `retry`).
+        let mut unarmed = false;
+        let due = Instant::now() >= retry_at;
+        for (dir, d) in dirs.iter_mut().filter(|(_, d)| d.wd.is_none()) {
+            if !due {
+                unarmed = true;
+                continue;
+            }
+            match events.watches().add(dir, DIR_MASK) {
+                Ok(wd) => {
+                    tracing::debug!(dir = %dir.display(), "inotify watch armed");
+                    d.wd = Some(wd);
+                    d.warned = false;
+                    // The files may have changed while nothing watched.
+                    d.wake_all();
+                }
+                Err(e) => {
+                    unarmed = true;
+                    if !d.warned {
+                        tracing::warn!(dir = %dir.display(), error = %e, "cannot watch directory with inotify; its file checks fall back to their interval until it can be watched");
+                        d.warned = true;
+                    }
+                }
+            }
+        }
+        if unarmed && due {
+            retry_at = Instant::now() + retry;
+        }
+        let ev = if unarmed {
+            tokio::select! {
+                ev = events.next() => ev,
+                _ = tokio::time::sleep_until(retry_at) => continue,
+            }
+        } else {
+            events.next().await
+        };
+        let Some(ev) = ev else {
+            return Ok(());
+        };
+        let ev = ev?;
+        if ev.mask.contains(EventMask::Q_OVERFLOW) {
+            for d in dirs.values() {
+                d.wake_all();
+            }
+            continue;
+        }
+        let Some(d) = dirs.values_mut().find(|d| d.wd.as_ref() == Some(&ev.wd)) else {
+            continue;
+        };
         if ev
             .mask
             .intersects(EventMask::IGNORED | EventMask::DELETE_SELF | EventMask::MOVE_SELF)
         {
-            return Ok(());
+            // The directory is gone or moved: re-arm on the path later.
+            if ev.mask.contains(EventMask::MOVE_SELF) {
+                if let Some(wd) = d.wd.take() {
+                    let _ = events.watches().remove(wd);
+                }
+            }
+            d.wd = None;
+            d.wake_all();
+            retry_at = Instant::now();
+            continue;
+        }
+        if let Some(name) = ev.name.as_deref() {
+            for (n, w) in &d.files {
+                if n.as_os_str() == name {
+                    w.notify_one();
+                }
+            }
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -122,6 +199,7 @@ mod tests {
     use super::*;
     use crate::health::Target;
     use crate::model::Probe;
+    use std::path::Path;
 
     fn file(path: &Path, healthy_if_present: bool) -> Target {
         Target::new(&Probe::File {
@@ -194,6 +272,55 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         std::fs::write(&path, b"").unwrap();
         tokio::time::timeout(T, wake.notified()).await.unwrap();
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn one_watcher_serves_many_files_and_survives_directory_removal() {
+        let base = tempfile::tempdir().unwrap();
+        let a_dir = base.path().join("a");
+        let b_dir = base.path().join("b");
+        std::fs::create_dir(&a_dir).unwrap();
+        std::fs::create_dir(&b_dir).unwrap();
+        let a1 = Arc::new(Notify::new());
+        let a2 = Arc::new(Notify::new());
+        let b = Arc::new(Notify::new());
+        let task = tokio::spawn(watch_all(
+            vec![
+                (a_dir.join("one"), a1.clone()),
+                (a_dir.join("two"), a2.clone()),
+                (b_dir.join("flag"), b.clone()),
+            ],
+            Duration::from_millis(50),
+        ));
+        for w in [&a1, &a2, &b] {
+            tokio::time::timeout(T, w.notified()).await.unwrap();
+        }
+        let quiet = |w: Arc<Notify>| async move {
+            tokio::time::timeout(Duration::from_millis(150), w.notified())
+                .await
+                .is_err()
+        };
+
+        std::fs::write(a_dir.join("two"), b"").unwrap();
+        tokio::time::timeout(T, a2.notified()).await.unwrap();
+        assert!(quiet(a1.clone()).await, "`one` woken by `two`");
+        assert!(quiet(b.clone()).await, "`flag` woken by `two`");
+
+        // Remove b's directory: its file is woken (state may have changed),
+        // then the watch re-arms when the directory comes back.
+        std::fs::remove_dir_all(&b_dir).unwrap();
+        tokio::time::timeout(T, b.notified()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        std::fs::create_dir(&b_dir).unwrap();
+        tokio::time::timeout(T, b.notified()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        std::fs::write(b_dir.join("flag"), b"").unwrap();
+        tokio::time::timeout(T, b.notified()).await.unwrap();
+
+        // a is still watched.
+        std::fs::write(a_dir.join("one"), b"").unwrap();
+        tokio::time::timeout(T, a1.notified()).await.unwrap();
         task.abort();
     }
 }

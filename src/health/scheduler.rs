@@ -142,6 +142,7 @@ pub fn spawn_checks(
     tx: mpsc::Sender<CheckReport>,
 ) -> Checks {
     let mut checks = Checks::default();
+    let mut watched = Vec::new();
     for pop in config.pops.values() {
         for check in &pop.checks {
             let id = CheckId {
@@ -159,15 +160,7 @@ pub fn spawn_checks(
             let wake = match &check.probe {
                 Probe::File { path, .. } => {
                     let wake = Arc::new(Notify::new());
-                    let watcher = tokio::spawn(
-                        file::watch(
-                            path.clone(),
-                            wake.clone(),
-                            timing.interval.max(Duration::from_secs(1)),
-                        )
-                        .instrument(span.clone()),
-                    );
-                    checks.tasks.push(watcher.abort_handle());
+                    watched.push((path.clone(), wake.clone()));
                     Some(wake)
                 }
                 _ => None,
@@ -183,8 +176,17 @@ pub fn spawn_checks(
             checks.count += 1;
         }
     }
+    if !watched.is_empty() {
+        // One inotify instance for all file checks (instances are a scarce
+        // per-user resource: 128 by default).
+        let watcher = tokio::spawn(file::watch_all(watched, FILE_WATCH_RETRY));
+        checks.tasks.push(watcher.abort_handle());
+    }
     checks
 }
+
+/// How often a directory that cannot be watched (yet) is retried.
+const FILE_WATCH_RETRY: Duration = Duration::from_secs(5);
 
 /// A random duration in `[0, max)` (zero if `max` is zero).
 fn random_below(max: Duration) -> Duration {
