@@ -667,7 +667,8 @@ mod tests {
 
     #[test]
     fn open_errors_get_the_right_notification() {
-        let cases: Vec<(Box<dyn Fn(&mut PeerOpen)>, u8)> = vec![
+        type Mutation = Box<dyn Fn(&mut PeerOpen)>;
+        let cases: Vec<(Mutation, u8)> = vec![
             (Box::new(|o| o.version = 3), err::UNSUPPORTED_VERSION),
             (Box::new(|o| o.asn4 = Some(65999)), err::BAD_PEER_AS),
             (Box::new(|o| o.hold_time = 1), err::UNACCEPTABLE_HOLD_TIME),

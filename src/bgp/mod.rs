@@ -4,11 +4,24 @@
 //! Layers, from the wire up: [`codec`] (framing, header checks, decoding of
 //! what peers send, non-UPDATE encoding), [`update`] (UPDATE encoding),
 //! [`fsm`] (sans-IO RFC 4271 session state machine), [`rib_out`] (per-peer
-//! Adj-RIB-Out, diff and batching), [`session`] (the socket task of one peer)
-//! and [`speaker`] (the public handle: spawn, status, reconfigure, shutdown).
-//! Routes received from peers are counted, never stored.
+//! Adj-RIB-Out, diff and batching), [`sockopt`] (TCP MD5, GTSM),
+//! [`session`] (the socket task of one peer) and [`speaker`] (the public
+//! handle: spawn, status, reconfigure, shutdown). Routes received from peers
+//! are counted, never stored.
+//!
+//! Use: `let bgp = bgp::spawn(&config.node, &config.bgp, snapshot_rx);`,
+//! read `bgp.status()`, call `bgp.reconfigure(..)` on reload and
+//! `bgp.shutdown().await` on SIGTERM.
 
 pub mod codec;
 pub mod fsm;
 pub mod rib_out;
+pub mod session;
+pub mod sockopt;
+pub mod speaker;
 pub mod update;
+
+pub use codec::Family;
+pub use fsm::State as SessionState;
+pub use session::PeerStatus;
+pub use speaker::{spawn, BgpHandle, StatusMap};

@@ -1,0 +1,699 @@
+//! The public face of the BGP speaker: [`spawn`] starts one task per
+//! configured peer plus the passive listener, [`BgpHandle`] exposes their
+//! status, applies config reloads and performs the SIGTERM shutdown.
+//!
+//! The manager task owns the peer tasks; it never touches routes. The
+//! listener accepts only configured neighbors and hands each connection to
+//! its peer task.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpSocket;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, error, info, warn, Instrument};
+
+use super::codec::{err, Notification};
+use super::session::{self, PeerCmd, PeerStatus, SessionParams};
+use super::sockopt;
+use crate::core::Snapshot;
+use crate::model::{BgpConfig, Node, Peer, PeerName, ShutdownMode};
+
+/// How long a shutdown waits for peers to flush withdrawals and Cease.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Shutdown communication sent with the Cease (RFC 8203).
+pub const SHUTDOWN_MESSAGE: &str = "anypop shutting down";
+
+/// Status of every peer by name.
+pub type StatusMap = BTreeMap<PeerName, PeerStatus>;
+
+enum Ctl {
+    Reconfigure(Box<(Node, BgpConfig)>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Handle on the running speaker.
+#[derive(Debug)]
+pub struct BgpHandle {
+    status: watch::Receiver<StatusMap>,
+    ctl: mpsc::UnboundedSender<Ctl>,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Ctl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Ctl::Reconfigure(_) => "Reconfigure",
+            Ctl::Shutdown(_) => "Shutdown",
+        })
+    }
+}
+
+/// Starts the speaker: one task per peer and the listener (if configured).
+/// Must be called inside a tokio runtime.
+pub fn spawn(node: &Node, bgp: &BgpConfig, snapshots: watch::Receiver<Arc<Snapshot>>) -> BgpHandle {
+    let (status_tx, status) = watch::channel(StatusMap::new());
+    let (ctl, ctl_rx) = mpsc::unbounded_channel();
+    let (listen_peers, _) = watch::channel(Arc::new(BTreeMap::new()));
+    let mut m = Manager {
+        node: node.clone(),
+        bgp: bgp.clone(),
+        snapshots,
+        status_tx,
+        peers: BTreeMap::new(),
+        listener: None,
+        listen_peers,
+    };
+    let task = tokio::spawn(async move {
+        m.apply_all();
+        m.run(ctl_rx).await;
+    });
+    BgpHandle { status, ctl, task }
+}
+
+impl BgpHandle {
+    /// Live status of every peer (state, uptime, counters).
+    pub fn status(&self) -> watch::Receiver<StatusMap> {
+        self.status.clone()
+    }
+
+    /// Applies a reloaded configuration: removed peers get Cease/peer
+    /// de-configured, changed peers are restarted (Cease/other configuration
+    /// change), new peers start. Unchanged peers keep their sessions.
+    pub fn reconfigure(&self, node: &Node, bgp: &BgpConfig) {
+        let _ = self
+            .ctl
+            .send(Ctl::Reconfigure(Box::new((node.clone(), bgp.clone()))));
+    }
+
+    /// SIGTERM: per `bgp.shutdown`, withdraw everything then Cease
+    /// (administrative shutdown with a shutdown communication), or Cease
+    /// without withdrawing so the routers keep our routes (graceful
+    /// restart). Returns when every peer is done or after
+    /// [`SHUTDOWN_TIMEOUT`].
+    pub async fn shutdown(self) {
+        let (tx, rx) = oneshot::channel();
+        if self.ctl.send(Ctl::Shutdown(tx)).is_ok() {
+            let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT + Duration::from_secs(1), rx).await;
+        }
+        self.task.abort();
+    }
+}
+
+struct PeerTask {
+    params: SessionParams,
+    tx: mpsc::Sender<PeerCmd>,
+    join: JoinHandle<()>,
+}
+
+/// What the listener needs to know about a peer.
+#[derive(Clone)]
+struct ListenPeer {
+    tx: mpsc::Sender<PeerCmd>,
+    md5: Option<Vec<u8>>,
+}
+
+struct Manager {
+    node: Node,
+    bgp: BgpConfig,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    status_tx: watch::Sender<StatusMap>,
+    peers: BTreeMap<PeerName, PeerTask>,
+    listener: Option<(SocketAddr, JoinHandle<()>)>,
+    listen_peers: watch::Sender<Arc<BTreeMap<IpAddr, ListenPeer>>>,
+}
+
+fn params(node: &Node, bgp: &BgpConfig, peer: &Peer) -> SessionParams {
+    SessionParams {
+        name: peer.name.clone(),
+        peer: peer.clone(),
+        router_id: node.router_id,
+        graceful_restart: bgp.graceful_restart,
+    }
+}
+
+/// Whether two peer configurations would run the same session.
+fn same(a: &SessionParams, b: &SessionParams) -> bool {
+    format!("{a:?}") == format!("{b:?}")
+}
+
+impl Manager {
+    fn start_peer(&mut self, params: SessionParams) {
+        let (tx, rx) = mpsc::channel(16);
+        let span = tracing::info_span!("bgp", peer = %params.name, addr = %params.peer.address);
+        let join = tokio::spawn(
+            session::run(
+                params.clone(),
+                self.snapshots.clone(),
+                rx,
+                self.status_tx.clone(),
+            )
+            .instrument(span),
+        );
+        self.peers
+            .insert(params.name.clone(), PeerTask { params, tx, join });
+    }
+
+    async fn stop_peer(&mut self, name: &PeerName, n: Notification) {
+        if let Some(p) = self.peers.remove(name) {
+            let (done, wait) = oneshot::channel();
+            if p.tx.send(PeerCmd::Stop(n, done)).await.is_ok() {
+                let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, wait).await;
+            }
+            p.join.abort();
+        }
+        self.status_tx.send_modify(|m| {
+            m.remove(name);
+        });
+    }
+
+    fn apply_all(&mut self) {
+        let peers = self.bgp.peers.clone();
+        for peer in &peers {
+            self.start_peer(params(&self.node, &self.bgp, peer));
+        }
+        self.refresh_listener();
+    }
+
+    async fn reconfigure(&mut self, node: Node, bgp: BgpConfig) {
+        let wanted: BTreeMap<PeerName, SessionParams> = bgp
+            .peers
+            .iter()
+            .map(|p| (p.name.clone(), params(&node, &bgp, p)))
+            .collect();
+        let names: Vec<PeerName> = self.peers.keys().cloned().collect();
+        for name in names {
+            match wanted.get(&name) {
+                None => {
+                    info!(peer = %name, "peer removed from configuration");
+                    self.stop_peer(
+                        &name,
+                        Notification::new(err::CEASE, err::CEASE_PEER_DECONFIGURED, []),
+                    )
+                    .await;
+                }
+                Some(w) => {
+                    let changed = self.peers.get(&name).is_some_and(|t| !same(&t.params, w));
+                    if changed {
+                        info!(peer = %name, "peer configuration changed; restarting session");
+                        self.stop_peer(
+                            &name,
+                            Notification::new(err::CEASE, err::CEASE_OTHER_CONFIG_CHANGE, []),
+                        )
+                        .await;
+                    }
+                }
+            }
+        }
+        self.node = node;
+        self.bgp = bgp;
+        for (name, p) in wanted {
+            if !self.peers.contains_key(&name) {
+                self.start_peer(p);
+            }
+        }
+        self.refresh_listener();
+    }
+
+    /// (Re)starts the listener if its address changed and publishes the
+    /// accepted peers.
+    fn refresh_listener(&mut self) {
+        let map: BTreeMap<IpAddr, ListenPeer> = self
+            .peers
+            .values()
+            .map(|t| {
+                let md5 = t
+                    .params
+                    .peer
+                    .md5_password_file
+                    .as_ref()
+                    .and_then(|f| sockopt::read_md5_key(f).ok());
+                (
+                    t.params.peer.address.to_canonical(),
+                    ListenPeer {
+                        tx: t.tx.clone(),
+                        md5,
+                    },
+                )
+            })
+            .collect();
+        self.listen_peers.send_replace(Arc::new(map));
+        let want = self.bgp.listen;
+        if self.listener.as_ref().map(|l| l.0) == want {
+            return;
+        }
+        if let Some((addr, h)) = self.listener.take() {
+            info!(%addr, "stopping BGP listener");
+            h.abort();
+        }
+        if let Some(addr) = want {
+            let rx = self.listen_peers.subscribe();
+            self.listener = Some((addr, tokio::spawn(listen(addr, rx))));
+        }
+    }
+
+    async fn run(&mut self, mut ctl: mpsc::UnboundedReceiver<Ctl>) {
+        while let Some(c) = ctl.recv().await {
+            match c {
+                Ctl::Reconfigure(b) => {
+                    let (node, bgp) = *b;
+                    self.reconfigure(node, bgp).await
+                }
+                Ctl::Shutdown(done) => {
+                    self.shutdown().await;
+                    let _ = done.send(());
+                    return;
+                }
+            }
+        }
+        // Handle dropped without shutdown: stop quietly.
+        self.shutdown().await;
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some((_, h)) = self.listener.take() {
+            h.abort();
+        }
+        let mode = self.bgp.shutdown;
+        info!(?mode, peers = self.peers.len(), "BGP shutdown");
+        let mut waits = Vec::new();
+        for (name, p) in std::mem::take(&mut self.peers) {
+            let (done, wait) = oneshot::channel();
+            let cmd = PeerCmd::Shutdown {
+                mode,
+                message: SHUTDOWN_MESSAGE.to_string(),
+                done,
+            };
+            if p.tx.send(cmd).await.is_ok() {
+                waits.push((name, wait, p.join));
+            }
+        }
+        let all = async {
+            for (name, wait, _) in &mut waits {
+                if wait.await.is_err() {
+                    debug!(peer = %name, "peer task ended before confirming shutdown");
+                }
+            }
+        };
+        if tokio::time::timeout(SHUTDOWN_TIMEOUT, all).await.is_err() {
+            warn!("BGP shutdown timed out; closing remaining sessions");
+        }
+        for (_, _, join) in waits {
+            join.abort();
+        }
+        if mode == ShutdownMode::GracefulRestart {
+            debug!("routes left in place for graceful restart");
+        }
+    }
+}
+
+/// Accepts connections from configured neighbors only.
+async fn listen(addr: SocketAddr, mut peers: watch::Receiver<Arc<BTreeMap<IpAddr, ListenPeer>>>) {
+    let sock = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4(),
+        SocketAddr::V6(_) => TcpSocket::new_v6(),
+    };
+    let listener = match sock
+        .and_then(|s| {
+            s.set_reuseaddr(true)?;
+            s.bind(addr)?;
+            Ok(s)
+        })
+        .and_then(|s| {
+            install_md5(&s, addr, &peers.borrow_and_update());
+            s.listen(1024)
+        }) {
+        Ok(l) => l,
+        Err(e) => {
+            error!(%addr, error = %e, "cannot listen for BGP; passive peers will not connect");
+            return;
+        }
+    };
+    info!(%addr, "BGP listener up");
+    loop {
+        tokio::select! {
+            r = peers.changed() => {
+                if r.is_err() {
+                    return;
+                }
+                install_md5(&listener, addr, &peers.borrow_and_update());
+            }
+            r = listener.accept() => match r {
+                Ok((stream, remote)) => {
+                    let ip = remote.ip().to_canonical();
+                    let target = peers.borrow().get(&ip).map(|p| p.tx.clone());
+                    match target {
+                        Some(tx) => {
+                            debug!(%remote, "accepted BGP connection");
+                            if tx.try_send(PeerCmd::Incoming(stream)).is_err() {
+                                debug!(%remote, "peer task busy; dropping connection");
+                            }
+                        }
+                        None => info!(%remote, "rejected BGP connection from an unconfigured address"),
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+}
+
+fn install_md5(
+    sock: &impl std::os::fd::AsRawFd,
+    addr: SocketAddr,
+    peers: &BTreeMap<IpAddr, ListenPeer>,
+) {
+    for (ip, p) in peers {
+        let Some(key) = &p.md5 else { continue };
+        // On an IPv6 socket, IPv4 peers arrive as IPv4-mapped addresses.
+        let ip = match (addr, ip) {
+            (SocketAddr::V6(_), IpAddr::V4(v4)) => IpAddr::V6(v4.to_ipv6_mapped()),
+            _ => *ip,
+        };
+        if let (SocketAddr::V4(_), IpAddr::V6(_)) = (addr, ip) {
+            continue;
+        }
+        if let Err(e) = sockopt::set_md5(sock, ip, key) {
+            warn!(peer = %ip, error = %e, "cannot install MD5 key on the listener");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::codec::{
+        decode, encode_keepalive, encode_open, take_frame, Family, LocalOpen, Received,
+    };
+    use super::super::fsm::State;
+    use super::*;
+    use crate::core::{AnnounceMode, Announcement, PopState, PopStatus};
+    use crate::model::{ApiConfig, Config, DnsConfig, DnsIdentity, Name, RouteAttrs};
+    use bytes::BytesMut;
+    use ipnet::IpNet;
+    use std::net::Ipv4Addr;
+    use std::time::SystemTime;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    fn node() -> Node {
+        Node {
+            name: "n1".into(),
+            pop: Some(Name::parse("pop1").unwrap()),
+            router_id: Ipv4Addr::new(192, 0, 2, 2),
+            asn: 65001,
+            state_dir: None,
+        }
+    }
+
+    fn bgp(port: u16, gr: Option<Duration>, shutdown: ShutdownMode) -> BgpConfig {
+        BgpConfig {
+            listen: None,
+            peers: vec![Peer {
+                name: Name::parse("r1").unwrap(),
+                address: "127.0.0.1".parse().unwrap(),
+                port,
+                remote_asn: 65000,
+                local_asn: 65001,
+                local_address: None,
+                passive: false,
+                hold_time: Duration::from_secs(9),
+                connect_retry: Duration::from_secs(1),
+                md5_password_file: None,
+                ttl_security: false,
+                ipv4_unicast: true,
+                ipv6_unicast: true,
+                next_hop_v4: None,
+                next_hop_v6: Some("2001:db8::2".parse().unwrap()),
+            }],
+            shutdown,
+            graceful_restart: gr,
+        }
+    }
+
+    fn snapshot(
+        version: u64,
+        healthy: Option<bool>,
+        prefixes: &[&str],
+        bgp: &BgpConfig,
+    ) -> Arc<Snapshot> {
+        let config = Arc::new(Config {
+            node: node(),
+            bgp: bgp.clone(),
+            pops: BTreeMap::new(),
+            dns: DnsConfig {
+                listen: vec![],
+                identity: DnsIdentity {
+                    nsid: None,
+                    chaos: None,
+                },
+                zones: vec![],
+            },
+            api: ApiConfig {
+                listen: None,
+                token_file: None,
+                protect_reads: false,
+            },
+        });
+        let pop = Name::parse("pop1").unwrap();
+        let mut pops = BTreeMap::new();
+        pops.insert(
+            pop.clone(),
+            PopStatus {
+                state: PopState::Up,
+                healthy,
+                serves_dns: true,
+                reason: String::new(),
+                since: SystemTime::now(),
+                changed_at: tokio::time::Instant::now(),
+                checks: BTreeMap::new(),
+                admin: None,
+            },
+        );
+        let attrs = RouteAttrs {
+            prepend: 2,
+            med: Some(10),
+            local_pref: Some(50),
+            communities: vec![(65001, 7)],
+            large_communities: vec![(65001, 1, 2)],
+        };
+        Arc::new(Snapshot {
+            version,
+            published: SystemTime::now(),
+            config,
+            pops,
+            announcements: Arc::new(
+                prefixes
+                    .iter()
+                    .map(|p| {
+                        (
+                            p.parse::<IpNet>().unwrap(),
+                            Announcement {
+                                pop: pop.clone(),
+                                mode: AnnounceMode::Normal,
+                                attrs: attrs.clone(),
+                            },
+                        )
+                    })
+                    .collect(),
+            ),
+        })
+    }
+
+    /// A scripted router on the other end of the TCP connection.
+    struct FakeRouter {
+        s: TcpStream,
+        buf: BytesMut,
+    }
+
+    impl FakeRouter {
+        async fn next(&mut self) -> Received {
+            loop {
+                if let Some(f) = take_frame(&mut self.buf).unwrap() {
+                    return decode(&f).unwrap();
+                }
+                let n =
+                    tokio::time::timeout(Duration::from_secs(10), self.s.read_buf(&mut self.buf))
+                        .await
+                        .expect("speaker sent nothing for 10 s")
+                        .unwrap();
+                assert!(n > 0, "speaker closed the connection");
+            }
+        }
+
+        /// Next message that is not a KEEPALIVE.
+        async fn next_non_keepalive(&mut self) -> Received {
+            loop {
+                match self.next().await {
+                    Received::Keepalive => continue,
+                    m => return m,
+                }
+            }
+        }
+
+        async fn handshake(l: &TcpListener) -> FakeRouter {
+            let (s, _) = l.accept().await.unwrap();
+            let mut r = FakeRouter {
+                s,
+                buf: BytesMut::new(),
+            };
+            let Received::Open(o) = r.next().await else {
+                panic!("expected OPEN")
+            };
+            assert_eq!(o.asn(), 65001);
+            assert_eq!(o.families, vec![Family::Ipv4, Family::Ipv6]);
+            let open = encode_open(&LocalOpen {
+                asn: 65000,
+                hold_time: 9,
+                bgp_id: Ipv4Addr::new(192, 0, 2, 1),
+                families: vec![Family::Ipv4, Family::Ipv6],
+                graceful_restart: Some(120),
+                restarted: false,
+            })
+            .unwrap();
+            r.s.write_all(&open).await.unwrap();
+            r.s.write_all(&encode_keepalive()).await.unwrap();
+            assert_eq!(r.next().await, Received::Keepalive);
+            r
+        }
+
+        /// Reads UPDATEs until End-of-RIB for both families; returns the
+        /// announced count.
+        async fn until_eor(&mut self) -> u32 {
+            let mut announced = 0;
+            let mut eor = Vec::new();
+            while eor.len() < 2 {
+                let Received::Update(u) = self.next_non_keepalive().await else {
+                    panic!("expected UPDATE")
+                };
+                announced += u.announced;
+                if let Some(f) = u.end_of_rib {
+                    eor.push(f);
+                }
+            }
+            announced
+        }
+    }
+
+    #[tokio::test]
+    async fn announce_withdraw_and_withdrawing_shutdown_over_tcp() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let cfg = bgp(l.local_addr().unwrap().port(), None, ShutdownMode::Withdraw);
+        let (snap_tx, snap_rx) = watch::channel(snapshot(
+            1,
+            Some(true),
+            &["203.0.113.0/24", "198.51.100.0/24", "2001:db8:1::/48"],
+            &cfg,
+        ));
+        let h = spawn(&node(), &cfg, snap_rx);
+        let mut r = FakeRouter::handshake(&l).await;
+        assert_eq!(r.until_eor().await, 3);
+        let mut st = h.status();
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            st.wait_for(|m| {
+                m.get("r1")
+                    .is_some_and(|s| s.state == State::Established && s.prefixes_advertised == 3)
+            }),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+
+        // The PoP loses one prefix: one withdraw, nothing else.
+        snap_tx.send_replace(snapshot(
+            2,
+            Some(true),
+            &["203.0.113.0/24", "2001:db8:1::/48"],
+            &cfg,
+        ));
+        let Received::Update(u) = r.next_non_keepalive().await else {
+            panic!()
+        };
+        assert_eq!((u.announced, u.withdrawn), (0, 1));
+
+        // The router asks for a refresh: the IPv4 Adj-RIB-Out again.
+        r.s.write_all(&super::super::codec::encode_route_refresh(Family::Ipv4).unwrap())
+            .await
+            .unwrap();
+        let Received::Update(u) = r.next_non_keepalive().await else {
+            panic!()
+        };
+        assert_eq!((u.announced, u.withdrawn), (1, 0));
+
+        // SIGTERM with shutdown: withdraw, then Cease/administrative shutdown.
+        let shut = tokio::spawn(h.shutdown());
+        let mut withdrawn = 0;
+        let n = loop {
+            match r.next_non_keepalive().await {
+                Received::Update(u) => withdrawn += u.withdrawn,
+                Received::Notification(n) => break n,
+                m => panic!("unexpected {m:?}"),
+            }
+        };
+        assert_eq!(withdrawn, 2);
+        assert_eq!((n.code, n.subcode), (6, 2));
+        assert_eq!(n.shutdown_message().as_deref(), Some(SHUTDOWN_MESSAGE));
+        shut.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn graceful_restart_holds_end_of_rib_until_health_is_known_and_keeps_routes_on_shutdown()
+    {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let cfg = bgp(
+            l.local_addr().unwrap().port(),
+            Some(Duration::from_secs(120)),
+            ShutdownMode::GracefulRestart,
+        );
+        let (snap_tx, snap_rx) = watch::channel(snapshot(1, None, &[], &cfg));
+        let h = spawn(&node(), &cfg, snap_rx);
+        let mut r = FakeRouter::handshake(&l).await;
+        // Health unknown: no End-of-RIB (the router keeps our stale routes).
+        let early = tokio::time::timeout(Duration::from_millis(500), r.next_non_keepalive()).await;
+        assert!(early.is_err(), "nothing may be sent yet, got {early:?}");
+        // Health known: routes, then End-of-RIB.
+        snap_tx.send_replace(snapshot(2, Some(true), &["203.0.113.0/24"], &cfg));
+        assert_eq!(r.until_eor().await, 1);
+        // Graceful shutdown: the peer set the N bit, so Cease without withdrawing.
+        let shut = tokio::spawn(h.shutdown());
+        match r.next_non_keepalive().await {
+            Received::Notification(n) => assert_eq!((n.code, n.subcode), (6, 2)),
+            m => panic!("expected Cease, got {m:?}"),
+        }
+        shut.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn garbage_from_peer_gets_notification_and_session_retries() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let cfg = bgp(l.local_addr().unwrap().port(), None, ShutdownMode::Withdraw);
+        let (_snap_tx, snap_rx) =
+            watch::channel(snapshot(1, Some(true), &["203.0.113.0/24"], &cfg));
+        let h = spawn(&node(), &cfg, snap_rx);
+        let mut r = FakeRouter::handshake(&l).await;
+        r.until_eor().await;
+        // A bad marker.
+        let mut bad = encode_keepalive();
+        bad[0] = 0;
+        r.s.write_all(&bad).await.unwrap();
+        let n = loop {
+            match r.next().await {
+                Received::Notification(n) => break n,
+                _ => continue,
+            }
+        };
+        assert_eq!((n.code, n.subcode), (1, 1));
+        // The speaker reconnects (after backoff) and resyncs.
+        let mut r = FakeRouter::handshake(&l).await;
+        assert_eq!(r.until_eor().await, 1);
+        let st = h.status().borrow().get("r1").cloned().unwrap();
+        assert_eq!(st.flaps, 1);
+        h.shutdown().await;
+    }
+}
