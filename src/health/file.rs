@@ -80,9 +80,15 @@ pub async fn watch_all(files: Vec<(PathBuf, Arc<Notify>)>, retry: Duration) {
     if dirs.is_empty() {
         return;
     }
+    let mut warned = false;
     loop {
-        if let Err(e) = watch_session(&mut dirs, retry).await {
-            tracing::warn!(error = %e, "inotify failed; file checks fall back to their interval");
+        match watch_session(&mut dirs, retry).await {
+            Err(e) if !warned => {
+                tracing::warn!(error = %e, "inotify failed; file checks fall back to their interval");
+                warned = true;
+            }
+            Err(e) => tracing::debug!(error = %e, "inotify still failing"),
+            Ok(()) => warned = false,
         }
         for d in dirs.values_mut() {
             d.wd = None;

@@ -137,6 +137,9 @@ impl HttpTarget {
 
     /// One GET. Success detail: `status 200` (plus the body match).
     pub async fn probe(&self) -> Probed {
+        if let Some(Err(e)) = &self.tls {
+            return Err(e.clone());
+        }
         let stream = super::tcp::connect(&self.target).await?;
         match &self.tls {
             None => self.exchange(TokioIo::new(stream)).await,
