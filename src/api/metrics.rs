@@ -544,10 +544,8 @@ pub(crate) mod parse {
                     return Err(format!("line {ln}: bad metric name {name:?}"));
                 }
                 match kw {
-                    "HELP" => {
-                        if done.contains(name) {
-                            return Err(format!("line {ln}: family {name} split"));
-                        }
+                    "HELP" if done.contains(name) => {
+                        return Err(format!("line {ln}: family {name} split"));
                     }
                     "TYPE" => {
                         let t = parts
