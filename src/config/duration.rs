@@ -13,8 +13,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if text.bytes().all(|b| b.is_ascii_digit()) {
         return text
             .parse::<u64>()
-            .map(Duration::from_secs)
-            .map_err(|_| format!("{s:?} is too large a duration"));
+            .map_err(|_| format!("{s:?} is too large a duration"))
+            .and_then(|secs| check_max(s, Duration::from_secs(secs)));
     }
     if text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         return parse_duration(&format!("{text}s"))
@@ -56,7 +56,19 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         rest = next;
     }
     let ms = u64::try_from(total_ms).map_err(|_| format!("{s:?} is too large a duration"))?;
-    Ok(Duration::from_millis(ms))
+    check_max(s, Duration::from_millis(ms))
+}
+
+/// Longest duration accepted anywhere in the config; keeps `Instant +
+/// duration` arithmetic downstream far from overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 86_400);
+
+fn check_max(s: &str, d: Duration) -> Result<Duration, String> {
+    if d > MAX_DURATION {
+        Err(format!("{s:?} is too long: at most 366 days"))
+    } else {
+        Ok(d)
+    }
 }
 
 /// Formats a duration the way the config writes it (`200ms`, `1s`, `2m`,

@@ -628,6 +628,7 @@ fn bad_record_values() {
         - {name: t, type: BOGUS, values: [x]}
         - {name: e, type: TXT, values: []}
         - {name: \"bad name\", type: TXT, values: [x]}
+        - {name: q, type: TXT, values: [\"\\\"unterminated\"]}
 ",
     ));
     let r = "dns.zones[0].records";
@@ -653,7 +654,12 @@ fn bad_record_values() {
     );
     assert_error(&errs, &format!("{r}[7].values"), "at least one value");
     assert_error(&errs, &format!("{r}[8].name"), "is not a valid domain name");
-    assert_eq!(errs.len(), 10, "{errs:?}");
+    assert_error(
+        &errs,
+        &format!("{r}[9].values[0]"),
+        "is not a valid TXT value",
+    );
+    assert_eq!(errs.len(), 11, "{errs:?}");
 }
 
 #[test]

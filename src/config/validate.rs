@@ -1780,8 +1780,31 @@ fn in_zone(name: &str, origin: &str) -> bool {
 }
 
 /// Checks a static record value for its type; returns it normalized
-/// (names fully qualified, lower case).
+/// (names fully qualified, lower case). The result also parses with the
+/// DNS library's zone-file parser, so the DNS server can load it.
 pub(super) fn record_value(rtype: DnsType, v: &str, origin: &str) -> Result<String, String> {
+    let norm = record_value_syntax(rtype, v, origin)?;
+    let plain_txt = rtype == DnsType::Txt && !norm.trim_start().starts_with('"');
+    if !plain_txt {
+        use hickory_proto::rr::{RData, RecordType};
+        let t = match rtype {
+            DnsType::A => RecordType::A,
+            DnsType::Aaaa => RecordType::AAAA,
+            DnsType::Cname => RecordType::CNAME,
+            DnsType::Txt => RecordType::TXT,
+            DnsType::Mx => RecordType::MX,
+            DnsType::Srv => RecordType::SRV,
+            DnsType::Caa => RecordType::CAA,
+            DnsType::Ns => RecordType::NS,
+            DnsType::Soa => RecordType::SOA,
+        };
+        RData::try_from_str(t, &norm)
+            .map_err(|e| format!("{v:?} is not a valid {t} value: {e}"))?;
+    }
+    Ok(norm)
+}
+
+fn record_value_syntax(rtype: DnsType, v: &str, origin: &str) -> Result<String, String> {
     let t = v.trim();
     match rtype {
         DnsType::A => t.parse::<Ipv4Addr>().map(|a| a.to_string()).map_err(|_| {
