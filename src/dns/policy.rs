@@ -552,7 +552,7 @@ pub(crate) mod tests {
                     serves_dns: *s == PopState::Up,
                     reason: String::new(),
                     since: SystemTime::UNIX_EPOCH,
-                    changed_at: now - Duration::from_secs(3600),
+                    changed_at: now.checked_sub(Duration::from_secs(3600)).unwrap_or(now),
                     checks: BTreeMap::new(),
                     admin: None,
                 },

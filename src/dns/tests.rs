@@ -114,6 +114,7 @@ pub fn zone() -> Zone {
                 &["2001:db8::53"],
             ),
             st("big.example.net.", 300, DnsType::Txt, &[&big.join(" ")]),
+            st("plain.example.net.", 300, DnsType::Txt, &["hello world"]),
         ],
     }
 }
@@ -219,6 +220,11 @@ fn static_records_are_authoritative() {
             "{qt}: {}",
             m.answers[0]
         );
+    }
+    let m = general(&s, &query("plain.example.net.", RecordType::TXT, None));
+    match &m.answers[0].data {
+        RData::TXT(t) => assert_eq!(t.txt_data.len(), 1, "one string: {t}"),
+        other => panic!("not TXT: {other:?}"),
     }
     let m = general(&s, &query("_sip._udp.example.net.", RecordType::SRV, None));
     assert!(m.answers[0].to_string().contains("5060 sip.example.net."));
@@ -600,4 +606,30 @@ fn explain_reports_policy_and_exclusions() {
     let e = super::explain(&s, Instant::now(), "nope.example.net", "AAAA", client).unwrap();
     assert_eq!(e.rcode, "NXDOMAIN");
     assert!(super::explain(&s, Instant::now(), "x.example.net", "BOGUS", client).is_err());
+}
+
+/// Benchmark harness (not a test): serves the DNS part of the config file
+/// in `ANYPOP_DNS_BENCH_CONFIG` with every PoP up until killed. Used by
+/// integration/bench/dns.sh when `anypop run` does not serve DNS.
+#[test]
+#[ignore]
+fn bench_harness() {
+    let Ok(path) = std::env::var("ANYPOP_DNS_BENCH_CONFIG") else {
+        eprintln!("set ANYPOP_DNS_BENCH_CONFIG");
+        return;
+    };
+    let cfg = Arc::new(crate::config::load(std::path::Path::new(&path)).expect("config"));
+    let names: Vec<String> = cfg.pops.keys().map(|p| p.to_string()).collect();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async move {
+        let states: Vec<(&str, PopState)> = names.iter().map(|n| (n.as_str(), PopState::Up)).collect();
+        let mut s = snapshot((*cfg).clone(), &states, Instant::now());
+        s.config = cfg.clone();
+        let (_tx, rx) = tokio::sync::watch::channel(Arc::new(s));
+        let server = super::serve(cfg, rx, DnsStats::new()).await.expect("serve");
+        eprintln!("bench harness serving on {:?}", server.udp_addrs());
+        loop {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+    });
 }
