@@ -1,0 +1,94 @@
+//! Health checks through the real `anypop run` process: a maintenance file
+//! acts through inotify long before the check's interval, and a TCP service
+//! that dies is noticed within the default timings. Times are printed, and
+//! only generous bounds are asserted.
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use anypop_integration::{free_port, wait_until, write_file, Anypop};
+
+const T: Duration = Duration::from_secs(20);
+
+fn start(dir: &std::path::Path, checks: &str) -> Anypop {
+    let api = free_port();
+    let cfg = format!(
+        r#"
+node:
+  name: health-test
+  pop: fra1
+  router_id: 192.0.2.1
+  asn: 65001
+api:
+  listen: 127.0.0.1:{api}
+dns:
+  listen: []
+pops:
+  - name: fra1
+    prefixes: [203.0.113.0/24]
+    checks:
+{checks}
+"#
+    );
+    let path = write_file(dir, "anypop.yaml", &cfg);
+    Anypop::start(&["run", "--config", path.to_str().expect("utf8 path")])
+}
+
+#[test]
+fn maintenance_file_acts_through_inotify_not_the_interval() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let maint = dir.path().join("maintenance");
+    // A 60 s interval: only inotify can explain a reaction within seconds.
+    let checks = format!(
+        "      - {{name: maintenance, type: file, path: {}, healthy_when: absent, interval: 60s, rise: 1, fall: 1}}",
+        maint.display()
+    );
+    let p = start(dir.path(), &checks);
+    p.wait_for_log("pop fra1 up", T);
+
+    let touched = Instant::now();
+    std::fs::write(&maint, "").expect("create maintenance file");
+    p.wait_for_log("pop fra1 down", T);
+    println!("maintenance file → pop down in {:?}", touched.elapsed());
+    assert!(
+        touched.elapsed() < Duration::from_secs(30),
+        "reaction came from the interval"
+    );
+
+    let removed = Instant::now();
+    std::fs::remove_file(&maint).expect("remove maintenance file");
+    let ups = || p.log().matches("pop fra1 up").count();
+    assert!(
+        wait_until(T, || ups() >= 2),
+        "fra1 did not come back:\n{}",
+        p.log()
+    );
+    println!(
+        "maintenance file removed → pop up in {:?}",
+        removed.elapsed()
+    );
+    assert!(removed.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn dead_tcp_service_is_noticed_with_default_timings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let service = TcpListener::bind("127.0.0.1:0").expect("bind service");
+    let port = service.local_addr().expect("addr").port();
+    let checks = format!("      - {{name: svc, type: tcp, target: \"127.0.0.1:{port}\"}}");
+    let p = start(dir.path(), &checks);
+    p.wait_for_log("pop fra1 up", T);
+
+    let died = Instant::now();
+    drop(service);
+    p.wait_for_log("pop fra1 down", T);
+    println!(
+        "tcp service closed → pop down in {:?} (default timings)",
+        died.elapsed()
+    );
+    assert!(
+        p.log().contains("connect refused"),
+        "reason in the log:\n{}",
+        p.log()
+    );
+}
