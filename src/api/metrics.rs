@@ -467,6 +467,91 @@ pub fn dns_source(stats: Arc<crate::dns::DnsStats>) -> MetricsSource {
     })
 }
 
+/// A metrics source exporting BGP session state and counters per peer.
+pub fn bgp_source(status: tokio::sync::watch::Receiver<crate::bgp::StatusMap>) -> MetricsSource {
+    use crate::bgp::SessionState as S;
+    Arc::new(move |x: &mut Exposition| {
+        let peers = status.borrow().clone();
+        x.family(
+            "anypop_bgp_session_state",
+            Kind::Gauge,
+            "BGP session FSM state: 1 for the current state, 0 for the others.",
+        );
+        for (name, p) in &peers {
+            for st in [
+                S::Idle,
+                S::Connect,
+                S::Active,
+                S::OpenSent,
+                S::OpenConfirm,
+                S::Established,
+            ] {
+                let label = st.to_string();
+                let v = if p.state == st { 1.0 } else { 0.0 };
+                x.sample(
+                    "anypop_bgp_session_state",
+                    &[("peer", name.as_str()), ("state", &label)],
+                    v,
+                );
+            }
+        }
+        x.family(
+            "anypop_bgp_session_up",
+            Kind::Gauge,
+            "1 while the BGP session is Established.",
+        );
+        for (name, p) in &peers {
+            let v = if p.state == S::Established { 1.0 } else { 0.0 };
+            x.sample("anypop_bgp_session_up", &[("peer", name.as_str())], v);
+        }
+        type Field = fn(&crate::bgp::PeerStatus) -> f64;
+        let families: [(&str, Kind, &str, Field); 6] = [
+            (
+                "anypop_bgp_session_flaps_total",
+                Kind::Counter,
+                "Times an established BGP session went down.",
+                |p| p.flaps as f64,
+            ),
+            (
+                "anypop_bgp_updates_sent_total",
+                Kind::Counter,
+                "BGP UPDATE messages sent (including End-of-RIB).",
+                |p| p.updates_sent as f64,
+            ),
+            (
+                "anypop_bgp_updates_received_total",
+                Kind::Counter,
+                "BGP UPDATE messages received.",
+                |p| p.updates_received as f64,
+            ),
+            (
+                "anypop_bgp_prefixes_received_total",
+                Kind::Counter,
+                "NLRI announced by the peer (counted, not stored).",
+                |p| p.prefixes_received as f64,
+            ),
+            (
+                "anypop_bgp_withdrawals_received_total",
+                Kind::Counter,
+                "NLRI withdrawn by the peer.",
+                |p| p.withdrawals_received as f64,
+            ),
+            (
+                "anypop_bgp_prefixes_advertised",
+                Kind::Gauge,
+                "Prefixes in the peer's Adj-RIB-Out.",
+                |p| p.prefixes_advertised as f64,
+            ),
+        ];
+        for (fam, kind, help, f) in families {
+            x.family(fam, kind, help);
+            for (name, p) in &peers {
+                x.sample(fam, &[("peer", name.as_str())], f(p));
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 pub(crate) mod parse {
     //! A strict parser of the text exposition format, for tests: it rejects

@@ -153,6 +153,13 @@ impl AppState {
         self
     }
 
+    /// Serves BGP peer status at `/v1/peers` and `/v1/state` (with an
+    /// `uptime_secs` per established session) and exports it at `/metrics`.
+    pub fn with_bgp(self, status: watch::Receiver<crate::bgp::StatusMap>) -> AppState {
+        self.metrics.add_source(metrics::bgp_source(status.clone()));
+        self.with_peers(Arc::new(move || peers_json(&status.borrow())))
+    }
+
     /// Ends open event streams (called by [`serve_on`] on shutdown).
     pub fn stop_streams(&self) {
         let _ = self.stop_tx.send(true);
@@ -168,6 +175,25 @@ impl AppState {
             None => serde_json::Value::Object(Default::default()),
         }
     }
+}
+
+fn peers_json(peers: &crate::bgp::StatusMap) -> serde_json::Value {
+    let now = std::time::SystemTime::now();
+    let map = peers
+        .iter()
+        .map(|(name, p)| {
+            let mut v = serde_json::to_value(p).unwrap_or_default();
+            let uptime = p
+                .established_since
+                .and_then(|t| now.duration_since(t).ok())
+                .map(|d| d.as_secs());
+            if let Some(o) = v.as_object_mut() {
+                o.insert("uptime_secs".into(), uptime.into());
+            }
+            (name.to_string(), v)
+        })
+        .collect();
+    serde_json::Value::Object(map)
 }
 
 /// A reload hook that loads and validates `path` and hands the new config

@@ -1195,3 +1195,64 @@ async fn responses_conform_to_the_documented_schemas() {
     )
     .is_err());
 }
+
+#[tokio::test]
+async fn bgp_status_is_served_and_exported() {
+    let core = real_core(&["ams"]).await;
+    let peer = crate::bgp::PeerStatus {
+        address: "192.0.2.254".parse().expect("ip"),
+        remote_asn: 64500,
+        local_asn: 64512,
+        state: crate::bgp::SessionState::Established,
+        established_since: Some(SystemTime::now() - Duration::from_secs(90)),
+        families: Vec::new(),
+        prefixes_advertised: 1,
+        updates_sent: 4,
+        updates_received: 2,
+        prefixes_received: 0,
+        withdrawals_received: 0,
+        flaps: 1,
+        end_of_rib_sent: true,
+        last_error: None,
+    };
+    let (tx, rx) = watch::channel(crate::bgp::StatusMap::from([(
+        Name::parse("r1").expect("name"),
+        peer,
+    )]));
+    let app = router(AppState::new(core, Auth::open()).with_bgp(rx));
+    let (st, v) = call(&app, "GET", "/v1/peers", None, None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["peers"]["r1"]["state"], "established");
+    assert!(
+        v["peers"]["r1"]["uptime_secs"]
+            .as_u64()
+            .is_some_and(|u| u >= 90),
+        "{v}"
+    );
+    let text =
+        String::from_utf8(call_raw(&app, "GET", "/metrics", None, None).await.2).expect("utf8");
+    let m = parse_metrics(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let r1 = [("peer", "r1")];
+    assert_eq!(m.get("anypop_bgp_session_up", &r1), Some(1.0));
+    assert_eq!(m.get("anypop_bgp_updates_sent_total", &r1), Some(4.0));
+    assert_eq!(m.get("anypop_bgp_session_flaps_total", &r1), Some(1.0));
+    assert_eq!(
+        m.get(
+            "anypop_bgp_session_state",
+            &[("peer", "r1"), ("state", "idle")]
+        ),
+        Some(0.0)
+    );
+    // The status is live: a session drop shows on the next scrape.
+    tx.send_modify(|m| {
+        if let Some(p) = m.get_mut("r1") {
+            p.state = crate::bgp::SessionState::Idle;
+            p.flaps = 2;
+        }
+    });
+    let text =
+        String::from_utf8(call_raw(&app, "GET", "/metrics", None, None).await.2).expect("utf8");
+    let m = parse_metrics(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(m.get("anypop_bgp_session_up", &r1), Some(0.0));
+    assert_eq!(m.get("anypop_bgp_session_flaps_total", &r1), Some(2.0));
+}
