@@ -137,6 +137,17 @@ fn serde_error(path: String, e: &serde_yaml::Error) -> ConfigError {
     ] {
         message = message.replace(rust, human);
     }
+    // Our raw struct names mean nothing to users.
+    if let Some(i) = message.find("expected struct Raw") {
+        let end = message[i..]
+            .find(|c: char| c.is_whitespace())
+            .map_or(message.len(), |e| i + e);
+        message.replace_range(
+            i..end,
+            "expected a mapping (key: value), not a list or scalar",
+        );
+    }
+    message = message.replace("expected a sequence", "expected a list");
     // No usable path (YAML syntax errors): the location is the path.
     let pathless = path.is_empty() || path == "." || path.contains('?');
     match (pathless, at) {

@@ -399,6 +399,14 @@ fn yaml_syntax_errors_have_a_location() {
     assert!(errs[0].starts_with("line "), "{errs:?}");
     let errs = errors("# only a comment\n");
     assert!(errs[0].contains("empty"), "{errs:?}");
+    let errs = errors("node: {name: n}\npops: [{name: a, location: 5}]\n");
+    assert_error(
+        &errs,
+        "pops[0].location",
+        "expected a mapping (key: value), not a list or scalar",
+    );
+    let errs = errors("node: {name: n}\ndns: {listen: 127.0.0.1}\n");
+    assert_error(&errs, "dns.listen", "expected a list");
     let errs = errors("pops: []\n");
     assert!(errs[0].contains("missing field `node`"), "{errs:?}");
 }
