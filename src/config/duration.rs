@@ -31,28 +31,36 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(after.len());
         let (unit, next) = after.split_at(unit_len);
-        let ms_per_unit: f64 = match unit.trim() {
-            "ms" => 1.0,
-            "s" => 1_000.0,
-            "m" => 60_000.0,
-            "h" => 3_600_000.0,
-            "d" => 86_400_000.0,
+        let ms_per_unit: u128 = match unit.trim() {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
             _ => return Err(format!("{s:?} is not a duration: {expected}")),
         };
-        let value: f64 = match num.parse() {
-            Ok(v) if !num.is_empty() => v,
-            _ => return Err(format!("{s:?} is not a duration: {expected}")),
-        };
-        let ms = value * ms_per_unit;
-        if !ms.is_finite() || ms > 1e15 {
+        // Exact decimal arithmetic: "16833127.744s" must not round.
+        let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+        if (int.is_empty() && frac.is_empty())
+            || frac.contains('.')
+            || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+        {
+            return Err(format!("{s:?} is not a duration: {expected}"));
+        }
+        if int.len() + frac.len() > 20 {
             return Err(format!("{s:?} is too large a duration"));
         }
-        if ms.fract() != 0.0 {
+        let digits: u128 = format!("{int}{frac}")
+            .parse()
+            .map_err(|_| format!("{s:?} is not a duration: {expected}"))?;
+        let scale = 10u128.pow(frac.len() as u32);
+        let scaled = digits * ms_per_unit;
+        if scaled % scale != 0 {
             return Err(format!(
                 "{s:?} is not a whole number of milliseconds: {expected}"
             ));
         }
-        total_ms += ms as u128;
+        total_ms = total_ms.saturating_add(scaled / scale);
         rest = next;
     }
     let ms = u64::try_from(total_ms).map_err(|_| format!("{s:?} is too large a duration"))?;

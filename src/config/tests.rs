@@ -1066,3 +1066,52 @@ fn readme_example_is_valid() {
     assert_eq!(c.pops["fra1"].checks.len(), 5);
     assert_eq!(c.dns.zones[0].records.len(), 8);
 }
+
+mod prop {
+    use super::super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any text gives a config or errors, never a panic.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,200}") {
+            let _ = parse(&text);
+        }
+
+        /// The default config with one line removed or one character
+        /// replaced: a config or errors with non-empty messages, never a panic.
+        #[test]
+        fn mutated_default_config_never_panics(
+            line in 0usize..200,
+            pos in 0usize..6000,
+            c in prop::sample::select(vec![' ', ':', '-', '[', '{', '0', 'x', '#', '"']),
+        ) {
+            let lines: Vec<&str> = DEFAULT_CONFIG_YAML.lines().collect();
+            let skip = line % lines.len();
+            let without: String = lines
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != skip)
+                .map(|(_, l)| format!("{l}\n"))
+                .collect();
+            let mut chars: Vec<char> = DEFAULT_CONFIG_YAML.chars().collect();
+            let at = pos % chars.len();
+            chars[at] = c;
+            let replaced: String = chars.into_iter().collect();
+            for text in [without, replaced] {
+                if let Err(e) = parse(&text) {
+                    prop_assert!(!e.0.is_empty());
+                    prop_assert!(e.0.iter().all(|e| !e.message.is_empty()));
+                }
+            }
+        }
+
+        #[test]
+        fn durations_round_trip(ms in 0u64..(366 * 86_400_000)) {
+            let d = std::time::Duration::from_millis(ms);
+            prop_assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+        }
+    }
+}
