@@ -1,0 +1,461 @@
+//! The operator path end to end with the real binary: `anypop ctl` drains a
+//! PoP while `anypop ctl events` shows each choreography step in order, the
+//! drain survives `kill -9` and a restart (admin state file), undrain brings
+//! the PoP back; auth and metrics over real HTTP; and a bounded load test of
+//! `GET /v1/state` while a check flaps.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anypop_integration::{anypop_bin, free_port, run, wait_until, write_file, Anypop};
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(20);
+const TOKEN: &str = "integration-token-5f2c";
+
+struct Lab {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    api: String,
+    dns: u16,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let api_port = free_port();
+        let dns = free_port();
+        let token = write_file(dir.path(), "token", &format!("{TOKEN}\n"));
+        let state = dir.path().join("state");
+        let cfg = format!(
+            r#"
+node:
+  name: api-test
+  pop: ams
+  router_id: 192.0.2.1
+  asn: 64512
+  state_dir: {state}
+api:
+  listen: 127.0.0.1:{api_port}
+  token_file: {token}
+pops:
+  - name: ams
+    prefixes: [203.0.113.0/24]
+    addresses: [192.0.2.10]
+    checks:
+      - {{name: maint, type: file, path: {ams_maint}, healthy_when: absent, rise: 1, fall: 1}}
+    drain: {{dns_wait: 1s, settle: 1s}}
+  - name: fra
+    prefixes: [203.0.113.0/24]
+    addresses: [198.51.100.10]
+    checks:
+      - {{name: maint, type: file, path: {fra_maint}, healthy_when: absent, rise: 1, fall: 1}}
+dns:
+  listen: ["127.0.0.1:{dns}"]
+  zones:
+    - origin: example.test.
+      ns: [ns1.example.test.]
+      soa: {{rname: hostmaster@example.test, serial: 1}}
+      records:
+        - {{name: ns1, type: A, values: [192.0.2.53]}}
+        - name: www
+          ttl: 30
+          steer: {{policy: failover, pops: [ams, fra]}}
+"#,
+            state = state.display(),
+            token = token.display(),
+            ams_maint = dir.path().join("ams-maint").display(),
+            fra_maint = dir.path().join("fra-maint").display(),
+        );
+        let config = write_file(dir.path(), "anypop.yaml", &cfg);
+        Lab {
+            dir,
+            config,
+            api: format!("127.0.0.1:{api_port}"),
+            dns,
+        }
+    }
+
+    fn start(&self) -> Anypop {
+        let p = Anypop::start(&["run", "--config", self.config.to_str().expect("utf8")]);
+        let api = self.api.clone();
+        let up = wait_until(T, || {
+            http(&api, "GET", "/readyz", None).is_ok_and(|(s, _)| s == 200)
+        });
+        assert!(up, "API not ready:\n{}", p.log());
+        p
+    }
+
+    fn token_file(&self) -> PathBuf {
+        self.dir.path().join("token")
+    }
+
+    fn maint(&self, pop: &str) -> PathBuf {
+        self.dir.path().join(format!("{pop}-maint"))
+    }
+
+    /// Runs `anypop ctl --api ... <args>`; (exit code, stdout, stderr).
+    fn ctl(&self, args: &[&str]) -> (i32, String, String) {
+        run(Command::new(anypop_bin())
+            .arg("ctl")
+            .args(["--api", &self.api])
+            .arg("--token-file")
+            .arg(self.token_file())
+            .args(args)
+            .env_remove("ANYPOP_TOKEN")
+            .env_remove("ANYPOP_API"))
+    }
+
+    fn pop(&self, name: &str) -> Value {
+        let (code, out, err) = self.ctl(&["pop", name, "--json"]);
+        assert_eq!(code, 0, "ctl pop {name}: {err}");
+        serde_json::from_str(&out).expect("ctl --json prints JSON")
+    }
+
+    fn wait_pop(&self, name: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+        let mut last = Value::Null;
+        let ok = wait_until(T, || {
+            last = self.pop(name);
+            f(&last)
+        });
+        assert!(ok, "pop {name} never became {what}: {last:#}");
+        last
+    }
+}
+
+/// `anypop ctl events` as a child process, its stdout lines collected.
+struct EventWatcher {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl EventWatcher {
+    fn start(lab: &Lab, extra: &[&str]) -> EventWatcher {
+        let mut child = Command::new(anypop_bin())
+            .args(["ctl", "--api", &lab.api, "events", "--json"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn ctl events");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let out = child.stdout.take().expect("stdout");
+        let l = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Ok(mut v) = l.lock() {
+                    v.push(line);
+                }
+            }
+        });
+        EventWatcher { child, lines }
+    }
+
+    fn messages(&self) -> Vec<Value> {
+        self.lines
+            .lock()
+            .map(|l| {
+                l.iter()
+                    .filter_map(|s| serde_json::from_str(s).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn wait_for(&self, needle: &str) -> Vec<Value> {
+        let ok = wait_until(T, || {
+            self.messages()
+                .iter()
+                .any(|m| m["message"].as_str().is_some_and(|s| s.contains(needle)))
+        });
+        assert!(ok, "no event {needle:?}; got {:#?}", self.messages());
+        self.messages()
+    }
+}
+
+impl Drop for EventWatcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Index of the first event whose message contains `needle`.
+fn pos(events: &[Value], needle: &str) -> usize {
+    events
+        .iter()
+        .position(|e| e["message"].as_str().is_some_and(|m| m.contains(needle)))
+        .unwrap_or_else(|| panic!("no event {needle:?} in {events:#?}"))
+}
+
+/// A minimal HTTP/1.1 request (one connection per call); (status, body).
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n")?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// A metric value from an exposition (exact series match).
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// A DNS query for `name` A, by hand (no dig needed).
+fn dns_query(port: u16, name: &str) -> Option<Vec<u8>> {
+    let sock = UdpSocket::bind("127.0.0.1:0").ok()?;
+    sock.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.trim_end_matches('.').split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    sock.send_to(&q, ("127.0.0.1", port)).ok()?;
+    let mut buf = [0u8; 1500];
+    let (n, _) = sock.recv_from(&mut buf).ok()?;
+    Some(buf[..n].to_vec())
+}
+
+#[test]
+fn drain_is_choreographed_persisted_and_undone() {
+    let lab = Lab::new();
+    let mut p = lab.start();
+    lab.wait_pop("ams", "up", |v| v["state"] == "up");
+    lab.wait_pop("fra", "up", |v| v["state"] == "up");
+
+    // No token: refused with exit code 1 and the API's reason.
+    let (code, _, err) = run(Command::new(anypop_bin())
+        .args(["ctl", "--api", &lab.api, "drain", "ams"])
+        .env_remove("ANYPOP_TOKEN")
+        .env_remove("ANYPOP_TOKEN_FILE"));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("401"), "{err}");
+    // Unknown PoP: 404.
+    let (code, _, err) = lab.ctl(&["drain", "nowhere"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("404") && err.contains("nowhere"), "{err}");
+
+    let events = EventWatcher::start(&lab, &["--replay", "0"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, out, err) = lab.ctl(&["drain", "ams", "--reason", "integration test"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("draining") && out.contains("dns_removed"),
+        "{out}"
+    );
+
+    let got = events.wait_for("shutdown -> drained");
+    let admin = pos(&got, "dns_removed by");
+    let to_shutdown = pos(&got, "dns_removed -> shutdown");
+    let to_drained = pos(&got, "shutdown -> drained");
+    assert!(admin < to_shutdown && to_shutdown < to_drained, "{got:#?}");
+    let v = lab.pop("ams");
+    assert_eq!(v["state"], "draining");
+    assert_eq!(v["admin"]["step"], "drained");
+    assert_eq!(v["admin"]["reason"], "integration test");
+    assert_eq!(
+        v["prefixes"][0]["announced"], false,
+        "withdrawn once drained: {v:#}"
+    );
+    drop(events);
+
+    // kill -9 and restart: still drained, from the admin state file.
+    p.kill();
+    drop(p);
+    assert!(lab.dir.path().join("state/admin-state.json").exists());
+    let p = lab.start();
+    let v = lab.pop("ams");
+    assert_eq!(v["state"], "draining", "{v:#}\n{}", p.log());
+    assert_eq!(v["admin"]["step"], "drained");
+    assert_eq!(v["admin"]["reason"], "integration test");
+    assert_eq!(v["serves_dns"], false);
+
+    // Undrain ramps back to service.
+    let events = EventWatcher::start(&lab, &["--replay", "0"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, out, err) = lab.ctl(&["undrain", "ams"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("restoring"), "{out}");
+    events.wait_for("restoring -> in_service");
+    let v = lab.wait_pop("ams", "up again", |v| v["state"] == "up");
+    assert!(v["admin"].is_null(), "{v:#}");
+    assert_eq!(v["prefixes"][0]["announced"], true);
+
+    // Human output of status lists both PoPs.
+    let (code, out, _) = lab.ctl(&["status"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("ams") && out.contains("fra") && out.contains("203.0.113.0/24"),
+        "{out}"
+    );
+}
+
+#[test]
+fn metrics_count_dns_queries_and_api_requests() {
+    let lab = Lab::new();
+    let _p = lab.start();
+    lab.wait_pop("ams", "up", |v| v["state"] == "up");
+    let scrape = || {
+        let (status, body) = http(&lab.api, "GET", "/metrics", None).expect("scrape");
+        assert_eq!(status, 200);
+        body
+    };
+    let before = scrape();
+    let udp = "anypop_dns_queries_total{transport=\"udp\"}";
+    let q0 = metric(&before, udp).unwrap_or(0.0);
+    for _ in 0..5 {
+        let answer = dns_query(lab.dns, "www.example.test").expect("DNS answer");
+        assert!(answer.len() > 12 && answer[0..2] == [0x12, 0x34]);
+    }
+    let after = scrape();
+    let q1 = metric(&after, udp).expect("udp query counter");
+    assert!(q1 >= q0 + 5.0, "queries {q0} -> {q1}");
+    assert_eq!(
+        metric(&after, "anypop_pop_state{pop=\"ams\",state=\"up\"}"),
+        Some(1.0)
+    );
+    let reqs = "anypop_api_requests_total{method=\"GET\",route=\"/metrics\",status=\"200\"}";
+    assert!(metric(&after, reqs).is_some_and(|n| n >= 1.0), "{after}");
+    // Every sample line is `name{labels} value` or `name value`.
+    for l in after
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let value = l.rsplit_once(' ').map(|(_, v)| v).unwrap_or("");
+        assert!(
+            value.parse::<f64>().is_ok() || value == "+Inf",
+            "bad line {l:?}"
+        );
+    }
+}
+
+/// Keep-alive GETs of `/v1/state` on one connection; returns non-200 count.
+fn hammer(addr: &str, n: usize) -> usize {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return n;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = s.set_nodelay(true);
+    let mut r = BufReader::new(match s.try_clone() {
+        Ok(c) => c,
+        Err(_) => return n,
+    });
+    let mut errors = 0;
+    for _ in 0..n {
+        if write!(s, "GET /v1/state HTTP/1.1\r\nHost: {addr}\r\n\r\n").is_err() {
+            return errors + n;
+        }
+        let mut status = 0;
+        let mut len = 0usize;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                return n; // connection closed
+            }
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if status == 0 {
+                status = l
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(0);
+            } else if let Some((k, v)) = l.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut body = vec![0u8; len];
+        if r.read_exact(&mut body).is_err() {
+            return n;
+        }
+        let ok = status == 200
+            && serde_json::from_slice::<Value>(&body).is_ok_and(|v| v["pops"]["ams"].is_object());
+        if !ok {
+            errors += 1;
+        }
+    }
+    errors
+}
+
+#[test]
+fn state_under_load_while_checks_flap() {
+    let lab = Lab::new();
+    let p = lab.start();
+    lab.wait_pop("fra", "up", |v| v["state"] == "up");
+    let stop = Arc::new(AtomicBool::new(false));
+    let flapper = {
+        let stop = stop.clone();
+        let maint = lab.maint("fra");
+        std::thread::spawn(move || {
+            let mut flaps = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let _ = std::fs::write(&maint, "");
+                std::thread::sleep(Duration::from_millis(20));
+                let _ = std::fs::remove_file(&maint);
+                std::thread::sleep(Duration::from_millis(20));
+                flaps += 1;
+            }
+            flaps
+        })
+    };
+    const CLIENTS: usize = 4;
+    const PER_CLIENT: usize = 2500;
+    let start = Instant::now();
+    let workers: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let api = lab.api.clone();
+            std::thread::spawn(move || hammer(&api, PER_CLIENT))
+        })
+        .collect();
+    let errors: usize = workers
+        .into_iter()
+        .map(|w| w.join().unwrap_or(PER_CLIENT))
+        .sum();
+    let took = start.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let flaps = flapper.join().unwrap_or(0);
+    let total = CLIENTS * PER_CLIENT;
+    println!(
+        "GET /v1/state: {total} requests over {CLIENTS} keep-alive connections in {:.2}s = {:.0} requests/s, {errors} errors, {flaps} check flaps meanwhile",
+        took.as_secs_f64(),
+        total as f64 / took.as_secs_f64()
+    );
+    assert_eq!(errors, 0, "{}", p.log());
+    let _ = std::fs::remove_file(lab.maint("fra"));
+    // The flapping was seen by the core (state changed while we read).
+    let (_, body) = http(&lab.api, "GET", "/metrics", None).expect("metrics");
+    let changes = metric(&body, "anypop_events_total{kind=\"pop_state\"}").unwrap_or(0.0);
+    assert!(changes >= 2.0, "fra flapped: {changes} pop_state events");
+}
