@@ -42,7 +42,7 @@ pub const EOR_HOLD_WITHOUT_GR: Duration = Duration::ZERO;
 pub const EOR_HOLD_MAX: Duration = Duration::from_secs(300);
 
 /// What the API and metrics see of one peer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PeerStatus {
     pub address: IpAddr,
     pub remote_asn: u32,
@@ -368,9 +368,15 @@ impl Session {
     fn publish(&mut self) {
         self.status.state = self.fsm.state();
         self.status.prefixes_advertised = self.rib.len();
-        let (name, st) = (self.p.name.clone(), self.status.clone());
-        self.status_tx.send_modify(|m| {
-            m.insert(name, st);
+        let (name, st) = (&self.p.name, &self.status);
+        // Only wake readers when something they can see changed.
+        self.status_tx.send_if_modified(|m| {
+            if m.get(name) == Some(st) {
+                false
+            } else {
+                m.insert(name.clone(), st.clone());
+                true
+            }
         });
     }
 
