@@ -46,7 +46,7 @@ impl std::fmt::Display for State {
 /// suggests 4 minutes).
 pub const LARGE_HOLD_TIME: Duration = Duration::from_secs(240);
 /// Upper bound of the reconnect backoff.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Static parameters of the session.
 #[derive(Debug, Clone)]

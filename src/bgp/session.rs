@@ -403,7 +403,16 @@ impl Session {
                 }
                 ev = recv_conn(&mut self.conn) => {
                     let ev = match ev {
-                        ReadEvent::Msg(m) => Event::Message(m),
+                        ReadEvent::Msg(m) => {
+                            if let Received::Update(u) = &m {
+                                if let Some(why) = &u.malformed {
+                                    // RFC 7606 treat-as-withdraw: we store no
+                                    // received routes, so nothing to undo.
+                                    warn!(error = %why, "malformed UPDATE attribute, treated as withdraw (RFC 7606)");
+                                }
+                            }
+                            Event::Message(m)
+                        }
                         ReadEvent::Error(n) => {
                             warn!(notification = %n, "malformed message from peer");
                             Event::DecodeError(n)

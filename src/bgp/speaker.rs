@@ -158,12 +158,20 @@ impl Manager {
     }
 
     async fn stop_peer(&mut self, name: &PeerName, n: Notification) {
-        if let Some(p) = self.peers.remove(name) {
-            let (done, wait) = oneshot::channel();
+        if let Some(mut p) = self.peers.remove(name) {
+            let (done, _wait) = oneshot::channel();
             if p.tx.send(PeerCmd::Stop(n, done)).await.is_ok() {
-                let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, wait).await;
+                // Wait for the task itself so its last status update lands
+                // before the entry is removed.
+                if tokio::time::timeout(SHUTDOWN_TIMEOUT, &mut p.join)
+                    .await
+                    .is_err()
+                {
+                    p.join.abort();
+                }
+            } else {
+                p.join.abort();
             }
-            p.join.abort();
         }
         self.status_tx.send_modify(|m| {
             m.remove(name);
@@ -173,6 +181,9 @@ impl Manager {
     fn apply_all(&mut self) {
         let peers = self.bgp.peers.clone();
         for peer in &peers {
+            if peer.passive && self.bgp.listen.is_none() {
+                warn!(peer = %peer.name, "passive peer but no bgp.listen address: it can never connect");
+            }
             self.start_peer(params(&self.node, &self.bgp, peer));
         }
         self.refresh_listener();
@@ -694,6 +705,40 @@ mod tests {
         assert_eq!(r.until_eor().await, 1);
         let st = h.status().borrow().get("r1").cloned().unwrap();
         assert_eq!(st.flaps, 1);
+        h.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn reconfigure_removes_and_adds_peers() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let cfg = bgp(l.local_addr().unwrap().port(), None, ShutdownMode::Withdraw);
+        let (_snap_tx, snap_rx) =
+            watch::channel(snapshot(1, Some(true), &["203.0.113.0/24"], &cfg));
+        let h = spawn(&node(), &cfg, snap_rx);
+        let mut r = FakeRouter::handshake(&l).await;
+        r.until_eor().await;
+        // Same config again: the session is untouched.
+        h.reconfigure(&node(), &cfg);
+        // Peer removed: Cease/peer de-configured, status entry gone.
+        let mut empty = cfg.clone();
+        empty.peers.clear();
+        h.reconfigure(&node(), &empty);
+        let n = loop {
+            match r.next().await {
+                Received::Notification(n) => break n,
+                _ => continue,
+            }
+        };
+        assert_eq!((n.code, n.subcode), (6, 3));
+        let mut st = h.status();
+        tokio::time::timeout(Duration::from_secs(5), st.wait_for(|m| m.is_empty()))
+            .await
+            .unwrap()
+            .unwrap();
+        // Added back: a new session comes up.
+        h.reconfigure(&node(), &cfg);
+        let mut r = FakeRouter::handshake(&l).await;
+        assert_eq!(r.until_eor().await, 1);
         h.shutdown().await;
     }
 }
