@@ -1115,3 +1115,27 @@ mod prop {
         }
     }
 }
+
+/// Every anypop config shipped with the lab topologies validates.
+#[test]
+fn shipped_topology_configs_are_valid() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies");
+    let Ok(topologies) = std::fs::read_dir(&root) else {
+        return;
+    };
+    let mut failures = Vec::new();
+    for topo in topologies.flatten() {
+        let Ok(files) = std::fs::read_dir(topo.path().join("anypop")) else {
+            continue;
+        };
+        for f in files.flatten() {
+            let p = f.path();
+            if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                if let Err(e) = load(&p) {
+                    failures.push(format!("{}:\n{e}", p.display()));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
