@@ -13,6 +13,7 @@ pub mod api;
 pub mod bgp;
 pub mod config;
 pub mod core;
+pub mod daemon;
 pub mod ctl;
 pub mod dns;
 pub mod health;

@@ -1,1 +1,112 @@
-fn main(){}
+//! The `anypop` command line. Everything testable lives in the library;
+//! this file only parses arguments and maps results to exit codes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use anypop::telemetry::{self, LogFormat};
+
+/// Exit code for an invalid configuration.
+const EXIT_CONFIG: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "anypop",
+    version,
+    about = "PoP routing controller: health-driven BGP anycast and DNS steering"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controller (built-in default config without --config).
+    Run {
+        /// Config file (YAML). Without it, the built-in default config runs.
+        #[arg(long, short, env = "ANYPOP_CONFIG")]
+        config: Option<PathBuf>,
+        /// Log format.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Validate a config file and print a summary (exit 2 on errors).
+    CheckConfig {
+        /// Config file (YAML).
+        file: PathBuf,
+    },
+    /// Print the built-in default config, commented, as a starting point.
+    PrintDefaultConfig,
+    /// Talk to a running anypop through its API (status, drain, explain...).
+    Ctl(anypop::ctl::CtlArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config, log_format } => {
+            telemetry::init(log_format);
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("anypop")
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("anypop: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(anypop::daemon::run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(anypop::daemon::RunError::Config(errors)) => {
+                    eprintln!("anypop: invalid configuration:\n{errors}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("anypop: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::CheckConfig { file } => match anypop::config::load(&file) {
+            Ok(config) => {
+                print!("{}", anypop::config::summary(&config));
+                println!("{}: configuration is valid", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                eprintln!("{}: configuration has errors", file.display());
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        Command::Ctl(args) => {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("anypop: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(anypop::ctl::run(args)) {
+                Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+                Err(e) => {
+                    eprintln!("anypop ctl: {e:#}");
+                    ExitCode::from(u8::try_from(anypop::ctl::EXIT_UNREACHABLE).unwrap_or(2))
+                }
+            }
+        }
+        Command::PrintDefaultConfig => {
+            print!("{}", anypop::config::DEFAULT_CONFIG_YAML);
+            ExitCode::SUCCESS
+        }
+    }
+}

@@ -446,13 +446,17 @@ impl Core {
             let healthy = decide::combine(pop.combine, rt.checks.values().map(|c| c.state.verdict));
             let phase = self.overrides.get(name).map(|o| o.phase);
             let state = decide::pop_state(healthy, phase);
+            // The first verdict is news even when the state stays `down`.
+            let first_verdict = rt.healthy.is_none() && healthy.is_some();
             rt.healthy = healthy;
             let reason = match self.overrides.get(name) {
                 Some(ov) => format!("{} by {}: {}", ov.phase.as_str(), ov.who, ov.reason),
                 None => decide::health_reason(pop.combine, &rt.checks, healthy),
             };
-            if state != rt.state {
+            if state != rt.state || first_verdict {
                 state_events.push((name.clone(), format!("pop {name} {state}: {reason}")));
+            }
+            if state != rt.state {
                 rt.state = state;
                 rt.since = wall;
                 rt.changed_at = now;

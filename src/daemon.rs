@@ -1,0 +1,229 @@
+//! The `run` command: loads the config, starts the core, the health checks,
+//! the DNS server, the BGP speaker and the API, and handles signals
+//! (SIGHUP reloads, SIGINT/SIGTERM shut down cleanly).
+//!
+//! Reloading is one code path ([`Reloader`]) shared by SIGHUP and the API:
+//! an invalid new config is rejected with every error logged and the
+//! running config is kept.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, oneshot, Mutex};
+use tracing::{error, info, warn};
+
+use crate::api::{self, AppState, Auth};
+use crate::bgp;
+use crate::config::{self, ConfigErrors};
+use crate::core::persist::{self, PersistError};
+use crate::core::{Core, CoreHandle, Input};
+use crate::dns::{self, DnsStats};
+use crate::health;
+use crate::model::Config;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("invalid configuration")]
+    Config(ConfigErrors),
+    #[error("cannot load admin state (fix or remove the file to start): {0}")]
+    State(#[from] PersistError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Dns(#[from] dns::DnsError),
+    #[error("{0}")]
+    Api(#[from] api::ServeError),
+    #[error("api.token_file: {0}")]
+    Auth(#[from] api::auth::AuthError),
+    #[error("{0:#}")]
+    Other(#[from] anyhow::Error),
+}
+
+/// Reloads the config file and swaps it in everywhere, or explains why not.
+pub struct Reloader {
+    path: Option<PathBuf>,
+    core: CoreHandle,
+    checks: Mutex<health::Checks>,
+    bgp: Mutex<Option<bgp::BgpHandle>>,
+}
+
+impl Reloader {
+    /// Reloads; returns the new snapshot version or the list of errors.
+    pub async fn reload(&self) -> Result<u64, Vec<String>> {
+        let Some(path) = &self.path else {
+            let msg = "running the built-in default config: there is no file to reload".to_string();
+            warn!("reload rejected: {msg}");
+            return Err(vec![msg]);
+        };
+        let config = match config::load(path) {
+            Ok(c) => Arc::new(c),
+            Err(errors) => {
+                let list: Vec<String> = errors.to_string().lines().map(str::to_string).collect();
+                for e in &list {
+                    error!("reload: {e}");
+                }
+                error!(
+                    "reload of {} rejected ({} errors): keeping the running config",
+                    path.display(),
+                    list.len()
+                );
+                return Err(list);
+            }
+        };
+        let mut checks = self.checks.lock().await;
+        checks.stop();
+        let (tx, rx) = oneshot::channel();
+        if self
+            .core
+            .inputs
+            .send(Input::Reload {
+                config: config.clone(),
+                reply: tx,
+            })
+            .await
+            .is_err()
+        {
+            return Err(vec!["the controller is shutting down".into()]);
+        }
+        let version = rx
+            .await
+            .map_err(|_| vec!["the controller is shutting down".to_string()])?;
+        *checks = start_checks(&config, &self.core);
+        if let Some(b) = self.bgp.lock().await.as_ref() {
+            b.reconfigure(&config.node, &config.bgp);
+        }
+        info!(
+            "configuration {} reloaded (snapshot {version})",
+            path.display()
+        );
+        Ok(version)
+    }
+}
+
+/// Starts every health check, continuing the hysteresis state of checks
+/// that exist in the current snapshot.
+fn start_checks(config: &Config, core: &CoreHandle) -> health::Checks {
+    let snap = core.snapshots.borrow().clone();
+    let initial: BTreeMap<_, _> = snap
+        .pops
+        .iter()
+        .flat_map(|(p, s)| {
+            s.checks
+                .iter()
+                .map(move |(c, st)| ((p.clone(), c.clone()), st.state))
+        })
+        .collect();
+    let (tx, mut rx) = mpsc::channel(1024);
+    let inputs = core.inputs.clone();
+    tokio::spawn(async move {
+        while let Some(report) = rx.recv().await {
+            if inputs.send(Input::Check(report)).await.is_err() {
+                return;
+            }
+        }
+    });
+    health::spawn_checks(config, &initial, tx)
+}
+
+/// Runs the controller until SIGINT or SIGTERM.
+pub async fn run(path: Option<PathBuf>) -> Result<(), RunError> {
+    let config = match &path {
+        Some(p) => config::load(p).map_err(RunError::Config)?,
+        None => config::default_config(),
+    };
+    let config = Arc::new(config);
+    match &path {
+        Some(p) => info!("anypop {} starting with {}", env!("CARGO_PKG_VERSION"), p.display()),
+        None => info!(
+            "anypop {} starting with the built-in default config (see `anypop print-default-config`)",
+            env!("CARGO_PKG_VERSION")
+        ),
+    }
+    let overrides = match &config.node.state_dir {
+        Some(dir) => persist::load(dir)?,
+        None => BTreeMap::new(),
+    };
+    // Signals first, so a SIGHUP or SIGTERM during start-up is not fatal.
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let auth = Auth::from_config(&config.api)?;
+    let (core, handle, rx) = Core::new(config.clone(), overrides);
+    let core_task = tokio::spawn(core.run(rx));
+
+    // DNS first: a port that is taken fails the start with a clear error.
+    let dns_stats = DnsStats::new();
+    let dns_server = if config.dns.listen.is_empty() {
+        None
+    } else {
+        Some(dns::serve(config.clone(), handle.snapshots.clone(), dns_stats.clone()).await?)
+    };
+    let api_listener = match config.api.listen {
+        Some(addr) => Some(api::bind(addr).await?),
+        None => None,
+    };
+    let speaker = bgp::spawn(&config.node, &config.bgp, handle.snapshots.clone());
+    let bgp_status = speaker.status();
+    let checks = start_checks(&config, &handle);
+    let reloader = Arc::new(Reloader {
+        path,
+        core: handle.clone(),
+        checks: Mutex::new(checks),
+        bgp: Mutex::new(Some(speaker)),
+    });
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let api_task = api_listener.map(|listener| {
+        let r = reloader.clone();
+        let reload: api::ReloadFn = Arc::new(move || {
+            let r = r.clone();
+            Box::pin(async move { r.reload().await })
+        });
+        let state = AppState::new(handle.clone(), auth)
+            .with_dns_stats(dns_stats.clone())
+            .with_bgp(bgp_status)
+            .with_reload(reload);
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = api::serve_on(listener, state, shutdown).await {
+                error!("{e}");
+            }
+        })
+    });
+
+    info!(
+        node = %config.node.name,
+        pops = config.pops.len(),
+        "anypop running: SIGHUP reloads, SIGTERM/SIGINT stop"
+    );
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                info!("SIGHUP: reloading configuration");
+                let _ = reloader.reload().await;
+            }
+            _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
+            _ = int.recv() => { info!("SIGINT: shutting down"); break; }
+        }
+    }
+    reloader.checks.lock().await.stop();
+    if let Some(speaker) = reloader.bgp.lock().await.take() {
+        speaker.shutdown().await;
+    }
+    let _ = stop_tx.send(true);
+    if let Some(t) = api_task {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
+    }
+    if let Some(d) = dns_server {
+        d.shutdown();
+    }
+    drop(reloader);
+    core_task.abort();
+    info!("anypop stopped");
+    Ok(())
+}
