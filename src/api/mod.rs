@@ -327,6 +327,7 @@ pub async fn serve_on(
 ) -> Result<(), ServeError> {
     let addr = listener.local_addr().ok();
     let counter = tokio::spawn(count_events(state.clone()));
+    let observer = tokio::spawn(observe_checks(state.clone()));
     state.readiness.set("api", true);
     info!(listen = ?addr, "API listening");
     let stopper = state.clone();
@@ -340,6 +341,7 @@ pub async fn serve_on(
         .map_err(ServeError::Serve);
     state.readiness.set("api", false);
     counter.abort();
+    observer.abort();
     result
 }
 
@@ -351,6 +353,36 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let listener = bind(listen).await?;
     serve_on(listener, state, shutdown).await
+}
+
+/// Records every probe result into the metrics, as it appears in the
+/// published snapshots (the core publishes one per result; if two land
+/// between wake-ups only the latest is seen, so the counters are a close
+/// lower bound under extreme check rates).
+async fn observe_checks(state: AppState) {
+    let mut snaps = state.core.snapshots.clone();
+    let mut seen: BTreeMap<(String, String), std::time::SystemTime> = BTreeMap::new();
+    loop {
+        {
+            let snap = snaps.borrow_and_update().clone();
+            for (pop, p) in &snap.pops {
+                for (check, c) in &p.checks {
+                    let Some(last) = &c.last else { continue };
+                    let key = (pop.to_string(), check.to_string());
+                    if seen.get(&key).is_some_and(|at| *at >= last.at) {
+                        continue;
+                    }
+                    state
+                        .metrics
+                        .record_check(pop.as_str(), check.as_str(), last.ok, last.took);
+                    seen.insert(key, last.at);
+                }
+            }
+        }
+        if snaps.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Subscribes to core events and counts them by kind.

@@ -1256,3 +1256,124 @@ async fn bgp_status_is_served_and_exported() {
     assert_eq!(m.get("anypop_bgp_session_up", &r1), Some(0.0));
     assert_eq!(m.get("anypop_bgp_session_flaps_total", &r1), Some(2.0));
 }
+
+// ------------------------------------------------------------ serve, ctl
+
+async fn raw_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    out
+}
+
+fn ctl_args(addr: &str, token: Option<&str>, cmd: crate::ctl::CtlCommand) -> crate::ctl::CtlArgs {
+    crate::ctl::CtlArgs {
+        api: Some(addr.to_string()),
+        token: token.map(str::to_string),
+        token_file: None,
+        config: None,
+        json: false,
+        timeout: Duration::from_secs(5),
+        command: cmd,
+    }
+}
+
+#[tokio::test]
+async fn serve_on_a_socket_with_ctl_and_clean_shutdown() {
+    use crate::ctl::CtlCommand;
+    let core = real_core(&["ams", "fra"]).await;
+    let listener = bind("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let taken = bind(addr).await.expect_err("port is taken");
+    assert!(taken.to_string().contains(&addr.to_string()), "{taken}");
+    assert!(taken.to_string().contains("api.listen"), "{taken}");
+
+    let state = AppState::new(core.clone(), Auth::with_token(TOKEN, false));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve_on(listener, state.clone(), async move {
+        let _ = stop_rx.await;
+    }));
+    let a = addr.to_string();
+    let code = |args| async move { crate::ctl::run(args).await.expect("ctl runs") };
+    assert_eq!(code(ctl_args(&a, None, CtlCommand::Status)).await, 0);
+    assert_eq!(code(ctl_args(&a, None, CtlCommand::Pops)).await, 0);
+    let drain = || CtlCommand::Drain {
+        pop: "fra".into(),
+        reason: Some("ctl test".into()),
+        duration: None,
+        mode: Some(crate::ctl::ModeArg::Immediate),
+        force: false,
+    };
+    assert_eq!(
+        code(ctl_args(&a, None, drain())).await,
+        crate::ctl::EXIT_REFUSED
+    );
+    assert_eq!(code(ctl_args(&a, Some(TOKEN), drain())).await, 0);
+    assert_eq!(
+        core.snapshots.borrow().pops["fra"]
+            .admin
+            .as_ref()
+            .map(|x| x.who.contains("via ctl")),
+        Some(true)
+    );
+    let bad_pop = CtlCommand::Enable { pop: "nope".into() };
+    assert_eq!(
+        code(ctl_args(&a, Some(TOKEN), bad_pop)).await,
+        crate::ctl::EXIT_REFUSED
+    );
+    let events = CtlCommand::Events {
+        replay: None,
+        count: Some(2),
+    };
+    assert_eq!(
+        code(ctl_args(&a, None, events)).await,
+        0,
+        "reads two replayed events and exits"
+    );
+
+    // Probe results reach the metrics without any extra wiring.
+    core.inputs
+        .send(report("lhr", "tcp", false))
+        .await
+        .expect("core");
+    let ok = async {
+        loop {
+            let text = raw_get(addr, "/metrics").await;
+            if text
+                .contains("anypop_check_results_total{pop=\"lhr\",check=\"tcp\",result=\"fail\"}")
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), ok)
+        .await
+        .expect("check result counted");
+    assert!(raw_get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
+
+    // An open event stream does not hold up shutdown.
+    let mut sse = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tokio::io::AsyncWriteExt::write_all(&mut sse, b"GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _ = stop_tx.send(());
+    let res = tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("server stops despite the open stream")
+        .expect("join");
+    assert!(res.is_ok(), "{res:?}");
+    assert_eq!(state.readiness.waiting(), vec!["api".to_string()]);
+
+    // Nothing listens any more: ctl says unreachable.
+    assert_eq!(
+        code(ctl_args(&a, None, CtlCommand::Status)).await,
+        crate::ctl::EXIT_UNREACHABLE
+    );
+}
