@@ -185,7 +185,9 @@ pub enum Combine {
 pub struct AnnouncePolicy {
     /// Attributes while the PoP is up.
     pub normal: RouteAttrs,
-    /// Attributes when degraded (normal + these changes).
+    /// Changes applied on top of `normal` while degraded: prepends add up,
+    /// `med`/`local_pref` replace, communities are added
+    /// (see `core::decide::attrs_for`).
     pub degraded: RouteAttrs,
     /// What a PoP that is down does with its prefixes.
     pub on_down: FailAction,

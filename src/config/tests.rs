@@ -236,13 +236,16 @@ fn degraded_attributes_add_to_normal_ones() {
     let a = valid(&yaml).pops["a"].announce.clone();
     assert_eq!(a.normal.prepend, 1);
     assert_eq!(a.normal.communities, vec![(65000, 100), (65535, 65281)]);
-    assert_eq!(a.degraded.prepend, 3);
-    assert_eq!(a.degraded.med, Some(50));
+    // The model keeps the changes; the core combines them with `normal`.
+    assert_eq!(a.degraded.prepend, 2);
+    let d = crate::core::decide::attrs_for(&a, crate::core::snapshot::AnnounceMode::Degraded);
+    assert_eq!(d.prepend, 3);
+    assert_eq!(d.med, Some(50));
     assert_eq!(
-        a.degraded.communities,
+        d.communities,
         vec![(65000, 100), (65535, 65281), (65000, 666)]
     );
-    assert_eq!(a.degraded.large_communities, vec![(65000, 1, 2)]);
+    assert_eq!(d.large_communities, vec![(65000, 1, 2)]);
     assert_eq!(a.on_down, FailAction::Degrade);
     assert_eq!(a.on_drain, FailAction::GracefulShutdown);
 }
@@ -895,6 +898,7 @@ fn announce_errors() {
     announce:
       prepend: 40
       med: 5000000000
+      local_pref: 100
       communities: [\"65000:70000\", \"65000\"]
       large_communities: [\"1:2\"]
       degraded: {{communities: [nope]}}
@@ -1138,4 +1142,16 @@ fn shipped_topology_configs_are_valid() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn total_prepend_is_bounded() {
+    let errs = errors(&format!(
+        "{NODE}pops: [{{name: a, announce: {{prepend: 10, degraded: {{prepend: 10}}}}}}]\n"
+    ));
+    assert_error(
+        &errs,
+        "pops[0].announce.degraded.prepend",
+        "prepend 10 plus degraded prepend 10 is more than 16",
+    );
 }

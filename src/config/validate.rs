@@ -600,26 +600,23 @@ fn announce(cx: &mut Ctx, path: &str, raw: &RawAnnounce) -> AnnouncePolicy {
             large_communities: raw.large_communities.clone(),
         },
     );
-    let changes = match &raw.degraded {
+    // The model keeps the degraded *changes*; the core applies them on top
+    // of `normal` (core::decide::attrs_for).
+    let degraded = match &raw.degraded {
         Some(d) => attrs(cx, &format!("{path}.degraded"), d),
         None => RouteAttrs {
             prepend: DEFAULT_DEGRADED_PREPEND,
             ..RouteAttrs::default()
         },
     };
-    let mut degraded = normal.clone();
-    degraded.prepend = normal.prepend.saturating_add(changes.prepend);
-    degraded.med = changes.med.or(normal.med);
-    degraded.local_pref = changes.local_pref.or(normal.local_pref);
-    for c in changes.communities {
-        if !degraded.communities.contains(&c) {
-            degraded.communities.push(c);
-        }
-    }
-    for c in changes.large_communities {
-        if !degraded.large_communities.contains(&c) {
-            degraded.large_communities.push(c);
-        }
+    if u64::from(normal.prepend) + u64::from(degraded.prepend) > MAX_PREPEND {
+        cx.err(
+            format!("{path}.degraded.prepend"),
+            format!(
+                "prepend {} plus degraded prepend {} is more than {MAX_PREPEND}",
+                normal.prepend, degraded.prepend
+            ),
+        );
     }
     let action = |a: RawFailAction| match a {
         RawFailAction::Withdraw => FailAction::Withdraw,
