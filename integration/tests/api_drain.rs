@@ -459,3 +459,68 @@ fn state_under_load_while_checks_flap() {
     let changes = metric(&body, "anypop_events_total{kind=\"pop_state\"}").unwrap_or(0.0);
     assert!(changes >= 2.0, "fra flapped: {changes} pop_state events");
 }
+
+#[test]
+fn corrupt_state_file_stops_the_start_with_a_clear_error() {
+    let lab = Lab::new();
+    let state = lab.dir.path().join("state");
+    std::fs::create_dir_all(&state).expect("mkdir");
+    std::fs::write(
+        state.join("admin-state.json"),
+        "{\"version\": 1, \"overrides\": {\"ams\": ",
+    )
+    .expect("write");
+    let mut p = Anypop::start(&["run", "--config", lab.config.to_str().expect("utf8")]);
+    let code = p.wait_exit(T);
+    assert!(
+        code.is_some_and(|c| c != 0),
+        "must refuse to start: {code:?}\n{}",
+        p.log()
+    );
+    let log = p.log();
+    assert!(
+        log.contains("admin-state.json") && log.contains("corrupt"),
+        "{log}"
+    );
+}
+
+#[test]
+fn ctl_takes_address_and_token_from_the_config() {
+    let lab = Lab::new();
+    let _p = lab.start();
+    lab.wait_pop("fra", "up", |v| v["state"] == "up");
+    let ctl = |args: &[&str]| {
+        run(Command::new(anypop_bin())
+            .arg("ctl")
+            .arg("--config")
+            .arg(&lab.config)
+            .args(args)
+            .env_remove("ANYPOP_API")
+            .env_remove("ANYPOP_TOKEN")
+            .env_remove("ANYPOP_TOKEN_FILE"))
+    };
+    let (code, out, err) = ctl(&["disable", "fra", "--reason", "via config"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("disabled"), "{out}");
+    let (code, out, _) = ctl(&["pops", "--json"]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["pops"]["fra"]["state"], "disabled");
+    assert_eq!(v["pops"]["fra"]["admin"]["reason"], "via config");
+    let (code, _, err) = ctl(&["enable", "fra"]);
+    assert_eq!(code, 0, "{err}");
+    // A refused reload lists the config errors and keeps the running config.
+    let good = std::fs::read_to_string(&lab.config).expect("read");
+    std::fs::write(
+        &lab.config,
+        good.replace("prefixes: [203.0.113.0/24]", "prefixes: [203.0.113.0/33]"),
+    )
+    .expect("write");
+    let (code, _, err) = lab.ctl(&["reload"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("422") && err.contains("prefixes"), "{err}");
+    std::fs::write(&lab.config, good).expect("write");
+    let (code, out, err) = lab.ctl(&["reload"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("reloaded"), "{out}");
+}
