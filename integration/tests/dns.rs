@@ -34,7 +34,11 @@ impl Service {
                 }
             }
         });
-        Service { port, stop, thread: Some(thread) }
+        Service {
+            port,
+            stop,
+            thread: Some(thread),
+        }
     }
 
     fn stop(&mut self) {
@@ -64,7 +68,9 @@ struct Lab {
 }
 
 fn config(dns: u16, ports: &[u16]) -> String {
-    let big: Vec<String> = (0..6).map(|i| format!("\"{i}{}\"", "x".repeat(150))).collect();
+    let big: Vec<String> = (0..6)
+        .map(|i| format!("\"{i}{}\"", "x".repeat(150)))
+        .collect();
     let check = |port: u16| {
         format!(
             "    checks:\n      - name: svc\n        type: tcp\n        target: 127.0.0.1:{port}\n        interval: 200ms\n        fast_interval: 100ms\n        timeout: 150ms\n        jitter: 0ms\n        rise: {RISE}\n        fall: {FALL}\n"
@@ -137,7 +143,12 @@ impl Lab {
         let dns = free_port();
         let cfg = write_file(dir.path(), "anypop.yaml", &config(dns, &ports));
         let anypop = Anypop::start(&["run", "--config", cfg.to_str().expect("utf-8 path")]);
-        let lab = Lab { anypop, dns, services, _dir: dir };
+        let lab = Lab {
+            anypop,
+            dns,
+            services,
+            _dir: dir,
+        };
         // All three PoPs up: the failover record answers with the first.
         let ok = wait_until(Duration::from_secs(20), || {
             lab.short("www.example.net", "A") == vec!["192.0.2.1"]
@@ -149,7 +160,14 @@ impl Lab {
 
     fn dig(&self, args: &[&str]) -> String {
         let out = Command::new("dig")
-            .args(["@127.0.0.1", "-p", &self.dns.to_string(), "+norecurse", "+time=2", "+tries=1"])
+            .args([
+                "@127.0.0.1",
+                "-p",
+                &self.dns.to_string(),
+                "+norecurse",
+                "+time=2",
+                "+tries=1",
+            ])
             .args(args)
             .output()
             .expect("run dig");
@@ -209,8 +227,14 @@ fn static_records_and_negative_answers_over_udp_and_tcp() {
         assert!(flags(&out).contains("aa"), "{out}");
         assert!(out.contains("192.0.2.25"), "{out}");
 
-        assert_eq!(lab.short_with("example.net", "MX", &[transport]), vec!["10 mail.example.net."]);
-        assert_eq!(lab.short_with("example.net", "TXT", &[transport]), vec!["\"hello world\""]);
+        assert_eq!(
+            lab.short_with("example.net", "MX", &[transport]),
+            vec!["10 mail.example.net."]
+        );
+        assert_eq!(
+            lab.short_with("example.net", "TXT", &[transport]),
+            vec!["\"hello world\""]
+        );
 
         let out = lab.dig(&[transport, "nope.example.net", "A"]);
         assert_eq!(status(&out), "NXDOMAIN", "{out}");
@@ -253,7 +277,11 @@ fn steering_policies_and_ecs() {
         let a = lab.short_with("w.example.net", "A", &[&subnet]);
         assert_eq!(a.len(), 1, "{a:?}");
         assert_ne!(a[0], "192.0.2.3", "zero-weight PoP answered");
-        assert_eq!(lab.short_with("w.example.net", "A", &[&subnet]), a, "not stable for {subnet}");
+        assert_eq!(
+            lab.short_with("w.example.net", "A", &[&subnet]),
+            a,
+            "not stable for {subnet}"
+        );
         seen.insert(a[0].clone());
     }
     assert_eq!(seen.len(), 2, "both weighted PoPs get clients: {seen:?}");
@@ -273,8 +301,14 @@ fn steering_policies_and_ecs() {
     assert!(out.contains("CLIENT-SUBNET: 198.51.100.0/24/24"), "{out}");
 
     // all_healthy: every healthy PoP with an address of the family.
-    assert_eq!(lab.short("all.example.net", "A"), vec!["192.0.2.1", "192.0.2.2", "192.0.2.3"]);
-    assert_eq!(lab.short("all.example.net", "AAAA"), vec!["2001:db8::1", "2001:db8::2"]);
+    assert_eq!(
+        lab.short("all.example.net", "A"),
+        vec!["192.0.2.1", "192.0.2.2", "192.0.2.3"]
+    );
+    assert_eq!(
+        lab.short("all.example.net", "AAAA"),
+        vec!["2001:db8::1", "2001:db8::2"]
+    );
 }
 
 #[test]
@@ -282,9 +316,9 @@ fn identity_and_truncation() {
     let Some(lab) = Lab::start() else { return };
     let out = lab.dig(&["+nsid", "www.example.net", "A"]);
     assert!(out.contains("NSID:") && out.contains("itest-ams"), "{out}");
-    let out = lab.dig(&["+short", "-c", "CH", "id.server", "TXT"]);
+    let out = lab.dig(&["+short", "-c", "CH", "-t", "TXT", "id.server"]);
     assert!(out.contains("\"itest-ams\""), "{out}");
-    let out = lab.dig(&["+short", "-c", "CH", "hostname.bind", "TXT"]);
+    let out = lab.dig(&["+short", "-c", "CH", "-t", "TXT", "hostname.bind"]);
     assert!(out.contains("\"itest-ams\""), "{out}");
 
     // 6 × 150-byte TXT records do not fit in 512 bytes: TC over UDP...
@@ -308,13 +342,18 @@ fn failed_pop_leaves_answers_and_comes_back_and_fail_open() {
     let t0 = Instant::now();
     let gone = wait_until(Duration::from_secs(10), || {
         lab.short("www.example.net", "A") == vec!["192.0.2.2"]
-            && !lab.short("all.example.net", "A").contains(&"192.0.2.1".to_string())
+            && !lab
+                .short("all.example.net", "A")
+                .contains(&"192.0.2.1".to_string())
     });
     assert!(gone, "ams still answered; log:\n{}", lab.anypop.log());
     let took = t0.elapsed();
     // fall probes at the fast interval after the first failure, plus one
     // interval, plus generous slack for a loaded machine.
-    assert!(took < INTERVAL * (FALL + 1) + Duration::from_secs(3), "took {took:?}");
+    assert!(
+        took < INTERVAL * (FALL + 1) + Duration::from_secs(3),
+        "took {took:?}"
+    );
     // While ams settles, the TTL is the short one.
     let out = lab.dig(&["www.example.net", "A"]);
     assert!(out.contains("\t5\tIN\tA"), "short TTL expected: {out}");
@@ -335,7 +374,10 @@ fn failed_pop_leaves_answers_and_comes_back_and_fail_open() {
     });
     assert!(open, "no fail-open answer; log:\n{}", lab.anypop.log());
     assert!(
-        wait_until(Duration::from_secs(5), || lab.anypop.log().contains("fails open")),
+        wait_until(Duration::from_secs(5), || lab
+            .anypop
+            .log()
+            .contains("fails open")),
         "fail-open not logged:\n{}",
         lab.anypop.log()
     );

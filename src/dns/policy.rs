@@ -233,7 +233,14 @@ impl Plan {
         let floor = st.min_healthy_pops.max(1) as usize;
         let fail_open = if eligible.len() < floor {
             Some(if eligible.is_empty() {
-                "no PoP of the record is healthy".to_string()
+                if excluded
+                    .iter()
+                    .all(|(_, w)| matches!(w, Exclusion::NotServing | Exclusion::Unknown))
+                {
+                    "no PoP of the record has a health verdict yet".to_string()
+                } else {
+                    "no PoP of the record is healthy".to_string()
+                }
             } else {
                 format!(
                     "only {} healthy PoP(s), below min_healthy_pops {}",

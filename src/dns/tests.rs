@@ -620,9 +620,13 @@ fn bench_harness() {
     };
     let cfg = Arc::new(crate::config::load(std::path::Path::new(&path)).expect("config"));
     let names: Vec<String> = cfg.pops.keys().map(|p| p.to_string()).collect();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async move {
-        let states: Vec<(&str, PopState)> = names.iter().map(|n| (n.as_str(), PopState::Up)).collect();
+        let states: Vec<(&str, PopState)> =
+            names.iter().map(|n| (n.as_str(), PopState::Up)).collect();
         let mut s = snapshot((*cfg).clone(), &states, Instant::now());
         s.config = cfg.clone();
         let (_tx, rx) = tokio::sync::watch::channel(Arc::new(s));
