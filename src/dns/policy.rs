@@ -99,8 +99,10 @@ pub enum Exclusion {
     Down,
     Draining,
     Disabled,
-    /// Up but not (yet) serving DNS, e.g. health not decided.
+    /// Up but not serving DNS.
     NotServing,
+    /// No health verdict yet (too few probes since start).
+    Undecided,
     /// Not known to the snapshot.
     Unknown,
     ZeroWeight,
@@ -182,6 +184,13 @@ impl Plan {
         for pop in &all_pops {
             let why = match snap.pops.get(pop.as_str()) {
                 None => Some(Exclusion::Unknown),
+                Some(s)
+                    if !s.serves_dns
+                        && s.healthy.is_none()
+                        && matches!(s.state, PopState::Up | PopState::Down) =>
+                {
+                    Some(Exclusion::Undecided)
+                }
                 Some(s) if !s.serves_dns => Some(match s.state {
                     PopState::Down => Exclusion::Down,
                     PopState::Draining => Exclusion::Draining,
@@ -235,7 +244,7 @@ impl Plan {
             Some(if eligible.is_empty() {
                 if excluded
                     .iter()
-                    .all(|(_, w)| matches!(w, Exclusion::NotServing | Exclusion::Unknown))
+                    .all(|(_, w)| matches!(w, Exclusion::Undecided | Exclusion::Unknown))
                 {
                     "no PoP of the record has a health verdict yet".to_string()
                 } else {
