@@ -342,6 +342,21 @@ pub fn take_frame(buf: &mut BytesMut) -> Result<Option<Bytes>, Notification> {
 
 /// Decodes one framed message (as returned by [`take_frame`]).
 pub fn decode(frame: &[u8]) -> Result<Received, Notification> {
+    // take_frame already checked these; re-check so any slice is safe.
+    let min = match frame.get(18) {
+        Some(&MSG_OPEN) => 29,
+        Some(&MSG_UPDATE) => 23,
+        Some(&MSG_NOTIFICATION) => 21,
+        Some(&MSG_ROUTE_REFRESH) => 23,
+        _ => HEADER_LEN,
+    };
+    if frame.len() < min {
+        return Err(Notification::new(
+            err::HEADER,
+            err::BAD_MESSAGE_LENGTH,
+            (frame.len() as u16).to_be_bytes(),
+        ));
+    }
     let body = &frame[HEADER_LEN..];
     match frame[18] {
         MSG_OPEN => decode_open(frame).map(Received::Open),
@@ -916,6 +931,29 @@ mod tests {
                 panic!("not a notification")
             };
             assert_eq!(back, n);
+        }
+    }
+
+    proptest::proptest! {
+        /// Arbitrary bytes after a valid header never panic the decoder.
+        #[test]
+        fn random_input_never_panics(typ in 1u8..=5, body in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let mut m = header((HEADER_LEN + body.len()) as u16, typ);
+            m.extend_from_slice(&body);
+            if let Ok(Some(f)) = frame_of(&m) {
+                let _ = decode(&f);
+            }
+            let _ = decode(&body);
+            let _ = scan_update(&body);
+        }
+
+        /// Random bytes as a stream never panic the framer.
+        #[test]
+        fn random_stream_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..100)) {
+            let mut b = BytesMut::from(&bytes[..]);
+            while let Ok(Some(f)) = take_frame(&mut b) {
+                let _ = decode(&f);
+            }
         }
     }
 

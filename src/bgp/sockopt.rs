@@ -1,6 +1,6 @@
 //! Socket options BGP needs that tokio does not expose: TCP MD5 signatures
 //! (RFC 2385, `TCP_MD5SIG`) and GTSM (RFC 5082, `IP_MINTTL` /
-//! `IPV6_MINHOPCOUNT` with outgoing TTL 255). Linux only.
+//! `IPV6_MINHOPCOUNT` 255 with outgoing TTL 255). Linux only.
 //!
 //! Both must be set before `connect`/`listen`: the kernel signs (and checks)
 //! the SYN already.
@@ -108,11 +108,12 @@ pub fn set_md5(fd: &impl AsRawFd, peer: IpAddr, key: &[u8]) -> io::Result<()> {
     setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_MD5SIG, &sig)
 }
 
-/// GTSM: send with TTL 255 and drop segments that arrive with less than
-/// 254 (one hop). `v6` selects the IPv6 options.
+/// GTSM for a directly connected peer (one hop, like FRR's `ttl-security
+/// hops 1`): send with TTL 255 and drop segments that arrive with less than
+/// 255. `v6` selects the IPv6 options.
 pub fn set_gtsm(fd: &impl AsRawFd, v6: bool) -> io::Result<()> {
     let ttl: libc::c_int = 255;
-    let min: libc::c_int = 254;
+    let min: libc::c_int = 255;
     if v6 {
         setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, &ttl)?;
         setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_MINHOPCOUNT, &min)
