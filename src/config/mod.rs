@@ -102,12 +102,24 @@ pub fn parse(yaml: &str) -> Result<Config, ConfigErrors> {
             "the config is empty: expected at least a `node:` section (see `anypop print-default-config`)",
         ));
     }
-    let de = serde_yaml::Deserializer::from_str(yaml);
-    let raw: raw::RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+    let to_errors = |e: serde_path_to_error::Error<serde_yaml::Error>| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         ConfigErrors(vec![serde_error(path, &inner)])
-    })?;
+    };
+    let raw: raw::RawConfig = if yaml.contains("<<") {
+        // Merge keys (`<<: *check_defaults`) need a pass over the document
+        // tree; errors then have paths but no line numbers.
+        let mut value: serde_yaml::Value = serde_yaml::from_str(yaml)
+            .map_err(|e| ConfigErrors(vec![serde_error(String::new(), &e)]))?;
+        value
+            .apply_merge()
+            .map_err(|e| ConfigErrors(vec![serde_error(String::new(), &e)]))?;
+        serde_path_to_error::deserialize(value).map_err(to_errors)?
+    } else {
+        serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(yaml))
+            .map_err(to_errors)?
+    };
     validate::validate(raw).map_err(ConfigErrors)
 }
 

@@ -1155,3 +1155,24 @@ fn total_prepend_is_bounded() {
         "prepend 10 plus degraded prepend 10 is more than 16",
     );
 }
+
+#[test]
+fn yaml_anchors_and_merge_keys_share_check_defaults() {
+    let yaml = format!(
+        "{NODE}pops:
+  - name: a
+    checks:
+      - &web {{name: web, type: tcp, target: \"127.0.0.1:80\", interval: 2s, rise: 5}}
+      - {{<<: *web, name: web2, target: \"127.0.0.1:81\"}}
+"
+    );
+    let c = valid(&yaml);
+    let checks = &c.pops["a"].checks;
+    assert_eq!(checks[1].name.as_str(), "web2");
+    assert_eq!(checks[1].interval, Duration::from_secs(2));
+    assert_eq!(checks[1].rise, 5);
+    assert!(matches!(&checks[1].probe, Probe::Tcp { target } if target.port == 81));
+    // Errors still carry their path.
+    let errs = errors(&yaml.replace("rise: 5", "rise: five"));
+    assert_error(&errs, "pops[0].checks[0].rise", "expected a whole number");
+}
