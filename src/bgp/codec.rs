@@ -947,6 +947,20 @@ mod tests {
             let _ = scan_update(&body);
         }
 
+        /// OPENs with random optional parameters never panic netgauze's
+        /// parser or ours.
+        #[test]
+        fn random_open_parameters_never_panic(params in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            // One capabilities parameter (type 2) with random contents.
+            let mut body = vec![4u8, 0xfd, 0xe9, 0, 9, 192, 0, 2, 1, params.len() as u8 + 2, 2, params.len() as u8];
+            body.extend_from_slice(&params);
+            let mut m = header((HEADER_LEN + body.len()) as u16, MSG_OPEN);
+            m.extend_from_slice(&body);
+            if let Ok(Some(f)) = frame_of(&m) {
+                let _ = decode(&f);
+            }
+        }
+
         /// Random bytes as a stream never panic the framer.
         #[test]
         fn random_stream_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..100)) {
