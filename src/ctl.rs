@@ -475,8 +475,14 @@ fn refused_text(r: &Refused) -> String {
             if let Some(e) = o.get("error").and_then(Value::as_str) {
                 let _ = write!(s, ": {e}");
             }
-            if let Some(f) = o.get("field").and_then(Value::as_str) {
-                let _ = write!(s, " (field {f})");
+            match o.get("field").and_then(Value::as_str) {
+                Some("force") if r.status == StatusCode::CONFLICT => {
+                    s.push_str(" (add --force to do it anyway)");
+                }
+                Some(f) => {
+                    let _ = write!(s, " (field {f})");
+                }
+                None => {}
             }
             if let Some(list) = o.get("errors").and_then(Value::as_array) {
                 for e in list {
@@ -844,6 +850,85 @@ fn checks_table(checks: &[Value], now: f64) -> String {
     )
 }
 
+fn list(v: &Value) -> String {
+    let items: Vec<String> = v.as_array().into_iter().flatten().map(s).collect();
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// The explain answer in words.
+fn explain_text(v: &Value) -> String {
+    let c = &v["client"];
+    let client = if c["prefix"].as_u64() == Some(0) {
+        "no client information".to_string()
+    } else if c["from_ecs"].as_bool() == Some(true) {
+        format!("client subnet {}/{}", s(&c["addr"]), s(&c["prefix"]))
+    } else {
+        format!("client {}", s(&c["addr"]))
+    };
+    let mut out = format!(
+        "{} {} ({client}): {}{}, state version {}\n",
+        s(&v["name"]),
+        s(&v["qtype"]),
+        s(&v["rcode"]),
+        if v["authoritative"].as_bool() == Some(true) {
+            " authoritative"
+        } else {
+            ""
+        },
+        s(&v["snapshot_version"]),
+    );
+    if let Some(z) = v["zone"].as_str() {
+        let _ = writeln!(out, "zone {z}");
+    }
+    for (title, key) in [("answer", "answers"), ("authority", "authority")] {
+        for r in v[key].as_array().into_iter().flatten() {
+            let _ = writeln!(out, "  {title:<9} {}", s(r));
+        }
+    }
+    let st = &v["steering"];
+    if st.is_object() {
+        let _ = writeln!(
+            out,
+            "steered by record {} (policy {}, {})",
+            s(&st["record"]),
+            s(&st["policy"]),
+            s(&st["family"])
+        );
+        let _ = writeln!(
+            out,
+            "  chosen    {} -> {}",
+            list(&st["chosen"]),
+            list(&st["addresses"])
+        );
+        let _ = writeln!(out, "  eligible  {}", list(&st["eligible"]));
+        for e in st["excluded"].as_array().into_iter().flatten() {
+            let _ = writeln!(out, "  excluded  {}: {}", s(&e["pop"]), s(&e["reason"]));
+        }
+        if st["fail_open"].as_bool() == Some(true) {
+            let _ = writeln!(out, "  FAIL-OPEN {}", s(&st["fail_open_reason"]));
+        }
+        let _ = writeln!(
+            out,
+            "  ttl       {} ({}){}",
+            s(&st["ttl"]),
+            s(&st["ttl_reason"]),
+            if st["client_dependent"].as_bool() == Some(true) {
+                format!(
+                    ", depends on the client (ECS scope /{})",
+                    s(&v["ecs_scope"])
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+    out
+}
+
 /// Human rendering of a successful answer.
 fn human(cmd: &CtlCommand, v: &Value, now: f64) -> String {
     let empty = serde_json::Map::new();
@@ -944,7 +1029,7 @@ fn human(cmd: &CtlCommand, v: &Value, now: f64) -> String {
             out
         }
         CtlCommand::Reload => format!("config reloaded (state version {})\n", s(&v["version"])),
-        CtlCommand::Explain { .. } => format!("{}\n", pretty(v)),
+        CtlCommand::Explain { .. } => explain_text(v),
         CtlCommand::Events { .. } => String::new(),
     }
 }
@@ -1079,5 +1164,40 @@ mod tests {
             refused_text(&r),
             "error: 422 Unprocessable Entity: bad (field duration)\n  a: b"
         );
+    }
+
+    #[test]
+    fn explain_in_words() {
+        let v = json!({"name": "www.example.test.", "qtype": "A", "rcode": "NOERROR", "authoritative": true,
+            "snapshot_version": 9, "zone": "example.test.", "client": {"addr": "198.51.100.0", "prefix": 24, "from_ecs": true},
+            "answers": ["www.example.test. 5 IN A 192.0.2.10"], "authority": [], "ecs_scope": 24,
+            "steering": {"record": "www.example.test.", "policy": "failover", "family": "v4", "chosen": ["ams"],
+                "addresses": ["192.0.2.10"], "eligible": ["ams"], "excluded": [{"pop": "fra", "reason": "draining"}],
+                "fail_open": false, "fail_open_reason": null, "client_dependent": true, "ttl": 5, "ttl_reason": "a PoP changed recently"}});
+        let out = explain_text(&v);
+        assert!(
+            out.starts_with(
+                "www.example.test. A (client subnet 198.51.100.0/24): NOERROR authoritative"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("  answer    www.example.test. 5 IN A 192.0.2.10\n"),
+            "{out}"
+        );
+        assert!(out.contains("  chosen    ams -> 192.0.2.10\n"), "{out}");
+        assert!(out.contains("  excluded  fra: draining\n"), "{out}");
+        assert!(
+            out.contains(
+                "  ttl       5 (a PoP changed recently), depends on the client (ECS scope /24)"
+            ),
+            "{out}"
+        );
+        assert!(!out.contains("FAIL-OPEN"));
+        let r = Refused {
+            status: StatusCode::CONFLICT,
+            body: json!({"error": "PoP ams is the last PoP serving traffic", "field": "force"}),
+        };
+        assert!(refused_text(&r).ends_with("(add --force to do it anyway)"));
     }
 }

@@ -181,8 +181,8 @@ pub fn unix_secs(t: SystemTime) -> f64 {
 #[derive(Serialize)]
 pub struct PrefixView<'a> {
     pub prefix: IpNet,
-    /// True if this node wants it announced (it is the local PoP's and not
-    /// withdrawn).
+    /// True if this node announces it now (the PoP is this node's PoP and
+    /// the prefix is not withdrawn).
     pub announced: bool,
     #[serde(skip_serializing_if = "Option::is_none", flatten)]
     pub announcement: Option<&'a Announcement>,
@@ -191,6 +191,8 @@ pub struct PrefixView<'a> {
 #[derive(Serialize)]
 pub struct PopView<'a> {
     pub name: &'a str,
+    /// True if this node announces the PoP's prefixes (it is `node.pop`).
+    pub local: bool,
     #[serde(flatten)]
     pub status: &'a PopStatus,
     pub prefixes: Vec<PrefixView<'a>>,
@@ -219,8 +221,15 @@ impl<'a> PopView<'a> {
                     .collect()
             })
             .unwrap_or_default();
+        let local = snap
+            .config
+            .node
+            .pop
+            .as_ref()
+            .is_some_and(|p| p.as_str() == name);
         PopView {
             name,
+            local,
             status,
             prefixes,
         }

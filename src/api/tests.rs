@@ -189,6 +189,7 @@ async fn state_pops_checks_peers_show_the_snapshot() {
     assert_eq!(v["pops"]["ams"]["checks"]["http"]["rise"], 3);
     assert_eq!(v["pops"]["ams"]["prefixes"][0]["prefix"], "203.0.113.0/24");
     assert_eq!(v["pops"]["ams"]["prefixes"][0]["announced"], true);
+    assert_eq!(v["pops"]["ams"]["local"], true);
     assert_eq!(v["announcements"]["203.0.113.0/24"]["pop"], "ams");
     assert_eq!(v["announcements"]["203.0.113.0/24"]["mode"], "normal");
     assert_eq!(v["dns"]["zones"][0]["origin"], "example.test.");
