@@ -156,6 +156,13 @@ impl EventWatcher {
         EventWatcher { child, lines }
     }
 
+    /// Waits until the replay has arrived: the subscription is live, so
+    /// nothing that happens from now on is missed.
+    fn wait_live(&self) {
+        let ok = wait_until(T, || !self.messages().is_empty());
+        assert!(ok, "ctl events printed nothing");
+    }
+
     fn messages(&self) -> Vec<Value> {
         self.lines
             .lock()
@@ -262,8 +269,8 @@ fn drain_is_choreographed_persisted_and_undone() {
     assert_eq!(code, 1);
     assert!(err.contains("404") && err.contains("nowhere"), "{err}");
 
-    let events = EventWatcher::start(&lab, &["--replay", "0"]);
-    std::thread::sleep(Duration::from_millis(300));
+    let events = EventWatcher::start(&lab, &[]);
+    events.wait_live();
     let (code, out, err) = lab.ctl(&["drain", "ams", "--reason", "integration test"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
@@ -298,8 +305,8 @@ fn drain_is_choreographed_persisted_and_undone() {
     assert_eq!(v["serves_dns"], false);
 
     // Undrain ramps back to service.
-    let events = EventWatcher::start(&lab, &["--replay", "0"]);
-    std::thread::sleep(Duration::from_millis(300));
+    let events = EventWatcher::start(&lab, &[]);
+    events.wait_live();
     let (code, out, err) = lab.ctl(&["undrain", "ams"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("restoring"), "{out}");
