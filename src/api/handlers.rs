@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -191,6 +191,19 @@ pub async fn reload(State(s): State<AppState>) -> Result<Response, ApiError> {
 
 // ---------------------------------------------------------------- admin
 
+/// The PoP and body of an admin request, with extractor failures as JSON
+/// errors (bad percent-encoding, body too large).
+fn admin_input(
+    s: &AppState,
+    name: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(PopName, Bytes), ApiError> {
+    let Path(name) = name.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    let pop = pop_name(s, &name)?;
+    let body = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    Ok((pop, body))
+}
+
 /// Resolves a PoP name from the path against the current config.
 fn pop_name(s: &AppState, name: &str) -> Result<PopName, ApiError> {
     let snap = s.snapshot();
@@ -240,10 +253,10 @@ async fn run_admin(s: &AppState, cmd: AdminCommand) -> Result<Response, ApiError
 
 pub async fn drain(
     State(s): State<AppState>,
-    Path(name): Path<String>,
-    body: Bytes,
+    name: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let pop = pop_name(&s, &name)?;
+    let (pop, body) = admin_input(&s, name, body)?;
     let b: dto::DrainBody = dto::parse_body(&body)?;
     let cmd = AdminCommand::Drain {
         pop,
@@ -258,10 +271,10 @@ pub async fn drain(
 
 pub async fn undrain(
     State(s): State<AppState>,
-    Path(name): Path<String>,
-    body: Bytes,
+    name: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let pop = pop_name(&s, &name)?;
+    let (pop, body) = admin_input(&s, name, body)?;
     let b: dto::UndrainBody = dto::parse_body(&body)?;
     let cmd = AdminCommand::Undrain {
         pop,
@@ -273,10 +286,10 @@ pub async fn undrain(
 
 pub async fn disable(
     State(s): State<AppState>,
-    Path(name): Path<String>,
-    body: Bytes,
+    name: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let pop = pop_name(&s, &name)?;
+    let (pop, body) = admin_input(&s, name, body)?;
     let b: dto::DisableBody = dto::parse_body(&body)?;
     let cmd = AdminCommand::Disable {
         pop,
@@ -289,10 +302,10 @@ pub async fn disable(
 
 pub async fn enable(
     State(s): State<AppState>,
-    Path(name): Path<String>,
-    body: Bytes,
+    name: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let pop = pop_name(&s, &name)?;
+    let (pop, body) = admin_input(&s, name, body)?;
     let b: dto::EnableBody = dto::parse_body(&body)?;
     let cmd = AdminCommand::Enable {
         pop,

@@ -29,7 +29,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -43,6 +43,9 @@ pub use error::ApiError;
 pub use metrics::Metrics;
 
 use crate::core::{CoreHandle, Input, Snapshot};
+
+/// Largest accepted request body (admin bodies are a few hundred bytes).
+pub const MAX_BODY: usize = 64 * 1024;
 
 /// How long a handler waits for the core to answer.
 pub const CORE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -240,7 +243,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/pops/{name}/disable", post(handlers::disable))
         .route("/v1/pops/{name}/enable", post(handlers::enable))
         .route("/v1/reload", post(handlers::reload))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_write));
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_write))
+        .layer(DefaultBodyLimit::max(MAX_BODY));
     let open = Router::new()
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))

@@ -401,6 +401,13 @@ async fn bad_bodies_name_the_field() {
         assert_eq!(st, *want, "{uri} {body}: {v}");
         assert_error(&v, *field);
     }
+    let huge = format!(r#"{{"reason": "{}"}}"#, "x".repeat(MAX_BODY + 1));
+    let (st, v) = call(&app, "POST", "/v1/pops/ams/drain", None, Some(&huge)).await;
+    assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    assert_error(&v, None);
+    let (st, v) = call(&app, "POST", "/v1/pops/%FF/drain", None, None).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert_error(&v, None);
     let long = format!(r#"{{"reason": "{}"}}"#, "x".repeat(600));
     let (st, v) = call(&app, "POST", "/v1/pops/ams/drain", None, Some(&long)).await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
