@@ -25,7 +25,9 @@ impl Name {
     /// Validates `s` as a name; the error says what was expected.
     pub fn parse(s: &str) -> Result<Self, String> {
         if s.is_empty() || s.len() > 63 {
-            return Err(format!("{s:?} is not a valid name: expected 1 to 63 characters"));
+            return Err(format!(
+                "{s:?} is not a valid name: expected 1 to 63 characters"
+            ));
         }
         if let Some(c) = s
             .chars()

@@ -66,8 +66,14 @@ impl Anypop {
             .expect("spawn anypop");
         let log = Arc::new(Mutex::new(String::new()));
         for stream in [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
         ]
         .into_iter()
         .flatten()
@@ -97,7 +103,11 @@ impl Anypop {
     /// Waits until the log contains `needle`; panics with the log after `timeout`.
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) {
         let ok = wait_until(timeout, || self.log().contains(needle));
-        assert!(ok, "timed out waiting for {needle:?} in anypop log:\n{}", self.log());
+        assert!(
+            ok,
+            "timed out waiting for {needle:?} in anypop log:\n{}",
+            self.log()
+        );
     }
 
     /// Sends a signal (libc constant) to the process.
