@@ -106,12 +106,18 @@ pub enum CtlCommand {
         /// Allow draining the last PoP serving traffic.
         #[arg(long)]
         force: bool,
+        /// Stay until the drain is complete, printing each step.
+        #[arg(long)]
+        wait: bool,
     },
     /// Put a drained PoP back in service (ramp by default).
     Undrain {
         pop: String,
         #[arg(long, value_enum)]
         mode: Option<ModeArg>,
+        /// Stay until the PoP is back in service, printing each step.
+        #[arg(long)]
+        wait: bool,
     },
     /// Disable a PoP: out of DNS, prefixes withdrawn at once.
     Disable {
@@ -373,7 +379,63 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<i32> {
             } else {
                 print!("{}", human(&args.command, &v, now_secs()));
             }
-            Ok(0)
+            match &args.command {
+                CtlCommand::Drain {
+                    pop, wait: true, ..
+                } => follow(&target, pop, &v, |p| p["admin"]["step"] == "drained").await,
+                CtlCommand::Undrain {
+                    pop, wait: true, ..
+                } => follow(&target, pop, &v, |p| p["admin"].is_null()).await,
+                _ => Ok(0),
+            }
+        }
+    }
+}
+
+/// How often `--wait` looks at the PoP.
+const FOLLOW_POLL: Duration = Duration::from_millis(250);
+
+/// Polls the PoP until `done`, printing each step change.
+async fn follow(
+    t: &Target,
+    pop: &str,
+    first: &Value,
+    done: impl Fn(&Value) -> bool,
+) -> anyhow::Result<i32> {
+    let step_of = |v: &Value| match v["admin"]["step"].as_str() {
+        Some(s) => s.to_string(),
+        None => "in_service".to_string(),
+    };
+    let mut last = step_of(first);
+    if done(first) {
+        return Ok(0);
+    }
+    let path = format!("/v1/pops/{}", enc(pop));
+    loop {
+        tokio::time::sleep(FOLLOW_POLL).await;
+        let v = match call(t, Method::GET, &path, None).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(r)) => {
+                eprintln!("{}", refused_text(&r));
+                return Ok(EXIT_REFUSED);
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return Ok(EXIT_UNREACHABLE);
+            }
+        };
+        let step = step_of(&v);
+        if step != last {
+            let mut line = format!("{} pop {pop}: {last} -> {step}", clock(now_secs()));
+            if let Some(next) = v["admin"]["next_at"].as_f64() {
+                let _ = write!(line, " (next step in {})", span(next - now_secs()));
+            }
+            println!("{line}");
+            last = step;
+        }
+        if done(&v) {
+            println!("pop {pop}: {} ({})", s(&v["state"]), s(&v["reason"]));
+            return Ok(0);
         }
     }
 }
@@ -393,6 +455,7 @@ async fn dispatch(t: &Target, cmd: &CtlCommand) -> anyhow::Result<Result<Value, 
             duration,
             mode,
             force,
+            ..
         } => {
             let mut body = json!({"who": who(), "force": force});
             if let Some(r) = reason {
@@ -412,7 +475,7 @@ async fn dispatch(t: &Target, cmd: &CtlCommand) -> anyhow::Result<Result<Value, 
             )
             .await
         }
-        CtlCommand::Undrain { pop, mode } => {
+        CtlCommand::Undrain { pop, mode, .. } => {
             let mut body = json!({"who": who()});
             if let Some(m) = mode {
                 body["mode"] = json!(m.as_str());
@@ -1084,6 +1147,7 @@ mod tests {
                 duration,
                 mode,
                 force,
+                ..
             } => {
                 assert_eq!(pop, "ams");
                 assert_eq!(reason.as_deref(), Some("fibre"));
@@ -1138,6 +1202,7 @@ mod tests {
             duration: None,
             mode: None,
             force: false,
+            wait: false,
         };
         let out = human(&cmd, &v, 100.0);
         assert_eq!(

@@ -1316,6 +1316,7 @@ async fn serve_on_a_socket_with_ctl_and_clean_shutdown() {
         duration: None,
         mode: Some(crate::ctl::ModeArg::Immediate),
         force: false,
+        wait: false,
     };
     assert_eq!(
         code(ctl_args(&a, None, drain())).await,
