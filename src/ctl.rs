@@ -428,7 +428,7 @@ async fn follow(
         if step != last {
             let mut line = format!("{} pop {pop}: {last} -> {step}", clock(now_secs()));
             if let Some(next) = v["admin"]["next_at"].as_f64() {
-                let _ = write!(line, " (next step in {})", span(next - now_secs()));
+                let _ = write!(line, " (next step in {})", span((next - now_secs()).ceil()));
             }
             println!("{line}");
             last = step;
@@ -791,7 +791,7 @@ fn admin_text(a: &Value, now: f64) -> String {
     }
     let mut t = format!("{} ({})", s(&a["step"]), s(&a["who"]));
     if let Some(next) = a["next_at"].as_f64() {
-        let _ = write!(t, ", next in {}", span(next - now));
+        let _ = write!(t, ", next in {}", span((next - now).ceil()));
     }
     t
 }
