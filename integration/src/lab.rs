@@ -19,7 +19,9 @@ pub mod anypop;
 pub mod bird;
 pub mod frr;
 pub mod gobgp;
+pub mod mrt;
 pub mod netns;
+pub mod pcap;
 pub mod rawbgp;
 
 use std::path::{Path, PathBuf};
