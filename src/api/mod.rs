@@ -47,6 +47,9 @@ use crate::core::{CoreHandle, Input, Snapshot};
 /// Largest accepted request body (admin bodies are a few hundred bytes).
 pub const MAX_BODY: usize = 64 * 1024;
 
+/// Default limit of concurrent `/v1/events` streams.
+pub const MAX_EVENT_STREAMS: usize = 64;
+
 /// How long a handler waits for the core to answer.
 pub const CORE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -105,6 +108,8 @@ pub struct AppState {
     pub readiness: Arc<Readiness>,
     pub reload: Option<ReloadFn>,
     pub peers: Option<PeersFn>,
+    /// Permits for concurrent event streams.
+    streams: Arc<tokio::sync::Semaphore>,
     /// Flips to true when the server shuts down; ends event streams.
     stop: watch::Receiver<bool>,
     stop_tx: Arc<watch::Sender<bool>>,
@@ -125,6 +130,7 @@ impl AppState {
             readiness: Arc::new(readiness),
             reload: None,
             peers: None,
+            streams: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_STREAMS)),
             stop,
             stop_tx: Arc::new(stop_tx),
         }
@@ -137,6 +143,12 @@ impl AppState {
 
     pub fn with_readiness(mut self, r: Arc<Readiness>) -> AppState {
         self.readiness = r;
+        self
+    }
+
+    /// Limits concurrent `/v1/events` streams (default [`MAX_EVENT_STREAMS`]).
+    pub fn with_max_event_streams(mut self, n: usize) -> AppState {
+        self.streams = Arc::new(tokio::sync::Semaphore::new(n));
         self
     }
 

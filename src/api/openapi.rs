@@ -111,6 +111,8 @@ pub fn document() -> Value {
         {"name": "Last-Event-ID", "in": "header", "required": false, "schema": {"type": "string"},
          "description": "Replay only events after this sequence number."},
     ]);
+    events["responses"]["503"] =
+        err("Too many open event streams, or the controller is shutting down.");
     let mut metrics = read_op(
         "Prometheus metrics (text exposition format 0.0.4).",
         json!({"description": "Metrics.", "content": {"text/plain": {"schema": {"type": "string"}}}}),

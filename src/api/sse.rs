@@ -6,7 +6,8 @@
 //! `id:` = event sequence number, `event:` = event kind and the event as
 //! JSON in `data:`. A client too slow to keep up gets an `event: lagged`
 //! message saying how many events it missed. The stream ends when the
-//! server shuts down.
+//! server shuts down. At most [`super::MAX_EVENT_STREAMS`] streams are open
+//! at once (then 503), so forgotten `curl -N` sessions cannot pile up.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -17,7 +18,7 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
-use tokio::sync::{broadcast, oneshot, watch};
+use tokio::sync::{broadcast, oneshot, watch, OwnedSemaphorePermit};
 
 use super::dto::EventsQuery;
 use super::error::ApiError;
@@ -34,6 +35,11 @@ pub async fn events(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok());
+    let permit = s
+        .streams
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::unavailable("too many open event streams; try again later"))?;
     let (reply, rx) = oneshot::channel();
     s.core
         .inputs
@@ -51,7 +57,7 @@ pub async fn events(
         let skip = replay.len().saturating_sub(n);
         replay.drain(..skip);
     }
-    let stream = event_stream(replay, live, s.stop.clone());
+    let stream = event_stream(replay, live, s.stop.clone(), permit);
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
@@ -71,18 +77,22 @@ struct StreamState {
     stop: watch::Receiver<bool>,
     /// Highest sequence number sent (live events already replayed are skipped).
     last: Option<u64>,
+    /// Held while the stream lives.
+    _permit: OwnedSemaphorePermit,
 }
 
 fn event_stream(
     replay: Vec<Event>,
     live: broadcast::Receiver<Event>,
     stop: watch::Receiver<bool>,
+    permit: OwnedSemaphorePermit,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> + Send + 'static {
     let st = StreamState {
         replay: replay.into_iter(),
         live,
         stop,
         last: None,
+        _permit: permit,
     };
     stream::unfold(st, |mut st| async move {
         if let Some(e) = st.replay.next() {

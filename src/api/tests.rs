@@ -701,6 +701,20 @@ async fn core_failures_map_to_500_and_503() {
 }
 
 #[tokio::test]
+async fn event_streams_are_limited_and_released() {
+    let core = real_core(&["ams"]).await;
+    let app = router(AppState::new(core, Auth::open()).with_max_event_streams(2));
+    let a = open_events(&app, "/v1/events", None).await;
+    let b = open_events(&app, "/v1/events", None).await;
+    let (st, v) = call(&app, "GET", "/v1/events", None, None).await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
+    assert_error(&v, None);
+    drop(a);
+    let _c = open_events(&app, "/v1/events", None).await;
+    drop(b);
+}
+
+#[tokio::test]
 async fn slow_consumer_gets_a_lagged_message() {
     let (core, ev_tx) = fake_core(Some(Ok(1)), vec![]);
     let app = router(AppState::new(core, Auth::open()));
