@@ -912,6 +912,52 @@ mod tests {
     }
 
     #[test]
+    fn stop_from_connect_and_active() {
+        let t = Instant::now();
+        let cease = Notification::new(err::CEASE, err::CEASE_PEER_DECONFIGURED, []);
+        // Connect: the pending dial is abandoned, no NOTIFICATION (no session).
+        let mut f = Fsm::new(cfg(false));
+        f.handle(Event::Start, t);
+        assert_eq!(f.handle(Event::Stop(cease.clone()), t), vec![Action::Close]);
+        assert_eq!((f.state(), f.next_deadline()), (State::Idle, None));
+        // Active (passive peer waiting).
+        let mut f = Fsm::new(cfg(true));
+        f.handle(Event::Start, t);
+        assert_eq!(f.handle(Event::Stop(cease), t), vec![Action::Close]);
+        assert_eq!(f.state(), State::Idle);
+        // Stopped: an incoming connection is refused.
+        let a = f.handle(Event::TcpConnected, t);
+        assert!(
+            has_notification(&a, err::CEASE, err::CEASE_COLLISION) && a.contains(&Action::Close)
+        );
+        assert_eq!(f.state(), State::Idle);
+    }
+
+    #[test]
+    fn second_connection_while_opensent_is_refused() {
+        let t = Instant::now();
+        let mut f = Fsm::new(cfg(false));
+        f.handle(Event::Start, t);
+        f.handle(Event::TcpConnected, t);
+        let a = f.handle(Event::TcpConnected, t);
+        assert!(has_notification(&a, err::CEASE, err::CEASE_COLLISION));
+        assert_eq!(f.state(), State::OpenSent, "the first connection is kept");
+    }
+
+    #[test]
+    fn messages_without_a_session_close_the_connection() {
+        let t = Instant::now();
+        let mut f = Fsm::new(cfg(true));
+        f.handle(Event::Start, t);
+        assert_eq!(f.handle(msg(Received::Keepalive), t), vec![Action::Close]);
+        assert_eq!(
+            f.handle(Event::DecodeError(Notification::new(1, 1, [])), t),
+            vec![Action::Close]
+        );
+        assert_eq!(f.state(), State::Active);
+    }
+
+    #[test]
     fn collision_resolution_by_bgp_identifier() {
         assert!(keep_local_initiated(
             Ipv4Addr::new(10, 0, 0, 2),
