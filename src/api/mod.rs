@@ -7,10 +7,12 @@
 //! [`bind`] and [`serve_on`] run it on a socket until shutdown.
 //!
 //! Subsystems that are not the core plug in through optional hooks on
-//! [`AppState`]: BGP peer status ([`AppState::with_peers`]), config reload
+//! [`AppState`]: the BGP speaker's status ([`AppState::with_bgp`], or any
+//! JSON source with [`AppState::with_peers`]), config reload
 //! ([`AppState::with_reload`]), DNS counters ([`AppState::with_dns_stats`])
 //! and other metric families ([`metrics::Metrics::add_source`]). DNS explain
-//! calls [`crate::dns::explain`] on the current snapshot.
+//! calls [`crate::dns::explain`] on the current snapshot. Probe results and
+//! core events are counted for `/metrics` by tasks [`serve_on`] starts.
 
 pub mod auth;
 pub mod dto;
