@@ -741,4 +741,51 @@ mod tests {
         assert_eq!(r.until_eor().await, 1);
         h.shutdown().await;
     }
+
+    #[tokio::test]
+    async fn end_of_rib_hold_is_bounded_by_the_restart_time() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let cfg = bgp(
+            l.local_addr().unwrap().port(),
+            Some(Duration::from_secs(1)),
+            ShutdownMode::Withdraw,
+        );
+        // Health never becomes known.
+        let (_snap_tx, snap_rx) = watch::channel(snapshot(1, None, &[], &cfg));
+        let h = spawn(&node(), &cfg, snap_rx);
+        let mut r = FakeRouter::handshake(&l).await;
+        let t = std::time::Instant::now();
+        assert_eq!(r.until_eor().await, 0);
+        assert!(
+            t.elapsed() >= Duration::from_millis(800),
+            "End-of-RIB came after {:?}",
+            t.elapsed()
+        );
+        h.shutdown().await;
+    }
+
+    #[test]
+    fn next_hops_are_explicit_or_the_local_address_of_the_same_family() {
+        let mut p = bgp(179, None, ShutdownMode::Withdraw).peers.remove(0);
+        p.next_hop_v6 = None;
+        let v4: std::net::IpAddr = "192.0.2.2".parse().unwrap();
+        let v6: std::net::IpAddr = "2001:db8::2".parse().unwrap();
+        assert_eq!(
+            session::next_hops(&p, v4),
+            (Some(Ipv4Addr::new(192, 0, 2, 2)), None)
+        );
+        assert_eq!(
+            session::next_hops(&p, v6),
+            (None, Some("2001:db8::2".parse().unwrap()))
+        );
+        p.next_hop_v4 = Some(Ipv4Addr::new(198, 51, 100, 1));
+        p.next_hop_v6 = Some("2001:db8::9".parse().unwrap());
+        assert_eq!(
+            session::next_hops(&p, v4),
+            (
+                Some(Ipv4Addr::new(198, 51, 100, 1)),
+                Some("2001:db8::9".parse().unwrap())
+            )
+        );
+    }
 }
