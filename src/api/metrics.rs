@@ -187,10 +187,21 @@ struct Recorded {
 }
 
 /// The metrics registry of one process. Cheap to share (`Arc<Metrics>`).
-#[derive(Default)]
 pub struct Metrics {
     recorded: Mutex<Recorded>,
     sources: RwLock<Vec<MetricsSource>>,
+    /// Unix time the registry (the process) started.
+    started: f64,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            recorded: Mutex::default(),
+            sources: RwLock::default(),
+            started: crate::api::dto::unix_secs(std::time::SystemTime::now()),
+        }
+    }
 }
 
 impl Metrics {
@@ -245,6 +256,22 @@ impl Metrics {
     /// The whole exposition: recorded counters, snapshot gauges, sources.
     pub fn render(&self, snap: &Snapshot) -> String {
         let mut x = Exposition::new();
+        x.family(
+            "anypop_build_info",
+            Kind::Gauge,
+            "Always 1; the version in a label.",
+        );
+        x.sample(
+            "anypop_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))],
+            1.0,
+        );
+        x.family(
+            "anypop_start_time_seconds",
+            Kind::Gauge,
+            "Unix time the process started.",
+        );
+        x.sample("anypop_start_time_seconds", &[], self.started);
         snapshot_families(&mut x, snap);
         if let Ok(r) = self.recorded.lock() {
             recorded_families(&mut x, &r);

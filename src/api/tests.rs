@@ -911,6 +911,11 @@ async fn metrics_parse_and_counters_move() {
         parse_metrics(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
     };
     let m1 = scrape(app.clone()).await;
+    let version = [("version", env!("CARGO_PKG_VERSION"))];
+    assert_eq!(m1.get("anypop_build_info", &version), Some(1.0));
+    assert!(m1
+        .get("anypop_start_time_seconds", &[])
+        .is_some_and(|t| t > 1.7e9));
     assert_eq!(
         m1.get("anypop_pop_state", &[("pop", "ams"), ("state", "up")]),
         Some(1.0)
