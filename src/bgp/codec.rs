@@ -478,6 +478,7 @@ pub fn scan_update(body: &[u8]) -> Result<UpdateSummary, Notification> {
     // be located (it follows the field), so treat-as-withdraw applies.
     let mut a = attrs;
     let mut seen_mp_reach = false;
+    let mut seen_mp_unreach = false;
     let mut mp_unreach_only: Option<Family> = None;
     let mut attr_count = 0;
     while !a.is_empty() {
@@ -514,7 +515,10 @@ pub fn scan_update(body: &[u8]) -> Result<UpdateSummary, Notification> {
             8 if len % 4 != 0 => sum.malformed = Some(format!("COMMUNITIES length {len}")),
             32 if len % 12 != 0 => sum.malformed = Some(format!("LARGE_COMMUNITY length {len}")),
             14 => {
-                seen_mp_reach = true;
+                if std::mem::replace(&mut seen_mp_reach, true) {
+                    // RFC 7606 §3(g): a repeated MP_REACH resets the session.
+                    return Err(malformed_list());
+                }
                 // RFC 7606 §7.11: a malformed MP_REACH means the NLRI cannot
                 // be located: session reset.
                 sum.announced += count_mp_reach(value).ok_or_else(|| {
@@ -529,11 +533,17 @@ pub fn scan_update(body: &[u8]) -> Result<UpdateSummary, Notification> {
                         [],
                     ));
                 }
+                if std::mem::replace(&mut seen_mp_unreach, true) {
+                    // RFC 7606 §3(g): a repeated MP_UNREACH resets the session.
+                    return Err(malformed_list());
+                }
                 let afi = u16::from_be_bytes([value[0], value[1]]);
-                let bits = if afi == 2 { 128 } else { 32 };
-                let n = count_prefixes(&value[3..], bits).ok_or_else(|| {
-                    Notification::new(err::UPDATE, err::OPTIONAL_ATTRIBUTE_ERROR, [])
-                })?;
+                let n = match prefix_bits(afi, value[2]) {
+                    Some(bits) => count_prefixes(&value[3..], bits).ok_or_else(|| {
+                        Notification::new(err::UPDATE, err::OPTIONAL_ATTRIBUTE_ERROR, [])
+                    })?,
+                    None => 0,
+                };
                 sum.withdrawn += n;
                 if n == 0 {
                     mp_unreach_only = Family::from_afi_safi(afi, value[2]);
@@ -566,6 +576,16 @@ fn count_prefixes(mut b: &[u8], max_bits: u8) -> Option<u32> {
     Some(n)
 }
 
+/// Maximum prefix length for the prefix-encoded (unicast/multicast)
+/// AFI/SAFIs; `None` for others, whose NLRI we neither parse nor count.
+fn prefix_bits(afi: u16, safi: u8) -> Option<u8> {
+    match (afi, safi) {
+        (1, 1 | 2) => Some(32),
+        (2, 1 | 2) => Some(128),
+        _ => None,
+    }
+}
+
 fn count_mp_reach(v: &[u8]) -> Option<u32> {
     if v.len() < 5 {
         return None;
@@ -574,7 +594,10 @@ fn count_mp_reach(v: &[u8]) -> Option<u32> {
     let nh_len = v[3] as usize;
     let rest = v.get(4 + nh_len..)?;
     let (_reserved, nlri) = rest.split_first()?;
-    count_prefixes(nlri, if afi == 2 { 128 } else { 32 })
+    match prefix_bits(afi, v[2]) {
+        Some(bits) => count_prefixes(nlri, bits),
+        None => Some(0),
+    }
 }
 
 // ------------------------------------------------------------------ encode
@@ -876,6 +899,22 @@ mod tests {
         let s = scan_update(&body).unwrap();
         assert!(s.malformed.is_some());
         assert_eq!(s.announced, 1);
+    }
+
+    #[test]
+    fn repeated_mp_reach_resets_and_unknown_afi_is_ignored() {
+        // Two empty MP_UNREACH (IPv6): malformed attribute list.
+        let body = [0u8, 0, 0, 12, 0x80, 15, 3, 0, 2, 1, 0x80, 15, 3, 0, 2, 1];
+        assert_eq!(
+            scan_update(&body).unwrap_err().subcode,
+            err::MALFORMED_ATTRIBUTE_LIST
+        );
+        // MP_REACH for L2VPN/EVPN (25/70) with opaque NLRI: not counted, no error.
+        let body = [
+            0u8, 0, 0, 14, 0x80, 14, 11, 0, 25, 70, 4, 192, 0, 2, 1, 0, 2, 200,
+        ];
+        let s = scan_update(&body).unwrap();
+        assert_eq!((s.announced, s.malformed), (0, None));
     }
 
     #[test]
