@@ -1,30 +1,55 @@
 //! Bearer-token authentication.
 //!
-//! The token is read once, at start, from the file named by
-//! `api.token_file` (surrounding whitespace ignored). Mutating endpoints
-//! always require it when a token is configured; read endpoints require it
-//! only with `api.protect_reads`. Without a token file the API is open,
-//! which is only sensible on a loopback listener (the default). Tokens are
-//! compared in constant time.
+//! The token comes from the file named by `api.token_file` (surrounding
+//! whitespace ignored). It is read at start (a missing or empty file stops
+//! the start) and read again whenever the file changes (size or mtime), so
+//! rotating the token needs no restart; if the file later becomes
+//! unreadable or empty, protected calls fail closed with a 500 naming the
+//! file. Mutating endpoints always require the token when one is
+//! configured; read endpoints require it only with `api.protect_reads`.
+//! Without a token file the API is open, which is only sensible on a
+//! loopback listener (the default). Tokens are compared in constant time.
 
 use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+use std::time::SystemTime;
 
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, StatusCode};
 
 use super::error::ApiError;
 use crate::model::ApiConfig;
 
+/// Where the expected token comes from.
+enum Token {
+    None,
+    Fixed(Vec<u8>),
+    File {
+        path: PathBuf,
+        cached: RwLock<Cached>,
+    },
+}
+
+/// The token file as last read.
+struct Cached {
+    stamp: Option<(SystemTime, u64)>,
+    token: Result<Vec<u8>, String>,
+}
+
 /// Who may call what.
-#[derive(Clone)]
 pub struct Auth {
-    token: Option<Vec<u8>>,
+    token: Token,
     protect_reads: bool,
 }
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let token = match &self.token {
+            Token::None => "none".to_string(),
+            Token::Fixed(_) => "<redacted>".to_string(),
+            Token::File { path, .. } => format!("<from {}>", path.display()),
+        };
         f.debug_struct("Auth")
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token", &token)
             .field("protect_reads", &self.protect_reads)
             .finish()
     }
@@ -43,11 +68,16 @@ pub enum AuthError {
     Empty { path: PathBuf },
 }
 
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
 impl Auth {
     /// No authentication at all.
     pub fn open() -> Auth {
         Auth {
-            token: None,
+            token: Token::None,
             protect_reads: false,
         }
     }
@@ -55,33 +85,85 @@ impl Auth {
     /// Requires `token` for mutations, and for reads if `protect_reads`.
     pub fn with_token(token: &str, protect_reads: bool) -> Auth {
         Auth {
-            token: Some(token.trim().as_bytes().to_vec()),
+            token: Token::Fixed(token.trim().as_bytes().to_vec()),
             protect_reads,
         }
+    }
+
+    /// Requires the token in `path` (read now, and again when it changes).
+    pub fn from_file(path: &Path, protect_reads: bool) -> Result<Auth, AuthError> {
+        let stamp = stamp(path);
+        let token = read_token_file(path)?;
+        Ok(Auth {
+            token: Token::File {
+                path: path.to_path_buf(),
+                cached: RwLock::new(Cached {
+                    stamp,
+                    token: Ok(token.into_bytes()),
+                }),
+            },
+            protect_reads,
+        })
     }
 
     /// Builds the policy from the `api` config section, reading the token file.
     pub fn from_config(api: &ApiConfig) -> Result<Auth, AuthError> {
         match &api.token_file {
             None => Ok(Auth::open()),
-            Some(path) => Ok(Auth::with_token(&read_token_file(path)?, api.protect_reads)),
+            Some(path) => Auth::from_file(path, api.protect_reads),
         }
     }
 
     /// True if a token is configured.
     pub fn has_token(&self) -> bool {
-        self.token.is_some()
+        !matches!(self.token, Token::None)
+    }
+
+    /// The expected token now, re-reading the file if it changed.
+    fn expected(&self) -> Result<Option<Vec<u8>>, ApiError> {
+        let (path, cached) = match &self.token {
+            Token::None => return Ok(None),
+            Token::Fixed(t) => return Ok(Some(t.clone())),
+            Token::File { path, cached } => (path, cached),
+        };
+        let now = stamp(path);
+        let fresh = cached
+            .read()
+            .ok()
+            .filter(|c| c.stamp.is_some() && c.stamp == now)
+            .map(|c| c.token.clone());
+        let token = match fresh {
+            Some(t) => t,
+            None => {
+                let t = read_token_file(path)
+                    .map(String::into_bytes)
+                    .map_err(|e| e.to_string());
+                if let Ok(mut c) = cached.write() {
+                    *c = Cached {
+                        stamp: now,
+                        token: t.clone(),
+                    };
+                }
+                t
+            }
+        };
+        token.map(Some).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("{e}: refusing protected calls until it is fixed"),
+            )
+        })
     }
 
     /// Checks the `Authorization` header for a request that mutates
     /// (`write`) or only reads.
     pub fn check(&self, headers: &HeaderMap, write: bool) -> Result<(), ApiError> {
-        let Some(want) = &self.token else {
-            return Ok(());
-        };
         if !write && !self.protect_reads {
             return Ok(());
         }
+        let Some(want) = self.expected()? else {
+            return Ok(());
+        };
         let Some(value) = headers.get(header::AUTHORIZATION) else {
             return Err(ApiError::unauthorized(
                 "missing bearer token: send \"Authorization: Bearer <token>\"",
@@ -99,7 +181,7 @@ impl Auth {
                     "malformed Authorization header: expected \"Bearer <token>\"",
                 )
             })?;
-        if constant_time_eq(got.as_bytes(), want) {
+        if constant_time_eq(got.as_bytes(), &want) {
             Ok(())
         } else {
             Err(ApiError::unauthorized("invalid bearer token"))
@@ -182,6 +264,39 @@ mod tests {
         assert!(protected.check(&HeaderMap::new(), false).is_err());
         assert!(protected.check(&headers("Bearer s3cret"), false).is_ok());
         assert!(Auth::open().check(&HeaderMap::new(), true).is_ok());
+    }
+
+    #[test]
+    fn token_file_rotation_is_picked_up_and_fails_closed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("token");
+        std::fs::write(&p, "first\n").expect("write");
+        let auth = Auth::from_file(&p, false).expect("auth");
+        assert!(auth.check(&headers("Bearer first"), true).is_ok());
+        std::fs::write(&p, "second-token\n").expect("write");
+        assert!(
+            auth.check(&headers("Bearer first"), true).is_err(),
+            "old token revoked"
+        );
+        assert!(auth.check(&headers("Bearer second-token"), true).is_ok());
+        std::fs::write(&p, "\n").expect("write");
+        let e = auth
+            .check(&headers("Bearer second-token"), true)
+            .expect_err("empty file");
+        assert_eq!(e.status.as_u16(), 500);
+        assert!(e.message.contains("token"), "{e}");
+        assert!(
+            auth.check(&HeaderMap::new(), false).is_ok(),
+            "open reads stay open"
+        );
+        std::fs::remove_file(&p).expect("rm");
+        assert_eq!(
+            auth.check(&headers("Bearer x"), true)
+                .map_err(|e| e.status.as_u16()),
+            Err(500)
+        );
+        std::fs::write(&p, "third\n").expect("write");
+        assert!(auth.check(&headers("Bearer third"), true).is_ok());
     }
 
     #[test]
