@@ -111,7 +111,7 @@ pops:
         - {{name: alias, type: CNAME, values: [www]}}
         - name: www
           ttl: 30
-          steer: {{policy: failover, pops: [ams, fra, lon], short_ttl: 5, settle: 1s}}
+          steer: {{policy: failover, pops: [ams, fra, lon], short_ttl: 5, settle: 3s}}
         - name: w
           steer: {{policy: weighted, weights: {{ams: 1, fra: 1, lon: 0}}}}
         - name: geo

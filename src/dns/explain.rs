@@ -98,7 +98,7 @@ pub fn explain(
         return Err(ExplainError::Type(qtype.to_string()));
     }
     let zones = Zones::compile(&snapshot.config).map_err(|e| ExplainError::Zone(e.to_string()))?;
-    let state = State::build(snapshot, Arc::new(zones), now, None);
+    let state = State::build(snapshot, Arc::new(zones), now, None, None);
     let r = resolve(&state, &qname, rtype, &client, None);
     let steering = r.steered.and_then(|s| {
         let plan = state.plan(s.zone, s.rec, s.family)?;

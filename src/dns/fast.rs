@@ -66,7 +66,7 @@ pub struct FastEntry {
 /// Pre-encoded answers keyed by lower-case wire name + big-endian qtype.
 #[derive(Default)]
 pub struct FastTable {
-    map: HashMap<Box<[u8]>, FastEntry, BuildHasherDefault<Fnv>>,
+    map: HashMap<Box<[u8]>, Arc<FastEntry>, BuildHasherDefault<Fnv>>,
 }
 
 /// Encodes a text name (`www.example.net.`) as uncompressed wire labels.
@@ -88,8 +88,11 @@ fn wire_name(key: &str) -> Option<Vec<u8>> {
 }
 
 impl FastTable {
-    pub fn build(state: &State) -> FastTable {
+    /// Encodes the answers of `state`. Static answers depend only on the
+    /// zones, so they are taken over from `prev` when its zones are the same.
+    pub fn build(state: &State, prev: Option<&State>) -> FastTable {
         let mut t = FastTable::default();
+        let reuse = prev.filter(|p| Arc::ptr_eq(&p.zones, &state.zones));
         let src = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         for (zi, zone) in state.zones.zones.iter().enumerate() {
             for (key, node) in &zone.nodes {
@@ -110,6 +113,14 @@ impl FastTable {
                     }
                 }
                 for (qtype, steered) in qtypes {
+                    let mut k = wire.clone();
+                    k.extend_from_slice(&u16::from(qtype).to_be_bytes());
+                    if steered.is_none() {
+                        if let Some(e) = reuse.and_then(|p| p.fast.map.get(k.as_slice())) {
+                            t.map.insert(k.into_boxed_slice(), e.clone());
+                            continue;
+                        }
+                    }
                     let plan = steered.and_then(|(z, r, f)| state.plan(z, r, f));
                     let n = plan.map_or(1, |p| p.variants.len().max(1));
                     let mut entry = FastEntry {
@@ -144,9 +155,7 @@ impl FastTable {
                         entry.counters.push(counters);
                     }
                     if ok {
-                        let mut k = wire.clone();
-                        k.extend_from_slice(&u16::from(qtype).to_be_bytes());
-                        t.map.insert(k.into_boxed_slice(), entry);
+                        t.map.insert(k.into_boxed_slice(), Arc::new(entry));
                     }
                 }
             }
@@ -156,6 +165,14 @@ impl FastTable {
 
     pub fn len(&self) -> usize {
         self.map.len()
+    }
+
+    /// The entry for a wire name + qtype key (tests).
+    #[cfg(test)]
+    pub(crate) fn get(&self, name: &str, qtype: RecordType) -> Option<&Arc<FastEntry>> {
+        let mut k = wire_name(name)?;
+        k.extend_from_slice(&u16::from(qtype).to_be_bytes());
+        self.map.get(k.as_slice())
     }
 
     pub fn is_empty(&self) -> bool {

@@ -131,7 +131,7 @@ pub async fn serve(
 ) -> Result<DnsServer, DnsError> {
     let snap = snapshots.borrow_and_update().clone();
     let zones = Arc::new(Zones::compile(&snap.config)?);
-    let state = State::build(&snap, zones.clone(), Instant::now(), Some(&stats));
+    let state = State::build(&snap, zones.clone(), Instant::now(), Some(&stats), None);
     log_fail_open(None, &state, &stats);
     let (state_tx, state_rx) = watch::channel(Arc::new(state));
 
@@ -194,8 +194,9 @@ pub async fn serve(
                     warn!("dns: listen addresses changed; restart anypop to apply");
                 }
             }
-            let state = State::build(&snap, zones.clone(), Instant::now(), Some(&stats));
-            log_fail_open(Some(&state_tx.borrow()), &state, &stats);
+            let prev = state_tx.borrow().clone();
+            let state = State::build(&snap, zones.clone(), Instant::now(), Some(&stats), Some(&prev));
+            log_fail_open(Some(&prev), &state, &stats);
             debug!(version = state.version, fast = state.fast.len(), "dns: answers rebuilt");
             if state_tx.send(Arc::new(state)).is_err() {
                 break;

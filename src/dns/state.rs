@@ -30,12 +30,14 @@ pub struct State {
 
 impl State {
     /// Builds the state for `snap` at `now` over already compiled zones.
-    /// With `stats`, answers are pre-encoded and PoP counters attached.
+    /// With `stats`, answers are pre-encoded and PoP counters attached;
+    /// `prev` (the state being replaced) lends its unchanged static answers.
     pub fn build(
         snap: &Snapshot,
         zones: Arc<Zones>,
         now: Instant,
         stats: Option<&DnsStats>,
+        prev: Option<&State>,
     ) -> State {
         let mut next_change: Option<Instant> = None;
         let plans: Vec<Vec<[Plan; 2]>> = zones
@@ -81,7 +83,7 @@ impl State {
             fast: FastTable::default(),
         };
         if stats.is_some() {
-            state.fast = FastTable::build(&state);
+            state.fast = FastTable::build(&state, prev);
         }
         state
     }

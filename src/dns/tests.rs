@@ -133,7 +133,7 @@ fn up() -> Snapshot {
 
 fn state_of(s: &Snapshot, stats: &DnsStats) -> State {
     let zones = Arc::new(Zones::compile(&s.config).unwrap());
-    State::build(s, zones, Instant::now(), Some(stats))
+    State::build(s, zones, Instant::now(), Some(stats), None)
 }
 
 fn query(qname: &str, qtype: RecordType, edns: Option<Edns>) -> Vec<u8> {
@@ -458,6 +458,43 @@ fn fast_and_general_paths_agree() {
             }
         }
     }
+}
+
+#[test]
+fn rebuild_keeps_static_answers_and_redoes_steered_ones() {
+    let stats = DnsStats::default();
+    let s1 = up();
+    let zones = Arc::new(Zones::compile(&s1.config).unwrap());
+    let a = State::build(&s1, zones.clone(), Instant::now(), Some(&stats), None);
+    let s2 = snap(&[
+        ("a", PopState::Down),
+        ("b", PopState::Up),
+        ("c", PopState::Up),
+    ]);
+    let b = State::build(&s2, zones.clone(), Instant::now(), Some(&stats), Some(&a));
+    let get = |s: &State, n: &str, t| s.fast.get(n, t).unwrap().clone();
+    assert!(Arc::ptr_eq(
+        &get(&a, "mail.example.net.", RecordType::A),
+        &get(&b, "mail.example.net.", RecordType::A)
+    ));
+    assert!(!Arc::ptr_eq(
+        &get(&a, "www.example.net.", RecordType::A),
+        &get(&b, "www.example.net.", RecordType::A)
+    ));
+    let q = query("www.example.net.", RecordType::A, None);
+    assert_eq!(addrs(&fast(&b, &q).unwrap()), vec!["192.0.2.2"]);
+    // New zones (a reload): nothing is reused.
+    let c = State::build(
+        &s2,
+        Arc::new(Zones::compile(&s2.config).unwrap()),
+        Instant::now(),
+        Some(&stats),
+        Some(&b),
+    );
+    assert!(!Arc::ptr_eq(
+        &get(&b, "mail.example.net.", RecordType::A),
+        &get(&c, "mail.example.net.", RecordType::A)
+    ));
 }
 
 #[test]
