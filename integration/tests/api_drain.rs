@@ -516,6 +516,18 @@ fn ctl_takes_address_and_token_from_the_config() {
     assert_eq!(v["pops"]["fra"]["admin"]["reason"], "via config");
     let (code, _, err) = ctl(&["enable", "fra"]);
     assert_eq!(code, 0, "{err}");
+    // Rotating the token file takes effect without a restart.
+    std::fs::write(lab.token_file(), "rotated-token-77\n").expect("rotate");
+    let (code, _, err) = ctl(&["--token", TOKEN, "disable", "fra"]);
+    assert_eq!(code, 1, "old token refused: {err}");
+    assert!(err.contains("401"), "{err}");
+    let (code, _, err) = ctl(&["--token", "rotated-token-77", "disable", "fra"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = ctl(&["enable", "fra"]);
+    assert_eq!(
+        code, 0,
+        "new token read from the config's token_file: {err}"
+    );
     // A refused reload lists the config errors and keeps the running config.
     let good = std::fs::read_to_string(&lab.config).expect("read");
     std::fs::write(
