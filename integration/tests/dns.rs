@@ -364,6 +364,15 @@ fn failed_pop_leaves_answers_and_comes_back_and_fail_open() {
         lab.short("www.example.net", "A") == vec!["192.0.2.1"]
     });
     assert!(back, "ams never came back; log:\n{}", lab.anypop.log());
+    // Once the 3 s settle period is over, the normal TTL (30) is back.
+    let normal = wait_until(Duration::from_secs(10), || {
+        lab.dig(&["www.example.net", "A"]).contains("\t30\tIN\tA")
+    });
+    assert!(
+        normal,
+        "TTL never went back to 30:\n{}",
+        lab.dig(&["www.example.net", "A"])
+    );
 
     // Everything down: fail-open answers with all PoPs, and says so.
     for s in &mut lab.services {

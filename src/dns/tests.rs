@@ -618,6 +618,72 @@ async fn server_answers_over_udp_and_tcp_and_follows_snapshots() {
         .unwrap();
     assert!(failover.value >= 2);
     assert!(stats.fast_path.load(std::sync::atomic::Ordering::Relaxed) >= 2);
+
+    // A reload arrives as a snapshot with a new config: new records answer.
+    let mut cfg2 = (*cfg).clone();
+    cfg2.dns.zones[0]
+        .records
+        .push(st("new.example.net.", 60, DnsType::A, &["192.0.2.99"]));
+    let mut s2 = (**tx.borrow()).clone();
+    s2.version = 3;
+    s2.config = Arc::new(cfg2);
+    tx.send(Arc::new(s2)).unwrap();
+    let q = query("new.example.net.", RecordType::A, None);
+    let mut got = Vec::new();
+    for _ in 0..50 {
+        got = addrs(&udp_ask(udp, &q).await);
+        if !got.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(got, vec!["192.0.2.99"]);
+    server.shutdown();
+}
+
+#[tokio::test]
+async fn server_listens_on_ipv4_and_ipv6() {
+    if std::net::UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("skipping: no IPv6 loopback");
+        return;
+    }
+    let mut cfg = config(vec![zone()]);
+    cfg.dns.listen = vec!["127.0.0.1:0".parse().unwrap(), "[::1]:0".parse().unwrap()];
+    let cfg = Arc::new(cfg);
+    let mut s0 = up();
+    s0.config = cfg.clone();
+    let (_tx, rx) = tokio::sync::watch::channel(Arc::new(s0));
+    let server = super::serve(cfg, rx, DnsStats::new()).await.unwrap();
+    assert_eq!(server.udp_addrs().len(), 2);
+    let v6 = server.udp_addrs()[1];
+    assert!(v6.is_ipv6());
+    let sock = tokio::net::UdpSocket::bind("[::1]:0").await.unwrap();
+    sock.send_to(&query("www.example.net.", RecordType::AAAA, None), v6)
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), sock.recv(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        addrs(&Message::from_vec(&buf[..n]).unwrap()),
+        vec!["2001:db8::a"]
+    );
+    // A second server on the same address: a clear bind error.
+    let mut cfg2 = config(vec![zone()]);
+    cfg2.dns.listen = vec![v6];
+    let mut s1 = up();
+    s1.config = Arc::new(cfg2.clone());
+    let (_tx1, rx1) = tokio::sync::watch::channel(Arc::new(s1));
+    let err = super::serve(Arc::new(cfg2), rx1, DnsStats::new())
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("cannot listen on udp [::1]"),
+        "{err}"
+    );
     server.shutdown();
 }
 
