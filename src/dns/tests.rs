@@ -498,6 +498,26 @@ fn rebuild_keeps_static_answers_and_redoes_steered_ones() {
 }
 
 #[test]
+fn badvers_and_notimp() {
+    let stats = DnsStats::default();
+    let s = state_of(&up(), &stats);
+    let mut e = edns(1232, vec![]);
+    e.set_version(1);
+    let q = query("www.example.net.", RecordType::A, Some(e));
+    assert!(fast(&s, &q).is_none());
+    let m = general(&s, &q);
+    // BADVERS and BADSIG share code 16; hickory decodes it as BADSIG.
+    let rc = m.metadata.response_code;
+    assert_eq!((rc.high(), rc.low()), (1, 0), "{rc:?}");
+    assert!(m.answers.is_empty());
+    let mut m = Message::from_vec(&query("www.example.net.", RecordType::A, None)).unwrap();
+    m.metadata.op_code = hickory_proto::op::OpCode::Notify;
+    let q = m.to_vec().unwrap();
+    assert!(fast(&s, &q).is_none());
+    assert_eq!(general(&s, &q).metadata.response_code, ResponseCode::NotImp);
+}
+
+#[test]
 fn malformed_queries_get_formerr_or_are_dropped() {
     let stats = DnsStats::default();
     let s = state_of(&up(), &stats);
