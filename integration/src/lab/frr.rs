@@ -137,17 +137,18 @@ impl Frr {
         })
     }
 
-    /// When the session to `peer` was last established (epoch seconds, from
-    /// `bgpTimerUpEstablishedEpoch`), plus how often it has gone down
-    /// (`connectionsDropped`). A session reset changes at least one of them.
+    /// How often the session to `peer` has been established and dropped
+    /// (`connectionsEstablished`, `connectionsDropped`). A session reset
+    /// changes both; `bgpTimerUpEstablishedEpoch` is not used because FRR
+    /// derives it from the uptime and it jitters by a second.
     pub fn session_identity(&self, peer: &str) -> Option<(i64, i64)> {
         let n = self.neighbor(peer)?;
-        let epoch = n.get("bgpTimerUpEstablishedEpoch")?.as_i64()?;
+        let up = n.get("connectionsEstablished")?.as_i64()?;
         let dropped = n
             .get("connectionsDropped")
             .and_then(Value::as_i64)
             .unwrap_or(0);
-        Some((epoch, dropped))
+        Some((up, dropped))
     }
 
     /// Prefixes received from `peer` for `afi` ("ipv4" / "ipv6"), from the

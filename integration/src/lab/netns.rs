@@ -66,6 +66,16 @@ impl Lab {
         must(Command::new("ip").args(["netns", "add", &name]));
         self.namespaces.insert(node.to_string(), name.clone());
         must(Command::new("ip").args(["-n", &name, "link", "set", "lo", "up"]));
+        // No duplicate address detection: IPv6 addresses, including the
+        // link-local ones FRR needs for IPv6 next hops, are usable at once.
+        must(
+            Command::new("ip")
+                .args(["netns", "exec", &name, "sysctl", "-qw"])
+                .args([
+                    "net.ipv6.conf.all.accept_dad=0",
+                    "net.ipv6.conf.default.accept_dad=0",
+                ]),
+        );
     }
 
     /// Realises a containerlab topology file: nodes, links, and the nodes'
