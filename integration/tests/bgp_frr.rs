@@ -167,7 +167,7 @@ fn bgp_frr_graceful_shutdown_moves_traffic_to_other_pop() {
     for (prefix, peer) in [(V4, POP2_V4), (V6, POP2_V6)] {
         let p = r1
             .wait_path(prefix, peer, WAIT, |p| {
-                frr::communities(p).iter().any(|c| is_gshut(c))
+                frr::communities(p).iter().any(|c| is_gshut(c.as_str()))
             })
             .unwrap_or_else(|| {
                 panic!(
@@ -207,9 +207,12 @@ fn bgp_frr_graceful_shutdown_moves_traffic_to_other_pop() {
     pop2.set_down("pop2", false);
     for (prefix, peer) in [(V4, POP2_V4), (V6, POP2_V6)] {
         let p = r1
-            .wait_path(prefix, peer, WAIT, |p| frr::is_best(p))
+            .wait_path(prefix, peer, WAIT, frr::is_best)
             .unwrap_or_else(|| panic!("pop2 not best again for {prefix}: {:?}", r1.paths(prefix)));
-        assert!(!frr::communities(&p).iter().any(|c| is_gshut(c)), "{p}");
+        assert!(
+            !frr::communities(&p).iter().any(|c| is_gshut(c.as_str())),
+            "{p}"
+        );
     }
 }
 
