@@ -354,6 +354,31 @@ pub struct DnsConfig {
     pub listen: Vec<SocketAddr>,
     pub identity: DnsIdentity,
     pub zones: Vec<Zone>,
+    /// MaxMind database for `geo` country/continent rules and `nearest`.
+    pub geoip: Option<GeoIp>,
+    /// Response rate limiting of UDP answers; `None`: off.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// A MaxMind-format database, opened once per config load and shared.
+#[derive(Debug, Clone, Serialize)]
+pub struct GeoIp {
+    pub database: PathBuf,
+    #[serde(skip)]
+    pub db: Arc<crate::dns::geoip::GeoDb>,
+}
+
+/// Response rate limiting (RRL) per client /24 (IPv4) or /56 (IPv6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RateLimit {
+    /// Responses per second a client block may get.
+    pub responses_per_second: u32,
+    /// Every Nth limited response is sent truncated (TC) instead of being
+    /// dropped, so real clients retry over TCP; 0: drop all.
+    pub slip: u32,
+    /// How far a block's debt can reach (a flood stays limited up to this
+    /// long after it stops).
+    pub window: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -426,9 +451,23 @@ pub enum SteeringPolicy {
     Failover { pops: Vec<PopName> },
     /// One PoP per client subnet, hashed, in proportion to the weights.
     Weighted { weights: BTreeMap<PopName, u32> },
-    /// Client subnet → preferred PoPs (longest match), then `default`.
+    /// Client subnet → preferred PoPs (longest match), then the client's
+    /// country, then its continent (from the MaxMind database), then
+    /// `default`.
     Geo {
         map: Vec<(IpNet, Vec<PopName>)>,
+        /// ISO 3166 country code (upper case) → preferred PoPs.
+        countries: Vec<(String, Vec<PopName>)>,
+        /// Continent code (`EU`, `NA`, ...) → preferred PoPs.
+        continents: Vec<(String, Vec<PopName>)>,
+        default: Vec<PopName>,
+    },
+    /// The healthy PoP nearest to the client's coordinates (MaxMind
+    /// database, great-circle distance to each PoP's `location`); the
+    /// first healthy PoP of `default` (else of `pops`) for clients without
+    /// coordinates.
+    Nearest {
+        pops: Vec<PopName>,
         default: Vec<PopName>,
     },
     /// Every healthy PoP, at most `max` addresses.
@@ -444,8 +483,20 @@ impl SteeringPolicy {
                 Box::new(pops.iter())
             }
             SteeringPolicy::Weighted { weights } => Box::new(weights.keys()),
-            SteeringPolicy::Geo { map, default } => {
-                Box::new(map.iter().flat_map(|(_, p)| p.iter()).chain(default.iter()))
+            SteeringPolicy::Geo {
+                map,
+                countries,
+                continents,
+                default,
+            } => Box::new(
+                map.iter()
+                    .flat_map(|(_, p)| p.iter())
+                    .chain(countries.iter().flat_map(|(_, p)| p.iter()))
+                    .chain(continents.iter().flat_map(|(_, p)| p.iter()))
+                    .chain(default.iter()),
+            ),
+            SteeringPolicy::Nearest { pops, default } => {
+                Box::new(pops.iter().chain(default.iter()))
             }
         };
         for p in all {

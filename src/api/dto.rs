@@ -348,6 +348,7 @@ pub fn policy_name(p: &SteeringPolicy) -> &'static str {
         SteeringPolicy::Weighted { .. } => "weighted",
         SteeringPolicy::Geo { .. } => "geo",
         SteeringPolicy::AllHealthy { .. } => "all_healthy",
+        SteeringPolicy::Nearest { .. } => "nearest",
     }
 }
 

@@ -464,6 +464,8 @@ mod tests {
                     chaos: None,
                 },
                 zones: vec![],
+                geoip: None,
+                rate_limit: None,
             },
             api: ApiConfig {
                 listen: None,

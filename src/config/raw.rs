@@ -278,6 +278,22 @@ pub struct RawDns {
     pub chaos: Option<String>,
     #[serde(default)]
     pub zones: Vec<RawZone>,
+    pub geoip: Option<RawGeoIp>,
+    pub rate_limit: Option<RawRateLimit>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGeoIp {
+    pub database: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub responses_per_second: u64,
+    pub slip: Option<u64>,
+    pub window: Option<RawDuration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -338,6 +354,7 @@ pub enum RawPolicy {
     Weighted,
     Geo,
     AllHealthy,
+    Nearest,
 }
 
 impl RawPolicy {
@@ -347,6 +364,7 @@ impl RawPolicy {
             RawPolicy::Weighted => "weighted",
             RawPolicy::Geo => "geo",
             RawPolicy::AllHealthy => "all_healthy",
+            RawPolicy::Nearest => "nearest",
         }
     }
 }
@@ -354,7 +372,9 @@ impl RawPolicy {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawGeoEntry {
-    pub subnet: String,
+    pub subnet: Option<String>,
+    pub country: Option<String>,
+    pub continent: Option<String>,
     pub pops: Vec<String>,
 }
 

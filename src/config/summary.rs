@@ -226,6 +226,7 @@ fn policy(p: &SteeringPolicy) -> &'static str {
         SteeringPolicy::Weighted { .. } => "weighted",
         SteeringPolicy::Geo { .. } => "geo",
         SteeringPolicy::AllHealthy { .. } => "all_healthy",
+        SteeringPolicy::Nearest { .. } => "nearest",
     }
 }
 

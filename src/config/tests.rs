@@ -93,6 +93,7 @@ fn default_config_is_valid_and_runs_without_root() {
                 SteeringPolicy::Weighted { .. } => "weighted",
                 SteeringPolicy::Geo { .. } => "geo",
                 SteeringPolicy::AllHealthy { .. } => "all_healthy",
+        SteeringPolicy::Nearest { .. } => "nearest",
             }),
             RecordData::Static { .. } => None,
         })
@@ -309,7 +310,7 @@ fn geo_and_weighted_policies_parse() {
     let recs = &c.dns.zones[0].records;
     match &recs[0].data {
         RecordData::Steered(Steering {
-            policy: SteeringPolicy::Geo { map, default },
+            policy: SteeringPolicy::Geo { map, default, .. },
             fallback,
             ..
         }) => {

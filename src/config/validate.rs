@@ -47,6 +47,10 @@ const MAX_TTL: u64 = 2_147_483_647;
 #[derive(Default)]
 struct Ctx {
     errors: Vec<ConfigError>,
+    /// `dns.geoip` is configured (country/continent rules and `nearest` need it).
+    geoip: bool,
+    /// PoPs with a `location` (what `nearest` can steer to).
+    pops_with_location: BTreeSet<String>,
 }
 
 impl Ctx {
@@ -117,6 +121,12 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
         .map(|p| p.name.as_str())
         .collect();
     let bgp_used = !raw.bgp.peers.is_empty() || raw.bgp.listen.is_some();
+    cx.pops_with_location = raw
+        .pops
+        .iter()
+        .filter(|p| p.location.is_some())
+        .map(|p| p.name.clone())
+        .collect();
 
     let node = node(&mut cx, &raw.node, bgp_used, &pop_index);
     let bgp = bgp(&mut cx, &raw.bgp, node.asn);
@@ -149,6 +159,8 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
                 chaos: None,
             },
             zones: Vec::new(),
+            geoip: None,
+            rate_limit: None,
         },
     };
     let api = api(&mut cx, &raw.api);
@@ -1091,6 +1103,20 @@ fn dns(
             }
         }
     }
+    let geoip = raw.geoip.as_ref().and_then(|g| {
+        let p = "dns.geoip.database";
+        if g.database.as_os_str().is_empty() {
+            cx.err(p, "expected the path of a MaxMind database (.mmdb)");
+            return None;
+        }
+        let db = cx.ok(p, crate::dns::geoip::GeoDb::open(&g.database))?;
+        Some(GeoIp {
+            database: g.database.clone(),
+            db: std::sync::Arc::new(db),
+        })
+    });
+    cx.geoip = raw.geoip.is_some();
+    let rate_limit = raw.rate_limit.as_ref().and_then(|r| rate_limit(cx, r));
     let mut zones: Vec<Zone> = Vec::new();
     for (i, rz) in raw.zones.iter().enumerate() {
         let path = format!("dns.zones[{i}]");
@@ -1112,7 +1138,51 @@ fn dns(
             chaos: raw.chaos.clone(),
         },
         zones,
+        geoip,
+        rate_limit,
     }
+}
+
+/// Default RRL slip: every 2nd limited response goes out truncated.
+pub const DEFAULT_RRL_SLIP: u32 = 2;
+/// Default RRL window.
+pub const DEFAULT_RRL_WINDOW: Duration = Duration::from_secs(15);
+
+fn rate_limit(cx: &mut Ctx, raw: &RawRateLimit) -> Option<RateLimit> {
+    let before = cx.errors.len();
+    let p = "dns.rate_limit";
+    let rps = raw.responses_per_second;
+    if !(1..=1_000_000).contains(&rps) {
+        cx.err(
+            format!("{p}.responses_per_second"),
+            format!("{rps} is out of range: expected 1 to 1000000"),
+        );
+    }
+    let slip = raw.slip.unwrap_or(DEFAULT_RRL_SLIP as u64);
+    if slip > 10 {
+        cx.err(
+            format!("{p}.slip"),
+            format!("{slip} is out of range: expected 0 (drop all) to 10"),
+        );
+    }
+    let window = cx
+        .duration(&format!("{p}.window"), raw.window.as_ref())
+        .flatten()
+        .unwrap_or(DEFAULT_RRL_WINDOW);
+    if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&window) {
+        cx.err(
+            format!("{p}.window"),
+            format!(
+                "{} is out of range: expected 1s to 1h",
+                format_duration(window)
+            ),
+        );
+    }
+    (cx.errors.len() == before).then_some(RateLimit {
+        responses_per_second: rps as u32,
+        slip: slip as u32,
+        window,
+    })
 }
 
 /// What occupies a name in a zone, for conflict checks.
@@ -1375,6 +1445,7 @@ fn steering(
         RawPolicy::Weighted => &["weights"],
         RawPolicy::Geo => &["map", "default"],
         RawPolicy::AllHealthy => &["pops", "max"],
+        RawPolicy::Nearest => &["pops", "default"],
     };
     for (key, present) in [
         ("pops", raw.pops.is_some()),
@@ -1449,10 +1520,62 @@ fn steering(
         }
         RawPolicy::Geo => {
             let mut map = Vec::new();
+            let mut countries: Vec<(String, Vec<Name>)> = Vec::new();
+            let mut continents: Vec<(String, Vec<Name>)> = Vec::new();
             let mp = format!("{path}.map");
             for (k, e) in raw.map.iter().flatten().enumerate() {
                 let ep = format!("{mp}[{k}]");
-                let subnet = cx.ok(&format!("{ep}.subnet"), parse_prefix(&e.subnet));
+                let keys = [
+                    e.subnet.is_some(),
+                    e.country.is_some(),
+                    e.continent.is_some(),
+                ];
+                if keys.iter().filter(|k| **k).count() != 1 {
+                    cx.err(
+                        ep.clone(),
+                        "expected exactly one of `subnet`, `country` or `continent`",
+                    );
+                }
+                let subnet = e
+                    .subnet
+                    .as_ref()
+                    .and_then(|s| cx.ok(&format!("{ep}.subnet"), parse_prefix(s)));
+                let mut code_rule = None;
+                for (key, v) in [("country", &e.country), ("continent", &e.continent)] {
+                    let Some(v) = v else { continue };
+                    let kp = format!("{ep}.{key}");
+                    if !cx.geoip {
+                        cx.err(
+                            kp.clone(),
+                            format!("a {key} rule needs dns.geoip.database (a MaxMind database to look clients up in)"),
+                        );
+                    }
+                    let code = crate::dns::geoip::Code::parse(v).map(|c| c.to_string());
+                    let code = match (key, code) {
+                        ("continent", Some(c)) if !CONTINENTS.contains(&c.as_str()) => {
+                            cx.err(
+                                kp,
+                                format!(
+                                    "{v:?} is not a continent code: expected one of {}",
+                                    CONTINENTS.join(", ")
+                                ),
+                            );
+                            None
+                        }
+                        (_, Some(c)) => Some(c),
+                        (_, None) => {
+                            cx.err(
+                                kp,
+                                format!(
+                                    "{v:?} is not a two-letter {key} code (e.g. {})",
+                                    if key == "country" { "DE" } else { "EU" }
+                                ),
+                            );
+                            None
+                        }
+                    };
+                    code_rule = code.map(|c| (key, c));
+                }
                 let mut list = Vec::new();
                 if e.pops.is_empty() {
                     cx.err(format!("{ep}.pops"), "expected at least one PoP");
@@ -1471,6 +1594,20 @@ fn steering(
                     } else {
                         map.push((s, list));
                     }
+                } else if let Some((key, code)) = code_rule {
+                    let rules = if key == "country" {
+                        &mut countries
+                    } else {
+                        &mut continents
+                    };
+                    if rules.iter().any(|(c, _)| *c == code) {
+                        cx.err(
+                            format!("{ep}.{key}"),
+                            format!("{key} {code} is listed twice"),
+                        );
+                    } else {
+                        rules.push((code, list));
+                    }
                 }
             }
             let default = match &raw.default {
@@ -1483,7 +1620,37 @@ fn steering(
                     "policy geo needs a `map` of client subnets to PoPs and/or a `default` list",
                 );
             }
-            SteeringPolicy::Geo { map, default }
+            SteeringPolicy::Geo {
+                map,
+                countries,
+                continents,
+                default,
+            }
+        }
+        RawPolicy::Nearest => {
+            if !cx.geoip {
+                cx.err(
+                    format!("{path}.policy"),
+                    "policy nearest needs dns.geoip.database (a MaxMind City database with coordinates)",
+                );
+            }
+            let pp = format!("{path}.pops");
+            let pops = refs.list(cx, &pp, raw.pops.as_ref());
+            for (k, name) in raw.pops.iter().flatten().enumerate() {
+                if pops.iter().any(|p| p.as_str() == name) && !cx.pops_with_location.contains(name)
+                {
+                    let at = pop_index(refs.pops, name);
+                    cx.err(
+                        format!("{pp}[{k}]"),
+                        format!("PoP {name:?} has no location for policy nearest (set pops[{at}].location: {{lat: .., lon: ..}})"),
+                    );
+                }
+            }
+            let default = match &raw.default {
+                None => Vec::new(),
+                Some(_) => refs.list(cx, &format!("{path}.default"), raw.default.as_ref()),
+            };
+            SteeringPolicy::Nearest { pops, default }
         }
     };
     let short_ttl = cx.seconds(
@@ -1531,6 +1698,13 @@ fn steering(
         fallback,
         min_healthy_pops,
     })
+}
+
+/// Continent codes of MaxMind databases.
+const CONTINENTS: [&str; 7] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
+
+fn pop_index(pops: &BTreeMap<&str, usize>, name: &str) -> usize {
+    pops.get(name).copied().unwrap_or(0)
 }
 
 /// Resolves PoP names used by a steering policy.

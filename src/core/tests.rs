@@ -85,6 +85,8 @@ pub(crate) fn test_config(state_dir: Option<std::path::PathBuf>) -> Config {
                 chaos: None,
             },
             zones: vec![],
+            geoip: None,
+            rate_limit: None,
         },
         api: ApiConfig {
             listen: None,

@@ -4,6 +4,9 @@
 //!
 //! - [`policy`]: pure steering (failover, weighted, geo, all_healthy,
 //!   fail-open, dynamic TTL); [`explain`] reports its decisions in words.
+//! - [`geoip`]: MaxMind database lookups (country, continent,
+//!   coordinates) for `geo` and `nearest`, cached per client block.
+//! - [`rrl`]: response rate limiting per client block (UDP).
 //! - [`zone`]: config zones compiled into lookup tables.
 //! - [`answer`]: the general path over hickory-proto messages
 //!   (authoritative semantics, EDNS, ECS, NSID, CHAOS, truncation).
@@ -16,6 +19,7 @@
 pub mod answer;
 pub mod explain;
 pub mod fast;
+pub mod geoip;
 pub mod policy;
 pub mod server;
 pub mod state;

@@ -9,11 +9,13 @@
 //! reports the same plan in words, so answers and explanations never differ.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::geoip::{unit_vector, Code, GeoDb, GeoInfo};
 use crate::core::{PopState, Snapshot};
 use crate::model::{PopName, SteeringPolicy};
 
@@ -128,11 +130,40 @@ enum Selector {
         /// (PoP seed, weight, variant)
         pops: Vec<(u64, f64, usize)>,
     },
-    /// Longest match first; `default` when nothing matches.
+    /// Longest subnet match first, then country, then continent (from the
+    /// database, only when there are such rules), then `default`. Rules
+    /// without an eligible PoP are left out, so clients fall through.
     Geo {
         map: Vec<(IpNet, usize)>,
+        countries: Vec<(Code, usize)>,
+        continents: Vec<(Code, usize)>,
+        db: Option<Arc<GeoDb>>,
         default: usize,
     },
+    /// The eligible PoP nearest to the client's coordinates.
+    Nearest {
+        db: Arc<GeoDb>,
+        /// (PoP location as a unit vector, variant).
+        pops: Vec<([f64; 3], usize)>,
+        default: usize,
+    },
+}
+
+/// Which rule of a plan decided a client's variant (for explain).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "rule", content = "value")]
+pub enum Rule {
+    /// The same answer for every client.
+    Fixed,
+    /// Weighted hash of the client subnet.
+    Hashed,
+    Subnet(IpNet),
+    Country(Code),
+    Continent(Code),
+    /// No rule matched (or the client has no coordinates): `default`.
+    Default,
+    /// The nearest PoP by distance.
+    Nearest,
 }
 
 /// The snapshot-dependent part of steering one record for one family.
@@ -266,6 +297,21 @@ impl Plan {
             SteeringPolicy::Weighted { .. } => "weighted",
             SteeringPolicy::Geo { .. } => "geo",
             SteeringPolicy::AllHealthy { .. } => "all_healthy",
+            SteeringPolicy::Nearest { .. } => "nearest",
+        };
+        let db = snap.config.dns.geoip.as_ref().map(|g| g.db.clone());
+        let per_pop = |eligible: &[PopName]| -> Vec<Variant> {
+            eligible
+                .iter()
+                .map(|p| Variant {
+                    pops: vec![p.clone()],
+                    addrs: addrs_of(p),
+                })
+                .collect()
+        };
+        let first_eligible = |list: &[PopName]| -> Option<usize> {
+            list.iter()
+                .find_map(|p| eligible.iter().position(|e| e == p))
         };
 
         let (variants, selector) = if fail_open.is_some() {
@@ -363,33 +409,58 @@ impl Plan {
                         },
                     )
                 }
-                SteeringPolicy::Geo { map, default } => {
-                    let variants: Vec<Variant> = eligible
-                        .iter()
-                        .map(|p| Variant {
-                            pops: vec![p.clone()],
-                            addrs: addrs_of(p),
-                        })
-                        .collect();
-                    let first_eligible = |list: &[PopName]| -> Option<usize> {
-                        list.iter()
-                            .find_map(|p| eligible.iter().position(|e| e == p))
-                    };
+                SteeringPolicy::Geo {
+                    map,
+                    countries,
+                    continents,
+                    default,
+                } => {
                     // Default: the first eligible of `default`, else of all PoPs.
                     let default_idx = first_eligible(default).unwrap_or(0);
                     let mut m: Vec<(IpNet, usize)> = map
                         .iter()
-                        .map(|(net, list)| (*net, first_eligible(list).unwrap_or(default_idx)))
+                        .filter_map(|(net, list)| Some((*net, first_eligible(list)?)))
                         .collect();
                     // Longest prefix first; stable for equal lengths (config order).
                     m.sort_by_key(|e| std::cmp::Reverse(e.0.prefix_len()));
+                    let codes = |rules: &[(String, Vec<PopName>)]| -> Vec<(Code, usize)> {
+                        rules
+                            .iter()
+                            .filter_map(|(c, list)| Some((Code::parse(c)?, first_eligible(list)?)))
+                            .collect()
+                    };
+                    let (countries, continents) = (codes(countries), codes(continents));
+                    let db = db.filter(|_| !countries.is_empty() || !continents.is_empty());
                     (
-                        variants,
+                        per_pop(&eligible),
                         Selector::Geo {
                             map: m,
+                            countries,
+                            continents,
+                            db,
                             default: default_idx,
                         },
                     )
+                }
+                SteeringPolicy::Nearest { default, .. } => {
+                    let default_idx = first_eligible(default).unwrap_or(0);
+                    let located: Vec<([f64; 3], usize)> = eligible
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, p)| {
+                            let loc = snap.config.pops.get(p)?.location?;
+                            Some((unit_vector(loc), i))
+                        })
+                        .collect();
+                    let selector = match db {
+                        Some(db) if !located.is_empty() => Selector::Nearest {
+                            db,
+                            pops: located,
+                            default: default_idx,
+                        },
+                        _ => Selector::Fixed(default_idx),
+                    };
+                    (per_pop(&eligible), selector)
                 }
             }
         };
@@ -415,9 +486,26 @@ impl Plan {
 
     /// The variant index for a client, and the ECS scope prefix length the
     /// answer is valid for.
+    #[inline]
     pub fn select(&self, client: &Client) -> (usize, u8) {
+        let (i, scope, _) = self.decide(client);
+        (i, scope)
+    }
+
+    /// What the database says about the client, if this plan asks it.
+    pub fn geo_info(&self, client: &Client) -> Option<GeoInfo> {
         match &self.selector {
-            Selector::Fixed(i) => (*i, 0),
+            Selector::Geo { db: Some(db), .. } | Selector::Nearest { db, .. } => {
+                Some(db.lookup(client))
+            }
+            _ => None,
+        }
+    }
+
+    /// [`Plan::select`] plus the rule that decided.
+    pub fn decide(&self, client: &Client) -> (usize, u8, Rule) {
+        match &self.selector {
+            Selector::Fixed(i) => (*i, 0, Rule::Fixed),
             Selector::Weighted { name_hash, pops } => {
                 let prefix = client.hash_prefix();
                 let key = mix(*name_hash ^ hash_client(client.addr, prefix));
@@ -431,16 +519,72 @@ impl Plan {
                         best = (score, *idx);
                     }
                 }
-                (best.1, prefix)
+                (best.1, prefix, Rule::Hashed)
             }
-            Selector::Geo { map, default } => {
-                let idx = map
-                    .iter()
-                    .find(|(net, _)| net.contains(&client.addr))
-                    .map_or(*default, |(_, i)| *i);
-                (idx, client.prefix)
+            Selector::Geo {
+                map,
+                countries,
+                continents,
+                db,
+                default,
+            } => {
+                // The scope must be long enough to leave out every subnet
+                // rule that does not contain the client: one bit past the
+                // bits they share.
+                let mut inner = 0u8;
+                for (net, i) in map {
+                    if net.contains(&client.addr) {
+                        return (*i, client.prefix, Rule::Subnet(*net));
+                    }
+                    if let Some(common) = common_bits(net.network(), client.addr) {
+                        inner = inner.max(common.min(net.prefix_len()) + 1);
+                    }
+                }
+                let Some(db) = db else {
+                    return (*default, client.prefix, Rule::Default);
+                };
+                let info = db.lookup(client);
+                let scope = info.prefix.max(inner).min(client.prefix);
+                if let Some(c) = info.country {
+                    if let Some((_, i)) = countries.iter().find(|(k, _)| *k == c) {
+                        return (*i, scope, Rule::Country(c));
+                    }
+                }
+                if let Some(c) = info.continent {
+                    if let Some((_, i)) = continents.iter().find(|(k, _)| *k == c) {
+                        return (*i, scope, Rule::Continent(c));
+                    }
+                }
+                (*default, scope, Rule::Default)
+            }
+            Selector::Nearest { db, pops, default } => {
+                let info = db.lookup(client);
+                let scope = info.prefix.min(client.prefix);
+                let Some(coords) = info.coordinates else {
+                    return (*default, scope, Rule::Default);
+                };
+                let c = unit_vector(coords);
+                let mut best = (f64::NEG_INFINITY, *default);
+                for (v, i) in pops {
+                    let dot = c[0] * v[0] + c[1] * v[1] + c[2] * v[2];
+                    if dot > best.0 {
+                        best = (dot, *i);
+                    }
+                }
+                (best.1, scope, Rule::Nearest)
             }
         }
+    }
+}
+
+/// How many leading bits two addresses of the same family share.
+fn common_bits(a: IpAddr, b: IpAddr) -> Option<u8> {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => Some((u32::from(a) ^ u32::from(b)).leading_zeros() as u8),
+        (IpAddr::V6(a), IpAddr::V6(b)) => {
+            Some((u128::from(a) ^ u128::from(b)).leading_zeros() as u8)
+        }
+        _ => None,
     }
 }
 
@@ -547,6 +691,8 @@ pub(crate) mod tests {
                     chaos: Some("node1.a".into()),
                 },
                 zones,
+                geoip: None,
+                rate_limit: None,
             },
             api: ApiConfig {
                 listen: None,
@@ -813,6 +959,8 @@ pub(crate) mod tests {
                 ),
                 ("2001:db8:1::/48".parse().unwrap(), vec![name("b")]),
             ],
+            countries: vec![],
+            continents: vec![],
             default: vec![name("a")],
         });
         let snap = snapshot(config(vec![]), &[("a", Up), ("b", Up), ("c", Up)], now);
@@ -835,6 +983,179 @@ pub(crate) mod tests {
         let snap = snapshot(config(vec![]), &[("a", Down), ("b", Up), ("c", Up)], now);
         let plan = Plan::build(&snap, rec(&st), Family::V4, now);
         assert_eq!(pick(&plan, &v4("203.0.113.1")), vec![name("b")]);
+    }
+
+    /// The test config with the test database and PoP locations: a in
+    /// Frankfurt, b in New York, c in Tokyo.
+    pub fn geo_config() -> Config {
+        use crate::dns::geoip::testdb;
+        let mut c = config(vec![]);
+        for (p, loc) in [
+            ("a", testdb::FRANKFURT),
+            ("b", testdb::NEW_YORK),
+            ("c", testdb::TOKYO),
+        ] {
+            c.pops.get_mut(p).unwrap().location = Some(loc);
+        }
+        c.dns.geoip = Some(GeoIp {
+            database: "test.mmdb".into(),
+            db: Arc::new(testdb::open_test_db()),
+        });
+        c
+    }
+
+    fn ecs(s: &str, prefix: u8) -> Client {
+        Client::from_ecs(s.parse().unwrap(), prefix)
+    }
+
+    fn codes(list: &[(&str, &str)]) -> Vec<(String, Vec<PopName>)> {
+        list.iter()
+            .map(|(c, p)| (c.to_string(), vec![name(p)]))
+            .collect()
+    }
+
+    #[test]
+    fn geo_subnet_then_country_then_continent_then_default() {
+        let now = Instant::now();
+        let st = steering(SteeringPolicy::Geo {
+            map: vec![("198.51.100.128/25".parse().unwrap(), vec![name("c")])],
+            countries: codes(&[("DE", "b")]),
+            continents: codes(&[("EU", "c"), ("NA", "a")]),
+            default: vec![name("a")],
+        });
+        let all_up = [("a", Up), ("b", Up), ("c", Up)];
+        let snap = snapshot(geo_config(), &all_up, now);
+        let plan = Plan::build(&snap, rec(&st), Family::V4, now);
+        assert!(plan.client_dependent());
+        let d = |c: &Client| {
+            let (i, scope, rule) = plan.decide(c);
+            (plan.variants[i].pops[0].to_string(), scope, rule)
+        };
+        let code = |s| Code::parse(s).unwrap();
+        // DE (192.0.2.0/24) → country rule → b, scope = the database's /24.
+        assert_eq!(
+            d(&v4("192.0.2.10")),
+            ("b".into(), 24, Rule::Country(code("DE")))
+        );
+        // FR has no country rule: continent EU → c (looked up per /24).
+        assert_eq!(
+            d(&ecs("203.0.113.128", 25)),
+            ("c".into(), 24, Rule::Continent(code("EU")))
+        );
+        // A subnet rule wins over the database.
+        assert_eq!(
+            d(&v4("198.51.100.200")),
+            (
+                "c".into(),
+                32,
+                Rule::Subnet("198.51.100.128/25".parse().unwrap())
+            )
+        );
+        // Same /24 outside the subnet rule: US/NA → a; the scope leaves
+        // the /25 rule out (/25, not the database's /24).
+        assert_eq!(
+            d(&v4("198.51.100.7")),
+            ("a".into(), 25, Rule::Continent(code("NA")))
+        );
+        // An ECS /24 client cannot be told apart further: scope /24.
+        assert_eq!(d(&ecs("198.51.100.0", 24)).1, 24);
+        // Not in the database: default; scope the empty network's prefix.
+        let (pop, scope, rule) = d(&ecs("10.1.2.0", 24));
+        assert_eq!((pop.as_str(), rule), ("a", Rule::Default));
+        assert!(scope <= 24);
+        // JP/AS has no rule: default.
+        let plan6 = Plan::build(&snap, rec(&st), Family::V6, now);
+        let (i, scope) = plan6.select(&ecs("2001:db8:1:200::", 56));
+        assert_eq!(plan6.variants[i].pops, vec![name("a")]);
+        assert_eq!(scope, 48);
+        // b down: the DE rule has no eligible PoP, DE falls through to EU → c.
+        let snap = snapshot(geo_config(), &[("a", Up), ("b", Down), ("c", Up)], now);
+        let plan = Plan::build(&snap, rec(&st), Family::V4, now);
+        let (i, _, rule) = plan.decide(&v4("192.0.2.10"));
+        assert_eq!(plan.variants[i].pops, vec![name("c")]);
+        assert_eq!(rule, Rule::Continent(code("EU")));
+    }
+
+    #[test]
+    fn geo_without_database_rules_keeps_subnet_behaviour() {
+        let now = Instant::now();
+        let st = steering(SteeringPolicy::Geo {
+            map: vec![("198.51.100.0/24".parse().unwrap(), vec![name("b")])],
+            countries: vec![],
+            continents: vec![],
+            default: vec![name("a")],
+        });
+        // The database is configured but no rule needs it: not consulted.
+        let snap = snapshot(geo_config(), &[("a", Up), ("b", Up), ("c", Up)], now);
+        let plan = Plan::build(&snap, rec(&st), Family::V4, now);
+        assert_eq!(plan.geo_info(&v4("192.0.2.1")), None);
+        assert_eq!(plan.decide(&v4("192.0.2.1")).2, Rule::Default);
+    }
+
+    fn nearest(default: &[&str]) -> Steering {
+        steering(SteeringPolicy::Nearest {
+            pops: vec![name("a"), name("b"), name("c")],
+            default: default.iter().map(|p| name(p)).collect(),
+        })
+    }
+
+    #[test]
+    fn nearest_picks_the_closest_healthy_pop() {
+        let now = Instant::now();
+        let st = nearest(&["b"]);
+        let snap = snapshot(geo_config(), &[("a", Up), ("b", Up), ("c", Up)], now);
+        let plan = Plan::build(&snap, rec(&st), Family::V4, now);
+        assert_eq!(plan.policy, "nearest");
+        assert!(plan.client_dependent());
+        let d = |plan: &Plan, c: &Client| {
+            let (i, scope, rule) = plan.decide(c);
+            (plan.variants[i].pops[0].to_string(), scope, rule)
+        };
+        // Frankfurt client → a (Frankfurt), scope the database's /24.
+        assert_eq!(d(&plan, &v4("192.0.2.7")), ("a".into(), 24, Rule::Nearest));
+        // New York → b.
+        assert_eq!(
+            d(&plan, &ecs("198.51.100.0", 24)),
+            ("b".into(), 24, Rule::Nearest)
+        );
+        // Sydney → Tokyo (c) is nearer than Frankfurt or New York.
+        assert_eq!(
+            d(&plan, &ecs("2001:db8:2::", 48)),
+            ("c".into(), 48, Rule::Nearest)
+        );
+        // A /16 ECS client: the scope is the /16 block that was looked up.
+        assert_eq!(d(&plan, &ecs("192.0.0.0", 16)).1, 16);
+        // No coordinates (FR has none; 10/8 is not in the database): default b.
+        assert_eq!(
+            d(&plan, &ecs("203.0.113.128", 25)),
+            ("b".into(), 24, Rule::Default)
+        );
+        assert_eq!(d(&plan, &ecs("10.0.0.0", 24)).2, Rule::Default);
+        // AAAA: c has no IPv6 address, a Tokyo client gets Frankfurt
+        // (9 300 km) rather than New York (10 800 km).
+        let plan6 = Plan::build(&snap, rec(&st), Family::V6, now);
+        assert_eq!(d(&plan6, &ecs("2001:db8:1::", 48)).0, "a");
+        // a down: Frankfurt clients go to New York (6 200 km) before Tokyo.
+        let snap = snapshot(geo_config(), &[("a", Down), ("b", Up), ("c", Up)], now);
+        let plan = Plan::build(&snap, rec(&st), Family::V4, now);
+        assert_eq!(d(&plan, &v4("192.0.2.7")).0, "b");
+        // b (the default) down too: clients without coordinates get the
+        // first healthy PoP.
+        let snap = snapshot(geo_config(), &[("a", Down), ("b", Down), ("c", Up)], now);
+        let plan = Plan::build(&snap, rec(&st), Family::V4, now);
+        assert_eq!(d(&plan, &ecs("10.0.0.0", 24)).0, "c");
+    }
+
+    #[test]
+    fn nearest_without_database_answers_the_default() {
+        let now = Instant::now();
+        let st = nearest(&["c"]);
+        let mut cfg = geo_config();
+        cfg.dns.geoip = None;
+        let snap = snapshot(cfg, &[("a", Up), ("b", Up), ("c", Up)], now);
+        let plan = Plan::build(&snap, rec(&st), Family::V4, now);
+        assert!(!plan.client_dependent());
+        assert_eq!(pick(&plan, &v4("192.0.2.7")), vec![name("c")]);
     }
 
     proptest! {

@@ -15,7 +15,7 @@ pub const RCODES: [&str; 7] = [
     "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "OTHER",
 ];
 /// Steering policies counted by name, in this order.
-pub const POLICIES: [&str; 4] = ["failover", "weighted", "geo", "all_healthy"];
+pub const POLICIES: [&str; 5] = ["failover", "weighted", "geo", "all_healthy", "nearest"];
 
 /// One exported sample: metric name, labels, value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +32,7 @@ pub struct DnsStats {
     /// Responses by rcode, indexed like [`RCODES`].
     pub rcodes: [AtomicU64; 7],
     /// Steered answers by policy, indexed like [`POLICIES`].
-    pub policies: [AtomicU64; 4],
+    pub policies: [AtomicU64; 5],
     /// Steered answers given while failing open.
     pub fail_open_answers: AtomicU64,
     /// Times a record (per address family) entered fail-open.

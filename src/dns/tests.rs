@@ -74,6 +74,8 @@ pub fn zone() -> Zone {
                 "geo.example.net.",
                 SteeringPolicy::Geo {
                     map: vec![("198.51.100.0/24".parse().unwrap(), vec![name("c")])],
+                    countries: vec![],
+                    continents: vec![],
                     default: vec![name("a")],
                 },
             ),

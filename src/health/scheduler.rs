@@ -581,6 +581,8 @@ mod tests {
                     chaos: None,
                 },
                 zones: vec![],
+                geoip: None,
+                rate_limit: None,
             },
             api: model::ApiConfig {
                 listen: None,
