@@ -399,3 +399,88 @@ fn bgp_frr_md5_wrong_password_never_establishes() {
         pop1.proc.log()
     );
 }
+
+#[test]
+fn bgp_frr_sigterm_withdraws_then_sends_cease() {
+    if !lab_available("bgp_frr_sigterm_withdraws_then_sends_cease", PROGRAMS) {
+        return;
+    }
+    let lab = lab();
+    let r1 = r1(&lab);
+    // pop1.yaml: `shutdown: withdraw` (the default).
+    let mut pop1 = PopNode::start(&lab, "pop1", &topology_file("frr-anycast/anypop/pop1.yaml"));
+    assert!(r1.wait_path(V4, POP1_V4, WAIT, |_| true).is_some());
+    assert!(wait_until(WAIT, || in_fib(&lab, V4)));
+    pop1.proc.signal(libc::SIGTERM);
+    assert_eq!(
+        pop1.proc.wait_exit(WAIT),
+        Some(0),
+        "anypop did not exit cleanly"
+    );
+    assert!(
+        r1.wait_no_path(V4, POP1_V4, WAIT),
+        "IPv4 not withdrawn on SIGTERM"
+    );
+    assert!(
+        r1.wait_no_path(V6, POP1_V6, WAIT),
+        "IPv6 not withdrawn on SIGTERM"
+    );
+    assert!(wait_until(WAIT, || !in_fib(&lab, V4) && !in_fib(&lab, V6)));
+    // FRR received a Cease / administrative shutdown, not a dead TCP session.
+    let n = r1.neighbor(POP1_V4).expect("neighbor");
+    let text = n.to_string().to_ascii_lowercase();
+    assert!(
+        text.contains("administrative shutdown") || text.contains("administratively shut"),
+        "no Cease/administrative shutdown in FRR's view of the session: {n}"
+    );
+}
+
+#[test]
+fn bgp_frr_sigterm_in_graceful_restart_mode_keeps_routes() {
+    if !lab_available(
+        "bgp_frr_sigterm_in_graceful_restart_mode_keeps_routes",
+        PROGRAMS,
+    ) {
+        return;
+    }
+    let lab = lab();
+    let r1 = r1(&lab);
+    let yaml = topology_file("frr-anycast/anypop/pop1.yaml")
+        .replace("  shutdown: withdraw\n", "  shutdown: graceful_restart\n");
+    assert!(yaml.contains("shutdown: graceful_restart"));
+    let mut pop1 = PopNode::start(&lab, "pop1", &yaml);
+    assert!(r1.wait_path(V4, POP1_V4, WAIT, |_| true).is_some());
+    assert!(wait_until(WAIT, || in_fib(&lab, V4) && in_fib(&lab, V6)));
+    let monitor = RouteMonitor::start(&lab, "r1");
+    std::thread::sleep(Duration::from_millis(200));
+    pop1.proc.signal(libc::SIGTERM);
+    assert_eq!(
+        pop1.proc.wait_exit(WAIT),
+        Some(0),
+        "anypop did not exit cleanly"
+    );
+    // The session is gone, the routes stay (stale) and in the FIB.
+    assert!(wait_until(WAIT, || r1.peer_state(POP1_V4).as_deref()
+        != Some("Established")));
+    let p = r1
+        .wait_path(V4, POP1_V4, WAIT, frr::is_stale)
+        .unwrap_or_else(|| panic!("no stale path after SIGTERM: {:?}", r1.paths(V4)));
+    assert_pop1_attrs(&p, "stale after SIGTERM");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(in_fib(&lab, V4) && in_fib(&lab, V6));
+    assert!(
+        monitor.deletions_of(V4).is_empty(),
+        "{:?}",
+        monitor.deletions_of(V4)
+    );
+    // Restarted, it takes over its routes again without a gap.
+    let _pop1 = PopNode::start(&lab, "pop1", &yaml);
+    assert!(r1
+        .wait_path(V4, POP1_V4, WAIT, |p| !frr::is_stale(p))
+        .is_some());
+    assert!(
+        monitor.deletions_of(V4).is_empty(),
+        "{:?}",
+        monitor.deletions_of(V4)
+    );
+}
