@@ -110,6 +110,10 @@ pub struct Core {
     events_tx: broadcast::Sender<Event>,
     recent: VecDeque<Event>,
     event_seq: u64,
+    /// Events of the change being applied, emitted once the snapshot that
+    /// includes the change is published (so a reader reacting to an event
+    /// always sees it in the state).
+    pending: Vec<Event>,
 }
 
 impl Core {
@@ -150,6 +154,7 @@ impl Core {
             events_tx,
             recent: VecDeque::with_capacity(EVENT_REPLAY),
             event_seq: 0,
+            pending: Vec::new(),
         };
         core.install_config(config, now, wall);
         for (pop, ov) in core.overrides.clone() {
@@ -514,9 +519,17 @@ impl Core {
             announcements,
         };
         self.snap_tx.send_replace(Arc::new(snap));
+        for ev in std::mem::take(&mut self.pending) {
+            if self.recent.len() == EVENT_REPLAY {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(ev.clone());
+            let _ = self.events_tx.send(ev);
+        }
     }
 
-    /// Records an event: logged once, kept for replay, broadcast live.
+    /// Records an event: logged once now, kept for replay and broadcast
+    /// live once the snapshot that includes it is published.
     fn event(
         &mut self,
         kind: &'static str,
@@ -533,19 +546,14 @@ impl Core {
             ),
             _ => info!(pop = pop.as_ref().map(|p| p.as_str()), "{message}"),
         }
-        let ev = Event {
+        self.pending.push(Event {
             seq: self.event_seq,
             at: SystemTime::now(),
             kind,
             pop,
             check,
             message,
-        };
-        if self.recent.len() == EVENT_REPLAY {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(ev.clone());
-        let _ = self.events_tx.send(ev);
+        });
     }
 }
 
