@@ -484,3 +484,46 @@ fn bgp_frr_sigterm_in_graceful_restart_mode_keeps_routes() {
         monitor.deletions_of(V4)
     );
 }
+
+#[test]
+fn bgp_frr_ipv6_over_ipv4_session_with_explicit_next_hop() {
+    if !lab_available(
+        "bgp_frr_ipv6_over_ipv4_session_with_explicit_next_hop",
+        PROGRAMS,
+    ) {
+        return;
+    }
+    let lab = lab();
+    // r1 also negotiates IPv6 unicast on the IPv4 session to pop1.
+    let conf = topology_file("frr-anycast/frr/r1/frr.conf").replace(
+        " address-family ipv6 unicast\n",
+        " address-family ipv6 unicast\n  neighbor 192.0.2.2 activate\n  neighbor 192.0.2.2 route-map DENY-ALL out\n",
+    );
+    let r1 = Frr::start(&lab, "r1", &conf);
+    // pop1 has only the IPv4 session, carrying both families; the IPv6
+    // next hop must be explicit (the session's local address is IPv4).
+    let base = topology_file("frr-anycast/anypop/pop1.yaml");
+    let start = base
+        .find("    - name: r1-v6")
+        .expect("r1-v6 peer in pop1.yaml");
+    let end = base.find("pops:").expect("pops in pop1.yaml");
+    let yaml = format!("{}{}", &base[..start], &base[end..]).replace(
+        "      families: [ipv4]\n",
+        "      families: [ipv4, ipv6]\n      next_hop_v6: \"2001:db8:0:1::2\"\n",
+    );
+    let _pop1 = PopNode::start(&lab, "pop1", &yaml);
+    let p6 = r1
+        .wait_path(V6, POP1_V4, WAIT, |_| true)
+        .unwrap_or_else(|| panic!("no IPv6 path over the IPv4 session: {:?}", r1.paths(V6)));
+    assert_pop1_attrs(&p6, "IPv6 over IPv4");
+    assert!(r1.wait_path(V4, POP1_V4, WAIT, |_| true).is_some());
+    assert!(
+        wait_until(WAIT, || lab
+            .kernel_route("r1", V6)
+            .is_some_and(|r| r.contains("via 2001:db8:0:1::2"))),
+        "IPv6 route not in the FIB via the explicit next hop: {:?}",
+        lab.kernel_route("r1", V6)
+    );
+    // The native IPv6 neighbor stays down: nothing came from there.
+    assert!(r1.path_from(V6, POP1_V6).is_none());
+}
