@@ -465,6 +465,9 @@ fn dns_help(name: &str) -> &'static str {
         "anypop_dns_fast_path_answers_total" => "Responses served from pre-encoded answers.",
         "anypop_dns_truncated_total" => "UDP responses truncated (TC bit).",
         "anypop_dns_dropped_total" => "Packets dropped without an answer.",
+        "anypop_dns_rate_limited_total" => {
+            "UDP responses withheld by response rate limiting: dropped, or sent truncated (slip)."
+        }
         "anypop_dns_pop_answers_total" => "Steered answers that sent clients to a PoP, by PoP.",
         _ => "DNS counter.",
     }

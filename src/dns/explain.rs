@@ -12,7 +12,8 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::answer::resolve;
-use super::policy::{Client, Exclusion, Family};
+use super::geoip::{haversine_km, GeoInfo};
+use super::policy::{Client, Exclusion, Family, Plan, Rule};
 use super::state::State;
 use super::zone::Zones;
 use crate::core::Snapshot;
@@ -58,6 +59,23 @@ pub struct SteeringExplanation {
     pub client_dependent: bool,
     pub ttl: u32,
     pub ttl_reason: String,
+    /// The rule that picked the answer for this client (`fixed`, `hashed`,
+    /// `subnet`, `country`, `continent`, `default`, `nearest`).
+    pub rule: Rule,
+    /// What the MaxMind database says about the client's block, when the
+    /// policy consults it (`geo` with country/continent rules, `nearest`).
+    pub geo: Option<GeoInfo>,
+    /// `nearest`: great-circle distance from the client to every eligible
+    /// PoP with a location, nearest first.
+    pub distances: Vec<PopDistance>,
+    /// The decision in words.
+    pub decision: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PopDistance {
+    pub pop: PopName,
+    pub km: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -104,11 +122,16 @@ pub fn explain(
         let plan = state.plan(s.zone, s.rec, s.family)?;
         let rec = state.zones.zones.get(s.zone)?.steered.get(s.rec)?;
         let v = plan.variants.get(s.variant);
+        let (_, _, rule) = plan.decide(&client);
+        let geo = plan.geo_info(&client);
+        let distances = distances(&state, plan, geo.as_ref());
+        let chosen = v.map(|v| v.pops.clone()).unwrap_or_default();
+        let decision = decision(plan, rule, geo.as_ref(), &distances, &chosen);
         Some(SteeringExplanation {
             record: rec.name.clone(),
             policy: plan.policy,
             family: s.family,
-            chosen: v.map(|v| v.pops.clone()).unwrap_or_default(),
+            chosen,
             addresses: v.map(|v| v.addrs.clone()).unwrap_or_default(),
             eligible: plan.eligible.clone(),
             excluded: plan
@@ -124,6 +147,10 @@ pub fn explain(
             client_dependent: plan.client_dependent(),
             ttl: plan.ttl,
             ttl_reason: plan.ttl_reason.clone(),
+            rule,
+            geo,
+            distances,
+            decision,
         })
     });
     Ok(Explanation {
@@ -146,6 +173,89 @@ pub fn explain(
         },
         steering,
     })
+}
+
+/// `nearest`: distances from the client to the eligible PoPs, nearest first.
+fn distances(state: &State, plan: &Plan, geo: Option<&GeoInfo>) -> Vec<PopDistance> {
+    let Some(from) = geo.and_then(|g| g.coordinates) else {
+        return Vec::new();
+    };
+    if plan.policy != "nearest" {
+        return Vec::new();
+    }
+    let mut out: Vec<PopDistance> = plan
+        .eligible
+        .iter()
+        .filter_map(|p| {
+            let loc = state.config.pops.get(p)?.location?;
+            Some(PopDistance {
+                pop: p.clone(),
+                km: (haversine_km(from, loc) * 10.0).round() / 10.0,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.km.total_cmp(&b.km));
+    out
+}
+
+/// One sentence: which rule chose which PoP, and on what data.
+fn decision(
+    plan: &Plan,
+    rule: Rule,
+    geo: Option<&GeoInfo>,
+    distances: &[PopDistance],
+    chosen: &[PopName],
+) -> String {
+    let chosen = chosen
+        .iter()
+        .map(|p| p.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let looked_up = match geo {
+        None => String::new(),
+        Some(g) => {
+            let mut parts = Vec::new();
+            if let Some(c) = g.country {
+                parts.push(format!("country {c}"));
+            }
+            if let Some(c) = g.continent {
+                parts.push(format!("continent {c}"));
+            }
+            if let Some((lat, lon)) = g.coordinates {
+                parts.push(format!("at {lat:.2},{lon:.2}"));
+            }
+            if parts.is_empty() {
+                parts.push("not in the database".into());
+            }
+            format!(
+                " (client block: {}, database network /{})",
+                parts.join(", "),
+                g.prefix
+            )
+        }
+    };
+    if plan.fail_open.is_some() {
+        return format!("fail-open: {chosen}");
+    }
+    match rule {
+        Rule::Fixed => format!("{}: {chosen} for every client", plan.policy),
+        Rule::Hashed => format!("weighted hash of the client subnet: {chosen}"),
+        Rule::Subnet(net) => format!("subnet rule {net}: {chosen}"),
+        Rule::Country(c) => format!("country rule {c}: {chosen}{looked_up}"),
+        Rule::Continent(c) => format!("continent rule {c}: {chosen}{looked_up}"),
+        Rule::Default if plan.policy == "nearest" => {
+            format!("client has no coordinates, default: {chosen}{looked_up}")
+        }
+        Rule::Default => format!("no rule matched, default: {chosen}{looked_up}"),
+        Rule::Nearest => {
+            let list = distances
+                .iter()
+                .map(|d| format!("{} {:.0} km", d.pop, d.km))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("nearest PoP {chosen}{looked_up}; distances: {list}")
+        }
+    }
 }
 
 /// The mnemonic of a response code (`NOERROR`, `NXDOMAIN`, ...).

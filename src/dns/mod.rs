@@ -21,6 +21,7 @@ pub mod explain;
 pub mod fast;
 pub mod geoip;
 pub mod policy;
+pub mod rrl;
 pub mod server;
 pub mod state;
 pub mod stats;

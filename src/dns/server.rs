@@ -25,6 +25,7 @@ use tracing::{debug, error, info, warn};
 
 use super::answer::{respond, Transport};
 use super::fast;
+use super::rrl::{truncated_reply, RateLimiter, Verdict};
 use super::state::State;
 use super::stats::DnsStats;
 use super::zone::{ZoneError, Zones};
@@ -253,6 +254,7 @@ fn udp_loop(
     stop: Arc<AtomicBool>,
 ) {
     let mut state = states.borrow_and_update().clone();
+    let mut rrl = state.config.dns.rate_limit.map(RateLimiter::new);
     let mut buf = vec![0u8; 65_535];
     let mut out: Vec<u8> = Vec::with_capacity(4096);
     while !stop.load(Relaxed) {
@@ -274,9 +276,29 @@ fn udp_loop(
         stats.queries_udp.fetch_add(1, Relaxed);
         if states.has_changed().unwrap_or(false) {
             state = states.borrow_and_update().clone();
+            let want = state.config.dns.rate_limit;
+            if rrl.as_ref().map(|r| *r.config()) != want {
+                rrl = want.map(RateLimiter::new);
+            }
         }
         let q = &buf[..n];
         let ip: IpAddr = src.ip().to_canonical();
+        if let Some(limiter) = rrl.as_mut() {
+            match limiter.check(ip, std::time::Instant::now()) {
+                Verdict::Send => {}
+                Verdict::Drop => {
+                    stats.rate_limited.fetch_add(1, Relaxed);
+                    continue;
+                }
+                Verdict::Slip => {
+                    stats.rate_limit_slips.fetch_add(1, Relaxed);
+                    if let Some(tc) = truncated_reply(q) {
+                        let _ = sock.send_to(&tc, src);
+                    }
+                    continue;
+                }
+            }
+        }
         let sent = if fast::try_answer(&state, &stats, q, ip, &mut out) {
             sock.send_to(&out, src)
         } else if let Some(resp) = respond(&state, &stats, q, ip, Transport::Udp) {

@@ -43,6 +43,10 @@ pub struct DnsStats {
     pub truncated: AtomicU64,
     /// Packets dropped without an answer (not a query, unparsable header).
     pub dropped: AtomicU64,
+    /// UDP responses not sent because of response rate limiting.
+    pub rate_limited: AtomicU64,
+    /// Rate-limited UDP responses sent as empty truncated answers (slip).
+    pub rate_limit_slips: AtomicU64,
     pops: Mutex<BTreeMap<PopName, Arc<AtomicU64>>>,
 }
 
@@ -129,6 +133,16 @@ impl DnsStats {
         ));
         out.push(s("anypop_dns_truncated_total", vec![], &self.truncated));
         out.push(s("anypop_dns_dropped_total", vec![], &self.dropped));
+        out.push(s(
+            "anypop_dns_rate_limited_total",
+            vec![("action", "drop".into())],
+            &self.rate_limited,
+        ));
+        out.push(s(
+            "anypop_dns_rate_limited_total",
+            vec![("action", "slip".into())],
+            &self.rate_limit_slips,
+        ));
         let pops = match self.pops.lock() {
             Ok(m) => m.clone(),
             Err(p) => p.into_inner().clone(),

@@ -762,3 +762,191 @@ fn bench_harness() {
         }
     });
 }
+
+/// A zone with a country/continent `geo` record and a `nearest` record,
+/// in the test config with the test database (a Frankfurt, b New York,
+/// c Tokyo).
+fn geo_snapshot(states: &[(&str, PopState)]) -> Snapshot {
+    let mut z = zone();
+    z.records = vec![
+        steered(
+            "cc.example.net.",
+            SteeringPolicy::Geo {
+                map: vec![("198.51.100.128/25".parse().unwrap(), vec![name("c")])],
+                countries: vec![("DE".into(), vec![name("b")])],
+                continents: vec![("EU".into(), vec![name("c")])],
+                default: vec![name("a")],
+            },
+        ),
+        steered(
+            "near.example.net.",
+            SteeringPolicy::Nearest {
+                pops: vec![name("a"), name("b"), name("c")],
+                default: vec![name("b")],
+            },
+        ),
+    ];
+    let mut cfg = super::policy::tests::geo_config();
+    cfg.dns.zones = vec![z];
+    snapshot(cfg, states, Instant::now())
+}
+
+#[test]
+fn geo_country_and_nearest_on_fast_and_general_paths() {
+    let stats = DnsStats::default();
+    let s = state_of(
+        &geo_snapshot(&[
+            ("a", PopState::Up),
+            ("b", PopState::Up),
+            ("c", PopState::Up),
+        ]),
+        &stats,
+    );
+    // (record, ECS client, expected address, expected scope)
+    let cases = [
+        ("cc", "192.0.2.0", 24, "192.0.2.2", 24),      // DE → b
+        ("cc", "203.0.113.0", 24, "192.0.2.3", 24),    // FR → EU → c
+        ("cc", "198.51.100.0", 24, "192.0.2.1", 24),   // US → default a
+        ("cc", "198.51.100.128", 25, "192.0.2.3", 25), // subnet rule → c
+        ("near", "192.0.2.0", 24, "192.0.2.1", 24),    // Frankfurt → a
+        ("near", "198.51.100.0", 24, "192.0.2.2", 24), // New York → b
+        ("near", "203.0.113.0", 24, "192.0.2.2", 24),  // no coordinates → b
+        ("near", "2001:db8:2::", 48, "192.0.2.3", 48), // Sydney → Tokyo c
+    ];
+    for (rec, addr, prefix, want, want_scope) in cases {
+        let q = query(
+            &format!("{rec}.example.net."),
+            RecordType::A,
+            Some(edns(1232, vec![ecs(addr, prefix)])),
+        );
+        let g = general(&s, &q);
+        assert_eq!(addrs(&g), vec![want], "{rec} {addr}/{prefix}");
+        assert_eq!(scope(&g), Some(want_scope), "{rec} {addr}/{prefix}");
+        let f = fast(&s, &q).expect("the fast path takes geo and nearest answers");
+        assert_eq!(f.answers, g.answers, "{rec} {addr}/{prefix}");
+        assert_eq!(f.edns, g.edns, "{rec} {addr}/{prefix}");
+    }
+    // Without ECS the source address (203.0.113.7, FR) decides.
+    let q = query("near.example.net.", RecordType::A, None);
+    assert_eq!(addrs(&fast(&s, &q).unwrap()), vec!["192.0.2.2"]);
+    // AAAA: c has no IPv6 address; a Tokyo client gets Frankfurt.
+    let q = query(
+        "near.example.net.",
+        RecordType::AAAA,
+        Some(edns(1232, vec![ecs("2001:db8:1::", 48)])),
+    );
+    assert_eq!(addrs(&general(&s, &q)), vec!["2001:db8::a"]);
+}
+
+#[test]
+fn explain_nearest_names_the_pop_and_distances() {
+    let s = geo_snapshot(&[
+        ("a", PopState::Up),
+        ("b", PopState::Up),
+        ("c", PopState::Down),
+    ]);
+    let client = super::Client::from_ecs("2001:db8:2::".parse().unwrap(), 48);
+    let e = super::explain(&s, Instant::now(), "near.example.net", "A", client).unwrap();
+    let st = e.steering.unwrap();
+    assert_eq!(st.policy, "nearest");
+    // Sydney: c (Tokyo) is down, so Frankfurt (16 500 km) loses to New
+    // York (16 000 km).
+    assert_eq!(st.chosen, vec![name("b")]);
+    assert_eq!(st.distances.len(), 2);
+    assert_eq!(st.distances[0].pop, name("b"));
+    assert!(
+        (15_900.0..16_100.0).contains(&st.distances[0].km),
+        "{:?}",
+        st.distances
+    );
+    assert_eq!(st.distances[1].pop, name("a"));
+    assert!(st.distances[1].km > st.distances[0].km);
+    assert!(st.decision.starts_with("nearest PoP b"), "{}", st.decision);
+    assert!(st.decision.contains("country AU"), "{}", st.decision);
+    let km = |i: usize| format!("{} {:.0} km", st.distances[i].pop, st.distances[i].km);
+    assert!(
+        st.decision
+            .contains(&format!("distances: {}, {}", km(0), km(1))),
+        "{}",
+        st.decision
+    );
+    assert_eq!(e.ecs_scope, 48);
+    let json = serde_json::to_value(&st).unwrap();
+    assert_eq!(json["rule"]["rule"], "nearest");
+    assert_eq!(json["geo"]["country"], "AU");
+
+    // Country rule: the explanation says which rule and what the database said.
+    let client = super::Client::from_ecs("192.0.2.0".parse().unwrap(), 24);
+    let e = super::explain(&s, Instant::now(), "cc.example.net", "A", client).unwrap();
+    let st = e.steering.unwrap();
+    assert_eq!(st.chosen, vec![name("b")]);
+    assert!(
+        st.decision.starts_with("country rule DE: b"),
+        "{}",
+        st.decision
+    );
+    assert!(st.distances.is_empty());
+}
+
+#[tokio::test]
+async fn server_rate_limits_udp_per_block_with_slip() {
+    let mut cfg = config(vec![zone()]);
+    cfg.dns.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    cfg.dns.rate_limit = Some(RateLimit {
+        responses_per_second: 5,
+        slip: 2,
+        window: Duration::from_secs(60),
+    });
+    let cfg = Arc::new(cfg);
+    let mut s0 = up();
+    s0.config = cfg.clone();
+    let (_tx, rx) = tokio::sync::watch::channel(Arc::new(s0));
+    let stats = DnsStats::new();
+    let server = super::serve(cfg, rx, stats.clone()).await.unwrap();
+    let udp = server.udp_addrs()[0];
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let q = query("www.example.net.", RecordType::A, None);
+    for _ in 0..30 {
+        sock.send_to(&q, udp).await.unwrap();
+    }
+    let (mut full, mut tc) = (0, 0);
+    let mut buf = vec![0u8; 4096];
+    while let Ok(Ok(n)) =
+        tokio::time::timeout(Duration::from_millis(500), sock.recv(&mut buf)).await
+    {
+        let m = Message::from_vec(&buf[..n]).unwrap();
+        if m.metadata.truncation {
+            assert!(m.answers.is_empty());
+            assert_eq!(m.queries.len(), 1);
+            tc += 1;
+        } else {
+            assert_eq!(addrs(&m), vec!["192.0.2.1"]);
+            full += 1;
+        }
+    }
+    use std::sync::atomic::Ordering::Relaxed;
+    // 5 answered (the burst; 30 queries take well under the second it
+    // would take to earn a 6th, give or take one), the rest limited, every
+    // 2nd of those slipped.
+    assert!((5..=6).contains(&full), "full {full} tc {tc}");
+    let limited = 30 - full;
+    assert_eq!(tc, limited / 2, "full {full} tc {tc}");
+    assert_eq!(stats.rate_limit_slips.load(Relaxed), tc as u64);
+    assert_eq!(stats.rate_limited.load(Relaxed), (limited - tc) as u64);
+    // TCP is never limited.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(server.tcp_addrs()[0])
+        .await
+        .unwrap();
+    for _ in 0..10 {
+        conn.write_all(&(q.len() as u16).to_be_bytes())
+            .await
+            .unwrap();
+        conn.write_all(&q).await.unwrap();
+        let len = conn.read_u16().await.unwrap() as usize;
+        let mut b = vec![0u8; len];
+        conn.read_exact(&mut b).await.unwrap();
+        assert_eq!(addrs(&Message::from_vec(&b).unwrap()), vec!["192.0.2.1"]);
+    }
+    server.shutdown();
+}
