@@ -93,7 +93,7 @@ fn default_config_is_valid_and_runs_without_root() {
                 SteeringPolicy::Weighted { .. } => "weighted",
                 SteeringPolicy::Geo { .. } => "geo",
                 SteeringPolicy::AllHealthy { .. } => "all_healthy",
-        SteeringPolicy::Nearest { .. } => "nearest",
+                SteeringPolicy::Nearest { .. } => "nearest",
             }),
             RecordData::Static { .. } => None,
         })
@@ -1176,4 +1176,156 @@ fn yaml_anchors_and_merge_keys_share_check_defaults() {
     // Errors still carry their path.
     let errs = errors(&yaml.replace("rise: 5", "rise: five"));
     assert_error(&errs, "pops[0].checks[0].rise", "expected a whole number");
+}
+
+/// A config with PoPs a (Frankfurt), b (New York), c (no location), the
+/// `dns` keys `dns_extra` (indented 2) and records (indented 8).
+fn with_geo(dns_extra: &str, records: &str) -> String {
+    format!(
+        "{NODE}pops:
+  - {{name: a, addresses: [192.0.2.10], location: {{lat: 50.11, lon: 8.68}}}}
+  - {{name: b, addresses: [198.51.100.10], location: {{lat: 40.71, lon: -74.01}}}}
+  - {{name: c, addresses: [203.0.113.10]}}
+dns:
+{dns_extra}
+  zones:
+    - origin: example.net
+      ns: [ns1]
+      records:
+{records}"
+    )
+}
+
+#[test]
+fn geoip_country_continent_and_nearest_parse() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("test.mmdb");
+    std::fs::write(
+        &db,
+        crate::dns::geoip::testdb::build(&crate::dns::geoip::testdb::doc_entries()),
+    )
+    .unwrap();
+    let c = valid(&with_geo(
+        &format!("  geoip: {{database: {}}}", db.display()),
+        "        - name: www
+          steer:
+            policy: geo
+            map:
+              - {subnet: 198.51.100.0/24, pops: [b]}
+              - {country: de, pops: [a, b]}
+              - {continent: NA, pops: [b]}
+            default: [c]
+        - name: near
+          steer: {policy: nearest, pops: [a, b], default: [b]}
+",
+    ));
+    let geoip = c.dns.geoip.as_ref().unwrap();
+    assert_eq!(geoip.database, db);
+    assert_eq!(geoip.db.database_type(), "anypop-test");
+    assert_eq!(c.dns.rate_limit, None);
+    match &c.dns.zones[0].records[0].data {
+        RecordData::Steered(Steering {
+            policy:
+                SteeringPolicy::Geo {
+                    map,
+                    countries,
+                    continents,
+                    default,
+                },
+            ..
+        }) => {
+            assert_eq!(map.len(), 1);
+            assert_eq!(countries[0].0, "DE");
+            assert_eq!(countries[0].1.len(), 2);
+            assert_eq!(continents[0].0, "NA");
+            assert_eq!(default.len(), 1);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        &c.dns.zones[0].records[1].data,
+        RecordData::Steered(Steering {
+            policy: SteeringPolicy::Nearest { pops, default },
+            ..
+        }) if pops.len() == 2 && default.len() == 1
+    ));
+}
+
+#[test]
+fn geoip_and_nearest_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.mmdb");
+    std::fs::write(&junk, b"not a database").unwrap();
+    let errs = errors(&with_geo(
+        &format!("  geoip: {{database: {}}}", junk.display()),
+        "        - {name: x, steer: {policy: failover, pops: [a]}}\n",
+    ));
+    assert_error(&errs, "dns.geoip.database", "is not a MaxMind database");
+    assert_error(&errs, "dns.geoip.database", "junk.mmdb");
+    let missing = dir.path().join("missing.mmdb");
+    let errs = errors(&with_geo(
+        &format!("  geoip: {{database: {}}}", missing.display()),
+        "        - {name: x, steer: {policy: failover, pops: [a]}}\n",
+    ));
+    assert_error(&errs, "dns.geoip.database", "cannot read");
+    assert_error(&errs, "dns.geoip.database", "missing.mmdb");
+
+    // Without a database: country rules and nearest are errors.
+    let errs = errors(&with_geo(
+        "",
+        "        - name: g
+          steer:
+            policy: geo
+            map:
+              - {country: DE, pops: [a]}
+              - {continent: XX, pops: [a]}
+              - {country: Germany, pops: [a]}
+              - {subnet: 192.0.2.0/24, country: DE, pops: [a]}
+              - {pops: [a]}
+        - name: n
+          steer: {policy: nearest, pops: [a, c], max: 2}
+",
+    ));
+    let g = "dns.zones[0].records[0].steer.map";
+    assert_error(
+        &errs,
+        &format!("{g}[0].country"),
+        "needs dns.geoip.database",
+    );
+    assert_error(&errs, &format!("{g}[1].continent"), "not a continent code");
+    assert_error(&errs, &format!("{g}[2].country"), "two-letter country code");
+    assert_error(&errs, &format!("{g}[3]"), "exactly one of");
+    assert_error(&errs, &format!("{g}[4]"), "exactly one of");
+    let n = "dns.zones[0].records[1].steer";
+    assert_error(&errs, &format!("{n}.policy"), "needs dns.geoip.database");
+    assert_error(&errs, &format!("{n}.pops[1]"), "has no location");
+    assert_error(&errs, &format!("{n}.max"), "not used by policy nearest");
+}
+
+#[test]
+fn rate_limit_parses_with_defaults_and_checks_ranges() {
+    let c = valid(&with_geo(
+        "  rate_limit: {responses_per_second: 20}",
+        "        - {name: x, steer: {policy: failover, pops: [a]}}\n",
+    ));
+    assert_eq!(
+        c.dns.rate_limit,
+        Some(RateLimit {
+            responses_per_second: 20,
+            slip: 2,
+            window: Duration::from_secs(15),
+        })
+    );
+    let c = valid(&with_geo(
+        "  rate_limit: {responses_per_second: 5, slip: 0, window: 1m}",
+        "        - {name: x, steer: {policy: failover, pops: [a]}}\n",
+    ));
+    assert_eq!(c.dns.rate_limit.unwrap().window, Duration::from_secs(60));
+    let errs = errors(&with_geo(
+        "  rate_limit: {responses_per_second: 0, slip: 11, window: 2h}",
+        "        - {name: x, steer: {policy: failover, pops: [a]}}\n",
+    ));
+    assert_error(&errs, "dns.rate_limit.responses_per_second", "out of range");
+    assert_error(&errs, "dns.rate_limit.slip", "out of range");
+    assert_error(&errs, "dns.rate_limit.window", "out of range");
 }
