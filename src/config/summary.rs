@@ -120,6 +120,23 @@ pub fn summary(c: &Config) -> String {
         let _ = write!(s, "dns: listening on {}", join(d.listen.iter()));
     }
     let _ = writeln!(s, ", {} zone(s)", d.zones.len());
+    if let Some(g) = &d.geoip {
+        let _ = writeln!(
+            s,
+            "  geoip {} ({})",
+            g.database.display(),
+            g.db.database_type()
+        );
+    }
+    if let Some(r) = &d.rate_limit {
+        let _ = writeln!(
+            s,
+            "  rate limit {}/s per /24 and /56, slip {}, window {}",
+            r.responses_per_second,
+            r.slip,
+            format_duration(r.window)
+        );
+    }
     for z in &d.zones {
         let steered = z
             .records
