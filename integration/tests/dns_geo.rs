@@ -223,3 +223,82 @@ fn check_config_rejects_a_file_that_is_not_a_mmdb() {
     let (code, _out, err) = run(Command::new(anypop_bin()).arg("check-config").arg(&path));
     assert_eq!(code, 0, "stderr:\n{err}");
 }
+
+/// A plain `www.example.net A` query with the given ID, no EDNS.
+fn raw_query(id: u16) -> Vec<u8> {
+    let mut q = id.to_be_bytes().to_vec();
+    q.extend_from_slice(&[0x00, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    q.extend_from_slice(b"\x03www\x07example\x03net\x00\x00\x01\x00\x01");
+    q
+}
+
+#[test]
+fn rate_limit_drops_and_slips_udp_but_not_tcp() {
+    if !have("dig") {
+        eprintln!("skipping: dig (dnsutils) is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dns = free_port();
+    let cfg = format!(
+        r#"node: {{name: rrltest}}
+pops:
+  - {{name: a, addresses: [192.0.2.1]}}
+dns:
+  listen: ["127.0.0.1:{dns}"]
+  rate_limit: {{responses_per_second: 4, slip: 3, window: 1m}}
+  zones:
+    - origin: example.net.
+      ns: [ns1.example.net.]
+      records:
+        - {{name: ns1, type: A, values: [192.0.2.53]}}
+        - {{name: www, steer: {{policy: failover, pops: [a]}}}}
+api:
+  listen: off
+"#
+    );
+    let path = write_file(dir.path(), "anypop.yaml", &cfg);
+    let anypop = Anypop::start(&["run", "--config", path.to_str().expect("utf-8 path")]);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    let server = std::net::SocketAddr::from(([127, 0, 0, 1], dns));
+    let mut buf = [0u8; 512];
+    // Wait until the server answers (one response spent).
+    let up = wait_until(Duration::from_secs(20), || {
+        sock.send_to(&raw_query(1), server).is_ok() && sock.recv(&mut buf).is_ok()
+    });
+    assert!(up, "no answer; log:\n{}", anypop.log());
+    // Let the account refill, then send a burst of 31 from one /24.
+    std::thread::sleep(Duration::from_millis(1100));
+    for id in 100..131u16 {
+        sock.send_to(&raw_query(id), server).expect("send");
+    }
+    let (mut full, mut truncated) = (0, 0);
+    while let Ok(n) = sock.recv(&mut buf) {
+        assert!(n >= 12);
+        let tc = buf[2] & 0x02 != 0;
+        let answers = u16::from_be_bytes([buf[6], buf[7]]);
+        if tc {
+            assert_eq!(answers, 0, "a slipped answer is empty");
+            truncated += 1;
+        } else {
+            assert_eq!(answers, 1);
+            full += 1;
+        }
+    }
+    // 4 per second: the burst gets 4 (5 if a refill lands in it), a third
+    // of the rest slips truncated, the others get nothing.
+    assert!(
+        (4..=5).contains(&full),
+        "full {full}, truncated {truncated}"
+    );
+    assert_eq!(truncated, (31 - full) / 3, "full {full}");
+    // TCP is not limited: dig +tcp still gets the answer.
+    let out = Command::new("dig")
+        .args(["@127.0.0.1", "-p", &dns.to_string(), "+tcp", "+short"])
+        .args(["www.example.net", "A"])
+        .output()
+        .expect("dig");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "192.0.2.1");
+}
