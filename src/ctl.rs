@@ -967,6 +967,9 @@ fn explain_text(v: &Value) -> String {
             list(&st["chosen"]),
             list(&st["addresses"])
         );
+        if let Some(d) = st["decision"].as_str().filter(|d| !d.is_empty()) {
+            let _ = writeln!(out, "  decision  {d}");
+        }
         let _ = writeln!(out, "  eligible  {}", list(&st["eligible"]));
         for e in st["excluded"].as_array().into_iter().flatten() {
             let _ = writeln!(out, "  excluded  {}: {}", s(&e["pop"]), s(&e["reason"]));
@@ -1238,7 +1241,8 @@ mod tests {
             "answers": ["www.example.test. 5 IN A 192.0.2.10"], "authority": [], "ecs_scope": 24,
             "steering": {"record": "www.example.test.", "policy": "failover", "family": "v4", "chosen": ["ams"],
                 "addresses": ["192.0.2.10"], "eligible": ["ams"], "excluded": [{"pop": "fra", "reason": "draining"}],
-                "fail_open": false, "fail_open_reason": null, "client_dependent": true, "ttl": 5, "ttl_reason": "a PoP changed recently"}});
+                "fail_open": false, "fail_open_reason": null, "client_dependent": true, "ttl": 5, "ttl_reason": "a PoP changed recently",
+                "decision": "first healthy PoP in failover order: ams"}});
         let out = explain_text(&v);
         assert!(
             out.starts_with(
@@ -1251,6 +1255,10 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("  chosen    ams -> 192.0.2.10\n"), "{out}");
+        assert!(
+            out.contains("  decision  first healthy PoP in failover order: ams\n"),
+            "{out}"
+        );
         assert!(out.contains("  excluded  fra: draining\n"), "{out}");
         assert!(
             out.contains(
