@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
-use super::{must, pid_alive, read_pid, sh, stop_pid, Lab, WAIT};
+use super::{must, pid_alive, read_pid, sh, stop_pid, Lab};
 use crate::wait_until;
 
 /// A running FRR router (zebra + bgpd). Killed on drop.
@@ -282,6 +282,3 @@ fn words(v: Option<&Value>) -> Vec<String> {
         .map(|s| s.split_whitespace().map(str::to_string).collect())
         .unwrap_or_default()
 }
-
-/// How long tests wait for FRR by default.
-pub const FRR_WAIT: Duration = WAIT;
