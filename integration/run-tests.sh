@@ -22,6 +22,12 @@ if [ "${ANYPOP_SKIP_INSTALL:-0}" != 1 ] && [ "$(id -u)" = 0 ] && command -v apt-
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${PACKAGES[@]}"
 fi
 
+# As root the lab tests (network namespaces, real FRR/BIRD/GoBGP) must run:
+# a missing daemon or privilege fails them instead of skipping them.
+if [ "$(id -u)" = 0 ]; then
+  export ANYPOP_LAB_REQUIRED=1
+fi
+
 if ! command -v cargo >/dev/null; then
   echo "cargo not found: install a Rust toolchain (rustup) first" >&2
   exit 1
