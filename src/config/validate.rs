@@ -1957,18 +1957,8 @@ pub(super) fn record_value(rtype: DnsType, v: &str, origin: &str) -> Result<Stri
     let norm = record_value_syntax(rtype, v, origin)?;
     let plain_txt = rtype == DnsType::Txt && !norm.trim_start().starts_with('"');
     if !plain_txt {
-        use hickory_proto::rr::{RData, RecordType};
-        let t = match rtype {
-            DnsType::A => RecordType::A,
-            DnsType::Aaaa => RecordType::AAAA,
-            DnsType::Cname => RecordType::CNAME,
-            DnsType::Txt => RecordType::TXT,
-            DnsType::Mx => RecordType::MX,
-            DnsType::Srv => RecordType::SRV,
-            DnsType::Caa => RecordType::CAA,
-            DnsType::Ns => RecordType::NS,
-            DnsType::Soa => RecordType::SOA,
-        };
+        use hickory_proto::rr::RData;
+        let t = crate::dns::zone::record_type(rtype);
         RData::try_from_str(t, &norm)
             .map_err(|e| format!("{v:?} is not a valid {t} value: {e}"))?;
     }

@@ -94,6 +94,8 @@ fn qualify(s: &str, zone: &str) -> String {
     }
 }
 
+/// The DNS library's record type for a config record type (also used by
+/// the `dns` health probe and config validation).
 pub fn record_type(t: DnsType) -> RecordType {
     match t {
         DnsType::A => RecordType::A,

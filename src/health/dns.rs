@@ -13,6 +13,7 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use tokio::net::UdpSocket;
 
 use super::Probed;
+use crate::dns::zone::record_type;
 use crate::model::{DnsRcode, DnsType};
 
 /// Largest UDP reply we read.
@@ -132,20 +133,6 @@ impl DnsTarget {
                 got.join(", ")
             ))
         }
-    }
-}
-
-fn record_type(t: DnsType) -> RecordType {
-    match t {
-        DnsType::A => RecordType::A,
-        DnsType::Aaaa => RecordType::AAAA,
-        DnsType::Cname => RecordType::CNAME,
-        DnsType::Txt => RecordType::TXT,
-        DnsType::Mx => RecordType::MX,
-        DnsType::Srv => RecordType::SRV,
-        DnsType::Caa => RecordType::CAA,
-        DnsType::Ns => RecordType::NS,
-        DnsType::Soa => RecordType::SOA,
     }
 }
 
