@@ -475,6 +475,18 @@ pub enum SteeringPolicy {
 }
 
 impl SteeringPolicy {
+    /// The policy's name as written in the config (`failover`, `weighted`,
+    /// `geo`, `all_healthy`, `nearest`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            SteeringPolicy::Failover { .. } => "failover",
+            SteeringPolicy::Weighted { .. } => "weighted",
+            SteeringPolicy::Geo { .. } => "geo",
+            SteeringPolicy::AllHealthy { .. } => "all_healthy",
+            SteeringPolicy::Nearest { .. } => "nearest",
+        }
+    }
+
     /// Every PoP the policy can answer with, in config order, deduplicated.
     pub fn pops(&self) -> Vec<&PopName> {
         let mut out: Vec<&PopName> = Vec::new();

@@ -17,7 +17,7 @@ use super::error::ApiError;
 use crate::core::admin::DrainMode;
 use crate::core::{Announcement, CheckStatus, PopStatus, ProbeOutcome, Snapshot};
 use crate::health::hysteresis::Verdict;
-use crate::model::{RecordData, SteeringPolicy};
+use crate::model::RecordData;
 
 /// Longest accepted `reason` / `who`.
 pub const MAX_TEXT: usize = 512;
@@ -342,16 +342,6 @@ pub struct DnsView<'a> {
     pub zones: Vec<ZoneView<'a>>,
 }
 
-pub fn policy_name(p: &SteeringPolicy) -> &'static str {
-    match p {
-        SteeringPolicy::Failover { .. } => "failover",
-        SteeringPolicy::Weighted { .. } => "weighted",
-        SteeringPolicy::Geo { .. } => "geo",
-        SteeringPolicy::AllHealthy { .. } => "all_healthy",
-        SteeringPolicy::Nearest { .. } => "nearest",
-    }
-}
-
 impl<'a> DnsView<'a> {
     pub fn new(snap: &'a Snapshot) -> DnsView<'a> {
         let dns = &snap.config.dns;
@@ -381,7 +371,7 @@ impl<'a> DnsView<'a> {
                                 name: &r.name,
                                 ttl: r.ttl,
                                 rtype: "steered".into(),
-                                policy: Some(policy_name(&s.policy)),
+                                policy: Some(s.policy.name()),
                                 pops: s.policy.pops().into_iter().map(|p| p.as_str()).collect(),
                             },
                         })

@@ -159,7 +159,7 @@ pub fn summary(c: &Config) -> String {
                     s,
                     "    {} steered {} over [{}] ttl {}",
                     r.name,
-                    policy(&st.policy),
+                    st.policy.name(),
                     pops.join(", "),
                     r.ttl
                 );
@@ -234,16 +234,6 @@ fn action(a: FailAction) -> &'static str {
         FailAction::Withdraw => "withdraw",
         FailAction::Degrade => "degrade",
         FailAction::GracefulShutdown => "graceful_shutdown",
-    }
-}
-
-fn policy(p: &SteeringPolicy) -> &'static str {
-    match p {
-        SteeringPolicy::Failover { .. } => "failover",
-        SteeringPolicy::Weighted { .. } => "weighted",
-        SteeringPolicy::Geo { .. } => "geo",
-        SteeringPolicy::AllHealthy { .. } => "all_healthy",
-        SteeringPolicy::Nearest { .. } => "nearest",
     }
 }
 

@@ -292,13 +292,7 @@ impl Plan {
             None
         };
 
-        let policy = match &st.policy {
-            SteeringPolicy::Failover { .. } => "failover",
-            SteeringPolicy::Weighted { .. } => "weighted",
-            SteeringPolicy::Geo { .. } => "geo",
-            SteeringPolicy::AllHealthy { .. } => "all_healthy",
-            SteeringPolicy::Nearest { .. } => "nearest",
-        };
+        let policy = st.policy.name();
         let db = snap.config.dns.geoip.as_ref().map(|g| g.db.clone());
         let per_pop = |eligible: &[PopName]| -> Vec<Variant> {
             eligible
