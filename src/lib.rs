@@ -19,3 +19,6 @@ pub mod dns;
 pub mod health;
 pub mod model;
 pub mod telemetry;
+
+#[cfg(test)]
+pub(crate) mod testutil;

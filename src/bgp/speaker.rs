@@ -404,7 +404,7 @@ mod tests {
     use super::super::fsm::State;
     use super::*;
     use crate::core::{AnnounceMode, Announcement, PopState, PopStatus};
-    use crate::model::{ApiConfig, Config, DnsConfig, DnsIdentity, Name, RouteAttrs};
+    use crate::model::{Config, Name, RouteAttrs};
     use bytes::BytesMut;
     use ipnet::IpNet;
     use std::net::Ipv4Addr;
@@ -454,24 +454,8 @@ mod tests {
         bgp: &BgpConfig,
     ) -> Arc<Snapshot> {
         let config = Arc::new(Config {
-            node: node(),
             bgp: bgp.clone(),
-            pops: BTreeMap::new(),
-            dns: DnsConfig {
-                listen: vec![],
-                identity: DnsIdentity {
-                    nsid: None,
-                    chaos: None,
-                },
-                zones: vec![],
-                geoip: None,
-                rate_limit: None,
-            },
-            api: ApiConfig {
-                listen: None,
-                token_file: None,
-                protect_reads: false,
-            },
+            ..crate::testutil::config(node(), [])
         });
         let pop = Name::parse("pop1").unwrap();
         let mut pops = BTreeMap::new();

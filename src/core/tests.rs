@@ -56,44 +56,19 @@ fn pop(n: &str, prefixes: &[&str]) -> Pop {
 }
 
 pub(crate) fn test_config(state_dir: Option<std::path::PathBuf>) -> Config {
-    let pops = [
-        pop("fra1", &["203.0.113.0/24", "2001:db8:1::/48"]),
-        pop("ams1", &["203.0.113.0/24", "2001:db8:1::/48"]),
-    ]
-    .into_iter()
-    .map(|p| (p.name.clone(), p))
-    .collect();
-    Config {
-        node: Node {
+    crate::testutil::config(
+        Node {
             name: "fra1-a".into(),
             pop: Some(name("fra1")),
             router_id: "192.0.2.1".parse().expect("ip"),
             asn: 65001,
             state_dir,
         },
-        bgp: BgpConfig {
-            listen: None,
-            peers: vec![],
-            shutdown: ShutdownMode::Withdraw,
-            graceful_restart: None,
-        },
-        pops,
-        dns: DnsConfig {
-            listen: vec![],
-            identity: DnsIdentity {
-                nsid: None,
-                chaos: None,
-            },
-            zones: vec![],
-            geoip: None,
-            rate_limit: None,
-        },
-        api: ApiConfig {
-            listen: None,
-            token_file: None,
-            protect_reads: false,
-        },
-    }
+        [
+            pop("fra1", &["203.0.113.0/24", "2001:db8:1::/48"]),
+            pop("ams1", &["203.0.113.0/24", "2001:db8:1::/48"]),
+        ],
+    )
 }
 
 fn report(pop: &str, ok: bool, state: CheckState) -> (Input, CheckState) {

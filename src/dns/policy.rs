@@ -655,45 +655,26 @@ pub(crate) mod tests {
 
     /// A config with PoPs a (v4+v6), b (v4+v6), c (v4 only) and the given zones.
     pub fn config(zones: Vec<Zone>) -> Config {
-        let mut pops = BTreeMap::new();
-        for p in [
-            pop("a", &["192.0.2.1", "2001:db8::a"]),
-            pop("b", &["192.0.2.2", "2001:db8::b"]),
-            pop("c", &["192.0.2.3"]),
-        ] {
-            pops.insert(p.name.clone(), p);
-        }
-        Config {
-            node: Node {
+        let mut c = crate::testutil::config(
+            Node {
                 name: "node1".into(),
                 pop: Some(name("a")),
                 router_id: Ipv4Addr::new(192, 0, 2, 100),
                 asn: 64512,
                 state_dir: None,
             },
-            bgp: BgpConfig {
-                listen: None,
-                peers: vec![],
-                shutdown: ShutdownMode::Withdraw,
-                graceful_restart: None,
-            },
-            pops,
-            dns: DnsConfig {
-                listen: vec![],
-                identity: DnsIdentity {
-                    nsid: Some("node1.a".into()),
-                    chaos: Some("node1.a".into()),
-                },
-                zones,
-                geoip: None,
-                rate_limit: None,
-            },
-            api: ApiConfig {
-                listen: None,
-                token_file: None,
-                protect_reads: false,
-            },
-        }
+            [
+                pop("a", &["192.0.2.1", "2001:db8::a"]),
+                pop("b", &["192.0.2.2", "2001:db8::b"]),
+                pop("c", &["192.0.2.3"]),
+            ],
+        );
+        c.dns.identity = DnsIdentity {
+            nsid: Some("node1.a".into()),
+            chaos: Some("node1.a".into()),
+        };
+        c.dns.zones = zones;
+        c
     }
 
     /// A snapshot with every PoP in `states` (others absent), changed long ago.

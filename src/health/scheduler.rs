@@ -559,37 +559,14 @@ mod tests {
     }
 
     fn config(pops: Vec<model::Pop>) -> Config {
-        Config {
-            node: model::Node {
-                name: "test".into(),
-                pop: Some(pops[0].name.clone()),
-                router_id: "192.0.2.1".parse().unwrap(),
-                asn: 64512,
-                state_dir: None,
-            },
-            bgp: model::BgpConfig {
-                listen: None,
-                peers: vec![],
-                shutdown: model::ShutdownMode::Withdraw,
-                graceful_restart: None,
-            },
-            pops: pops.into_iter().map(|p| (p.name.clone(), p)).collect(),
-            dns: model::DnsConfig {
-                listen: vec![],
-                identity: model::DnsIdentity {
-                    nsid: None,
-                    chaos: None,
-                },
-                zones: vec![],
-                geoip: None,
-                rate_limit: None,
-            },
-            api: model::ApiConfig {
-                listen: None,
-                token_file: None,
-                protect_reads: false,
-            },
-        }
+        let node = model::Node {
+            name: "test".into(),
+            pop: Some(pops[0].name.clone()),
+            router_id: "192.0.2.1".parse().unwrap(),
+            asn: 64512,
+            state_dir: None,
+        };
+        crate::testutil::config(node, pops)
     }
 
     /// Real probes through `spawn_checks`: every PoP's checks run (not only
