@@ -10,24 +10,43 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Path of the `anypop` binary built by `cargo test --workspace`.
+/// Path of the `anypop` binary the tests run: `$ANYPOP_BIN` if set,
+/// otherwise `target/<profile>/anypop`, which is (re)built once per test
+/// process with `cargo build --bin anypop` so a test never runs a stale or
+/// missing binary (`cargo test` only builds a package's binaries for that
+/// package's own tests).
 pub fn anypop_bin() -> PathBuf {
     if let Ok(p) = std::env::var("ANYPOP_BIN") {
         return PathBuf::from(p);
     }
-    // target/<profile>/deps/<test-binary> -> target/<profile>/anypop
-    let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps");
-    let bin = dir.join("anypop");
-    assert!(
-        bin.exists(),
-        "{} not found: run the tests with `cargo test --workspace` so the binary is built",
-        bin.display()
-    );
-    bin
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            // target/<profile>/deps/<test-binary> -> target/<profile>/anypop
+            let exe = std::env::current_exe().expect("current_exe");
+            let dir = exe
+                .parent()
+                .and_then(Path::parent)
+                .expect("test binary lives in target/<profile>/deps");
+            let release = dir.file_name().is_some_and(|n| n == "release");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "--quiet", "-p", "anypop", "--bin", "anypop"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"));
+            if release {
+                cmd.arg("--release");
+            }
+            let status = cmd.status().expect("run cargo build for the anypop binary");
+            assert!(status.success(), "cargo build --bin anypop failed");
+            let bin = dir.join("anypop");
+            assert!(
+                bin.exists(),
+                "{} not found after cargo build",
+                bin.display()
+            );
+            bin
+        })
+        .clone()
 }
 
 /// A free TCP port on 127.0.0.1 (also free for UDP at the time of asking).
