@@ -799,49 +799,33 @@ async fn reload_hook_results() {
 #[tokio::test]
 async fn explain_validates_and_answers() {
     let (app, _) = app(&["ams", "fra"], Auth::open()).await;
-    let (st, v) = call(&app, "GET", "/v1/explain", None, None).await;
-    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_error(&v, Some("name"));
-    let (st, v) = call(
-        &app,
-        "GET",
-        "/v1/explain?name=www.example.test&client=not-an-ip",
-        None,
-        None,
-    )
-    .await;
-    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_error(&v, Some("client"));
-    let (st, v) = call(
-        &app,
-        "GET",
-        "/v1/explain?name=www.example.test&client=192.0.2.0/33",
-        None,
-        None,
-    )
-    .await;
-    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_error(&v, Some("client"));
-    let (st, v) = call(
-        &app,
-        "GET",
-        "/v1/explain?name=www.example.test&type=BOGUS",
-        None,
-        None,
-    )
-    .await;
-    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_error(&v, Some("type"));
-    let (st, v) = call(
-        &app,
-        "GET",
-        "/v1/explain?name=www.example.test&colour=red",
-        None,
-        None,
-    )
-    .await;
-    assert_eq!(st, StatusCode::BAD_REQUEST);
-    assert_error(&v, Some("colour"));
+    for (uri, want, field) in [
+        ("/v1/explain", StatusCode::UNPROCESSABLE_ENTITY, "name"),
+        (
+            "/v1/explain?name=www.example.test&client=not-an-ip",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "client",
+        ),
+        (
+            "/v1/explain?name=www.example.test&client=192.0.2.0/33",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "client",
+        ),
+        (
+            "/v1/explain?name=www.example.test&type=BOGUS",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "type",
+        ),
+        (
+            "/v1/explain?name=www.example.test&colour=red",
+            StatusCode::BAD_REQUEST,
+            "colour",
+        ),
+    ] {
+        let (st, v) = call(&app, "GET", uri, None, None).await;
+        assert_eq!(st, want, "{uri}: {v}");
+        assert_error(&v, Some(field));
+    }
     let (st, v) = call(
         &app,
         "GET",
