@@ -417,26 +417,12 @@ pub struct RawDuration(pub String);
 
 impl<'de> Deserialize<'de> for RawDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = RawDuration;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a duration like \"200ms\", \"1s\", \"2m\" or a number of seconds")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawDuration, E> {
-                Ok(RawDuration(v.to_string()))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawDuration, E> {
-                Ok(RawDuration(v.to_string()))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawDuration, E> {
-                Ok(RawDuration(format!("{v}s")))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawDuration, E> {
-                Ok(RawDuration(v.to_string()))
-            }
-        }
-        d.deserialize_any(V)
+        d.deserialize_any(ScalarText {
+            expecting: "a duration like \"200ms\", \"1s\", \"2m\" or a number of seconds",
+            bools: false,
+            float_suffix: "s",
+        })
+        .map(RawDuration)
     }
 }
 
@@ -447,28 +433,85 @@ pub struct Text(pub String);
 
 impl<'de> Deserialize<'de> for Text {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Text;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Text, E> {
-                Ok(Text(v.to_string()))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Text, E> {
-                Ok(Text(v.to_string()))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Text, E> {
-                Ok(Text(v.to_string()))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Text, E> {
-                Ok(Text(v.to_string()))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text, E> {
-                Ok(Text(v.to_string()))
-            }
+        d.deserialize_any(ScalarText {
+            expecting: "a string",
+            bools: true,
+            float_suffix: "",
+        })
+        .map(Text)
+    }
+}
+
+/// Reads a YAML scalar (string, integer, float and, if `bools`, boolean)
+/// as the text written; a float gets `float_suffix` appended.
+struct ScalarText {
+    expecting: &'static str,
+    bools: bool,
+    float_suffix: &'static str,
+}
+
+impl<'de> Visitor<'de> for ScalarText {
+    type Value = String;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.expecting)
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<String, E> {
+        if self.bools {
+            Ok(v.to_string())
+        } else {
+            Err(E::invalid_type(de::Unexpected::Bool(v), &self))
         }
-        d.deserialize_any(V)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<String, E> {
+        Ok(format!("{v}{}", self.float_suffix))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{RawDuration, Text};
+
+    fn duration(yaml: &str) -> Result<String, String> {
+        serde_yaml::from_str::<RawDuration>(yaml)
+            .map(|d| d.0)
+            .map_err(|e| e.to_string())
+    }
+
+    fn text(yaml: &str) -> Result<String, String> {
+        serde_yaml::from_str::<Text>(yaml)
+            .map(|t| t.0)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn scalars_are_kept_as_written() {
+        assert_eq!(duration("200ms").as_deref(), Ok("200ms"));
+        assert_eq!(duration("2").as_deref(), Ok("2"));
+        assert_eq!(duration("-3").as_deref(), Ok("-3"));
+        assert_eq!(duration("1.5").as_deref(), Ok("1.5s"));
+        let err = duration("true").expect_err("a boolean is no duration");
+        assert!(
+            err.contains("invalid type: boolean `true`")
+                && err.contains("expected a duration like \"200ms\""),
+            "{err}"
+        );
+        assert!(duration("[1]").is_err());
+
+        assert_eq!(text("sleep").as_deref(), Ok("sleep"));
+        assert_eq!(text("10").as_deref(), Ok("10"));
+        assert_eq!(text("-1").as_deref(), Ok("-1"));
+        assert_eq!(text("1.5").as_deref(), Ok("1.5"));
+        assert_eq!(text("true").as_deref(), Ok("true"));
+        let err = text("{a: 1}").expect_err("a map is no text");
+        assert!(err.contains("expected a string"), "{err}");
     }
 }
