@@ -129,6 +129,24 @@ impl Exposition {
         self.sample(&format!("{name}_count"), labels, h.count as f64);
     }
 
+    /// Writes a state set of the current family: one sample per state in
+    /// `states`, labelled `labels` plus `state`, 1 for `current` and 0 for
+    /// the others.
+    fn state_set<S: PartialEq + std::fmt::Display>(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        states: &[S],
+        current: &S,
+    ) {
+        for s in states {
+            let state = s.to_string();
+            let mut l = labels.to_vec();
+            l.push(("state", &state));
+            self.sample(name, &l, if s == current { 1.0 } else { 0.0 });
+        }
+    }
+
     /// The finished text.
     pub fn finish(self) -> String {
         self.out
@@ -299,20 +317,17 @@ fn snapshot_families(x: &mut Exposition, snap: &Snapshot) {
         "PoP operational state: 1 for the current state, 0 for the others.",
     );
     for (name, p) in &snap.pops {
-        for s in [
-            PopState::Up,
-            PopState::Down,
-            PopState::Draining,
-            PopState::Disabled,
-        ] {
-            let st = s.to_string();
-            let v = if p.state == s { 1.0 } else { 0.0 };
-            x.sample(
-                "anypop_pop_state",
-                &[("pop", name.as_str()), ("state", &st)],
-                v,
-            );
-        }
+        x.state_set(
+            "anypop_pop_state",
+            &[("pop", name.as_str())],
+            &[
+                PopState::Up,
+                PopState::Down,
+                PopState::Draining,
+                PopState::Disabled,
+            ],
+            &p.state,
+        );
     }
     x.family(
         "anypop_pop_healthy",
@@ -508,22 +523,19 @@ pub fn bgp_source(status: tokio::sync::watch::Receiver<crate::bgp::StatusMap>) -
             "BGP session FSM state: 1 for the current state, 0 for the others.",
         );
         for (name, p) in &peers {
-            for st in [
-                S::Idle,
-                S::Connect,
-                S::Active,
-                S::OpenSent,
-                S::OpenConfirm,
-                S::Established,
-            ] {
-                let label = st.to_string();
-                let v = if p.state == st { 1.0 } else { 0.0 };
-                x.sample(
-                    "anypop_bgp_session_state",
-                    &[("peer", name.as_str()), ("state", &label)],
-                    v,
-                );
-            }
+            x.state_set(
+                "anypop_bgp_session_state",
+                &[("peer", name.as_str())],
+                &[
+                    S::Idle,
+                    S::Connect,
+                    S::Active,
+                    S::OpenSent,
+                    S::OpenConfirm,
+                    S::Established,
+                ],
+                &p.state,
+            );
         }
         x.family(
             "anypop_bgp_session_up",
