@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc, watch};
 use tower::ServiceExt;
 
-use super::metrics::parse::parse as parse_metrics;
+use super::metrics::parse::{parse as parse_metrics, Parsed};
 use super::openapi::{document, ENDPOINTS};
 use super::*;
 use crate::core::admin::AdminError;
@@ -878,23 +878,26 @@ async fn healthz_and_readyz() {
     );
 }
 
+/// GET /metrics: status 200, the text format's content type, and a body
+/// the strict parser accepts.
+async fn scrape(app: &Router) -> Parsed {
+    let (st, h, body) = call_raw(app, "GET", "/metrics", None, None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(h
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain; version=0.0.4")));
+    let text = String::from_utf8(body).expect("utf8");
+    parse_metrics(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
 #[tokio::test]
 async fn metrics_parse_and_counters_move() {
     let core = real_core(&["ams", "fra"]).await;
     let stats = crate::dns::DnsStats::new();
     let state = AppState::new(core, Auth::open()).with_dns_stats(stats.clone());
     let app = router(state.clone());
-    let scrape = |app: Router| async move {
-        let (st, h, body) = call_raw(&app, "GET", "/metrics", None, None).await;
-        assert_eq!(st, StatusCode::OK);
-        assert!(h
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/plain; version=0.0.4")));
-        let text = String::from_utf8(body).expect("utf8");
-        parse_metrics(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
-    };
-    let m1 = scrape(app.clone()).await;
+    let m1 = scrape(&app).await;
     let version = [("version", env!("CARGO_PKG_VERSION"))];
     assert_eq!(m1.get("anypop_build_info", &version), Some(1.0));
     assert!(m1
@@ -949,7 +952,7 @@ async fn metrics_parse_and_counters_move() {
     .await;
     assert_eq!(st, StatusCode::OK);
 
-    let m2 = scrape(app.clone()).await;
+    let m2 = scrape(&app).await;
     let state_req = [("method", "GET"), ("route", "/v1/state"), ("status", "200")];
     assert_eq!(m2.get("anypop_api_requests_total", &state_req), Some(3.0));
     let nf = [
@@ -1240,9 +1243,7 @@ async fn bgp_status_is_served_and_exported() {
             .is_some_and(|u| u >= 90),
         "{v}"
     );
-    let text =
-        String::from_utf8(call_raw(&app, "GET", "/metrics", None, None).await.2).expect("utf8");
-    let m = parse_metrics(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let m = scrape(&app).await;
     let r1 = [("peer", "r1")];
     assert_eq!(m.get("anypop_bgp_session_up", &r1), Some(1.0));
     assert_eq!(m.get("anypop_bgp_updates_sent_total", &r1), Some(4.0));
@@ -1261,9 +1262,7 @@ async fn bgp_status_is_served_and_exported() {
             p.flaps = 2;
         }
     });
-    let text =
-        String::from_utf8(call_raw(&app, "GET", "/metrics", None, None).await.2).expect("utf8");
-    let m = parse_metrics(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let m = scrape(&app).await;
     assert_eq!(m.get("anypop_bgp_session_up", &r1), Some(0.0));
     assert_eq!(m.get("anypop_bgp_session_flaps_total", &r1), Some(2.0));
 }
