@@ -467,49 +467,25 @@ async fn dispatch(t: &Target, cmd: &CtlCommand) -> anyhow::Result<Result<Value, 
             if let Some(m) = mode {
                 body["mode"] = json!(m.as_str());
             }
-            call(
-                t,
-                Method::POST,
-                &format!("/v1/pops/{}/drain", enc(pop)),
-                Some(&body),
-            )
-            .await
+            pop_action(t, pop, "drain", &body).await
         }
         CtlCommand::Undrain { pop, mode, .. } => {
             let mut body = json!({"who": who()});
             if let Some(m) = mode {
                 body["mode"] = json!(m.as_str());
             }
-            call(
-                t,
-                Method::POST,
-                &format!("/v1/pops/{}/undrain", enc(pop)),
-                Some(&body),
-            )
-            .await
+            pop_action(t, pop, "undrain", &body).await
         }
         CtlCommand::Disable { pop, reason, force } => {
             let mut body = json!({"who": who(), "force": force});
             if let Some(r) = reason {
                 body["reason"] = json!(r);
             }
-            call(
-                t,
-                Method::POST,
-                &format!("/v1/pops/{}/disable", enc(pop)),
-                Some(&body),
-            )
-            .await
+            pop_action(t, pop, "disable", &body).await
         }
         CtlCommand::Enable { pop } => {
             let body = json!({"who": who()});
-            call(
-                t,
-                Method::POST,
-                &format!("/v1/pops/{}/enable", enc(pop)),
-                Some(&body),
-            )
-            .await
+            pop_action(t, pop, "enable", &body).await
         }
         CtlCommand::Explain {
             name,
@@ -525,6 +501,17 @@ async fn dispatch(t: &Target, cmd: &CtlCommand) -> anyhow::Result<Result<Value, 
         CtlCommand::Reload => call(t, Method::POST, "/v1/reload", None).await,
         CtlCommand::Events { .. } => bail!("events are streamed, not fetched"),
     }
+}
+
+/// POSTs an admin action on one PoP: `/v1/pops/{pop}/{action}`.
+async fn pop_action(
+    t: &Target,
+    pop: &str,
+    action: &str,
+    body: &Value,
+) -> anyhow::Result<Result<Value, Refused>> {
+    let path = format!("/v1/pops/{}/{action}", enc(pop));
+    call(t, Method::POST, &path, Some(body)).await
 }
 
 fn pretty(v: &Value) -> String {
