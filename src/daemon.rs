@@ -127,6 +127,32 @@ fn start_checks(config: &Config, core: &CoreHandle) -> health::Checks {
     health::spawn_checks(config, &initial, tx)
 }
 
+/// Loads persisted admin overrides. A corrupt file stops the start unless
+/// `node.on_corrupt_state: start_empty`: then it is moved aside (kept for
+/// inspection, never overwritten) and anypop starts with no overrides.
+fn load_admin_state(
+    dir: &std::path::Path,
+    start_on_corrupt: bool,
+) -> Result<BTreeMap<crate::model::PopName, crate::core::admin::Override>, RunError> {
+    match persist::load(dir) {
+        Err(e @ PersistError::Corrupt { .. }) if start_on_corrupt => {
+            let path = persist::state_path(dir);
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let aside = path.with_extension(format!("json.corrupt-{stamp}"));
+            std::fs::rename(&path, &aside)?;
+            error!(
+                "{e}; on_corrupt_state is start_empty: moved it to {} and starting with NO admin overrides (drains and disables are lost)",
+                aside.display()
+            );
+            Ok(BTreeMap::new())
+        }
+        other => Ok(other?),
+    }
+}
+
 /// Runs the controller until SIGINT or SIGTERM.
 pub async fn run(path: Option<PathBuf>) -> Result<(), RunError> {
     let config = match &path {
@@ -142,7 +168,7 @@ pub async fn run(path: Option<PathBuf>) -> Result<(), RunError> {
         ),
     }
     let overrides = match &config.node.state_dir {
-        Some(dir) => persist::load(dir)?,
+        Some(dir) => load_admin_state(dir, config.node.start_on_corrupt_state)?,
         None => BTreeMap::new(),
     };
     // Signals first, so a SIGHUP or SIGTERM during start-up is not fatal.

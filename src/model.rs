@@ -96,6 +96,9 @@ pub struct Node {
     pub asn: u32,
     /// Directory for persistent admin state (drains, disables).
     pub state_dir: Option<PathBuf>,
+    /// Start with no admin overrides when the state file is corrupt (the
+    /// file is moved aside), instead of refusing to start.
+    pub start_on_corrupt_state: bool,
 }
 
 // ---------------------------------------------------------------- BGP

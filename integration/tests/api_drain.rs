@@ -492,6 +492,44 @@ fn corrupt_state_file_stops_the_start_with_a_clear_error() {
 }
 
 #[test]
+fn corrupt_state_file_with_start_empty_is_moved_aside() {
+    let lab = Lab::new();
+    let state = lab.dir.path().join("state");
+    std::fs::create_dir_all(&state).expect("mkdir");
+    let garbage = "{\"version\": 1, \"overrides\": {\"ams\": ";
+    std::fs::write(state.join("admin-state.json"), garbage).expect("write");
+    let cfg = std::fs::read_to_string(&lab.config).expect("read config");
+    let cfg = cfg.replace(
+        "  state_dir:",
+        "  on_corrupt_state: start_empty\n  state_dir:",
+    );
+    std::fs::write(&lab.config, cfg).expect("write config");
+    let p = lab.start();
+    lab.wait_pop("ams", "up", |v| v["state"] == "up" && v["admin"].is_null());
+    assert!(
+        p.log().contains("starting with NO admin overrides"),
+        "{}",
+        p.log()
+    );
+    // The corrupt file is kept for inspection, byte for byte.
+    let aside: Vec<_> = std::fs::read_dir(&state)
+        .expect("read state dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().contains(".corrupt-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "one file moved aside");
+    assert_eq!(
+        std::fs::read_to_string(aside[0].path()).expect("read aside"),
+        garbage
+    );
+    // A new drain is persisted to a fresh, valid file.
+    let (code, out, err) = lab.ctl(&["drain", "ams", "--mode", "immediate", "--force"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let saved = std::fs::read_to_string(state.join("admin-state.json")).expect("state file");
+    assert!(saved.contains("\"ams\""), "{saved}");
+}
+
+#[test]
 fn ctl_takes_address_and_token_from_the_config() {
     let lab = Lab::new();
     let _p = lab.start();

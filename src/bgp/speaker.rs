@@ -419,6 +419,7 @@ mod tests {
             router_id: Ipv4Addr::new(192, 0, 2, 2),
             asn: 65001,
             state_dir: None,
+            start_on_corrupt_state: false,
         }
     }
 

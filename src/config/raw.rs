@@ -33,6 +33,20 @@ pub struct RawNode {
     pub router_id: Option<String>,
     pub asn: Option<u64>,
     pub state_dir: Option<PathBuf>,
+    /// `refuse` (default) or `start_empty`.
+    #[serde(default)]
+    pub on_corrupt_state: RawCorruptState,
+}
+
+/// What to do when the admin state file cannot be read.
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawCorruptState {
+    /// Refuse to start and say why: a drain is never silently forgotten.
+    #[default]
+    Refuse,
+    /// Move the file aside, log an error and start with no overrides.
+    StartEmpty,
 }
 
 // ---------------------------------------------------------------- BGP

@@ -1329,3 +1329,18 @@ fn rate_limit_parses_with_defaults_and_checks_ranges() {
     assert_error(&errs, "dns.rate_limit.slip", "out of range");
     assert_error(&errs, "dns.rate_limit.window", "out of range");
 }
+
+#[test]
+fn on_corrupt_state_defaults_to_refuse_and_rejects_unknown_values() {
+    let c = valid(&with_check("type: tcp, target: \"127.0.0.1:80\""));
+    assert!(!c.node.start_on_corrupt_state);
+    let yaml = with_check("type: tcp, target: \"127.0.0.1:80\"")
+        .replace("asn: 64512}", "asn: 64512, on_corrupt_state: start_empty}");
+    assert!(valid(&yaml).node.start_on_corrupt_state);
+    let bad = yaml.replace("start_empty", "forget");
+    let errs = errors(&bad);
+    assert!(
+        errs.iter().any(|e| e.contains("node.on_corrupt_state")),
+        "{errs:?}"
+    );
+}

@@ -252,6 +252,7 @@ fn node(cx: &mut Ctx, raw: &RawNode, bgp_used: bool, pops: &BTreeMap<&str, usize
         router_id,
         asn,
         state_dir: raw.state_dir.clone(),
+        start_on_corrupt_state: matches!(raw.on_corrupt_state, RawCorruptState::StartEmpty),
     }
 }
 

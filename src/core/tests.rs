@@ -63,6 +63,7 @@ pub(crate) fn test_config(state_dir: Option<std::path::PathBuf>) -> Config {
             router_id: "192.0.2.1".parse().expect("ip"),
             asn: 65001,
             state_dir,
+            start_on_corrupt_state: false,
         },
         [
             pop("fra1", &["203.0.113.0/24", "2001:db8:1::/48"]),

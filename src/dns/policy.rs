@@ -662,6 +662,7 @@ pub(crate) mod tests {
                 router_id: Ipv4Addr::new(192, 0, 2, 100),
                 asn: 64512,
                 state_dir: None,
+                start_on_corrupt_state: false,
             },
             [
                 pop("a", &["192.0.2.1", "2001:db8::a"]),

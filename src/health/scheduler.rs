@@ -565,6 +565,7 @@ mod tests {
             router_id: "192.0.2.1".parse().unwrap(),
             asn: 64512,
             state_dir: None,
+            start_on_corrupt_state: false,
         };
         crate::testutil::config(node, pops)
     }
