@@ -574,6 +574,15 @@ mod tests {
             .any(|a| matches!(a, Action::SendNotification(n) if n.code == code && n.subcode == sub))
     }
 
+    /// A fresh FSM with `c`, started and connected at `t`: in OpenSent
+    /// (active side).
+    fn open_sent(c: FsmConfig, t: Instant) -> Fsm {
+        let mut f = Fsm::new(c);
+        f.handle(Event::Start, t);
+        f.handle(Event::TcpConnected, t);
+        f
+    }
+
     /// Drives a fresh active FSM to Established; returns it and the clock.
     fn established() -> (Fsm, Instant) {
         let t = Instant::now();
@@ -680,9 +689,7 @@ mod tests {
         ];
         for (mutate, sub) in cases {
             let t = Instant::now();
-            let mut f = Fsm::new(cfg(false));
-            f.handle(Event::Start, t);
-            f.handle(Event::TcpConnected, t);
+            let mut f = open_sent(cfg(false), t);
             let mut o = peer_open(90);
             mutate(&mut o);
             let a = f.handle(msg(Received::Open(o)), t);
@@ -698,9 +705,7 @@ mod tests {
     #[test]
     fn hold_time_zero_disables_timers() {
         let t = Instant::now();
-        let mut f = Fsm::new(cfg(false));
-        f.handle(Event::Start, t);
-        f.handle(Event::TcpConnected, t);
+        let mut f = open_sent(cfg(false), t);
         f.handle(msg(Received::Open(peer_open(0))), t);
         f.handle(msg(Received::Keepalive), t);
         assert_eq!(f.state(), State::Established);
@@ -712,9 +717,7 @@ mod tests {
         let t = Instant::now();
         let mut c = cfg(false);
         c.remote_asn = 65001;
-        let mut f = Fsm::new(c);
-        f.handle(Event::Start, t);
-        f.handle(Event::TcpConnected, t);
+        let mut f = open_sent(c, t);
         let mut o = peer_open(9);
         o.asn4 = Some(65001);
         o.bgp_id = RID;
@@ -726,9 +729,7 @@ mod tests {
     fn unexpected_messages_per_state() {
         let t = Instant::now();
         // OpenSent: a KEEPALIVE before OPEN.
-        let mut f = Fsm::new(cfg(false));
-        f.handle(Event::Start, t);
-        f.handle(Event::TcpConnected, t);
+        let mut f = open_sent(cfg(false), t);
         let a = f.handle(msg(Received::Keepalive), t);
         assert!(has_notification(
             &a,
@@ -737,9 +738,7 @@ mod tests {
         ));
         assert_eq!(f.state(), State::Idle);
         // OpenConfirm: an UPDATE.
-        let mut f = Fsm::new(cfg(false));
-        f.handle(Event::Start, t);
-        f.handle(Event::TcpConnected, t);
+        let mut f = open_sent(cfg(false), t);
         f.handle(msg(Received::Open(peer_open(9))), t);
         let a = f.handle(msg(Received::Update(UpdateSummary::default())), t);
         assert!(has_notification(
@@ -779,16 +778,12 @@ mod tests {
     #[test]
     fn hold_timer_in_opensent_and_openconfirm() {
         let t = Instant::now();
-        let mut f = Fsm::new(cfg(false));
-        f.handle(Event::Start, t);
-        f.handle(Event::TcpConnected, t);
+        let mut f = open_sent(cfg(false), t);
         let a = f.handle(Event::Tick, t + LARGE_HOLD_TIME);
         assert!(has_notification(&a, err::HOLD_TIMER, 0));
         assert_eq!(f.state(), State::Idle);
 
-        let mut f = Fsm::new(cfg(false));
-        f.handle(Event::Start, t);
-        f.handle(Event::TcpConnected, t);
+        let mut f = open_sent(cfg(false), t);
         f.handle(msg(Received::Open(peer_open(9))), t);
         assert_eq!(
             f.handle(Event::Tick, t + Duration::from_secs(3)),
@@ -807,9 +802,7 @@ mod tests {
                 Event::TcpClosed,
                 msg(Received::Notification(Notification::new(6, 2, []))),
             ] {
-                let mut f = Fsm::new(cfg(false));
-                f.handle(Event::Start, t);
-                f.handle(Event::TcpConnected, t);
+                let mut f = open_sent(cfg(false), t);
                 if steps >= 1 {
                     f.handle(msg(Received::Open(peer_open(9))), t);
                 }
@@ -936,9 +929,7 @@ mod tests {
     #[test]
     fn second_connection_while_opensent_is_refused() {
         let t = Instant::now();
-        let mut f = Fsm::new(cfg(false));
-        f.handle(Event::Start, t);
-        f.handle(Event::TcpConnected, t);
+        let mut f = open_sent(cfg(false), t);
         let a = f.handle(Event::TcpConnected, t);
         assert!(has_notification(&a, err::CEASE, err::CEASE_COLLISION));
         assert_eq!(f.state(), State::OpenSent, "the first connection is kept");
