@@ -343,23 +343,35 @@ mod tests {
         }
     }
 
+    /// `time_to_down` for 200 death instants drawn from 1 s to 6 s by an
+    /// RNG seeded with `seed`.
+    async fn times_to_down<F>(timing: Timing, seed: u64, dead_probe: F) -> Vec<Duration>
+    where
+        F: Fn() -> std::pin::Pin<Box<dyn Future<Output = Probed> + Send>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+    {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut out = Vec::new();
+        for _ in 0..200 {
+            let die_at =
+                Instant::now() + Duration::from_micros(rng.random_range(1_000_000..6_000_000));
+            out.push(time_to_down(timing, die_at, dead_probe.clone()).await);
+        }
+        out
+    }
+
     /// Issue acceptance: with the default timings, a target that dies at a
     /// random instant is declared down in at most 1.0 s (median of 200).
     #[tokio::test(start_paused = true)]
     async fn default_timings_detect_a_dead_target_within_one_second() {
         let timing = Timing::default();
-        let mut rng = StdRng::seed_from_u64(0x5eed);
-        let mut refused = Vec::new();
-        for _ in 0..200 {
-            let die_at =
-                Instant::now() + Duration::from_micros(rng.random_range(1_000_000..6_000_000));
-            refused.push(
-                time_to_down(timing, die_at, || {
-                    Box::pin(async { Err("connect refused".to_string()) })
-                })
-                .await,
-            );
-        }
+        let refused = times_to_down(timing, 0x5eed, || {
+            Box::pin(async { Err("connect refused".to_string()) })
+        })
+        .await;
         let max = *refused.iter().max().unwrap();
         let med = median(refused);
         println!("dead target (connect refused): median time to down {med:?}, max {max:?}");
@@ -373,13 +385,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn black_holed_target_detection_is_bounded() {
         let timing = Timing::default();
-        let mut rng = StdRng::seed_from_u64(0xb1ac);
-        let mut hung = Vec::new();
-        for _ in 0..200 {
-            let die_at =
-                Instant::now() + Duration::from_micros(rng.random_range(1_000_000..6_000_000));
-            hung.push(time_to_down(timing, die_at, || Box::pin(std::future::pending())).await);
-        }
+        let hung = times_to_down(timing, 0xb1ac, || Box::pin(std::future::pending())).await;
         let max = *hung.iter().max().unwrap();
         let med = median(hung);
         println!(
