@@ -1,6 +1,23 @@
 //! Builders shared by the unit tests of several modules (test builds only).
 
-use crate::model::{ApiConfig, BgpConfig, Config, DnsConfig, DnsIdentity, Node, Pop, ShutdownMode};
+use std::net::Ipv4Addr;
+
+use crate::model::{
+    ApiConfig, BgpConfig, Config, DnsConfig, DnsIdentity, Name, Node, Pop, ShutdownMode,
+};
+
+/// A node named `name` in PoP `pop`, with no state directory (so nothing
+/// to do on a corrupt state file).
+pub(crate) fn node(name: &str, pop: Option<&str>, router_id: Ipv4Addr, asn: u32) -> Node {
+    Node {
+        name: name.into(),
+        pop: pop.map(|p| Name::parse(p).expect("valid PoP name")),
+        router_id,
+        asn,
+        state_dir: None,
+        start_on_corrupt_state: false,
+    }
+}
 
 /// A config of `node` and `pops` with everything else off: no BGP listener
 /// or peers (shutdown withdraws, no graceful restart), no DNS listener,

@@ -413,14 +413,7 @@ mod tests {
     use tokio::net::{TcpListener, TcpStream};
 
     fn node() -> Node {
-        Node {
-            name: "n1".into(),
-            pop: Some(Name::parse("pop1").unwrap()),
-            router_id: Ipv4Addr::new(192, 0, 2, 2),
-            asn: 65001,
-            state_dir: None,
-            start_on_corrupt_state: false,
-        }
+        crate::testutil::node("n1", Some("pop1"), Ipv4Addr::new(192, 0, 2, 2), 65001)
     }
 
     fn bgp(port: u16, gr: Option<Duration>, shutdown: ShutdownMode) -> BgpConfig {

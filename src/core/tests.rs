@@ -1,6 +1,7 @@
 //! Core tests: the controller driven through its inputs, on paused time.
 
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -58,12 +59,8 @@ fn pop(n: &str, prefixes: &[&str]) -> Pop {
 pub(crate) fn test_config(state_dir: Option<std::path::PathBuf>) -> Config {
     crate::testutil::config(
         Node {
-            name: "fra1-a".into(),
-            pop: Some(name("fra1")),
-            router_id: "192.0.2.1".parse().expect("ip"),
-            asn: 65001,
             state_dir,
-            start_on_corrupt_state: false,
+            ..crate::testutil::node("fra1-a", Some("fra1"), Ipv4Addr::new(192, 0, 2, 1), 65001)
         },
         [
             pop("fra1", &["203.0.113.0/24", "2001:db8:1::/48"]),

@@ -656,14 +656,7 @@ pub(crate) mod tests {
     /// A config with PoPs a (v4+v6), b (v4+v6), c (v4 only) and the given zones.
     pub fn config(zones: Vec<Zone>) -> Config {
         let mut c = crate::testutil::config(
-            Node {
-                name: "node1".into(),
-                pop: Some(name("a")),
-                router_id: Ipv4Addr::new(192, 0, 2, 100),
-                asn: 64512,
-                state_dir: None,
-                start_on_corrupt_state: false,
-            },
+            crate::testutil::node("node1", Some("a"), Ipv4Addr::new(192, 0, 2, 100), 64512),
             [
                 pop("a", &["192.0.2.1", "2001:db8::a"]),
                 pop("b", &["192.0.2.2", "2001:db8::b"]),

@@ -565,14 +565,12 @@ mod tests {
     }
 
     fn config(pops: Vec<model::Pop>) -> Config {
-        let node = model::Node {
-            name: "test".into(),
-            pop: Some(pops[0].name.clone()),
-            router_id: "192.0.2.1".parse().unwrap(),
-            asn: 64512,
-            state_dir: None,
-            start_on_corrupt_state: false,
-        };
+        let node = crate::testutil::node(
+            "test",
+            Some(pops[0].name.as_str()),
+            std::net::Ipv4Addr::new(192, 0, 2, 1),
+            64512,
+        );
         crate::testutil::config(node, pops)
     }
 
