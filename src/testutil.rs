@@ -3,7 +3,8 @@
 use std::net::Ipv4Addr;
 
 use crate::model::{
-    ApiConfig, BgpConfig, Config, DnsConfig, DnsIdentity, Name, Node, Pop, ShutdownMode,
+    AnnouncePolicy, ApiConfig, BgpConfig, Combine, Config, DnsConfig, DnsIdentity, FailAction,
+    Name, Node, Pop, RouteAttrs, ShutdownMode, DEFAULT_DRAIN_SETTLE,
 };
 
 /// A node named `name` in PoP `pop`, with no state directory (so nothing
@@ -16,6 +17,29 @@ pub(crate) fn node(name: &str, pop: Option<&str>, router_id: Ipv4Addr, asn: u32)
         asn,
         state_dir: None,
         start_on_corrupt_state: false,
+    }
+}
+
+/// A PoP named `name` with nothing in it: no prefixes, addresses,
+/// location or checks; `combine: all`; default route attributes, withdrawn
+/// when down or drained; no DNS wait and the default settle time on drain.
+/// Tests set the parts they exercise on the result.
+pub(crate) fn pop(name: &str) -> Pop {
+    Pop {
+        name: Name::parse(name).expect("valid PoP name"),
+        prefixes: vec![],
+        addresses: vec![],
+        location: None,
+        checks: vec![],
+        combine: Combine::All,
+        announce: AnnouncePolicy {
+            normal: RouteAttrs::default(),
+            degraded: RouteAttrs::default(),
+            on_down: FailAction::Withdraw,
+            on_drain: FailAction::Withdraw,
+        },
+        drain_dns_wait: None,
+        drain_settle: DEFAULT_DRAIN_SETTLE,
     }
 }
 

@@ -18,42 +18,30 @@ fn name(s: &str) -> Name {
 }
 
 fn pop(n: &str, prefixes: &[&str]) -> Pop {
-    Pop {
-        name: name(n),
-        prefixes: prefixes
-            .iter()
-            .map(|p| p.parse().expect("prefix"))
-            .collect(),
-        addresses: vec![],
-        location: None,
-        checks: vec![Check {
-            name: name("edge"),
-            probe: Probe::Tcp {
-                target: HostPort {
-                    host: "127.0.0.1".into(),
-                    port: 9,
-                },
+    let mut p = crate::testutil::pop(n);
+    p.prefixes = prefixes
+        .iter()
+        .map(|p| p.parse().expect("prefix"))
+        .collect();
+    p.checks = vec![Check {
+        name: name("edge"),
+        probe: Probe::Tcp {
+            target: HostPort {
+                host: "127.0.0.1".into(),
+                port: 9,
             },
-            interval: DEFAULT_INTERVAL,
-            fast_interval: DEFAULT_FAST_INTERVAL,
-            timeout: DEFAULT_TIMEOUT,
-            rise: 3,
-            fall: 2,
-            jitter: DEFAULT_JITTER,
-        }],
-        combine: Combine::All,
-        announce: AnnouncePolicy {
-            normal: RouteAttrs {
-                med: Some(10),
-                ..Default::default()
-            },
-            degraded: RouteAttrs::default(),
-            on_down: FailAction::Withdraw,
-            on_drain: FailAction::Withdraw,
         },
-        drain_dns_wait: Some(Duration::from_secs(30)),
-        drain_settle: Duration::from_secs(10),
-    }
+        interval: DEFAULT_INTERVAL,
+        fast_interval: DEFAULT_FAST_INTERVAL,
+        timeout: DEFAULT_TIMEOUT,
+        rise: 3,
+        fall: 2,
+        jitter: DEFAULT_JITTER,
+    }];
+    p.announce.normal.med = Some(10);
+    p.drain_dns_wait = Some(Duration::from_secs(30));
+    p.drain_settle = Duration::from_secs(10);
+    p
 }
 
 pub(crate) fn test_config(state_dir: Option<std::path::PathBuf>) -> Config {

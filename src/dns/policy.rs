@@ -636,20 +636,8 @@ pub(crate) mod tests {
 
     fn pop(n: &str, addrs: &[&str]) -> Pop {
         Pop {
-            name: name(n),
-            prefixes: vec![],
             addresses: addrs.iter().map(|a| a.parse().unwrap()).collect(),
-            location: None,
-            checks: vec![],
-            combine: Combine::All,
-            announce: AnnouncePolicy {
-                normal: RouteAttrs::default(),
-                degraded: RouteAttrs::default(),
-                on_down: FailAction::Withdraw,
-                on_drain: FailAction::Withdraw,
-            },
-            drain_dns_wait: None,
-            drain_settle: Duration::from_secs(30),
+            ..crate::testutil::pop(n)
         }
     }
 

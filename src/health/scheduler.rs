@@ -547,20 +547,10 @@ mod tests {
 
     fn pop(name: &str, checks: Vec<model::Check>) -> model::Pop {
         model::Pop {
-            name: Name::parse(name).unwrap(),
             prefixes: vec!["203.0.113.0/24".parse().unwrap()],
-            addresses: vec![],
-            location: None,
             checks,
-            combine: model::Combine::All,
-            announce: model::AnnouncePolicy {
-                normal: Default::default(),
-                degraded: Default::default(),
-                on_down: model::FailAction::Withdraw,
-                on_drain: model::FailAction::Withdraw,
-            },
-            drain_dns_wait: None,
             drain_settle: Duration::from_secs(1),
+            ..crate::testutil::pop(name)
         }
     }
 
