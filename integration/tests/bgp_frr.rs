@@ -327,6 +327,12 @@ fn bgp_frr_graceful_restart_after_kill_shows_stale_routes() {
     let r1 = r1(&lab);
     let mut pop1 = PopNode::start(&lab, "pop1", &topology_file("frr-anycast/anypop/pop1.yaml"));
     assert!(r1.wait_path(V4, POP1_V4, WAIT, |_| true).is_some());
+    // The route must be in the kernel before the kill, or the check below
+    // would race zebra's install rather than test graceful restart.
+    assert!(
+        wait_until(WAIT, || in_fib(&lab, V4)),
+        "route never reached the FIB"
+    );
     // kill -9 and stay down: the hold timer (9 s) expires, FRR keeps the
     // routes as stale for the advertised restart time (120 s), in the FIB.
     pop1.kill();
