@@ -48,6 +48,14 @@ pub fn combine(rule: Combine, verdicts: impl IntoIterator<Item = Verdict>) -> Op
     }
 }
 
+/// A PoP's health after a new combination: once a PoP has a verdict,
+/// checks that are still undecided (added or renamed by a config reload)
+/// never take it back to "unknown", which would withdraw a healthy PoP or
+/// steer DNS away from it. The verdict changes when the checks decide.
+pub fn hold_verdict(previous: Option<bool>, combined: Option<bool>) -> Option<bool> {
+    combined.or(previous)
+}
+
 /// Why a PoP has the health it has, in words, for logs and the API:
 /// `check http-edge failed 2/2: connect refused`.
 pub fn health_reason(

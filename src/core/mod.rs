@@ -448,7 +448,9 @@ impl Core {
             let Some(pop) = self.config.pops.get(name) else {
                 continue;
             };
-            let healthy = decide::combine(pop.combine, rt.checks.values().map(|c| c.state.verdict));
+            let combined =
+                decide::combine(pop.combine, rt.checks.values().map(|c| c.state.verdict));
+            let healthy = decide::hold_verdict(rt.healthy, combined);
             let phase = self.overrides.get(name).map(|o| o.phase);
             let state = decide::pop_state(healthy, phase);
             // The first verdict is news even when the state stays `down`.
@@ -456,6 +458,16 @@ impl Core {
             rt.healthy = healthy;
             let reason = match self.overrides.get(name) {
                 Some(ov) => format!("{} by {}: {}", ov.phase.as_str(), ov.who, ov.reason),
+                None if combined.is_none() && healthy.is_some() => format!(
+                    "{} (kept while new checks decide: {})",
+                    decide::health_reason(pop.combine, &rt.checks, healthy),
+                    rt.checks
+                        .iter()
+                        .filter(|(_, c)| c.state.verdict == Verdict::Unknown)
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
                 None => decide::health_reason(pop.combine, &rt.checks, healthy),
             };
             if state != rt.state || first_verdict {

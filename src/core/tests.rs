@@ -312,3 +312,67 @@ async fn timed_drain_expires() {
     assert_eq!(core.snapshot().pops["fra1"].state, PopState::Up);
     assert_eq!(core.snapshot().announcements.len(), 2);
 }
+
+/// A reload that adds a check to a healthy PoP must not withdraw it while
+/// the new check is undecided; the new check's verdict then counts.
+#[tokio::test(start_paused = true)]
+async fn reload_with_new_check_keeps_verdict_until_it_decides() {
+    let (mut core, _h, _rx) = Core::new(Arc::new(test_config(None)), BTreeMap::new());
+    let mut st = BTreeMap::new();
+    feed(&mut core, "fra1", true, 3, &mut st);
+    let before = core.snapshot();
+    assert_eq!(before.announcements.len(), 2);
+
+    let mut cfg = test_config(None);
+    let fra1 = cfg.pops.get_mut("fra1").expect("fra1");
+    let mut extra = fra1.checks[0].clone();
+    extra.name = name("new-http");
+    fra1.checks.push(extra);
+    let (tx, _rx2) = oneshot::channel();
+    core.handle(
+        Input::Reload {
+            config: Arc::new(cfg),
+            reply: tx,
+        },
+        Instant::now(),
+        SystemTime::now(),
+    );
+    let s = core.snapshot();
+    assert_eq!(s.pops["fra1"].state, PopState::Up);
+    assert!(s.pops["fra1"].serves_dns);
+    assert!(
+        Arc::ptr_eq(&s.announcements, &before.announcements),
+        "no announcement change on reload"
+    );
+    assert!(
+        s.pops["fra1"]
+            .reason
+            .contains("kept while new checks decide: new-http"),
+        "{}",
+        s.pops["fra1"].reason
+    );
+
+    // The new check fails twice (fall 2): now the PoP is down.
+    let mut new_state = CheckState::default();
+    for _ in 0..2 {
+        new_state = new_state.step(false, 3, 2);
+        core.handle(
+            Input::Check(CheckReport {
+                pop: name("fra1"),
+                check: name("new-http"),
+                state: new_state,
+                outcome: ProbeOutcome {
+                    ok: false,
+                    detail: "status 503".into(),
+                    took: Duration::from_millis(1),
+                    at: SystemTime::now(),
+                },
+            }),
+            Instant::now(),
+            SystemTime::now(),
+        );
+    }
+    let s = core.snapshot();
+    assert_eq!(s.pops["fra1"].state, PopState::Down);
+    assert!(s.announcements.is_empty());
+}
