@@ -1344,3 +1344,20 @@ fn on_corrupt_state_defaults_to_refuse_and_rejects_unknown_values() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn soa_rname_mail_address_is_fully_qualified() {
+    for (rname, want) in [
+        ("hostmaster@anypop.test", "hostmaster.anypop.test."),
+        ("hostmaster@anypop.test.", "hostmaster.anypop.test."),
+        ("hostmaster.example.org.", "hostmaster.example.org."),
+        ("hostmaster", "hostmaster.example.net."),
+    ] {
+        let yaml = with_records("        - {name: www, type: A, values: [192.0.2.1]}\n").replace(
+            "      ns: [ns1]\n",
+            &format!("      ns: [ns1]\n      soa: {{rname: \"{rname}\"}}\n"),
+        );
+        let c = valid(&yaml);
+        assert_eq!(c.dns.zones[0].soa.rname, want, "rname {rname:?}");
+    }
+}

@@ -1231,7 +1231,10 @@ fn zone(
         Some(r) => {
             // Accept a mail address: hostmaster@example.net -> hostmaster.example.net.
             let r2 = match r.split_once('@') {
-                Some((user, host)) if !user.contains('.') => format!("{user}.{host}"),
+                // The mail domain is always fully qualified.
+                Some((user, host)) if !user.contains('.') => {
+                    format!("{user}.{}.", host.trim_end_matches('.'))
+                }
                 _ => r.clone(),
             };
             cx.ok(&format!("{sp}.rname"), parse_domain(&r2, Some(&origin)))
