@@ -403,6 +403,9 @@ pub struct RawApi {
     pub token_file: Option<PathBuf>,
     #[serde(default)]
     pub protect_reads: bool,
+    /// Allow changes without a token on a non-loopback listener.
+    #[serde(default)]
+    pub allow_unauthenticated: bool,
 }
 
 /// Default API listener.
@@ -418,6 +421,7 @@ impl Default for RawApi {
             listen: default_api_listen(),
             token_file: None,
             protect_reads: false,
+            allow_unauthenticated: false,
         }
     }
 }

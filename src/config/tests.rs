@@ -1361,3 +1361,19 @@ fn soa_rname_mail_address_is_fully_qualified() {
         assert_eq!(c.dns.zones[0].soa.rname, want, "rname {rname:?}");
     }
 }
+
+#[test]
+fn api_off_loopback_needs_a_token_or_an_explicit_opt_out() {
+    let base = with_check("type: tcp, target: \"127.0.0.1:80\"");
+    let open = format!("{base}api: {{listen: \"0.0.0.0:8080\"}}\n");
+    assert_error(&errors(&open), "api.listen", "api.token_file is not set");
+    let v6 = format!("{base}api: {{listen: \"[::]:8080\"}}\n");
+    assert_error(&errors(&v6), "api.listen", "api.token_file is not set");
+    valid(&format!(
+        "{base}api: {{listen: \"0.0.0.0:8080\", token_file: /etc/anypop/token}}\n"
+    ));
+    valid(&format!(
+        "{base}api: {{listen: \"0.0.0.0:8080\", allow_unauthenticated: true}}\n"
+    ));
+    valid(&format!("{base}api: {{listen: \"[::1]:8080\"}}\n"));
+}

@@ -2052,6 +2052,18 @@ fn api(cx: &mut Ctx, raw: &RawApi) -> ApiConfig {
             cx.err("api.token_file", "expected a file path");
         }
     }
+    // Anyone who can reach an open API can drain every PoP: off loopback
+    // a token is required unless the operator says otherwise explicitly.
+    if let Some(addr) = listen {
+        if !addr.ip().is_loopback() && raw.token_file.is_none() && !raw.allow_unauthenticated {
+            cx.err(
+                "api.listen",
+                format!(
+                    "{addr} is reachable from the network but api.token_file is not set: anyone could drain or disable PoPs; set api.token_file (or api.allow_unauthenticated: true if the network is trusted)"
+                ),
+            );
+        }
+    }
     ApiConfig {
         listen,
         token_file: raw.token_file.clone(),
