@@ -234,6 +234,13 @@ fn decision(
             )
         }
     };
+    if plan.no_address {
+        let fam = match plan.family {
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        };
+        return format!("no PoP of the record has an {fam} address: NODATA");
+    }
     if plan.fail_open.is_some() {
         return format!("fail-open: {chosen}");
     }

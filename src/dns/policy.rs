@@ -176,6 +176,10 @@ pub struct Plan {
     pub excluded: Vec<(PopName, Exclusion)>,
     /// Why the plan fails open (no or too few healthy PoPs), if it does.
     pub fail_open: Option<String>,
+    /// True if no PoP of the record has an address of this family at all
+    /// (e.g. an IPv4-only record asked for AAAA): the answer is NODATA by
+    /// design, which is not a failure and never fails open.
+    pub no_address: bool,
     pub ttl: u32,
     pub ttl_reason: String,
     /// When the TTL decision changes by itself (end of a settle period).
@@ -270,8 +274,13 @@ impl Plan {
             }
         }
 
+        // A record none of whose PoPs has an address of this family has
+        // nothing to steer: NODATA, not a fail-open.
+        let no_address = all_pops.iter().all(|p| addrs_of(p).is_empty());
         let floor = st.min_healthy_pops.max(1) as usize;
-        let fail_open = if eligible.len() < floor {
+        let fail_open = if no_address {
+            None
+        } else if eligible.len() < floor {
             Some(if eligible.is_empty() {
                 if excluded
                     .iter()
@@ -308,7 +317,15 @@ impl Plan {
                 .find_map(|p| eligible.iter().position(|e| e == p))
         };
 
-        let (variants, selector) = if fail_open.is_some() {
+        let (variants, selector) = if no_address {
+            (
+                vec![Variant {
+                    pops: Vec::new(),
+                    addrs: Vec::new(),
+                }],
+                Selector::Fixed(0),
+            )
+        } else if fail_open.is_some() {
             ttl = ttl.min(st.short_ttl);
             ttl_reason = "fail-open: short TTL until PoPs recover".to_string();
             let fallback: Vec<IpAddr> = st
@@ -465,6 +482,7 @@ impl Plan {
             eligible,
             excluded,
             fail_open,
+            no_address,
             ttl,
             ttl_reason,
             next_change,
@@ -782,6 +800,31 @@ pub(crate) mod tests {
                 (name("c"), Exclusion::Disabled)
             ]
         );
+    }
+
+    #[test]
+    fn no_address_of_family_is_nodata_not_fail_open() {
+        let now = Instant::now();
+        // "c" has only IPv4; a record over "c" alone has no IPv6 at all.
+        let st = steering(SteeringPolicy::Failover {
+            pops: vec![name("c")],
+        });
+        let snap = snapshot(config(vec![]), &[("c", Up)], now);
+        let plan6 = Plan::build(&snap, rec(&st), Family::V6, now);
+        assert_eq!(plan6.fail_open, None);
+        assert!(plan6.no_address);
+        assert_eq!(plan6.variants.len(), 1);
+        assert!(plan6.variants[0].addrs.is_empty());
+        assert_eq!(plan6.excluded, vec![(name("c"), Exclusion::NoAddress)]);
+        // Still no fail-open when the PoP is down: nothing to fail over to.
+        let snap = snapshot(config(vec![]), &[("c", Down)], now);
+        let plan6 = Plan::build(&snap, rec(&st), Family::V6, now);
+        assert_eq!(plan6.fail_open, None);
+        assert!(plan6.variants[0].addrs.is_empty());
+        // The IPv4 side of the same record does fail open when it is down.
+        let plan4 = Plan::build(&snap, rec(&st), Family::V4, now);
+        assert!(!plan4.no_address);
+        assert!(plan4.fail_open.is_some());
     }
 
     #[test]

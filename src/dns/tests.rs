@@ -733,6 +733,47 @@ fn explain_reports_policy_and_exclusions() {
     assert!(super::explain(&s, Instant::now(), "x.example.net", "BOGUS", client).is_err());
 }
 
+#[test]
+fn record_without_ipv6_is_nodata_not_fail_open() {
+    let mut z = zone();
+    z.records.push(steered(
+        "v4only.example.net.",
+        SteeringPolicy::Failover {
+            pops: vec![name("c")],
+        },
+    ));
+    let s = snapshot(config(vec![z]), &[("c", PopState::Up)], Instant::now());
+    let stats = DnsStats::default();
+    let state = state_of(&s, &stats);
+    let q = query("v4only.example.net.", RecordType::AAAA, None);
+    for m in [
+        general(&state, &q),
+        fast(&state, &q).unwrap_or_else(|| general(&state, &q)),
+    ] {
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert!(m.answers.is_empty());
+        assert_eq!(m.authorities.len(), 1);
+        assert_eq!(m.authorities[0].record_type(), RecordType::SOA);
+    }
+    // Answering AAAA counts no fail-open answer.
+    let counted = DnsStats::default();
+    respond(&state, &counted, &q, SRC, Transport::Udp).unwrap();
+    assert_eq!(
+        counted
+            .fail_open_answers
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    let client = super::Client::from_source(SRC);
+    let e = super::explain(&s, Instant::now(), "v4only.example.net", "AAAA", client).unwrap();
+    let st = e.steering.unwrap();
+    assert!(!st.fail_open);
+    assert_eq!(
+        st.decision,
+        "no PoP of the record has an IPv6 address: NODATA"
+    );
+}
+
 /// Benchmark harness (not a test): serves the DNS part of the config file
 /// in `ANYPOP_DNS_BENCH_CONFIG` with every PoP up until killed. Used by
 /// integration/bench/dns.sh when `anypop run` does not serve DNS.
