@@ -780,6 +780,9 @@ fn admin_text(a: &Value, now: f64) -> String {
     if let Some(next) = a["next_at"].as_f64() {
         let _ = write!(t, ", next in {}", span((next - now).ceil()));
     }
+    if let Some(until) = a["until"].as_f64() {
+        let _ = write!(t, ", expires in {}", span((until - now).ceil()));
+    }
     t
 }
 
@@ -1198,6 +1201,12 @@ mod tests {
         assert_eq!(
             out,
             "pop ams: draining, dns_removed (me), next in 30s (dns off, state version 7)\n"
+        );
+        let timed = json!({"kind": "drain", "step": "drained", "who": "me", "reason": "x",
+            "next_at": 160.0, "until": 160.0});
+        assert_eq!(
+            admin_text(&timed, 100.0),
+            "drained (me), next in 60s, expires in 60s"
         );
         let pops = json!({"pops": {"ams": {"state": "up", "healthy": true, "serves_dns": true, "since": 40.0,
             "admin": null, "reason": "all checks up"}}});

@@ -170,7 +170,8 @@ fn schemas() -> Value {
         "kind": {"type": "string", "enum": ["drain", "disable"]},
         "reason": {"type": "string"}, "who": {"type": "string"},
         "step": {"type": "string", "description": "dns_removed, shutdown, drained, restoring or disabled"},
-        "next_at": {"type": ["number", "null"], "description": "Unix time of the next step or auto-undrain"},
+        "next_at": {"type": ["number", "null"], "description": "Unix time of the next step or of the auto-undrain, whichever comes first"},
+        "until": {"type": ["number", "null"], "description": "Unix time of the auto-undrain (the drain's duration), if any"},
     }});
     let mut m = serde_json::Map::new();
     m.insert("Error".into(), json!({"type": "object", "required": ["error"], "properties": {

@@ -496,10 +496,15 @@ impl Core {
                     reason: ov.reason.clone(),
                     who: ov.who.clone(),
                     step: ov.phase.as_str().to_string(),
-                    next_at: ov
-                        .phase_ends
-                        .map(|e| wall + e.saturating_duration_since(now))
-                        .or(ov.until),
+                    next_at: [
+                        ov.phase_ends
+                            .map(|e| wall + e.saturating_duration_since(now)),
+                        ov.until,
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .min(),
+                    until: ov.until,
                 });
                 let status = PopStatus {
                     state: rt.state,

@@ -112,9 +112,13 @@ pub struct AdminStatus {
     pub who: String,
     /// Current step of the drain choreography (`dns_removed`, `gshut`, ...).
     pub step: String,
-    /// Wall-clock time when the next step (or auto-undrain) happens.
+    /// Wall-clock time when the next step or the auto-undrain happens,
+    /// whichever comes first.
     #[serde(with = "opt_unix_secs")]
     pub next_at: Option<SystemTime>,
+    /// Wall-clock time of the auto-undrain (`duration` of the drain).
+    #[serde(with = "opt_unix_secs")]
+    pub until: Option<SystemTime>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -376,3 +376,28 @@ async fn reload_with_new_check_keeps_verdict_until_it_decides() {
     assert_eq!(s.pops["fra1"].state, PopState::Down);
     assert!(s.announcements.is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn timed_drain_shows_expiry_as_next_event() {
+    let (mut core, _h, _rx) = Core::new(Arc::new(test_config(None)), BTreeMap::new());
+    let mut st = BTreeMap::new();
+    feed(&mut core, "fra1", true, 3, &mut st);
+    feed(&mut core, "ams1", true, 3, &mut st);
+    let wall = SystemTime::now();
+    let cmd = AdminCommand::Drain {
+        pop: name("fra1"),
+        reason: "short".into(),
+        who: "t".into(),
+        // Expires before the 30 s DNS wait ends.
+        duration: Some(Duration::from_secs(20)),
+        mode: DrainMode::Graceful,
+        force: false,
+    };
+    let (tx, mut rx) = oneshot::channel();
+    core.handle(Input::Admin { cmd, reply: tx }, Instant::now(), wall);
+    rx.try_recv().expect("reply").expect("drain accepted");
+    let admin = core.snapshot().pops["fra1"].admin.clone().expect("admin");
+    let until = admin.until.expect("until");
+    assert_eq!(until, wall + Duration::from_secs(20));
+    assert_eq!(admin.next_at, Some(until), "expiry is the next event");
+}
