@@ -81,7 +81,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::health::hysteresis::Verdict;
-use admin::{AdminCommand, AdminError, DrainTimings, Override, Phase};
+use admin::{AdminCommand, AdminError, DrainMode, DrainTimings, Override, Phase};
 
 /// How many past events `/v1/events` replays.
 pub const EVENT_REPLAY: usize = 256;
@@ -406,13 +406,18 @@ impl Core {
             let ov = &ov;
             let t = drain_timings(&self.config, pop);
             if ov.until.is_some_and(|u| u <= wall) {
-                next.remove(pop);
-                self.event(
-                    "admin",
-                    Some(pop.clone()),
-                    None,
-                    format!("pop {pop} drain expired: back in service"),
-                );
+                // Expiry undrains like an operator would: the graceful ramp
+                // (routes first, DNS after the settle time).
+                let ramp = admin::start_undrain(ov, DrainMode::Graceful, "expiry".into(), now, t);
+                let msg = match &ramp {
+                    Some(_) => format!("pop {pop} drain expired: restoring"),
+                    None => format!("pop {pop} drain expired: back in service"),
+                };
+                match ramp {
+                    Some(r) => next.insert(pop.clone(), r),
+                    None => next.remove(pop),
+                };
+                self.event("admin", Some(pop.clone()), None, msg);
                 changed = true;
                 continue;
             }

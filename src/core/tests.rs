@@ -308,9 +308,22 @@ async fn timed_drain_expires() {
     admin(&mut core, cmd).expect("drain");
     assert!(core.snapshot().announcements.is_empty());
     // The expiry is wall-clock: pass a wall time past it.
-    core.on_timer(Instant::now(), SystemTime::now() + Duration::from_secs(6));
-    assert_eq!(core.snapshot().pops["fra1"].state, PopState::Up);
-    assert_eq!(core.snapshot().announcements.len(), 2);
+    let later = SystemTime::now() + Duration::from_secs(6);
+    core.on_timer(Instant::now(), later);
+    // Expiry ramps back: routes at once, DNS after the settle time (10 s).
+    let s = core.snapshot();
+    assert_eq!(s.announcements.len(), 2);
+    assert!(!s.pops["fra1"].serves_dns);
+    assert_eq!(
+        s.pops["fra1"].admin.as_ref().map(|a| a.step.as_str()),
+        Some("restoring")
+    );
+    tokio::time::advance(Duration::from_secs(10)).await;
+    core.on_timer(Instant::now(), later + Duration::from_secs(10));
+    let s = core.snapshot();
+    assert_eq!(s.pops["fra1"].state, PopState::Up);
+    assert!(s.pops["fra1"].serves_dns);
+    assert!(s.pops["fra1"].admin.is_none());
 }
 
 /// A reload that adds a check to a healthy PoP must not withdraw it while
