@@ -2,6 +2,7 @@
 //! topologies/frr-anycast: announce/withdraw of IPv4 and IPv6 prefixes with
 //! their attributes (RIB via `vtysh ... json`, kernel FIB via `ip route`),
 //! without session resets; graceful shutdown; graceful restart; TCP MD5.
+//! And topologies/frr-4byte: iBGP and eBGP with 4-byte private ASNs.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -532,4 +533,151 @@ fn bgp_frr_ipv6_over_ipv4_session_with_explicit_next_hop() {
     );
     // The native IPv6 neighbor stays down: nothing came from there.
     assert!(r1.path_from(V6, POP1_V6).is_none());
+}
+
+// ------------------------------------------------ topologies/frr-4byte
+
+const IBGP_ASN: u32 = 4_200_000_000;
+const EBGP_ASN: u32 = 4_200_000_002;
+const AS_TRANS: u32 = 23456;
+
+fn lab_4byte() -> Lab {
+    Lab::from_clab(&repo_root().join("topologies/frr-4byte/frr-4byte.clab.yml"))
+}
+
+fn local_pref(p: &serde_json::Value) -> Option<u64> {
+    p.get("locPrf").and_then(|v| v.as_u64())
+}
+
+/// iBGP inside a 4-byte private AS: empty AS_PATH, LOCAL_PREF as
+/// configured (150), and graceful shutdown = 65535:0 with LOCAL_PREF 0, so
+/// r1 moves to the eBGP path of pop2 (4-byte local AS, AS_PATH with the
+/// 4-octet number, never AS_TRANS).
+#[test]
+fn bgp_frr_4byte_ibgp_and_ebgp_paths_and_graceful_shutdown() {
+    if !lab_available(
+        "bgp_frr_4byte_ibgp_and_ebgp_paths_and_graceful_shutdown",
+        PROGRAMS,
+    ) {
+        return;
+    }
+    let lab = lab_4byte();
+    let r1 = Frr::start(&lab, "r1", &topology_file("frr-4byte/frr/r1/frr.conf"));
+    let pop1 = PopNode::start(&lab, "pop1", &topology_file("frr-4byte/anypop/pop1.yaml"));
+    let _pop2 = PopNode::start(&lab, "pop2", &topology_file("frr-4byte/anypop/pop2.yaml"));
+    for peer in [POP1_V4, POP2_V4] {
+        assert!(
+            r1.wait_established(peer, WAIT),
+            "r1 never established with {peer}"
+        );
+    }
+    // FRR sees pop1 as an internal peer.
+    let n = r1.neighbor(POP1_V4).expect("neighbor pop1");
+    assert_eq!(
+        n.get("remoteAs").and_then(|v| v.as_u64()),
+        Some(u64::from(IBGP_ASN)),
+        "{n}"
+    );
+    assert_eq!(
+        n.get("nbrInternalLink").and_then(|v| v.as_bool()),
+        Some(true),
+        "{n}"
+    );
+
+    // iBGP path: no AS in the path (no prepends configured), LOCAL_PREF 150.
+    let p1 = r1
+        .wait_path(V4, POP1_V4, WAIT, |_| true)
+        .unwrap_or_else(|| panic!("no iBGP path from pop1: {:?}", r1.paths(V4)));
+    assert!(frr::as_path(&p1).is_empty(), "iBGP AS_PATH not empty: {p1}");
+    assert_eq!(
+        p1.pointer("/aspath/length").and_then(|v| v.as_u64()),
+        Some(0),
+        "{p1}"
+    );
+    assert_eq!(local_pref(&p1), Some(150), "LOCAL_PREF: {p1}");
+    assert_eq!(frr::communities(&p1), vec!["64512:100"], "{p1}");
+
+    // eBGP path: the 4-byte local AS, prepended once, as 4-octet numbers.
+    let p2 = r1
+        .wait_path(V4, POP2_V4, WAIT, |_| true)
+        .unwrap_or_else(|| panic!("no eBGP path from pop2: {:?}", r1.paths(V4)));
+    let path2 = frr::as_path(&p2);
+    assert!(!path2.contains(&AS_TRANS), "AS_TRANS in the AS_PATH: {p2}");
+    assert_eq!(path2, vec![EBGP_ASN, EBGP_ASN], "eBGP AS_PATH: {p2}");
+    let n2 = r1.neighbor(POP2_V4).expect("neighbor pop2");
+    assert_eq!(
+        n2.get("remoteAs").and_then(|v| v.as_u64()),
+        Some(u64::from(EBGP_ASN)),
+        "{n2}"
+    );
+    // LOCAL_PREF 150 beats the eBGP path's default 100.
+    assert!(
+        r1.wait_path(V4, POP1_V4, WAIT, frr::is_best).is_some(),
+        "pop1's iBGP path (LOCAL_PREF 150) not best: {:?}",
+        r1.paths(V4)
+    );
+
+    // pop1 fails: graceful shutdown over iBGP = 65535:0 and LOCAL_PREF 0.
+    pop1.set_down("pop1", true);
+    let g = r1
+        .wait_path(V4, POP1_V4, WAIT, |p| {
+            frr::communities(p).iter().any(|c| is_gshut(c))
+        })
+        .unwrap_or_else(|| panic!("no GRACEFUL_SHUTDOWN from pop1: {:?}", r1.paths(V4)));
+    assert_eq!(
+        local_pref(&g),
+        Some(0),
+        "iBGP graceful-shutdown LOCAL_PREF: {g}"
+    );
+    assert!(frr::as_path(&g).is_empty(), "{g}");
+    assert!(
+        frr::communities(&g).contains(&"64512:100".to_string()),
+        "{g}"
+    );
+    assert!(
+        r1.wait_path(V4, POP2_V4, WAIT, frr::is_best).is_some(),
+        "pop2 not preferred over pop1 in graceful shutdown: {:?}",
+        r1.paths(V4)
+    );
+
+    // pop1 recovers: LOCAL_PREF 150 again, no 65535:0, best again.
+    pop1.set_down("pop1", false);
+    let back = r1
+        .wait_path(V4, POP1_V4, WAIT, frr::is_best)
+        .unwrap_or_else(|| panic!("pop1 not best again: {:?}", r1.paths(V4)));
+    assert_eq!(local_pref(&back), Some(150), "{back}");
+    assert!(
+        !frr::communities(&back).iter().any(|c| is_gshut(c)),
+        "{back}"
+    );
+    assert!(r1.bgpd_alive());
+}
+
+/// The iBGP prepends: on iBGP anypop puts only the configured prepends into
+/// the AS_PATH (the 4-byte ASN, `prepend` times). The router's own AS is
+/// then in the path, so FRR drops the route as a loop unless the neighbor
+/// has `allowas-in`.
+#[test]
+fn bgp_frr_4byte_ibgp_prepends_only() {
+    if !lab_available("bgp_frr_4byte_ibgp_prepends_only", PROGRAMS) {
+        return;
+    }
+    let lab = lab_4byte();
+    let conf = topology_file("frr-4byte/frr/r1/frr.conf").replace(
+        "  neighbor 192.0.2.2 activate\n",
+        "  neighbor 192.0.2.2 activate\n  neighbor 192.0.2.2 allowas-in\n",
+    );
+    assert!(conf.contains("allowas-in"));
+    let r1 = Frr::start(&lab, "r1", &conf);
+    let yaml = topology_file("frr-4byte/anypop/pop1.yaml").replace(
+        "      local_pref: 150\n",
+        "      local_pref: 150\n      prepend: 2\n",
+    );
+    assert!(yaml.contains("prepend: 2"));
+    let _pop1 = PopNode::start(&lab, "pop1", &yaml);
+    let p = r1
+        .wait_path(V4, POP1_V4, WAIT, |_| true)
+        .unwrap_or_else(|| panic!("no iBGP path from pop1: {:?}", r1.paths(V4)));
+    assert_eq!(frr::as_path(&p), vec![IBGP_ASN, IBGP_ASN], "{p}");
+    assert_eq!(local_pref(&p), Some(150), "{p}");
 }
