@@ -734,6 +734,142 @@ fn explain_reports_policy_and_exclusions() {
 }
 
 #[test]
+fn tcp_pool_caps_per_client_and_evicts_the_longest_idle() {
+    use super::server::{Rejected, TcpLimits, TcpPool};
+    let pool = TcpPool::new(TcpLimits {
+        max_connections: 3,
+        max_per_client: 2,
+    });
+    let a: IpAddr = "192.0.2.1".parse().unwrap();
+    let b: IpAddr = "192.0.2.2".parse().unwrap();
+    let c: IpAddr = "192.0.2.3".parse().unwrap();
+    let a1 = pool.admit(a).unwrap();
+    let a2 = pool.admit(a).unwrap();
+    assert_eq!(pool.admit(a).err(), Some(Rejected::PerClient));
+    // IPv6 clients are counted per /64.
+    let v6a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+    let v6b: IpAddr = "2001:db8:1:2::ffff".parse().unwrap();
+    let v6 = TcpPool::new(TcpLimits {
+        max_connections: 10,
+        max_per_client: 1,
+    });
+    let _x = v6.admit(v6a).unwrap();
+    assert_eq!(v6.admit(v6b).err(), Some(Rejected::PerClient));
+    assert!(v6.admit("2001:db8:1:3::1".parse().unwrap()).is_ok());
+
+    std::thread::sleep(Duration::from_millis(5));
+    a1.touch(); // a2 is now the longest idle
+    let b1 = pool.admit(b).unwrap();
+    assert_eq!(pool.len(), 3);
+    // Full: the newcomer gets in, a2 (idle longest) is told to close.
+    let c1 = pool.admit(c).unwrap();
+    assert_eq!(pool.len(), 3);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let notified = |t: &super::server::PoolTicket| {
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_millis(50), t.close.notified())
+                .await
+                .is_ok()
+        })
+    };
+    assert!(notified(&a2));
+    assert!(!notified(&a1));
+    assert!(!notified(&b1));
+    assert!(!notified(&c1));
+    // a's count went down with the eviction: a may connect again.
+    drop(a2);
+    let _a3 = pool.admit(a).unwrap();
+    drop(b1);
+    drop(c1);
+    drop(a1);
+    assert_eq!(pool.len(), 1);
+}
+
+/// Sends one query over an open TCP connection and reads the answer.
+async fn tcp_ask(conn: &mut tokio::net::TcpStream, q: &[u8]) -> std::io::Result<Message> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(q);
+    conn.write_all(&framed).await?;
+    let len = conn.read_u16().await? as usize;
+    let mut buf = vec![0u8; len];
+    conn.read_exact(&mut buf).await?;
+    Message::from_vec(&buf).map_err(|e| std::io::Error::other(e.to_string()))
+}
+
+async fn tcp_from(src: &str, to: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+    let sock = tokio::net::TcpSocket::new_v4()?;
+    sock.bind(format!("{src}:0").parse().map_err(std::io::Error::other)?)?;
+    sock.connect(to).await
+}
+
+#[tokio::test]
+async fn tcp_idle_connections_of_one_client_cannot_starve_others() {
+    use super::server::{TCP_MAX_CONNECTIONS, TCP_MAX_PER_CLIENT};
+    use tokio::io::AsyncReadExt;
+    let mut cfg = config(vec![zone()]);
+    cfg.dns.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    let cfg = Arc::new(cfg);
+    let mut s0 = up();
+    s0.config = cfg.clone();
+    let (_tx, rx) = tokio::sync::watch::channel(Arc::new(s0));
+    let server = super::serve(cfg, rx, DnsStats::new()).await.unwrap();
+    let tcp = server.tcp_addrs()[0];
+    let q = query("www.example.net.", RecordType::A, None);
+
+    // 300 idle connections from 127.0.0.1: only TCP_MAX_PER_CLIENT stay.
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(tcp_from("127.0.0.1", tcp).await.unwrap());
+    }
+    let mut other = tcp_from("127.0.0.2", tcp).await.unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(5), tcp_ask(&mut other, &q))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(addrs(&m), vec!["192.0.2.1"]);
+    let mut open = 0;
+    for c in &mut idle {
+        let mut b = [0u8; 1];
+        match tokio::time::timeout(Duration::from_millis(20), c.read(&mut b)).await {
+            Err(_) => open += 1,     // still open, nothing to read
+            Ok(Ok(0) | Err(_)) => {} // closed by the server
+            Ok(Ok(_)) => panic!("unexpected data"),
+        }
+    }
+    assert_eq!(open, TCP_MAX_PER_CLIENT);
+    drop(idle);
+
+    // Fill the listener from many clients: the newest connections keep
+    // working, a newcomer is served, and the oldest idle ones are closed.
+    let clients = TCP_MAX_CONNECTIONS / TCP_MAX_PER_CLIENT + 1;
+    let mut conns = Vec::new();
+    for i in 0..clients {
+        for _ in 0..TCP_MAX_PER_CLIENT {
+            conns.push(tcp_from(&format!("127.0.1.{}", i + 1), tcp).await.unwrap());
+        }
+    }
+    assert!(conns.len() > TCP_MAX_CONNECTIONS);
+    let mut newcomer = tcp_from("127.0.2.1", tcp).await.unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(5), tcp_ask(&mut newcomer, &q))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(addrs(&m), vec!["192.0.2.1"]);
+    let last = conns.last_mut().unwrap();
+    assert_eq!(addrs(&tcp_ask(last, &q).await.unwrap()), vec!["192.0.2.1"]);
+    let mut b = [0u8; 1];
+    let first = tokio::time::timeout(Duration::from_secs(5), conns[0].read(&mut b))
+        .await
+        .expect("the oldest idle connection is closed");
+    assert!(matches!(first, Ok(0) | Err(_)));
+    server.shutdown();
+}
+
+#[test]
 fn record_without_ipv6_is_nodata_not_fail_open() {
     let mut z = zone();
     z.records.push(steered(
