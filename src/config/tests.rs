@@ -353,7 +353,15 @@ pops:
     assert!(r1.ipv4_unicast && !r1.ipv6_unicast && !r1.is_ibgp());
     let r2 = &c.bgp.peers[1];
     assert!(r2.ipv4_unicast && r2.ipv6_unicast && r2.is_ibgp() && r2.passive);
-    assert!(c.bgp.graceful_restart.is_none());
+    // Graceful restart is on by default: a controller restart keeps routes.
+    assert_eq!(c.bgp.graceful_restart, Some(DEFAULT_GRACEFUL_RESTART));
+    let off = valid(&yaml.replace("bgp:\n", "bgp:\n  graceful_restart: off\n"));
+    assert!(off.bgp.graceful_restart.is_none());
+    let conflict = yaml.replace(
+        "bgp:\n",
+        "bgp:\n  graceful_restart: off\n  shutdown: graceful_restart\n",
+    );
+    assert_error(&errors(&conflict), "bgp.graceful_restart", "relies on it");
 }
 
 // ---------------------------------------------------------------- serde errors

@@ -22,8 +22,8 @@ pub const DEFAULT_BGP_PORT: u16 = 179;
 pub const DEFAULT_HOLD_TIME: Duration = Duration::from_secs(30);
 /// Default wait between connection attempts.
 pub const DEFAULT_CONNECT_RETRY: Duration = Duration::from_secs(5);
-/// Restart time advertised when `shutdown: graceful_restart` is chosen
-/// without `graceful_restart`.
+/// Restart time advertised unless `graceful_restart: off`: a controller
+/// restart (or crash) must not withdraw a healthy PoP.
 pub const DEFAULT_GRACEFUL_RESTART: Duration = Duration::from_secs(120);
 /// Extra prepends while degraded when `announce.degraded` is not given.
 pub const DEFAULT_DEGRADED_PREPEND: u8 = 3;
@@ -288,8 +288,20 @@ fn bgp(cx: &mut Ctx, raw: &RawBgp, node_asn: u32) -> BgpConfig {
         RawShutdown::Withdraw => ShutdownMode::Withdraw,
         RawShutdown::GracefulRestart => ShutdownMode::GracefulRestart,
     };
-    let graceful_restart = match cx.duration("bgp.graceful_restart", raw.graceful_restart.as_ref())
-    {
+    let gr_off = raw
+        .graceful_restart
+        .as_ref()
+        .is_some_and(|d| matches!(d.0.trim(), "off" | "none" | "false"));
+    if gr_off && shutdown == ShutdownMode::GracefulRestart {
+        cx.err(
+            "bgp.graceful_restart",
+            "is off, but bgp.shutdown is graceful_restart, which relies on it",
+        );
+    }
+    let graceful_restart = match cx.duration(
+        "bgp.graceful_restart",
+        raw.graceful_restart.as_ref().filter(|_| !gr_off),
+    ) {
         Some(Some(d)) => {
             if d.subsec_nanos() != 0 || d.as_secs() == 0 || d.as_secs() > 4095 {
                 cx.err(
@@ -302,9 +314,8 @@ fn bgp(cx: &mut Ctx, raw: &RawBgp, node_asn: u32) -> BgpConfig {
             }
             Some(d)
         }
-        Some(None) => {
-            (shutdown == ShutdownMode::GracefulRestart).then_some(DEFAULT_GRACEFUL_RESTART)
-        }
+        Some(None) if gr_off => None,
+        Some(None) => Some(DEFAULT_GRACEFUL_RESTART),
         None => None,
     };
     let mut peers = Vec::new();
