@@ -55,12 +55,34 @@ fn unknown_field_name(msg: &str) -> Option<String> {
     Some(rest.split('`').next()?.to_string())
 }
 
+/// A duration field given as text (`30m`) or as whole seconds (`1800`).
+fn text_or_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum TextOrSeconds {
+        Text(String),
+        Seconds(u64),
+    }
+    Ok(Option::<TextOrSeconds>::deserialize(d)
+        .map_err(|_| {
+            serde::de::Error::custom(
+                "invalid type: expected a duration like \"30m\" or a number of seconds",
+            )
+        })?
+        .map(|v| match v {
+            TextOrSeconds::Text(s) => s,
+            TextOrSeconds::Seconds(n) => n.to_string(),
+        }))
+}
+
 /// Body of `POST /v1/pops/{name}/drain`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DrainBody {
     pub reason: Option<String>,
-    /// Auto-undrain after this long: `30m`, `1h30m`, `90s`, `2d`.
+    /// Auto-undrain after this long: `30m`, `1h30m`, `90s`, `2d`, or a
+    /// number of seconds (as in the config file).
+    #[serde(default, deserialize_with = "text_or_seconds")]
     pub duration: Option<String>,
     /// `graceful` (default) or `immediate`.
     pub mode: Option<String>,

@@ -265,7 +265,7 @@ fn schemas() -> Value {
         }}));
     m.insert("DrainRequest".into(), json!({"type": "object", "additionalProperties": false, "properties": {
             "reason": {"type": "string", "maxLength": 512},
-            "duration": {"type": "string", "description": "Auto-undrain after this long, e.g. 30m, 1h30m"},
+            "duration": {"type": ["string", "integer"], "description": "Auto-undrain after this long, e.g. 30m, 1h30m, or whole seconds"},
             "mode": {"type": "string", "enum": ["graceful", "immediate"], "default": "graceful"},
             "force": {"type": "boolean", "default": false, "description": "Allow draining the last PoP serving traffic"},
             "who": {"type": "string", "maxLength": 512},

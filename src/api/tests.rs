@@ -373,6 +373,18 @@ async fn bad_bodies_name_the_field() {
         ),
         (
             "/v1/pops/ams/drain",
+            r#"{"duration": 0}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("duration"),
+        ),
+        (
+            "/v1/pops/ams/drain",
+            r#"{"duration": true}"#,
+            StatusCode::BAD_REQUEST,
+            Some("duration"),
+        ),
+        (
+            "/v1/pops/ams/drain",
             r#"{"mode": "slow"}"#,
             StatusCode::UNPROCESSABLE_ENTITY,
             Some("mode"),
@@ -477,6 +489,29 @@ async fn disable_and_enable_round_trip() {
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["state"], "up");
     assert!(v["admin"].is_null());
+}
+
+#[tokio::test]
+async fn drain_duration_as_seconds_sets_the_expiry() {
+    let (app, _) = app(&["ams", "fra"], Auth::open()).await;
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let (st, v) = call(
+        &app,
+        "POST",
+        "/v1/pops/ams/drain",
+        None,
+        Some(r#"{"duration": 90, "mode": "immediate"}"#),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let until = v["admin"]["until"].as_f64().expect("until shown");
+    assert!(
+        (until - before - 90.0).abs() < 5.0,
+        "until {until} is 90 s after {before}"
+    );
 }
 
 #[tokio::test]
@@ -1228,6 +1263,7 @@ async fn bgp_status_is_served_and_exported() {
         flaps: 1,
         end_of_rib_sent: true,
         last_error: None,
+        last_error_at: None,
     };
     let (tx, rx) = watch::channel(crate::bgp::StatusMap::from([(
         Name::parse("r1").expect("name"),
