@@ -15,6 +15,7 @@
 
 pub mod codec;
 pub mod fsm;
+pub mod lograte;
 pub mod rib_out;
 pub mod session;
 pub mod sockopt;

@@ -28,6 +28,7 @@ use super::codec::{
     Notification, Received,
 };
 use super::fsm::{keep_local_initiated, Action, Event, Fsm, FsmConfig, Negotiated, State};
+use super::lograte::ConnectFailLog;
 use super::rib_out::{encode_plan, AdjRibOut, Plan};
 use super::sockopt;
 use super::update::{encode_end_of_rib, EncodeCtx};
@@ -64,8 +65,13 @@ pub struct PeerStatus {
     /// Times an established session went down.
     pub flaps: u64,
     pub end_of_rib_sent: bool,
-    /// Why the session last went down, or the last connect error.
+    /// Why the session last went down, or the last connect error. Cleared
+    /// when the session is established; a connect error also when a TCP
+    /// connection is made.
     pub last_error: Option<String>,
+    /// When `last_error` was recorded.
+    #[serde(serialize_with = "opt_unix_secs")]
+    pub last_error_at: Option<SystemTime>,
 }
 
 fn opt_unix_secs<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
@@ -76,6 +82,18 @@ fn opt_unix_secs<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S
 }
 
 impl PeerStatus {
+    /// Records `e` as the last error, timestamped now.
+    pub(crate) fn set_error(&mut self, e: String) {
+        self.last_error = Some(e);
+        self.last_error_at = Some(SystemTime::now());
+    }
+
+    /// Clears the last error.
+    pub(crate) fn clear_error(&mut self) {
+        self.last_error = None;
+        self.last_error_at = None;
+    }
+
     pub(crate) fn new(peer: &Peer) -> Self {
         PeerStatus {
             address: peer.address,
@@ -92,6 +110,7 @@ impl PeerStatus {
             flaps: 0,
             end_of_rib_sent: false,
             last_error: None,
+            last_error_at: None,
         }
     }
 }
@@ -267,6 +286,8 @@ struct Session {
     /// End-of-RIB still owed; send by this deadline at the latest.
     eor_deadline: Option<Instant>,
     md5: Option<Vec<u8>>,
+    /// Rate limit of connect-failure log lines.
+    connect_log: ConnectFailLog,
     status: PeerStatus,
     status_tx: watch::Sender<BTreeMap<PeerName, PeerStatus>>,
     snapshots: watch::Receiver<Arc<Snapshot>>,
@@ -294,7 +315,7 @@ pub(crate) async fn run(
                 // can fix it.
                 warn!(error = %e, "cannot read MD5 password file; peer stays down");
                 let mut st = PeerStatus::new(&p.peer);
-                st.last_error = Some(format!("MD5 password file: {e}"));
+                st.set_error(format!("MD5 password file: {e}"));
                 status_tx.send_modify(|m| {
                     m.insert(p.name.clone(), st);
                 });
@@ -340,6 +361,7 @@ pub(crate) async fn run(
         families: Vec::new(),
         eor_deadline: None,
         md5,
+        connect_log: ConnectFailLog::default(),
         status,
         status_tx,
         snapshots,
@@ -518,7 +540,7 @@ impl Session {
                 } else {
                     info!(%reason, "session attempt failed");
                 }
-                self.status.last_error = Some(reason);
+                self.status.set_error(reason);
                 self.status.established_since = None;
                 self.status.families.clear();
                 self.status.end_of_rib_sent = false;
@@ -567,27 +589,55 @@ impl Session {
                         // An accepted connection got there first.
                         return;
                     }
+                    self.tcp_up();
                     debug!("connected");
                     self.conn = Some(c);
                     self.feed(Event::TcpConnected).await;
                 }
                 Err(e) => {
-                    self.status.last_error = Some(format!("connect: {e}"));
+                    self.connect_failed(&e);
                     self.feed(Event::TcpFailed).await;
                 }
             },
             Err(e) => {
-                if e.kind() == io::ErrorKind::TimedOut && self.md5.is_some() {
-                    warn!(
-                        error = %e,
-                        "connect timed out with TCP MD5 configured: the MD5 password may not match the peer's (a mismatch is silent)"
-                    );
-                } else {
-                    debug!(error = %e, "connect failed");
-                }
-                self.status.last_error = Some(format!("connect: {e}"));
+                self.connect_failed(&e);
                 self.feed(Event::TcpFailed).await;
             }
+        }
+    }
+
+    /// A TCP connection to or from the peer is up: a connect error is no
+    /// longer current, and the operator learns the peer answers again.
+    fn tcp_up(&mut self) {
+        if let Some(n) = self.connect_log.on_success() {
+            info!(peer = %self.p.name, failures = n, "connected after {n} failed connect attempt(s)");
+        }
+        if self
+            .status
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("connect: "))
+        {
+            self.status.clear_error();
+        }
+    }
+
+    /// Records a failed connect and logs it, rate limited: the first
+    /// failure, a change of the error, then at most one line a minute.
+    fn connect_failed(&mut self, e: &io::Error) {
+        let msg = e.to_string();
+        self.status.set_error(format!("connect: {msg}"));
+        let md5_hint = e.kind() == io::ErrorKind::TimedOut && self.md5.is_some();
+        match self.connect_log.on_failure(&msg, Instant::now().into_std()) {
+            Some(r) if md5_hint => warn!(
+                peer = %self.p.name, error = %msg, failures = r.failures, suppressed = r.suppressed,
+                "cannot connect to BGP peer: timed out with TCP MD5 configured: the MD5 password may not match the peer's (a mismatch is silent)"
+            ),
+            Some(r) => warn!(
+                peer = %self.p.name, error = %msg, failures = r.failures, suppressed = r.suppressed,
+                "cannot connect to BGP peer (retrying; repeated failures are logged at most once a minute)"
+            ),
+            None => debug!(error = %msg, "connect failed"),
         }
     }
 
@@ -619,6 +669,7 @@ impl Session {
                 if let Some(h) = self.connecting.take() {
                     h.abort();
                 }
+                self.tcp_up();
                 self.conn = Some(c);
                 self.feed(Event::TcpConnected).await;
             }
@@ -777,7 +828,7 @@ impl Session {
         self.ctx = Some(ctx);
         self.status.established_since = Some(SystemTime::now());
         self.status.families = n.families.clone();
-        self.status.last_error = None;
+        self.status.clear_error();
         self.status.end_of_rib_sent = false;
         self.rib.clear();
         self.synced = None;

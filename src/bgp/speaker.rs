@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn, Instrument};
 
 use super::codec::{err, Notification};
+use super::lograte::{RejectDecision, RejectLog, RejectSummary};
 use super::session::{self, PeerCmd, PeerStatus, SessionParams};
 use super::sockopt;
 use crate::core::Snapshot;
@@ -344,8 +345,15 @@ async fn listen(addr: SocketAddr, mut peers: watch::Receiver<Arc<BTreeMap<IpAddr
         }
     };
     info!(%addr, "BGP listener up");
+    let mut rejects = RejectLog::default();
     loop {
+        let flush_at = rejects.next_flush();
         tokio::select! {
+            _ = sleep_until_opt(flush_at) => {
+                if let Some(s) = rejects.flush(std::time::Instant::now()) {
+                    log_reject_summary(s);
+                }
+            }
             r = peers.changed() => {
                 if r.is_err() {
                     return;
@@ -363,7 +371,15 @@ async fn listen(addr: SocketAddr, mut peers: watch::Receiver<Arc<BTreeMap<IpAddr
                                 debug!(%remote, "peer task busy; dropping connection");
                             }
                         }
-                        None => info!(%remote, "rejected BGP connection from an unconfigured address"),
+                        None => {
+                            let (summary, decision) = rejects.on_reject(ip, std::time::Instant::now());
+                            if let Some(s) = summary {
+                                log_reject_summary(s);
+                            }
+                            if decision == RejectDecision::Log {
+                                info!(%remote, "rejected BGP connection from an unconfigured address (further ones from it are counted, summary once a minute)");
+                            }
+                        }
                     }
                 }
                 Err(e) => {
@@ -372,6 +388,22 @@ async fn listen(addr: SocketAddr, mut peers: watch::Receiver<Arc<BTreeMap<IpAddr
                 }
             }
         }
+    }
+}
+
+fn log_reject_summary(s: RejectSummary) {
+    info!(
+        suppressed = s.suppressed,
+        sources = s.sources,
+        "rejected {} more BGP connection(s) from unconfigured addresses in the last minute",
+        s.suppressed
+    );
+}
+
+async fn sleep_until_opt(at: Option<std::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -685,6 +717,64 @@ mod tests {
         assert_eq!(r.until_eor().await, 1);
         let st = h.status().borrow().get("r1").cloned().unwrap();
         assert_eq!(st.flaps, 1);
+        h.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn connect_error_is_timestamped_and_cleared_once_tcp_connects() {
+        // A port nobody listens on (yet).
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let cfg = bgp(port, None, ShutdownMode::Withdraw);
+        let (_snap_tx, snap_rx) =
+            watch::channel(snapshot(1, Some(true), &["203.0.113.0/24"], &cfg));
+        let before = SystemTime::now();
+        let h = spawn(&node(), &cfg, snap_rx);
+        let mut st = h.status();
+        let failed = tokio::time::timeout(
+            Duration::from_secs(10),
+            st.wait_for(|m| m.get("r1").is_some_and(|s| s.last_error.is_some())),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .get("r1")
+        .cloned()
+        .unwrap();
+        assert!(
+            failed
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("connect: ")),
+            "{failed:?}"
+        );
+        assert!(
+            failed.last_error_at.is_some_and(|t| t >= before),
+            "{failed:?}"
+        );
+        // The router comes up: once TCP connects the connect error is gone,
+        // before and after the session is established.
+        let l = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let (s, _) = tokio::time::timeout(Duration::from_secs(40), l.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            st.wait_for(|m| {
+                m.get("r1").is_some_and(|s| {
+                    s.state == State::OpenSent
+                        && s.last_error.is_none()
+                        && s.last_error_at.is_none()
+                })
+            }),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        drop(s);
         h.shutdown().await;
     }
 
