@@ -10,6 +10,8 @@
 //! - [`zone`]: config zones compiled into lookup tables.
 //! - [`answer`]: the general path over hickory-proto messages
 //!   (authoritative semantics, EDNS, ECS, NSID, CHAOS, truncation).
+//! - [`handler`]: hickory-server's `RequestHandler` over the general path;
+//!   TCP requests are decoded by hickory-server and answered through it.
 //! - [`fast`]: pre-encoded answers replayed for plain UDP queries.
 //! - [`state`]: what one snapshot gives (plans + pre-encoded answers).
 //! - [`server`]: sockets, threads and the rebuild task; [`stats`]: counters.
@@ -20,6 +22,7 @@ pub mod answer;
 pub mod explain;
 pub mod fast;
 pub mod geoip;
+pub mod handler;
 pub mod policy;
 pub mod rrl;
 pub mod server;

@@ -7,7 +7,9 @@
 //!   path, `sendto`. It picks up a new state with one atomic load per query
 //!   (`has_changed`) and takes no lock otherwise.
 //! - One tokio task per TCP listener, one per connection (RFC 7766 framing,
-//!   idle timeout, connection caps), general path only. A [`TcpPool`] caps
+//!   idle timeout, connection caps). Each message is decoded by
+//!   hickory-server (`Request`) and answered by the general path through
+//!   [`super::handler::GeneralHandler`], hickory-server's `RequestHandler`. A [`TcpPool`] caps
 //!   connections per client ([`TCP_MAX_PER_CLIENT`]) and per listener
 //!   ([`TCP_MAX_CONNECTIONS`]); when the listener is full, the connection
 //!   idle for longest is closed to make room, so idle connections cannot
@@ -30,6 +32,7 @@ use tracing::{debug, error, info, warn};
 
 use super::answer::{respond, Transport};
 use super::fast;
+use super::handler::{GeneralHandler, Outcome};
 use super::rrl::{truncated_reply, RateLimiter, Verdict};
 use super::state::State;
 use super::stats::DnsStats;
@@ -515,6 +518,7 @@ async fn tcp_conn(
     ticket: &PoolTicket,
 ) -> io::Result<()> {
     let ip = src.ip().to_canonical();
+    let handler = GeneralHandler::new(states.clone(), stats.clone());
     let mut buf = vec![0u8; 65_535];
     loop {
         let len = tokio::select! {
@@ -532,9 +536,19 @@ async fn tcp_conn(
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "tcp read timeout"))??;
         stats.queries_tcp.fetch_add(1, Relaxed);
-        let state = states.borrow().clone();
-        let Some(resp) = respond(&state, &stats, &buf[..len], ip, Transport::Tcp) else {
-            return Ok(());
+        // hickory-server decodes the request and the general path answers
+        // it through its RequestHandler; what it cannot decode gets the
+        // general path's own FORMERR-or-drop handling.
+        let resp = match handler.answer_bytes(buf[..len].to_vec(), src).await {
+            Outcome::Answer(b) => b,
+            Outcome::Drop => return Ok(()),
+            Outcome::Undecodable => {
+                let state = states.borrow().clone();
+                match respond(&state, &stats, &buf[..len], ip, Transport::Tcp) {
+                    Some(r) => r,
+                    None => return Ok(()),
+                }
+            }
         };
         let mut framed = Vec::with_capacity(resp.len() + 2);
         framed.extend_from_slice(&(resp.len() as u16).to_be_bytes());

@@ -536,6 +536,96 @@ fn malformed_queries_get_formerr_or_are_dropped() {
     assert!(respond(&s, &stats, &resp, SRC, Transport::Udp).is_none());
 }
 
+#[tokio::test]
+async fn hickory_server_handler_answers_like_the_general_path() {
+    use super::handler::{GeneralHandler, Outcome};
+    use hickory_proto::op::OpCode;
+    let stats = DnsStats::default();
+    let state = Arc::new(state_of(&up(), &stats));
+    let (_tx, rx) = tokio::sync::watch::channel(state.clone());
+    let handler = GeneralHandler::new(rx, DnsStats::new());
+    let src = std::net::SocketAddr::new(SRC, 5353);
+    let mut bad_version = edns(4096, vec![]);
+    bad_version.set_version(1);
+    let mut notify = Message::new(7, hickory_proto::op::MessageType::Query, OpCode::Notify);
+    notify.add_query(Query::query(
+        Name::from_ascii("example.net.").unwrap(),
+        RecordType::SOA,
+    ));
+    let mut two = Message::query();
+    two.add_query(Query::query(
+        Name::from_ascii("www.example.net.").unwrap(),
+        RecordType::A,
+    ));
+    two.add_query(Query::query(
+        Name::from_ascii("mail.example.net.").unwrap(),
+        RecordType::A,
+    ));
+    let mut chaos = Message::query();
+    let mut cq = Query::query(Name::from_ascii("id.server.").unwrap(), RecordType::TXT);
+    cq.set_query_class(DNSClass::CH);
+    chaos.add_query(cq);
+    let cases = vec![
+        query("www.example.net.", RecordType::A, None),
+        query("WwW.ExAmple.NET.", RecordType::AAAA, None),
+        query(
+            "w.example.net.",
+            RecordType::A,
+            Some(edns(1232, vec![ecs("198.51.100.0", 24)])),
+        ),
+        query(
+            "geo.example.net.",
+            RecordType::A,
+            Some(edns(4096, vec![ecs("198.51.100.7", 32)])),
+        ),
+        query("alias.example.net.", RecordType::A, None),
+        query("big.example.net.", RecordType::TXT, Some(edns(512, vec![]))),
+        query("nope.example.net.", RecordType::A, None),
+        query("mail.example.net.", RecordType::AAAA, None),
+        query("example.org.", RecordType::A, None),
+        query("example.net.", RecordType::AXFR, None),
+        query("example.net.", RecordType::ANY, None),
+        query(
+            "www.example.net.",
+            RecordType::A,
+            Some(edns(
+                4096,
+                vec![EdnsOption::NSID(NSIDPayload::new(Vec::new()).unwrap())],
+            )),
+        ),
+        query("www.example.net.", RecordType::A, Some(bad_version)),
+        notify.to_vec().unwrap(),
+        two.to_vec().unwrap(),
+        chaos.to_vec().unwrap(),
+    ];
+    for q in cases {
+        let want =
+            Message::from_vec(&respond(&state, &stats, &q, SRC, Transport::Tcp).unwrap()).unwrap();
+        let Outcome::Answer(got) = handler.answer_bytes(q.clone(), src).await else {
+            panic!("no answer for {:?}", Message::from_vec(&q).unwrap().queries);
+        };
+        let got = Message::from_vec(&got).unwrap();
+        assert_eq!(
+            got,
+            want,
+            "query {:?}",
+            Message::from_vec(&q).unwrap().queries
+        );
+    }
+    // A response is dropped; bytes it cannot decode are left to FORMERR.
+    let mut resp = query("www.example.net.", RecordType::A, None);
+    resp[2] |= 0x80;
+    assert!(matches!(
+        handler.answer_bytes(resp, src).await,
+        Outcome::Drop
+    ));
+    let q = query("www.example.net.", RecordType::A, None);
+    assert!(matches!(
+        handler.answer_bytes(q[..20].to_vec(), src).await,
+        Outcome::Undecodable
+    ));
+}
+
 fn check_no_panic(bytes: &[u8]) {
     let stats = DnsStats::default();
     thread_local! {
