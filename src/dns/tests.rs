@@ -640,6 +640,19 @@ fn check_no_panic(bytes: &[u8]) {
         let _ = respond(s, &stats, bytes, SRC, Transport::Udp);
         let _ = respond(s, &stats, bytes, SRC, Transport::Tcp);
     });
+    // The TCP path: hickory-server's decoding and the handler.
+    thread_local! {
+        static TCP: (tokio::runtime::Runtime, super::handler::GeneralHandler) = {
+            let stats = DnsStats::default();
+            // The receiver keeps the last state after the sender is gone.
+            let rx = tokio::sync::watch::channel(Arc::new(state_of(&up(), &stats))).1;
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            (rt, super::handler::GeneralHandler::new(rx, DnsStats::new()))
+        };
+    }
+    TCP.with(|(rt, h)| {
+        let _ = rt.block_on(h.answer_bytes(bytes.to_vec(), std::net::SocketAddr::new(SRC, 53)));
+    });
 }
 
 proptest! {
