@@ -529,6 +529,18 @@ impl Session {
                 }
             }
             Action::Close => {
+                if self.fsm.state() == State::Connect
+                    && self.connecting.as_ref().is_some_and(|h| !h.is_finished())
+                {
+                    // The connect-retry timer fired before the attempt ended
+                    // (both run for `connect_retry`) and the FSM abandons it:
+                    // that attempt timed out. Record it, or a peer that
+                    // never answers would never show a failure.
+                    self.connect_failed(&io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "connect timed out",
+                    ));
+                }
                 self.close().await;
                 None
             }
