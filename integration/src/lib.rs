@@ -206,4 +206,5 @@ pub fn have(name: &str) -> bool {
         .unwrap_or(false)
 }
 
+pub mod dns;
 pub mod lab;

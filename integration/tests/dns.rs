@@ -3,13 +3,12 @@
 //! queried with real `dig` over UDP and TCP on loopback.
 
 use std::net::TcpListener;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anypop_integration::{free_port, have, wait_until, write_file, Anypop};
+use anypop_integration::{dns, free_port, have, wait_until, write_file, Anypop};
 
 /// A TCP service a PoP's check probes: accepts and closes connections
 /// until stopped. Stopping closes the listening socket (probes get RST).
@@ -159,19 +158,7 @@ impl Lab {
     }
 
     fn dig(&self, args: &[&str]) -> String {
-        let out = Command::new("dig")
-            .args([
-                "@127.0.0.1",
-                "-p",
-                &self.dns.to_string(),
-                "+norecurse",
-                "+time=2",
-                "+tries=1",
-            ])
-            .args(args)
-            .output()
-            .expect("run dig");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        dns::dig(self.dns, args)
     }
 
     /// `dig +short` answers, sorted.
@@ -182,13 +169,7 @@ impl Lab {
     fn short_with(&self, name: &str, qtype: &str, extra: &[&str]) -> Vec<String> {
         let mut args = vec!["+short", name, qtype];
         args.extend_from_slice(extra);
-        let mut v: Vec<String> = self
-            .dig(&args)
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with(';'))
-            .map(String::from)
-            .collect();
+        let mut v = dns::short_lines(&self.dig(&args));
         v.sort();
         v
     }

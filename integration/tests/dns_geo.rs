@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anypop::dns::geoip::testdb;
-use anypop_integration::{anypop_bin, free_port, have, run, wait_until, write_file, Anypop};
+use anypop_integration::{anypop_bin, dns, free_port, have, run, wait_until, write_file, Anypop};
 
 struct Lab {
     anypop: Anypop,
@@ -94,30 +94,13 @@ impl Lab {
     }
 
     fn dig(&self, args: &[&str]) -> String {
-        let out = Command::new("dig")
-            .args([
-                "@127.0.0.1",
-                "-p",
-                &self.dns.to_string(),
-                "+norecurse",
-                "+time=2",
-                "+tries=1",
-            ])
-            .args(args)
-            .output()
-            .expect("run dig");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        dns::dig(self.dns, args)
     }
 
     /// `dig +short name A +subnet=subnet`.
     fn short(&self, name: &str, subnet: &str) -> Vec<String> {
         let subnet = format!("+subnet={subnet}");
-        self.dig(&["+short", name, "A", &subnet])
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with(';'))
-            .map(String::from)
-            .collect()
+        dns::short_lines(&self.dig(&["+short", name, "A", &subnet]))
     }
 
     /// The `CLIENT-SUBNET: addr/source/scope` of the full answer.
