@@ -179,6 +179,17 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Polls `f` like [`wait_until`] until it returns `Some`: that value, or
+/// `None` when `timeout` passes first.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let mut found = None;
+    wait_until(timeout, || {
+        found = f();
+        found.is_some()
+    });
+    found
+}
+
 /// Writes `contents` to `name` inside `dir` and returns the path.
 pub fn write_file(dir: &Path, name: &str, contents: &str) -> PathBuf {
     let p = dir.join(name);

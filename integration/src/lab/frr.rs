@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::Value;
 
 use super::{must, pid_alive, read_pid, sh, stop_pid, Lab};
-use crate::wait_until;
+use crate::{wait_for, wait_until};
 
 /// A running FRR router (zebra + bgpd). Killed on drop.
 pub struct Frr {
@@ -192,15 +192,7 @@ impl Frr {
         timeout: Duration,
         mut f: impl FnMut(&Value) -> bool,
     ) -> Option<Value> {
-        let mut found = None;
-        wait_until(timeout, || match self.path_from(prefix, peer) {
-            Some(p) if f(&p) => {
-                found = Some(p);
-                true
-            }
-            _ => false,
-        });
-        found
+        wait_for(timeout, || self.path_from(prefix, peer).filter(|p| f(p)))
     }
 
     /// Waits until FRR has no path for `prefix` from `peer`.

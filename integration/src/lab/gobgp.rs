@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{sh, Lab};
-use crate::wait_until;
+use crate::{wait_for, wait_until};
 
 /// A running gobgpd. Killed on drop.
 pub struct Gobgp {
@@ -204,15 +204,7 @@ impl Gobgp {
         timeout: Duration,
         mut f: impl FnMut(&Value) -> bool,
     ) -> Option<Value> {
-        let mut found = None;
-        wait_until(timeout, || match self.path_from(prefix, peer) {
-            Some(p) if f(&p) => {
-                found = Some(p);
-                true
-            }
-            _ => false,
-        });
-        found
+        wait_for(timeout, || self.path_from(prefix, peer).filter(|p| f(p)))
     }
 }
 
