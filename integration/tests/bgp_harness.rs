@@ -13,34 +13,36 @@ use anypop_integration::lab::gobgp::{self, Gobgp};
 use anypop_integration::lab::{bird::Bird, lab_available, repo_root, topology_file, Lab, WAIT};
 use anypop_integration::{lab, wait_until};
 
-const GOBGP_AS_POP1: &str = r#"
+/// pop1's gobgpd config: AS 65001, one neighbor r1 (AS 65000) per family.
+fn gobgp_as_pop1() -> String {
+    let global = r#"
 [global.config]
   as = 65001
   router-id = "192.0.2.2"
   port = 179
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "192.0.2.1"
-    peer-as = 65000
-  [neighbors.timers.config]
-    connect-retry = 1
-    hold-time = 9
-    keepalive-interval = 3
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv4-unicast"
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "2001:db8:0:1::1"
-    peer-as = 65000
-  [neighbors.timers.config]
-    connect-retry = 1
-    hold-time = 9
-    keepalive-interval = 3
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv6-unicast"
 "#;
+    global.to_string()
+        + &gobgp_neighbor("192.0.2.1", "ipv4-unicast")
+        + &gobgp_neighbor("2001:db8:0:1::1", "ipv6-unicast")
+}
+
+/// One `[[neighbors]]` entry towards r1 (AS 65000) at `addr` for `afi_safi`.
+fn gobgp_neighbor(addr: &str, afi_safi: &str) -> String {
+    format!(
+        r#"[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "{addr}"
+    peer-as = 65000
+  [neighbors.timers.config]
+    connect-retry = 1
+    hold-time = 9
+    keepalive-interval = 3
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "{afi_safi}"
+"#
+    )
+}
 
 const BIRD_AS_POP2: &str = r#"
 log stderr all;
@@ -88,7 +90,7 @@ fn bgp_harness_frr_learns_from_gobgp_and_bird_and_cleans_up() {
     {
         let lab = Lab::from_clab(&clab("frr-anycast"));
         let r1 = Frr::start(&lab, "r1", &topology_file("frr-anycast/frr/r1/frr.conf"));
-        let g = Gobgp::start(&lab, "pop1", GOBGP_AS_POP1);
+        let g = Gobgp::start(&lab, "pop1", &gobgp_as_pop1());
         let b = Bird::start(&lab, "pop2", BIRD_AS_POP2);
         for peer in [
             "192.0.2.2",
@@ -229,7 +231,7 @@ fn bgp_harness_bird_topology_learns_from_gobgp() {
     }
     let lab = Lab::from_clab(&clab("bird-pop"));
     let r2 = Bird::start(&lab, "r2", &topology_file("bird-pop/bird/r2/bird.conf"));
-    let g = Gobgp::start(&lab, "pop1", GOBGP_AS_POP1);
+    let g = Gobgp::start(&lab, "pop1", &gobgp_as_pop1());
     assert!(r2.wait_established("pop1_v4", WAIT));
     assert!(r2.wait_established("pop1_v6", WAIT));
     for (fam, prefix, nh) in [
