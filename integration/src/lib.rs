@@ -50,11 +50,19 @@ pub fn anypop_bin() -> PathBuf {
 }
 
 /// A free TCP port on 127.0.0.1 (also free for UDP at the time of asking).
+/// Never returns the same port twice in one test process, so two ports
+/// asked for one config (API and DNS, say) always differ.
 pub fn free_port() -> u16 {
-    for _ in 0..100 {
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    for _ in 0..1000 {
         let tcp = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
         let port = tcp.local_addr().expect("local addr").port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        if UdpSocket::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
             return port;
         }
     }
