@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, Mutex};
 use tracing::{error, info, warn};
 
 use crate::api::{self, AppState, Auth};
@@ -74,22 +74,11 @@ impl Reloader {
         };
         let mut checks = self.checks.lock().await;
         checks.stop();
-        let (tx, rx) = oneshot::channel();
-        if self
+        let version = self
             .core
-            .inputs
-            .send(Input::Reload {
-                config: config.clone(),
-                reply: tx,
-            })
+            .reload(config.clone())
             .await
-            .is_err()
-        {
-            return Err(vec!["the controller is shutting down".into()]);
-        }
-        let version = rx
-            .await
-            .map_err(|_| vec!["the controller is shutting down".to_string()])?;
+            .map_err(|e| vec![e.to_string()])?;
         *checks = start_checks(&config, &self.core);
         if let Some(b) = self.bgp.lock().await.as_ref() {
             b.reconfigure(&config.node, &config.bgp);

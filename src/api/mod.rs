@@ -225,16 +225,9 @@ pub fn reload_from_file(path: std::path::PathBuf, core: CoreHandle) -> ReloadFn 
                 .await
                 .map_err(|e| vec![format!("config loader failed: {e}")])?
                 .map_err(|e| e.errors().iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
-            let (reply, rx) = tokio::sync::oneshot::channel();
-            core.inputs
-                .send(Input::Reload {
-                    config: Arc::new(config),
-                    reply,
-                })
+            core.reload(Arc::new(config))
                 .await
-                .map_err(|_| vec!["the controller is shutting down".to_string()])?;
-            rx.await
-                .map_err(|_| vec!["the controller is shutting down".to_string()])
+                .map_err(|e| vec![e.to_string()])
         })
     })
 }

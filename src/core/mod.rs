@@ -74,6 +74,23 @@ pub struct CoreHandle {
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
 }
 
+/// The core task has ended (the process is shutting down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the controller is shutting down")]
+pub struct CoreGone;
+
+impl CoreHandle {
+    /// Swaps in a validated config; returns the snapshot version that has it.
+    pub async fn reload(&self, config: Arc<Config>) -> Result<u64, CoreGone> {
+        let (reply, rx) = oneshot::channel();
+        self.inputs
+            .send(Input::Reload { config, reply })
+            .await
+            .map_err(|_| CoreGone)?;
+        rx.await.map_err(|_| CoreGone)
+    }
+}
+
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 
@@ -170,7 +187,7 @@ impl Core {
                 ),
             );
         }
-        core.recompute(now, wall, "start");
+        core.recompute(now, wall);
         let handle = CoreHandle {
             inputs: tx,
             snapshots,
@@ -214,7 +231,7 @@ impl Core {
             Input::Reload { config, reply } => {
                 self.install_config(config, now, wall);
                 self.event("reload", None, None, "configuration reloaded".into());
-                self.recompute(now, wall, "reload");
+                self.recompute(now, wall);
                 let _ = reply.send(self.version);
             }
             Input::Subscribe { reply } => {
@@ -292,7 +309,7 @@ impl Core {
             );
             self.event("check", Some(r.pop.clone()), Some(r.check.clone()), msg);
         }
-        self.recompute(now, wall, "check");
+        self.recompute(now, wall);
     }
 
     fn on_admin(
@@ -368,7 +385,7 @@ impl Core {
             None => format!("pop {pop} back in service (admin override removed)"),
         };
         self.event("admin", Some(pop), None, msg);
-        self.recompute(now, wall, "admin");
+        self.recompute(now, wall);
         Ok(self.version)
     }
 
@@ -400,10 +417,9 @@ impl Core {
 
     fn on_timer(&mut self, now: Instant, wall: SystemTime) {
         let mut changed = false;
-        let mut next = self.overrides.clone();
-        for (pop, ov) in self.overrides.clone() {
-            let pop = &pop;
-            let ov = &ov;
+        let current = self.overrides.clone();
+        let mut next = current.clone();
+        for (pop, ov) in &current {
             let t = drain_timings(&self.config, pop);
             if ov.until.is_some_and(|u| u <= wall) {
                 // Expiry undrains like an operator would: the graceful ramp
@@ -442,12 +458,12 @@ impl Core {
                 warn!("admin state could not be saved: {e}");
             }
             self.overrides = next;
-            self.recompute(now, wall, "timer");
+            self.recompute(now, wall);
         }
     }
 
     /// Recomputes PoP states and announcements and publishes a snapshot.
-    fn recompute(&mut self, now: Instant, wall: SystemTime, _cause: &str) {
+    fn recompute(&mut self, now: Instant, wall: SystemTime) {
         let mut state_events = Vec::new();
         for (name, rt) in self.pops.iter_mut() {
             let Some(pop) = self.config.pops.get(name) else {
