@@ -1063,21 +1063,38 @@ fn integration_fixtures_are_rejected_for_their_reasons() {
     }
 }
 
-/// The full example of the README's configuration section is valid.
-#[test]
-fn readme_example_is_valid() {
-    let readme = include_str!("../../README.md");
-    let start = readme
-        .find("### A full example")
-        .expect("README has the config example");
-    let block = &readme[start..];
+/// The first YAML block after `heading` in a markdown file.
+fn yaml_after<'a>(doc: &'a str, file: &str, heading: &str) -> &'a str {
+    let start = doc
+        .find(heading)
+        .unwrap_or_else(|| panic!("{file} has no {heading:?}"));
+    let block = &doc[start..];
     let body_start = block.find("```yaml\n").expect("yaml block") + "```yaml\n".len();
     let body_len = block[body_start..].find("```").expect("closing fence");
-    let c = valid(&block[body_start..body_start + body_len]);
+    &block[body_start..body_start + body_len]
+}
+
+/// The full example of the configuration reference is valid.
+#[test]
+fn docs_full_example_is_valid() {
+    let doc = include_str!("../../docs/configuration.md");
+    let c = valid(yaml_after(doc, "configuration.md", "## A full example"));
     assert_eq!(c.node.name, "fra1-a");
     assert_eq!(c.bgp.peers.len(), 2);
     assert_eq!(c.pops["fra1"].checks.len(), 5);
     assert_eq!(c.dns.zones[0].records.len(), 8);
+}
+
+/// The README's minimal config is valid and means what the README says.
+#[test]
+fn readme_minimal_config_is_valid() {
+    let readme = include_str!("../../README.md");
+    let c = valid(yaml_after(readme, "README.md", "## A minimal config"));
+    assert_eq!(c.node.pop.as_ref().map(|p| p.as_str()), Some("fra1"));
+    assert_eq!(c.bgp.peers.len(), 1);
+    assert_eq!(c.pops.len(), 2);
+    assert_eq!(c.pops["fra1"].checks.len(), 1);
+    assert_eq!(c.dns.zones[0].records.len(), 2);
 }
 
 mod prop {
