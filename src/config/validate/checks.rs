@@ -1,0 +1,436 @@
+//! `pops[].checks[]`: the probe kind and its own keys, and the timing
+//! (interval, fast interval, timeout, rise, fall, jitter), and the target
+//! syntax of tcp and http(s) probes.
+
+use std::net::Ipv6Addr;
+use std::time::Duration;
+
+use super::common::*;
+use crate::config::duration::format_duration;
+use crate::config::raw::*;
+use crate::model::*;
+
+const TYPE_KEYS: [&str; 14] = [
+    "target",
+    "url",
+    "host_header",
+    "expect_status",
+    "body_contains",
+    "tls_insecure",
+    "server",
+    "qname",
+    "qtype",
+    "expect_rcode",
+    "expect_answer",
+    "command",
+    "path",
+    "healthy_when",
+];
+
+fn allowed_keys(kind: RawCheckType) -> &'static [&'static str] {
+    match kind {
+        RawCheckType::Tcp => &["target"],
+        RawCheckType::Http => &["url", "host_header", "expect_status", "body_contains"],
+        RawCheckType::Https => &[
+            "url",
+            "host_header",
+            "expect_status",
+            "body_contains",
+            "tls_insecure",
+        ],
+        RawCheckType::Dns => &["server", "qname", "qtype", "expect_rcode", "expect_answer"],
+        RawCheckType::Exec => &["command"],
+        RawCheckType::File => &["path", "healthy_when"],
+    }
+}
+
+pub(super) fn check(cx: &mut Ctx, path: &str, raw: &RawCheck) -> Option<Check> {
+    let name = cx.name(&format!("{path}.name"), &raw.name);
+    let kind = raw.kind.as_str();
+    let present = [
+        raw.target.is_some(),
+        raw.url.is_some(),
+        raw.host_header.is_some(),
+        raw.expect_status.is_some(),
+        raw.body_contains.is_some(),
+        raw.tls_insecure.is_some(),
+        raw.server.is_some(),
+        raw.qname.is_some(),
+        raw.qtype.is_some(),
+        raw.expect_rcode.is_some(),
+        raw.expect_answer.is_some(),
+        raw.command.is_some(),
+        raw.path.is_some(),
+        raw.healthy_when.is_some(),
+    ];
+    let allowed = allowed_keys(raw.kind);
+    for (key, present) in TYPE_KEYS.iter().zip(present) {
+        if present && !allowed.contains(key) {
+            cx.err(
+                format!("{path}.{key}"),
+                format!(
+                    "not used by a {kind} check (a {kind} check takes: {})",
+                    allowed.join(", ")
+                ),
+            );
+        }
+    }
+    let required = |cx: &mut Ctx, key: &str, example: &str| {
+        cx.err(
+            format!("{path}.{key}"),
+            format!("required for a {kind} check ({example})"),
+        );
+    };
+    let probe = match raw.kind {
+        RawCheckType::Tcp => match &raw.target {
+            None => {
+                required(cx, "target", "host:port, e.g. \"127.0.0.1:80\"");
+                None
+            }
+            Some(t) => cx
+                .ok(&format!("{path}.target"), parse_host_port(t))
+                .map(|target| Probe::Tcp { target }),
+        },
+        RawCheckType::Http | RawCheckType::Https => {
+            let want_tls = raw.kind == RawCheckType::Https;
+            let url = match &raw.url {
+                None => {
+                    required(
+                        cx,
+                        "url",
+                        &format!("e.g. \"{kind}://127.0.0.1:8080/healthz\""),
+                    );
+                    None
+                }
+                Some(u) => {
+                    let p = format!("{path}.url");
+                    match cx.ok(&p, parse_url(u)) {
+                        Some((tls, _, _)) if tls != want_tls => {
+                            cx.err(
+                                p,
+                                format!(
+                                    "{u:?}: a {kind} check needs a {kind}:// URL (or set type: {})",
+                                    if tls { "https" } else { "http" }
+                                ),
+                            );
+                            None
+                        }
+                        other => other,
+                    }
+                }
+            };
+            let mut expect_status = Vec::new();
+            match &raw.expect_status {
+                None => expect_status.push(200),
+                Some(list) if list.is_empty() => cx.err(
+                    format!("{path}.expect_status"),
+                    "expected at least one status code",
+                ),
+                Some(list) => {
+                    for (k, &s) in list.iter().enumerate() {
+                        if (100..=599).contains(&s) {
+                            expect_status.push(s as u16);
+                        } else {
+                            cx.err(
+                                format!("{path}.expect_status[{k}]"),
+                                format!("{s} is not an HTTP status code: expected 100 to 599"),
+                            );
+                        }
+                    }
+                }
+            }
+            if let Some(h) = &raw.host_header {
+                if h.is_empty() || h.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    cx.err(
+                        format!("{path}.host_header"),
+                        format!("{h:?} is not a valid Host header"),
+                    );
+                }
+            }
+            url.map(|(tls, target, url_path)| Probe::Http {
+                tls,
+                target,
+                path: url_path,
+                host_header: raw.host_header.clone(),
+                expect_status,
+                body_contains: raw.body_contains.clone(),
+                tls_insecure: raw.tls_insecure.unwrap_or(false),
+            })
+        }
+        RawCheckType::Dns => {
+            let server = match &raw.server {
+                None => {
+                    required(
+                        cx,
+                        "server",
+                        "address of the DNS server, e.g. \"127.0.0.1:53\"",
+                    );
+                    None
+                }
+                Some(s) => cx.ok(&format!("{path}.server"), parse_socket_addr(s, 53)),
+            };
+            let qname = match &raw.qname {
+                None => {
+                    required(cx, "qname", "the name to query, e.g. \"example.net.\"");
+                    None
+                }
+                Some(q) => cx.ok(&format!("{path}.qname"), parse_domain(q, None)),
+            };
+            let qtype = match &raw.qtype {
+                None => Some(DnsType::A),
+                Some(t) => cx.ok(
+                    &format!("{path}.qtype"),
+                    DnsType::parse(t).ok_or_else(|| {
+                        format!("{t:?} is not a supported type: expected one of A, AAAA, CNAME, TXT, MX, SRV, CAA, NS, SOA")
+                    }),
+                ),
+            };
+            let expect_rcode = match &raw.expect_rcode {
+                None => Some(DnsRcode::NoError),
+                Some(r) => cx.ok(&format!("{path}.expect_rcode"), parse_rcode(r)),
+            };
+            match (server, qname, qtype, expect_rcode) {
+                (Some(server), Some(qname), Some(qtype), Some(expect_rcode)) => Some(Probe::Dns {
+                    server,
+                    qname,
+                    qtype,
+                    expect_rcode,
+                    expect_answer: raw.expect_answer.as_ref().map(|t| t.0.clone()),
+                }),
+                _ => None,
+            }
+        }
+        RawCheckType::Exec => match &raw.command {
+            None => {
+                required(
+                    cx,
+                    "command",
+                    "the argv list, e.g. [\"/usr/bin/curl\", \"-f\", \"http://127.0.0.1/\"]",
+                );
+                None
+            }
+            Some(cmd) if cmd.first().is_none_or(|c| c.0.trim().is_empty()) => {
+                cx.err(
+                    format!("{path}.command"),
+                    "the command is empty: expected a program and its arguments, e.g. [\"/bin/true\"]",
+                );
+                None
+            }
+            Some(cmd) => Some(Probe::Exec {
+                command: cmd.iter().map(|t| t.0.clone()).collect(),
+            }),
+        },
+        RawCheckType::File => match &raw.path {
+            None => {
+                required(cx, "path", "e.g. \"/etc/anypop/maintenance\"");
+                None
+            }
+            Some(p) if !p.is_absolute() => {
+                cx.err(
+                    format!("{path}.path"),
+                    format!("{:?} is not an absolute path", p.display().to_string()),
+                );
+                None
+            }
+            Some(p) => Some(Probe::File {
+                path: p.clone(),
+                healthy_if_present: raw.healthy_when == Some(RawHealthyWhen::Present),
+            }),
+        },
+    };
+    let timing = timing(cx, path, raw);
+    let (interval, fast_interval, timeout, rise, fall, jitter) = timing?;
+    Some(Check {
+        name: name?,
+        probe: probe?,
+        interval,
+        fast_interval,
+        timeout,
+        rise,
+        fall,
+        jitter,
+    })
+}
+
+type Timing = (Duration, Duration, Duration, u32, u32, Duration);
+
+fn timing(cx: &mut Ctx, path: &str, raw: &RawCheck) -> Option<Timing> {
+    let p = |key: &str| format!("{path}.{key}");
+    let mut ok = true;
+    let mut positive =
+        |cx: &mut Ctx, key: &str, raw: Option<&RawDuration>| match cx.duration(&p(key), raw) {
+            None => {
+                ok = false;
+                None
+            }
+            Some(Some(d)) if d.is_zero() => {
+                cx.err(p(key), "must be longer than 0");
+                ok = false;
+                None
+            }
+            Some(d) => d,
+        };
+    let interval = positive(cx, "interval", raw.interval.as_ref());
+    let fast = positive(cx, "fast_interval", raw.fast_interval.as_ref());
+    let timeout = positive(cx, "timeout", raw.timeout.as_ref());
+    let jitter = match cx.duration(&p("jitter"), raw.jitter.as_ref()) {
+        None => {
+            ok = false;
+            None
+        }
+        Some(d) => d,
+    };
+    let interval_v = interval.unwrap_or(DEFAULT_INTERVAL);
+    let fast_v = fast.unwrap_or(DEFAULT_FAST_INTERVAL.min(interval_v));
+    let timeout_v = timeout.unwrap_or(if DEFAULT_TIMEOUT < interval_v {
+        DEFAULT_TIMEOUT
+    } else {
+        interval_v / 2
+    });
+    let jitter_v = jitter.unwrap_or(DEFAULT_JITTER.min(fast_v / 2));
+    let mut count = |key: &str, v: Option<u64>, default: u32| -> u32 {
+        match v {
+            None => default,
+            Some(n) if (1..=1000).contains(&n) => n as u32,
+            Some(n) => {
+                cx.err(p(key), format!("{n} is out of range: expected 1 to 1000"));
+                default
+            }
+        }
+    };
+    let rise = count("rise", raw.rise, DEFAULT_RISE);
+    let fall = count("fall", raw.fall, DEFAULT_FALL);
+    if ok {
+        if timeout_v >= interval_v {
+            cx.err(
+                p("timeout"),
+                format!(
+                    "{} must be shorter than the interval ({})",
+                    format_duration(timeout_v),
+                    format_duration(interval_v)
+                ),
+            );
+        }
+        if fast_v > interval_v {
+            cx.err(
+                p("fast_interval"),
+                format!(
+                    "{} must not be longer than the interval ({})",
+                    format_duration(fast_v),
+                    format_duration(interval_v)
+                ),
+            );
+        }
+        if jitter_v >= fast_v {
+            cx.err(
+                p("jitter"),
+                format!(
+                    "{} must be shorter than the fast_interval ({})",
+                    format_duration(jitter_v),
+                    format_duration(fast_v)
+                ),
+            );
+        }
+    }
+    ok.then_some((interval_v, fast_v, timeout_v, rise, fall, jitter_v))
+}
+
+fn parse_rcode(s: &str) -> Result<DnsRcode, String> {
+    Ok(match s.trim().to_ascii_uppercase().as_str() {
+        "NOERROR" => DnsRcode::NoError,
+        "NXDOMAIN" => DnsRcode::NxDomain,
+        "SERVFAIL" => DnsRcode::ServFail,
+        "REFUSED" => DnsRcode::Refused,
+        _ => {
+            return Err(format!(
+                "{s:?} is not a supported rcode: expected NOERROR, NXDOMAIN, SERVFAIL or REFUSED"
+            ))
+        }
+    })
+}
+
+/// `host:port` or `[v6]:port` where host may be a name.
+fn parse_host_port(s: &str) -> Result<HostPort, String> {
+    let t = s.trim();
+    let bad = || {
+        format!("{s:?} is not HOST:PORT: expected e.g. \"127.0.0.1:80\", \"[::1]:80\" or \"localhost:80\"")
+    };
+    let (host, port) = if let Some(rest) = t.strip_prefix('[') {
+        let (h, p) = rest.split_once("]:").ok_or_else(bad)?;
+        h.parse::<Ipv6Addr>().map_err(|_| bad())?;
+        (h, p)
+    } else {
+        let (h, p) = t.rsplit_once(':').ok_or_else(bad)?;
+        if h.contains(':') {
+            return Err(format!(
+                "{s:?}: write an IPv6 address in brackets, e.g. \"[::1]:80\""
+            ));
+        }
+        (h, p)
+    };
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if port == 0 {
+        return Err(format!("{s:?}: port 0 is not valid"));
+    }
+    if host.is_empty()
+        || host
+            .chars()
+            .any(|c| c.is_whitespace() || c == '/' || c == '@')
+    {
+        return Err(bad());
+    }
+    Ok(HostPort {
+        host: host.to_string(),
+        port,
+    })
+}
+
+/// `http[s]://host[:port][/path]` → (tls, target, path with query).
+fn parse_url(s: &str) -> Result<(bool, HostPort, String), String> {
+    let t = s.trim();
+    let bad = |why: &str| format!("{s:?} is not a valid URL: {why}");
+    let (tls, rest) = if let Some(r) = t.strip_prefix("http://") {
+        (false, r)
+    } else if let Some(r) = t.strip_prefix("https://") {
+        (true, r)
+    } else {
+        return Err(bad(
+            "expected http:// or https://, e.g. \"http://127.0.0.1:8080/healthz\"",
+        ));
+    };
+    let split = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(split);
+    if authority.contains('@') {
+        return Err(bad("user information in URLs is not supported"));
+    }
+    if authority.is_empty() {
+        return Err(bad("the host is missing"));
+    }
+    if path.contains(char::is_whitespace) || path.contains('#') {
+        return Err(bad("the path contains spaces or a fragment"));
+    }
+    let default_port = if tls { 443 } else { 80 };
+    let hp = if authority.ends_with(']') || !authority.contains(':') {
+        let host = authority.trim_start_matches('[').trim_end_matches(']');
+        if authority.starts_with('[') && host.parse::<Ipv6Addr>().is_err() {
+            return Err(bad("the bracketed host is not an IPv6 address"));
+        }
+        HostPort {
+            host: host.to_string(),
+            port: default_port,
+        }
+    } else {
+        parse_host_port(authority).map_err(|_| bad("expected host[:port] after the scheme"))?
+    };
+    if hp.host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("the host contains spaces"));
+    }
+    let path = if path.is_empty() {
+        "/".to_string()
+    } else if path.starts_with('?') {
+        format!("/{path}")
+    } else {
+        path.to_string()
+    };
+    Ok((tls, hp, path))
+}
