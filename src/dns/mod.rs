@@ -14,7 +14,9 @@
 //!   TCP requests are decoded by hickory-server and answered through it.
 //! - [`fast`]: pre-encoded answers replayed for plain UDP queries.
 //! - [`state`]: what one snapshot gives (plans + pre-encoded answers).
-//! - [`server`]: sockets, threads and the rebuild task; [`stats`]: counters.
+//! - [`server`]: starts and stops the listeners and the rebuild task;
+//!   [`udp`]: the UDP listener threads; [`tcp`]: the TCP listener and its
+//!   connection limits; [`stats`]: counters.
 //!
 //! It must not change state: it only reads snapshots.
 
@@ -28,6 +30,8 @@ pub mod rrl;
 pub mod server;
 pub mod state;
 pub mod stats;
+pub mod tcp;
+pub mod udp;
 pub mod zone;
 
 pub use explain::{explain, ExplainError, Explanation};
