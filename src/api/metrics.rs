@@ -484,11 +484,16 @@ fn dns_help(name: &str) -> &'static str {
             "UDP responses withheld by response rate limiting: dropped, or sent truncated (slip)."
         }
         "anypop_dns_pop_answers_total" => "Steered answers that sent clients to a PoP, by PoP.",
+        "anypop_dns_tcp_connections" => "Open DNS TCP connections.",
+        "anypop_dns_tcp_closed_total" => {
+            "DNS TCP connections closed by the server, by reason (idle, write_timeout, evicted, client_limit)."
+        }
         _ => "DNS counter.",
     }
 }
 
-/// A metrics source exporting the DNS server's atomic counters.
+/// A metrics source exporting the DNS server's atomic counters (families
+/// named `*_total`) and gauges (the others).
 pub fn dns_source(stats: Arc<crate::dns::DnsStats>) -> MetricsSource {
     Arc::new(move |x: &mut Exposition| {
         // Group by family, keeping first-seen order, so no family is split.
@@ -500,7 +505,12 @@ pub fn dns_source(stats: Arc<crate::dns::DnsStats>) -> MetricsSource {
             }
         }
         for (name, samples) in families {
-            if !x.family(name, Kind::Counter, dns_help(name)) {
+            let kind = if name.ends_with("_total") {
+                Kind::Counter
+            } else {
+                Kind::Gauge
+            };
+            if !x.family(name, kind, dns_help(name)) {
                 continue;
             }
             for s in samples {

@@ -40,4 +40,6 @@ pub use server::{serve, DnsError, DnsServer};
 pub use stats::{DnsStats, Sample};
 
 #[cfg(test)]
+mod tcp_tests;
+#[cfg(test)]
 mod tests;

@@ -30,7 +30,7 @@ use crate::model::Config;
 
 pub use super::tcp::{
     PoolTicket, Rejected, TcpLimits, TcpPool, TCP_IDLE_TIMEOUT, TCP_MAX_CONNECTIONS,
-    TCP_MAX_PER_CLIENT,
+    TCP_MAX_PER_CLIENT, TCP_RECV_BUFFER, TCP_SEND_BUFFER, TCP_WRITE_TIMEOUT,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -96,8 +96,18 @@ impl Drop for DnsServer {
 /// Must be called inside a tokio runtime.
 pub async fn serve(
     config: Arc<Config>,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    stats: Arc<DnsStats>,
+) -> Result<DnsServer, DnsError> {
+    serve_with(config, snapshots, stats, TcpLimits::default()).await
+}
+
+/// [`serve`] with other TCP limits than the defaults.
+pub async fn serve_with(
+    config: Arc<Config>,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     stats: Arc<DnsStats>,
+    tcp_limits: TcpLimits,
 ) -> Result<DnsServer, DnsError> {
     let snap = snapshots.borrow_and_update().clone();
     let zones = Arc::new(Zones::compile(&snap.config)?);
@@ -121,7 +131,7 @@ pub async fn serve(
         })?;
         let udp_addr = udp.local_addr()?;
         let tcp_addr = if addr.port() == 0 { udp_addr } else { addr };
-        let tcp = bind_tcp(tcp_addr).map_err(|source| DnsError::Bind {
+        let tcp = bind_tcp(tcp_addr, &tcp_limits).map_err(|source| DnsError::Bind {
             proto: "tcp",
             addr: tcp_addr,
             source,
@@ -140,6 +150,7 @@ pub async fn serve(
             tcp,
             state_rx.clone(),
             stats.clone(),
+            tcp_limits,
         )));
     }
 

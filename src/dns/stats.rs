@@ -14,6 +14,8 @@ use crate::model::PopName;
 pub const RCODES: [&str; 7] = [
     "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "OTHER",
 ];
+/// Reasons a TCP connection is closed by the server, in this order.
+pub const TCP_CLOSE_REASONS: [&str; 4] = ["idle", "write_timeout", "evicted", "client_limit"];
 /// Steering policies counted by name, in this order.
 pub const POLICIES: [&str; 5] = ["failover", "weighted", "geo", "all_healthy", "nearest"];
 
@@ -47,6 +49,10 @@ pub struct DnsStats {
     pub rate_limited: AtomicU64,
     /// Rate-limited UDP responses sent as empty truncated answers (slip).
     pub rate_limit_slips: AtomicU64,
+    /// Open TCP connections (a gauge: connection tasks running).
+    pub tcp_connections: AtomicU64,
+    /// TCP connections closed by the server, indexed like [`TCP_CLOSE_REASONS`].
+    pub tcp_closed: [AtomicU64; 4],
     pops: Mutex<BTreeMap<PopName, Arc<AtomicU64>>>,
 }
 
@@ -143,6 +149,18 @@ impl DnsStats {
             vec![("action", "slip".into())],
             &self.rate_limit_slips,
         ));
+        out.push(s(
+            "anypop_dns_tcp_connections",
+            vec![],
+            &self.tcp_connections,
+        ));
+        for (i, r) in TCP_CLOSE_REASONS.iter().enumerate() {
+            out.push(s(
+                "anypop_dns_tcp_closed_total",
+                vec![("reason", r.to_string())],
+                &self.tcp_closed[i],
+            ));
+        }
         let pops = match self.pops.lock() {
             Ok(m) => m.clone(),
             Err(p) => p.into_inner().clone(),

@@ -22,7 +22,7 @@ use super::zone::Zones;
 use crate::core::{PopState, Snapshot};
 use crate::model::*;
 
-fn st(name: &str, ttl: u32, rtype: DnsType, values: &[&str]) -> Record {
+pub(super) fn st(name: &str, ttl: u32, rtype: DnsType, values: &[&str]) -> Record {
     Record {
         name: name.into(),
         ttl,
@@ -33,7 +33,7 @@ fn st(name: &str, ttl: u32, rtype: DnsType, values: &[&str]) -> Record {
     }
 }
 
-fn steered(name: &str, policy: SteeringPolicy) -> Record {
+pub(super) fn steered(name: &str, policy: SteeringPolicy) -> Record {
     Record {
         name: name.into(),
         ttl: 30,
@@ -41,7 +41,7 @@ fn steered(name: &str, policy: SteeringPolicy) -> Record {
     }
 }
 
-pub fn zone() -> Zone {
+pub(super) fn zone() -> Zone {
     let mut w = BTreeMap::new();
     w.insert(name("a"), 1);
     w.insert(name("b"), 1);
@@ -121,11 +121,11 @@ pub fn zone() -> Zone {
     }
 }
 
-fn snap(states: &[(&str, PopState)]) -> Snapshot {
+pub(super) fn snap(states: &[(&str, PopState)]) -> Snapshot {
     snapshot(config(vec![zone()]), states, Instant::now())
 }
 
-fn up() -> Snapshot {
+pub(super) fn up() -> Snapshot {
     snap(&[
         ("a", PopState::Up),
         ("b", PopState::Up),
@@ -133,12 +133,12 @@ fn up() -> Snapshot {
     ])
 }
 
-fn state_of(s: &Snapshot, stats: &DnsStats) -> State {
+pub(super) fn state_of(s: &Snapshot, stats: &DnsStats) -> State {
     let zones = Arc::new(Zones::compile(&s.config).unwrap());
     State::build(s, zones, Instant::now(), Some(stats), None)
 }
 
-fn query(qname: &str, qtype: RecordType, edns: Option<Edns>) -> Vec<u8> {
+pub(super) fn query(qname: &str, qtype: RecordType, edns: Option<Edns>) -> Vec<u8> {
     let mut m = Message::query();
     m.metadata.id = 0x1234;
     m.metadata.recursion_desired = true;
@@ -149,7 +149,7 @@ fn query(qname: &str, qtype: RecordType, edns: Option<Edns>) -> Vec<u8> {
     m.to_vec().unwrap()
 }
 
-fn edns(payload: u16, opts: Vec<EdnsOption>) -> Edns {
+pub(super) fn edns(payload: u16, opts: Vec<EdnsOption>) -> Edns {
     let mut e = Edns::new();
     e.set_max_payload(payload);
     for o in opts {
@@ -158,26 +158,26 @@ fn edns(payload: u16, opts: Vec<EdnsOption>) -> Edns {
     e
 }
 
-fn ecs(addr: &str, prefix: u8) -> EdnsOption {
+pub(super) fn ecs(addr: &str, prefix: u8) -> EdnsOption {
     EdnsOption::Subnet(ClientSubnet::new(addr.parse().unwrap(), prefix, 0))
 }
 
-const SRC: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));
+pub(super) const SRC: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));
 
 /// The general path's answer.
-fn general(state: &State, q: &[u8]) -> Message {
+pub(super) fn general(state: &State, q: &[u8]) -> Message {
     let stats = DnsStats::default();
     Message::from_vec(&respond(state, &stats, q, SRC, Transport::Udp).unwrap()).unwrap()
 }
 
 /// The fast path's answer, if it takes the query.
-fn fast(state: &State, q: &[u8]) -> Option<Message> {
+pub(super) fn fast(state: &State, q: &[u8]) -> Option<Message> {
     let stats = DnsStats::default();
     let mut out = Vec::new();
     try_answer(state, &stats, q, SRC, &mut out).then(|| Message::from_vec(&out).unwrap())
 }
 
-fn addrs(m: &Message) -> Vec<String> {
+pub(super) fn addrs(m: &Message) -> Vec<String> {
     let mut v: Vec<String> = m
         .answers
         .iter()
@@ -679,7 +679,7 @@ proptest! {
 }
 
 /// Sends a UDP query to `addr` and decodes the answer.
-async fn udp_ask(addr: std::net::SocketAddr, q: &[u8]) -> Message {
+pub(super) async fn udp_ask(addr: std::net::SocketAddr, q: &[u8]) -> Message {
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     sock.send_to(q, addr).await.unwrap();
     let mut buf = vec![0u8; 4096];
@@ -842,6 +842,7 @@ fn tcp_pool_caps_per_client_and_evicts_the_longest_idle() {
     let pool = TcpPool::new(TcpLimits {
         max_connections: 3,
         max_per_client: 2,
+        ..TcpLimits::default()
     });
     let a: IpAddr = "192.0.2.1".parse().unwrap();
     let b: IpAddr = "192.0.2.2".parse().unwrap();
@@ -855,6 +856,7 @@ fn tcp_pool_caps_per_client_and_evicts_the_longest_idle() {
     let v6 = TcpPool::new(TcpLimits {
         max_connections: 10,
         max_per_client: 1,
+        ..TcpLimits::default()
     });
     let _x = v6.admit(v6a).unwrap();
     assert_eq!(v6.admit(v6b).err(), Some(Rejected::PerClient));
@@ -892,7 +894,10 @@ fn tcp_pool_caps_per_client_and_evicts_the_longest_idle() {
 }
 
 /// Sends one query over an open TCP connection and reads the answer.
-async fn tcp_ask(conn: &mut tokio::net::TcpStream, q: &[u8]) -> std::io::Result<Message> {
+pub(super) async fn tcp_ask(
+    conn: &mut tokio::net::TcpStream,
+    q: &[u8],
+) -> std::io::Result<Message> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut framed = (q.len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(q);
@@ -903,7 +908,10 @@ async fn tcp_ask(conn: &mut tokio::net::TcpStream, q: &[u8]) -> std::io::Result<
     Message::from_vec(&buf).map_err(|e| std::io::Error::other(e.to_string()))
 }
 
-async fn tcp_from(src: &str, to: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+pub(super) async fn tcp_from(
+    src: &str,
+    to: std::net::SocketAddr,
+) -> std::io::Result<tokio::net::TcpStream> {
     let sock = tokio::net::TcpSocket::new_v4()?;
     sock.bind(format!("{src}:0").parse().map_err(std::io::Error::other)?)?;
     sock.connect(to).await
