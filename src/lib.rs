@@ -10,6 +10,7 @@
 //! and [`api`] read those snapshots and send admin actions back to the core.
 
 pub mod api;
+pub mod bfd;
 pub mod bgp;
 pub mod config;
 pub mod core;

@@ -45,7 +45,7 @@ pub fn read_md5_key(path: &Path) -> io::Result<Vec<u8>> {
     Ok(key)
 }
 
-fn setsockopt<T>(
+pub(crate) fn setsockopt<T>(
     fd: &impl AsRawFd,
     level: libc::c_int,
     name: libc::c_int,
