@@ -1424,3 +1424,5 @@ async fn serve_on_a_socket_with_ctl_and_clean_shutdown() {
         crate::ctl::EXIT_UNREACHABLE
     );
 }
+
+mod wire;
