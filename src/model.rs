@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::marker::PhantomData;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,12 +17,36 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Serialize;
 
-/// A validated name (PoP, check, peer): 1–63 chars of `[A-Za-z0-9_.-]`.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
-pub struct Name(Arc<str>);
+/// A validated name: 1–63 chars of `[A-Za-z0-9_.-]`, tagged with what it
+/// names. [`PopName`], [`CheckName`] and [`PeerName`] are distinct types, so
+/// a check name can never be passed where a PoP name is expected; the tag is
+/// a zero-sized marker from [`kind`] and costs nothing at run time.
+///
+/// ```compile_fail
+/// use anypop::model::{CheckName, PopName};
+/// let check = CheckName::parse("http").unwrap();
+/// let pop: PopName = check; // a check name is not a PoP name
+/// ```
+pub struct Name<K>(Arc<str>, PhantomData<fn() -> K>);
 
-impl Name {
+/// The kinds of things a [`Name`] can name (markers, never constructed).
+pub mod kind {
+    /// A Point of Presence.
+    pub enum Pop {}
+    /// A health check of a PoP.
+    pub enum Check {}
+    /// A BGP peer.
+    pub enum Peer {}
+}
+
+/// The name of a PoP.
+pub type PopName = Name<kind::Pop>;
+/// The name of a check (unique within its PoP).
+pub type CheckName = Name<kind::Check>;
+/// The name of a BGP peer.
+pub type PeerName = Name<kind::Peer>;
+
+impl<K> Name<K> {
     /// Validates `s` as a name; the error says what was expected.
     pub fn parse(s: &str) -> Result<Self, String> {
         if s.is_empty() || s.len() > 63 {
@@ -37,7 +62,7 @@ impl Name {
                 "{s:?} is not a valid name: character {c:?} is not allowed (use letters, digits, '-', '_', '.')"
             ));
         }
-        Ok(Name(Arc::from(s)))
+        Ok(Name(Arc::from(s), PhantomData))
     }
 
     pub fn as_str(&self) -> &str {
@@ -45,27 +70,63 @@ impl Name {
     }
 }
 
-impl fmt::Display for Name {
+// The traits are implemented by hand: derives would require them of the
+// marker `K`, which has no values.
+impl<K> Clone for Name<K> {
+    fn clone(&self) -> Self {
+        Name(self.0.clone(), PhantomData)
+    }
+}
+
+impl<K> PartialEq for Name<K> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl<K> Eq for Name<K> {}
+
+impl<K> PartialOrd for Name<K> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<K> Ord for Name<K> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.cmp(&other.0)
+    }
+}
+
+impl<K> std::hash::Hash for Name<K> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state)
+    }
+}
+
+impl<K> Serialize for Name<K> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<K> fmt::Display for Name<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-impl fmt::Debug for Name {
+impl<K> fmt::Debug for Name<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:?}", &*self.0)
     }
 }
 
-impl std::borrow::Borrow<str> for Name {
+impl<K> std::borrow::Borrow<str> for Name<K> {
     fn borrow(&self) -> &str {
         &self.0
     }
 }
-
-pub type PopName = Name;
-pub type CheckName = Name;
-pub type PeerName = Name;
 
 /// The whole validated configuration.
 #[derive(Debug, Clone, Serialize)]

@@ -360,7 +360,7 @@ fn snapshot_families(x: &mut Exposition, snap: &Snapshot) {
         if let Some(a) = &p.admin {
             x.sample(
                 "anypop_pop_admin_override",
-                &[("pop", name.as_str()), ("step", &a.step)],
+                &[("pop", name.as_str()), ("step", a.step.as_str())],
                 1.0,
             );
         }

@@ -413,7 +413,7 @@ async fn count_events(state: AppState) {
     };
     loop {
         match live.recv().await {
-            Ok(ev) => state.metrics.record_event(ev.kind),
+            Ok(ev) => state.metrics.record_event(ev.kind.as_str()),
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                 warn!(missed = n, "metrics event counter lagged behind");
             }

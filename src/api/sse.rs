@@ -67,7 +67,7 @@ fn to_sse(e: &Event) -> SseEvent {
     let data = serde_json::to_string(e).unwrap_or_else(|_| "{}".into());
     SseEvent::default()
         .id(e.seq.to_string())
-        .event(e.kind)
+        .event(e.kind.as_str())
         .data(data)
 }
 

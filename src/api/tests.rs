@@ -768,7 +768,7 @@ async fn slow_consumer_gets_a_lagged_message() {
         let _ = ev_tx.send(Event {
             seq,
             at: SystemTime::now(),
-            kind: "check",
+            kind: crate::core::EventKind::Check,
             pop: None,
             check: None,
             message: format!("e{seq}"),

@@ -104,6 +104,12 @@ pub enum Phase {
     Disabled,
 }
 
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Phase {
     pub fn as_str(self) -> &'static str {
         match self {

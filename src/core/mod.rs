@@ -8,15 +8,16 @@
 
 pub mod admin;
 pub mod decide;
+pub mod event;
 pub mod persist;
 pub mod snapshot;
 
+pub use event::{Event, EventKind};
 pub use snapshot::*;
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::health::hysteresis::CheckState;
@@ -51,20 +52,6 @@ pub enum Input {
     Subscribe {
         reply: oneshot::Sender<(Vec<Event>, broadcast::Receiver<Event>)>,
     },
-}
-
-/// One state change, as shown in logs, `/v1/events` and metrics.
-#[derive(Debug, Clone, Serialize)]
-pub struct Event {
-    /// Increases by one per event.
-    pub seq: u64,
-    #[serde(serialize_with = "snapshot::ser_unix_secs")]
-    pub at: SystemTime,
-    /// Event kind: `pop_state`, `check`, `drain_step`, `admin`, `reload`.
-    pub kind: &'static str,
-    pub pop: Option<PopName>,
-    pub check: Option<CheckName>,
-    pub message: String,
 }
 
 /// What other tasks hold to talk to the core.
@@ -176,7 +163,7 @@ impl Core {
         core.install_config(config, now, wall);
         for (pop, ov) in core.overrides.clone() {
             core.event(
-                "admin",
+                EventKind::Admin,
                 Some(pop.clone()),
                 None,
                 format!(
@@ -230,7 +217,12 @@ impl Core {
             }
             Input::Reload { config, reply } => {
                 self.install_config(config, now, wall);
-                self.event("reload", None, None, "configuration reloaded".into());
+                self.event(
+                    EventKind::Reload,
+                    None,
+                    None,
+                    "configuration reloaded".into(),
+                );
                 self.recompute(now, wall);
                 let _ = reply.send(self.version);
             }
@@ -307,7 +299,12 @@ impl Core {
                 },
                 r.outcome.detail
             );
-            self.event("check", Some(r.pop.clone()), Some(r.check.clone()), msg);
+            self.event(
+                EventKind::Check,
+                Some(r.pop.clone()),
+                Some(r.check.clone()),
+                msg,
+            );
         }
         self.recompute(now, wall);
     }
@@ -384,7 +381,7 @@ impl Core {
             ),
             None => format!("pop {pop} back in service (admin override removed)"),
         };
-        self.event("admin", Some(pop), None, msg);
+        self.event(EventKind::Admin, Some(pop), None, msg);
         self.recompute(now, wall);
         Ok(self.version)
     }
@@ -433,7 +430,7 @@ impl Core {
                     Some(r) => next.insert(pop.clone(), r),
                     None => next.remove(pop),
                 };
-                self.event("admin", Some(pop.clone()), None, msg);
+                self.event(EventKind::Admin, Some(pop.clone()), None, msg);
                 changed = true;
                 continue;
             }
@@ -441,7 +438,7 @@ impl Core {
                 let to = step.to.map(Phase::as_str).unwrap_or("in_service");
                 let from = step.from.map(Phase::as_str).unwrap_or("in_service");
                 self.event(
-                    "drain_step",
+                    EventKind::DrainStep,
                     Some(pop.clone()),
                     None,
                     format!("pop {pop} {from} -> {to}"),
@@ -502,7 +499,7 @@ impl Core {
             rt.reason = reason;
         }
         for (pop, msg) in state_events {
-            self.event("pop_state", Some(pop), None, msg);
+            self.event(EventKind::PopState, Some(pop), None, msg);
         }
         let pops: BTreeMap<PopName, PopStatus> = self
             .pops
@@ -516,7 +513,7 @@ impl Core {
                     },
                     reason: ov.reason.clone(),
                     who: ov.who.clone(),
-                    step: ov.phase.as_str().to_string(),
+                    step: ov.phase,
                     next_at: [
                         ov.phase_ends
                             .map(|e| wall + e.saturating_duration_since(now)),
@@ -570,14 +567,14 @@ impl Core {
     /// live once the snapshot that includes it is published.
     fn event(
         &mut self,
-        kind: &'static str,
+        kind: EventKind,
         pop: Option<PopName>,
         check: Option<CheckName>,
         message: String,
     ) {
         self.event_seq += 1;
         match kind {
-            "check" => info!(
+            EventKind::Check => info!(
                 pop = pop.as_ref().map(|p| p.as_str()),
                 check = check.as_ref().map(|c| c.as_str()),
                 "{message}"

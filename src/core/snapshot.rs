@@ -10,6 +10,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::admin::Phase;
 use crate::health::hysteresis::CheckState;
 use crate::model::{CheckName, Config, PopName, RouteAttrs};
 
@@ -110,8 +111,9 @@ pub struct AdminStatus {
     pub kind: AdminKind,
     pub reason: String,
     pub who: String,
-    /// Current step of the drain choreography (`dns_removed`, `gshut`, ...).
-    pub step: String,
+    /// Current step of the drain choreography (`dns_removed`, `shutdown`,
+    /// `drained`, `restoring`) or `disabled`.
+    pub step: Phase,
     /// Wall-clock time when the next step or the auto-undrain happens,
     /// whichever comes first.
     #[serde(with = "opt_unix_secs")]

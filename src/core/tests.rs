@@ -8,12 +8,12 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::admin::{AdminCommand, AdminError, DrainMode};
+use super::admin::{AdminCommand, AdminError, DrainMode, Phase};
 use super::*;
 use crate::health::hysteresis::CheckState;
 use crate::model::*;
 
-fn name(s: &str) -> Name {
+fn name<K>(s: &str) -> Name<K> {
     Name::parse(s).expect("valid name")
 }
 
@@ -176,8 +176,8 @@ async fn graceful_drain_choreography_and_guard() {
         "step 1: BGP untouched"
     );
     assert_eq!(
-        s.pops["fra1"].admin.as_ref().map(|a| a.step.as_str()),
-        Some("dns_removed")
+        s.pops["fra1"].admin.as_ref().map(|a| a.step),
+        Some(Phase::DnsRemoved)
     );
     // Step 2 after the DNS wait (30 s).
     let deadline = core
@@ -201,8 +201,8 @@ async fn graceful_drain_choreography_and_guard() {
     let s = core.snapshot();
     assert!(s.announcements.is_empty());
     assert_eq!(
-        s.pops["fra1"].admin.as_ref().map(|a| a.step.as_str()),
-        Some("drained")
+        s.pops["fra1"].admin.as_ref().map(|a| a.step),
+        Some(Phase::Drained)
     );
     // Undrain (graceful): announced again, DNS after the ramp.
     admin(
@@ -232,7 +232,7 @@ async fn graceful_drain_choreography_and_guard() {
     let (events, _live) = rx.try_recv().expect("subscribe reply");
     let steps: Vec<&str> = events
         .iter()
-        .filter(|e| e.kind == "drain_step" || e.kind == "admin")
+        .filter(|e| matches!(e.kind, EventKind::DrainStep | EventKind::Admin))
         .map(|e| e.message.as_str())
         .collect();
     assert_eq!(
@@ -315,8 +315,8 @@ async fn timed_drain_expires() {
     assert_eq!(s.announcements.len(), 2);
     assert!(!s.pops["fra1"].serves_dns);
     assert_eq!(
-        s.pops["fra1"].admin.as_ref().map(|a| a.step.as_str()),
-        Some("restoring")
+        s.pops["fra1"].admin.as_ref().map(|a| a.step),
+        Some(Phase::Restoring)
     );
     tokio::time::advance(Duration::from_secs(10)).await;
     core.on_timer(Instant::now(), later + Duration::from_secs(10));

@@ -75,7 +75,7 @@ impl Ctx {
         d.as_secs() as u32
     }
 
-    pub(super) fn name(&mut self, path: &str, s: &str) -> Option<Name> {
+    pub(super) fn name<K>(&mut self, path: &str, s: &str) -> Option<Name<K>> {
         self.ok(path, Name::parse(s))
     }
 }

@@ -105,8 +105,8 @@ pub(super) fn steering(
         }
         RawPolicy::Geo => {
             let mut map = Vec::new();
-            let mut countries: Vec<(String, Vec<Name>)> = Vec::new();
-            let mut continents: Vec<(String, Vec<Name>)> = Vec::new();
+            let mut countries: Vec<(String, Vec<PopName>)> = Vec::new();
+            let mut continents: Vec<(String, Vec<PopName>)> = Vec::new();
             let mp = format!("{path}.map");
             for (k, e) in raw.map.iter().flatten().enumerate() {
                 let ep = format!("{mp}[{k}]");
@@ -300,7 +300,7 @@ struct PopRefs<'a> {
 }
 
 impl PopRefs<'_> {
-    fn one(&self, cx: &mut Ctx, path: &str, name: &str) -> Option<Name> {
+    fn one(&self, cx: &mut Ctx, path: &str, name: &str) -> Option<PopName> {
         let n = cx.name(path, name)?;
         match self.pops.get(name) {
             None => {
@@ -320,7 +320,7 @@ impl PopRefs<'_> {
         }
     }
 
-    fn list(&self, cx: &mut Ctx, path: &str, list: Option<&Vec<String>>) -> Vec<Name> {
+    fn list(&self, cx: &mut Ctx, path: &str, list: Option<&Vec<String>>) -> Vec<PopName> {
         let mut out = Vec::new();
         match list {
             None => cx.err(

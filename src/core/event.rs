@@ -1,0 +1,91 @@
+//! Events: one record per state change, as shown in logs, `/v1/events`
+//! (SSE `event:` = [`EventKind`]) and the `anypop_events_total` metric.
+//!
+//! This module owns the event types only; the core decides when an event
+//! happens and stamps it with its injected wall-clock time.
+
+use std::fmt;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::model::{CheckName, PopName};
+
+/// What an event is about. Its text form (`pop_state`, ...) is the SSE
+/// event name and the `kind` label of the events metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A PoP changed state (or got its first health verdict).
+    PopState,
+    /// A check's verdict changed after hysteresis.
+    Check,
+    /// A drain or undrain moved to its next step on its own.
+    DrainStep,
+    /// An operator action (drain, undrain, disable, enable), a restored or
+    /// expired override.
+    Admin,
+    /// A new configuration was taken.
+    Reload,
+    /// Saving the admin state file failed, or succeeded again after a
+    /// failure.
+    Persist,
+}
+
+impl EventKind {
+    /// Every kind, in the order above.
+    pub const ALL: [EventKind; 6] = [
+        EventKind::PopState,
+        EventKind::Check,
+        EventKind::DrainStep,
+        EventKind::Admin,
+        EventKind::Reload,
+        EventKind::Persist,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::PopState => "pop_state",
+            EventKind::Check => "check",
+            EventKind::DrainStep => "drain_step",
+            EventKind::Admin => "admin",
+            EventKind::Reload => "reload",
+            EventKind::Persist => "persist",
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One state change.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// Increases by one per event.
+    pub seq: u64,
+    /// Wall-clock time the core applied the change (its injected clock).
+    #[serde(serialize_with = "super::snapshot::ser_unix_secs")]
+    pub at: SystemTime,
+    pub kind: EventKind,
+    pub pop: Option<PopName>,
+    pub check: Option<CheckName>,
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_serialize_as_their_text() {
+        for k in EventKind::ALL {
+            assert_eq!(
+                serde_json::to_value(k).expect("serialize"),
+                serde_json::Value::String(k.as_str().to_string())
+            );
+        }
+    }
+}
