@@ -2,7 +2,9 @@
 //! steering variant) by the general path, replayed per query with only the
 //! ID, RD/CD bits and the client's question bytes (0x20 case preserved)
 //! patched in, plus an OPT record (with the ECS option and its scope) when
-//! the query had EDNS.
+//! the query had EDNS. Negative answers (NXDOMAIN and NODATA with the SOA,
+//! REFUSED outside our zones) are written per query by [`super::negative`]
+//! from data prepared with the zones.
 //!
 //! The parser accepts only the plain shape of a standard query: one
 //! question, uncompressed name, class IN, no answer/authority records, at
@@ -22,6 +24,7 @@ use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RecordType};
 
 use super::answer::{answer_message, MAX_UDP_PAYLOAD};
+use super::negative::NegativeTable;
 use super::policy::{Client, Family};
 use super::state::State;
 use super::stats::DnsStats;
@@ -63,10 +66,12 @@ pub struct FastEntry {
     fail_open: bool,
 }
 
-/// Pre-encoded answers keyed by lower-case wire name + big-endian qtype.
+/// Pre-encoded answers keyed by lower-case wire name + big-endian qtype,
+/// and what negative answers need.
 #[derive(Default)]
 pub struct FastTable {
     map: HashMap<Box<[u8]>, Arc<FastEntry>, BuildHasherDefault<Fnv>>,
+    negative: Arc<NegativeTable>,
 }
 
 /// Encodes a text name (`www.example.net.`) as uncompressed wire labels.
@@ -88,11 +93,18 @@ fn wire_name(key: &str) -> Option<Vec<u8>> {
 }
 
 impl FastTable {
-    /// Encodes the answers of `state`. Static answers depend only on the
-    /// zones, so they are taken over from `prev` when its zones are the same.
+    /// Encodes the answers of `state`. Static answers and negative-answer
+    /// data depend only on the zones, so they are taken over from `prev`
+    /// when its zones are the same.
     pub fn build(state: &State, prev: Option<&State>) -> FastTable {
-        let mut t = FastTable::default();
         let reuse = prev.filter(|p| Arc::ptr_eq(&p.zones, &state.zones));
+        let mut t = FastTable {
+            map: HashMap::default(),
+            negative: match reuse {
+                Some(p) => p.fast.negative.clone(),
+                None => Arc::new(NegativeTable::build(&state.zones)),
+            },
+        };
         let src = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         for (zi, zone) in state.zones.zones.iter().enumerate() {
             for (key, node) in &zone.nodes {
@@ -241,14 +253,19 @@ pub fn try_answer(
     src: IpAddr,
     out: &mut Vec<u8>,
 ) -> bool {
-    if q.len() < 17 || state.fast.map.is_empty() {
+    if q.len() < 17 || (state.fast.map.is_empty() && state.fast.negative.is_empty()) {
         return false;
     }
     // QR=0, opcode QUERY, TC=0; QDCOUNT=1, ANCOUNT=NSCOUNT=0, ARCOUNT<=1.
     if q[2] & 0xfa != 0 || q[4..10] != [0, 1, 0, 0, 0, 0] || q[10] != 0 || q[11] > 1 {
         return false;
     }
+    // The lower-case name, then the qtype, as the table key; where its
+    // labels start; whether they are all letters, digits, '-' and '_'.
     let mut key = [0u8; 258];
+    let mut starts = [0u8; 128];
+    let mut labels = 0;
+    let mut ldh = true;
     let mut pos = 12;
     loop {
         let l = q[pos] as usize;
@@ -260,8 +277,11 @@ pub fn try_answer(
             return false;
         }
         let k = pos - 12;
+        starts[labels] = k as u8;
+        labels += 1;
         key[k] = l as u8;
         for (d, s) in key[k + 1..=k + l].iter_mut().zip(&q[pos + 1..end]) {
+            ldh &= s.is_ascii_alphanumeric() || *s == b'-' || *s == b'_';
             *d = s.to_ascii_lowercase();
         }
         pos = end;
@@ -277,6 +297,7 @@ pub fn try_answer(
         return false;
     }
     pos += 4;
+    let question_end = pos;
     let nlen = qname_end - 12;
     key[nlen..nlen + 2].copy_from_slice(&qtype.to_be_bytes());
 
@@ -325,39 +346,56 @@ pub fn try_answer(
         return false;
     }
 
-    let Some(entry) = state.fast.map.get(&key[..nlen + 2]) else {
-        return false;
-    };
-    let (variant, scope) = match entry.steered.and_then(|(z, r, f)| state.plan(z, r, f)) {
-        Some(plan) => {
-            let client = match &ecs {
-                Some(e) => Client::from_ecs(e.addr, e.source),
-                None => Client::from_source(src),
-            };
-            plan.select(&client)
-        }
-        None => (0, 0),
-    };
-    let Some(blob) = entry.blobs.get(variant) else {
-        return false;
-    };
     let opt_len = match (&edns_payload, &ecs) {
         (None, _) => 0,
         (Some(_), None) => 11,
         (Some(_), Some(e)) => 11 + 8 + e.len,
     };
     let limit = edns_payload.map_or(512, |p| p.clamp(512, MAX_UDP_PAYLOAD)) as usize;
-    if blob.len() + opt_len > limit || blob.len() < qname_end + 4 {
-        return false;
-    }
 
-    out.clear();
-    out.extend_from_slice(blob);
-    out[0] = q[0];
-    out[1] = q[1];
-    out[2] |= q[2] & 0x01; // RD
-    out[3] |= q[3] & 0x10; // CD
-    out[12..qname_end].copy_from_slice(&q[12..qname_end]);
+    let (entry, variant, scope) = match state.fast.map.get(&key[..nlen + 2]) {
+        Some(entry) => {
+            let (variant, scope) = match entry.steered.and_then(|(z, r, f)| state.plan(z, r, f)) {
+                Some(plan) => {
+                    let client = match &ecs {
+                        Some(e) => Client::from_ecs(e.addr, e.source),
+                        None => Client::from_source(src),
+                    };
+                    plan.select(&client)
+                }
+                None => (0, 0),
+            };
+            let Some(blob) = entry.blobs.get(variant) else {
+                return false;
+            };
+            if blob.len() + opt_len > limit || blob.len() < qname_end + 4 {
+                return false;
+            }
+            out.clear();
+            out.extend_from_slice(blob);
+            out[0] = q[0];
+            out[1] = q[1];
+            out[2] |= q[2] & 0x01; // RD
+            out[3] |= q[3] & 0x10; // CD
+            out[12..qname_end].copy_from_slice(&q[12..qname_end]);
+            (Some(entry), variant, scope)
+        }
+        None => {
+            if !ldh {
+                return false;
+            }
+            let neg = &state.fast.negative;
+            let Some(answer) = neg.classify(&key[..nlen], &starts[..labels], qtype) else {
+                return false;
+            };
+            neg.write(answer, q, question_end, out);
+            if out.len() + opt_len > limit {
+                return false;
+            }
+            (None, 0, 0)
+        }
+    };
+
     if let Some(_payload) = edns_payload {
         let ar = u16::from_be_bytes([out[10], out[11]]).wrapping_add(1);
         out[10..12].copy_from_slice(&ar.to_be_bytes());
@@ -381,13 +419,10 @@ pub fn try_answer(
     }
 
     stats.fast_path.fetch_add(1, Relaxed);
-    let rcode = out[3] & 0x0f;
-    stats.rcodes[match rcode {
-        0 => 0,
-        3 => 3,
-        _ => 6,
-    }]
-    .fetch_add(1, Relaxed);
+    stats.count_rcode_byte(out[3] & 0x0f);
+    let Some(entry) = entry else {
+        return true;
+    };
     if let Some(p) = entry.policy {
         stats.count_policy(p);
         if entry.fail_open {

@@ -12,7 +12,8 @@
 //!   (authoritative semantics, EDNS, ECS, NSID, CHAOS, truncation).
 //! - [`handler`]: hickory-server's `RequestHandler` over the general path;
 //!   TCP requests are decoded by hickory-server and answered through it.
-//! - [`fast`]: pre-encoded answers replayed for plain UDP queries.
+//! - [`fast`]: pre-encoded answers replayed for plain UDP queries;
+//!   [`negative`]: its NXDOMAIN/NODATA/REFUSED answers.
 //! - [`state`]: what one snapshot gives (plans + pre-encoded answers).
 //! - [`server`]: starts and stops the listeners and the rebuild task;
 //!   [`udp`]: the UDP listener threads; [`tcp`]: the TCP listener and its
@@ -25,6 +26,7 @@ pub mod explain;
 pub mod fast;
 pub mod geoip;
 pub mod handler;
+pub mod negative;
 pub mod policy;
 pub mod rrl;
 pub mod server;
@@ -39,6 +41,8 @@ pub use policy::Client;
 pub use server::{serve, DnsError, DnsServer};
 pub use stats::{DnsStats, Sample};
 
+#[cfg(test)]
+mod negative_tests;
 #[cfg(test)]
 mod tcp_tests;
 #[cfg(test)]

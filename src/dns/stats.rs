@@ -83,6 +83,11 @@ impl DnsStats {
         self.rcodes[i].fetch_add(1, Relaxed);
     }
 
+    /// Counts a response by the rcode in its header (low 4 bits).
+    pub(crate) fn count_rcode_byte(&self, rcode: u8) {
+        self.count_rcode(ResponseCode::from_low(rcode & 0x0f));
+    }
+
     pub(crate) fn count_policy(&self, policy: &str) {
         if let Some(i) = POLICIES.iter().position(|p| *p == policy) {
             self.policies[i].fetch_add(1, Relaxed);
