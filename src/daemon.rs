@@ -18,7 +18,7 @@ use crate::api::{self, AppState, Auth};
 use crate::bgp;
 use crate::config::{self, ConfigErrors};
 use crate::core::persist::{self, PersistError};
-use crate::core::{Core, CoreHandle, Input};
+use crate::core::{Core, CoreHandle, Input, SystemClock};
 use crate::dns::{self, DnsStats};
 use crate::health;
 use crate::model::Config;
@@ -165,8 +165,7 @@ pub async fn run(path: Option<PathBuf>) -> Result<(), RunError> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let auth = Auth::from_config(&config.api)?;
-    let (core, handle, rx) = Core::new(config.clone(), overrides);
-    let core_task = tokio::spawn(core.run(rx));
+    let (handle, core_task) = Core::spawn(config.clone(), overrides, SystemClock);
 
     // DNS first: a port that is taken fails the start with a clear error.
     let dns_stats = DnsStats::new();

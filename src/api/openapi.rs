@@ -234,6 +234,7 @@ fn schemas() -> Value {
             "since": {"type": "number", "description": "Unix time of the last state change"},
             "checks": {"type": "object", "additionalProperties": r("CheckStatus")},
             "admin": r("AdminStatus"),
+            "admin_unsaved": {"type": "string", "description": "Present only while the admin state in force for this PoP could not be saved to the state file: the error (saving is retried every 5 s)"},
             "prefixes": {"type": "array", "items": r("Prefix")},
         }}));
     m.insert("Pops".into(), json!({"type": "object", "required": ["version", "pops"], "properties": {

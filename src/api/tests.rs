@@ -91,8 +91,7 @@ fn report(pop: &str, check: &str, up: bool) -> Input {
 
 /// A real core with `up` PoPs healthy and the others down.
 async fn real_core(up: &[&str]) -> CoreHandle {
-    let (core, handle, rx) = Core::new(config(), BTreeMap::new());
-    tokio::spawn(core.run(rx));
+    let (handle, _) = Core::spawn(config(), BTreeMap::new(), crate::core::SystemClock);
     for (pop, check) in [("ams", "http"), ("fra", "http"), ("lhr", "tcp")] {
         handle
             .inputs
@@ -660,7 +659,11 @@ fn fake_core(
     events: Vec<Event>,
 ) -> (CoreHandle, broadcast::Sender<Event>) {
     let real = {
-        let (core, handle, _rx) = Core::new(config(), BTreeMap::new());
+        let (core, handle, _io) = Core::new(
+            config(),
+            BTreeMap::new(),
+            crate::core::Clock::now(&crate::core::SystemClock),
+        );
         drop(core);
         let snap = handle.snapshots.borrow().clone();
         snap

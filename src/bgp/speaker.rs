@@ -496,6 +496,7 @@ mod tests {
                 changed_at: tokio::time::Instant::now(),
                 checks: BTreeMap::new(),
                 admin: None,
+                admin_unsaved: None,
             },
         );
         let attrs = RouteAttrs {

@@ -3,25 +3,44 @@
 //! One task ([`Core::run`]) owns all mutable state: check states, PoP states,
 //! admin overrides (drains, disables). Everything else talks to it through
 //! [`Input`] messages and reads the latest [`Snapshot`] from a `watch`
-//! channel. Decisions are pure functions in [`decide`]; this module only
-//! applies inputs, calls them and publishes the result.
+//! channel. Decisions are pure functions in [`decide`] and [`admin`]; this
+//! module applies inputs, calls them and publishes the result.
+//!
+//! The core does no I/O and reads no clock. Each input is applied with a
+//! [`Now`] from the injected [`Clock`]; work that touches the outside world
+//! (saving the admin state file) is emitted as an [`Effect`] that
+//! [`effect::run`] carries out, and its result comes back as an input.
+//! A new source of state (another input kind) is an [`Input`] variant and
+//! a handler; a new kind of outside work is an [`Effect`] variant.
 
 pub mod admin;
+pub mod clock;
 pub mod decide;
+pub mod effect;
 pub mod event;
+mod overrides;
 pub mod persist;
 pub mod snapshot;
 
+pub use clock::{Clock, Now, SystemClock, TokioClock};
+pub use effect::Effect;
 pub use event::{Event, EventKind};
+pub use overrides::SAVE_RETRY;
 pub use snapshot::*;
 
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{info, warn};
 
-use crate::health::hysteresis::CheckState;
+use crate::health::hysteresis::{CheckState, Verdict};
 use crate::model::{CheckName, Config, PopName};
+use admin::{DrainTimings, Override, Phase};
+use persist::SaveFailure;
 
 /// A probe result after hysteresis, sent by the health scheduler.
 #[derive(Debug, Clone)]
@@ -52,6 +71,11 @@ pub enum Input {
     Subscribe {
         reply: oneshot::Sender<(Vec<Event>, broadcast::Receiver<Event>)>,
     },
+    /// The result of an [`Effect::SaveAdminState`] with the same `id`.
+    Saved {
+        id: u64,
+        result: Result<(), SaveFailure>,
+    },
 }
 
 /// What other tasks hold to talk to the core.
@@ -59,6 +83,14 @@ pub enum Input {
 pub struct CoreHandle {
     pub inputs: mpsc::Sender<Input>,
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
+}
+
+/// The core's end of its channels, from [`Core::new`]: inputs to pass to
+/// [`Core::run`] and effects to pass to [`effect::run`] (or, in tests, to
+/// carry out by hand).
+pub struct CoreIo {
+    pub inputs: mpsc::Receiver<Input>,
+    pub effects: mpsc::UnboundedReceiver<Effect>,
 }
 
 /// The core task has ended (the process is shutting down).
@@ -77,15 +109,6 @@ impl CoreHandle {
         rx.await.map_err(|_| CoreGone)
     }
 }
-
-use std::collections::{BTreeMap, VecDeque};
-use std::path::PathBuf;
-
-use tokio::time::Instant;
-use tracing::{info, warn};
-
-use crate::health::hysteresis::Verdict;
-use admin::{AdminCommand, AdminError, DrainMode, DrainTimings, Override, Phase};
 
 /// How many past events `/v1/events` replays.
 pub const EVENT_REPLAY: usize = 256;
@@ -107,8 +130,9 @@ pub struct Core {
     config: Arc<Config>,
     pops: BTreeMap<PopName, PopRuntime>,
     overrides: BTreeMap<PopName, Override>,
-    /// Where admin overrides are persisted (`None`: not persisted).
-    state_dir: Option<PathBuf>,
+    /// The admin state file: saves in flight, what it holds, failures.
+    saving: overrides::Saving,
+    effects: mpsc::UnboundedSender<Effect>,
     version: u64,
     snap_tx: watch::Sender<Arc<Snapshot>>,
     events_tx: broadcast::Sender<Event>,
@@ -121,26 +145,25 @@ pub struct Core {
 }
 
 impl Core {
-    /// Builds the core with `overrides` loaded from the state file (if any)
-    /// and publishes the first snapshot.
+    /// Builds the core at `now` with `overrides` loaded from the state
+    /// file (if any) and publishes the first snapshot. Returns the core,
+    /// the handle other tasks use, and the core's end of its channels.
     pub fn new(
         config: Arc<Config>,
         overrides: BTreeMap<PopName, Override>,
-    ) -> (Core, CoreHandle, mpsc::Receiver<Input>) {
-        let now = Instant::now();
-        let wall = SystemTime::now();
-        let state_dir = config.node.state_dir.clone();
-        let overrides = overrides
+        now: Now,
+    ) -> (Core, CoreHandle, CoreIo) {
+        let overrides: BTreeMap<PopName, Override> = overrides
             .into_iter()
             .filter(|(p, _)| config.pops.contains_key(p))
             .map(|(p, ov)| {
                 let t = drain_timings(&config, &p);
-                (p, admin::resume(ov, now, t))
+                (p, admin::resume(ov, now.mono, t))
             })
             .collect();
         let empty = Snapshot {
             version: 0,
-            published: wall,
+            published: now.wall,
             config: config.clone(),
             pops: BTreeMap::new(),
             announcements: Arc::new(BTreeMap::new()),
@@ -148,11 +171,13 @@ impl Core {
         let (snap_tx, snapshots) = watch::channel(Arc::new(empty));
         let (events_tx, _) = broadcast::channel(EVENT_REPLAY * 4);
         let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+        let (effects_tx, effects) = mpsc::unbounded_channel();
         let mut core = Core {
             config: config.clone(),
             pops: BTreeMap::new(),
+            saving: overrides::Saving::new(config.node.state_dir.clone(), &overrides),
             overrides,
-            state_dir,
+            effects: effects_tx,
             version: 0,
             snap_tx,
             events_tx,
@@ -160,7 +185,7 @@ impl Core {
             event_seq: 0,
             pending: Vec::new(),
         };
-        core.install_config(config, now, wall);
+        core.install_config(config, now);
         for (pop, ov) in core.overrides.clone() {
             core.event(
                 EventKind::Admin,
@@ -168,18 +193,38 @@ impl Core {
                 None,
                 format!(
                     "pop {pop} restored from state file: {} by {} ({})",
-                    ov.phase.as_str(),
-                    ov.who,
-                    ov.reason
+                    ov.phase, ov.who, ov.reason
                 ),
+                now,
             );
         }
-        core.recompute(now, wall);
+        core.recompute(now);
         let handle = CoreHandle {
             inputs: tx,
             snapshots,
         };
-        (core, handle, rx)
+        (
+            core,
+            handle,
+            CoreIo {
+                inputs: rx,
+                effects,
+            },
+        )
+    }
+
+    /// Builds the core on `clock` and spawns it with the effect runner
+    /// ([`effect::run`]): the way a process runs it. The core ends when
+    /// every [`CoreHandle`] is dropped.
+    pub fn spawn(
+        config: Arc<Config>,
+        overrides: BTreeMap<PopName, Override>,
+        clock: impl Clock,
+    ) -> (CoreHandle, JoinHandle<()>) {
+        let (core, handle, io) = Core::new(config, overrides, clock.now());
+        tokio::spawn(effect::run(io.effects, handle.inputs.downgrade()));
+        let task = tokio::spawn(core.run(io.inputs, clock));
+        (handle, task)
     }
 
     /// The latest published snapshot.
@@ -187,10 +232,11 @@ impl Core {
         self.snap_tx.borrow().clone()
     }
 
-    /// Runs until every input sender is gone.
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Input>) {
+    /// Applies inputs and timed steps until every input sender is gone.
+    /// Effects go to the receiver returned by [`Core::new`].
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Input>, clock: impl Clock) {
         loop {
-            let deadline = self.next_deadline(Instant::now(), SystemTime::now());
+            let deadline = self.next_deadline(clock.now());
             let input = match deadline {
                 Some(at) => tokio::select! {
                     i = rx.recv() => i.map(Some),
@@ -199,41 +245,57 @@ impl Core {
                 None => rx.recv().await.map(Some),
             };
             let Some(input) = input else { return };
-            let (now, wall) = (Instant::now(), SystemTime::now());
             match input {
-                Some(i) => self.handle(i, now, wall),
-                None => self.on_timer(now, wall),
+                Some(i) => self.handle(i, clock.now()),
+                None => self.on_timer(clock.now()),
             }
         }
     }
 
-    /// Applies one input (public for tests that drive the core directly).
-    pub fn handle(&mut self, input: Input, now: Instant, wall: SystemTime) {
+    /// Applies one input at `now` (public for tests that drive the core
+    /// directly; they also call [`Core::tick`] for timed steps).
+    pub fn handle(&mut self, input: Input, now: Now) {
         match input {
-            Input::Check(r) => self.on_check(r, now, wall),
-            Input::Admin { cmd, reply } => {
-                let res = self.on_admin(cmd, now, wall);
-                let _ = reply.send(res);
-            }
+            Input::Check(r) => self.on_check(r, now),
+            Input::Admin { cmd, reply } => self.on_admin(cmd, reply, now),
             Input::Reload { config, reply } => {
-                self.install_config(config, now, wall);
+                self.install_config(config, now);
                 self.event(
                     EventKind::Reload,
                     None,
                     None,
                     "configuration reloaded".into(),
+                    now,
                 );
-                self.recompute(now, wall);
+                self.recompute(now);
                 let _ = reply.send(self.version);
             }
             Input::Subscribe { reply } => {
                 let rx = self.events_tx.subscribe();
                 let _ = reply.send((self.recent.iter().cloned().collect(), rx));
             }
+            Input::Saved { id, result } => self.on_saved(id, result, now),
         }
     }
 
-    fn install_config(&mut self, config: Arc<Config>, now: Instant, wall: SystemTime) {
+    /// Applies the timed steps due at `now` (what [`Core::run`] does when
+    /// [`Core::deadline`] passes).
+    pub fn tick(&mut self, now: Now) {
+        self.on_timer(now);
+    }
+
+    /// When the next timed step is due, if any.
+    pub fn deadline(&self, now: Now) -> Option<Instant> {
+        self.next_deadline(now)
+    }
+
+    fn emit(&mut self, effect: Effect) {
+        if self.effects.send(effect).is_err() {
+            warn!("effect dropped: nothing carries out the core's effects");
+        }
+    }
+
+    fn install_config(&mut self, config: Arc<Config>, now: Now) {
         let mut pops = BTreeMap::new();
         for (name, pop) in &config.pops {
             let old = self.pops.remove(name);
@@ -257,8 +319,8 @@ impl Core {
                     healthy: None,
                     state: PopState::Down,
                     reason: "waiting for first check results".into(),
-                    since: wall,
-                    changed_at: now,
+                    since: now.wall,
+                    changed_at: now.mono,
                 },
             };
             pops.insert(name.clone(), rt);
@@ -273,12 +335,12 @@ impl Core {
             self.overrides.remove(&p);
             warn!(pop = %p, "admin override dropped: PoP no longer in config");
         }
-        self.state_dir = config.node.state_dir.clone();
+        self.saving.set_dir(config.node.state_dir.clone());
         self.pops = pops;
         self.config = config;
     }
 
-    fn on_check(&mut self, r: CheckReport, now: Instant, wall: SystemTime) {
+    fn on_check(&mut self, r: CheckReport, now: Now) {
         let Some(rt) = self.pops.get_mut(&r.pop) else {
             return;
         };
@@ -304,163 +366,14 @@ impl Core {
                 Some(r.pop.clone()),
                 Some(r.check.clone()),
                 msg,
+                now,
             );
         }
-        self.recompute(now, wall);
-    }
-
-    fn on_admin(
-        &mut self,
-        cmd: AdminCommand,
-        now: Instant,
-        wall: SystemTime,
-    ) -> Result<u64, AdminError> {
-        let pop = cmd.pop().clone();
-        if !self.config.pops.contains_key(&pop) {
-            return Err(AdminError::UnknownPop(pop.to_string()));
-        }
-        let t = drain_timings(&self.config, &pop);
-        let current = self.overrides.get(&pop).cloned();
-        let new = match cmd {
-            AdminCommand::Drain {
-                reason,
-                who,
-                duration,
-                mode,
-                force,
-                ..
-            } => {
-                if current.is_none() && !force && self.is_last(&pop) {
-                    return Err(AdminError::LastPop(pop.to_string()));
-                }
-                Some(admin::start_drain(
-                    mode, reason, who, wall, duration, now, t,
-                ))
-            }
-            AdminCommand::Disable {
-                reason, who, force, ..
-            } => {
-                if current.is_none() && !force && self.is_last(&pop) {
-                    return Err(AdminError::LastPop(pop.to_string()));
-                }
-                Some(Override {
-                    phase: Phase::Disabled,
-                    reason,
-                    who,
-                    since: wall,
-                    until: None,
-                    phase_ends: None,
-                })
-            }
-            AdminCommand::Undrain { who, mode, .. } => {
-                let cur = current
-                    .as_ref()
-                    .ok_or_else(|| AdminError::NotOverridden(pop.to_string()))?;
-                admin::start_undrain(cur, mode, who, now, t)
-            }
-            AdminCommand::Enable { .. } => {
-                if current.is_none() {
-                    return Err(AdminError::NotOverridden(pop.to_string()));
-                }
-                None
-            }
-        };
-        let mut next = self.overrides.clone();
-        match &new {
-            Some(ov) => next.insert(pop.clone(), ov.clone()),
-            None => next.remove(&pop),
-        };
-        self.persist(&next).map_err(AdminError::Persist)?;
-        self.overrides = next;
-        let msg = match &new {
-            Some(ov) => format!(
-                "pop {pop} {} by {}: {}",
-                ov.phase.as_str(),
-                ov.who,
-                ov.reason
-            ),
-            None => format!("pop {pop} back in service (admin override removed)"),
-        };
-        self.event(EventKind::Admin, Some(pop), None, msg);
-        self.recompute(now, wall);
-        Ok(self.version)
-    }
-
-    fn is_last(&self, pop: &PopName) -> bool {
-        let snap = self.snap_tx.borrow().clone();
-        decide::is_last_pop(&self.config.pops, &snap.pops, pop)
-    }
-
-    fn persist(&self, overrides: &BTreeMap<PopName, Override>) -> Result<(), String> {
-        match &self.state_dir {
-            Some(dir) => persist::save(dir, overrides).map_err(|e| e.to_string()),
-            None => Ok(()),
-        }
-    }
-
-    /// The earliest drain phase end or auto-undrain, as a monotonic time.
-    fn next_deadline(&self, now: Instant, wall: SystemTime) -> Option<Instant> {
-        self.overrides
-            .values()
-            .flat_map(|ov| {
-                let until = ov
-                    .until
-                    .map(|u| now + u.duration_since(wall).unwrap_or(std::time::Duration::ZERO));
-                [ov.phase_ends, until]
-            })
-            .flatten()
-            .min()
-    }
-
-    fn on_timer(&mut self, now: Instant, wall: SystemTime) {
-        let mut changed = false;
-        let current = self.overrides.clone();
-        let mut next = current.clone();
-        for (pop, ov) in &current {
-            let t = drain_timings(&self.config, pop);
-            if ov.until.is_some_and(|u| u <= wall) {
-                // Expiry undrains like an operator would: the graceful ramp
-                // (routes first, DNS after the settle time).
-                let ramp = admin::start_undrain(ov, DrainMode::Graceful, "expiry".into(), now, t);
-                let msg = match &ramp {
-                    Some(_) => format!("pop {pop} drain expired: restoring"),
-                    None => format!("pop {pop} drain expired: back in service"),
-                };
-                match ramp {
-                    Some(r) => next.insert(pop.clone(), r),
-                    None => next.remove(pop),
-                };
-                self.event(EventKind::Admin, Some(pop.clone()), None, msg);
-                changed = true;
-                continue;
-            }
-            if let Some((new, step)) = admin::advance(ov, now, t) {
-                let to = step.to.map(Phase::as_str).unwrap_or("in_service");
-                let from = step.from.map(Phase::as_str).unwrap_or("in_service");
-                self.event(
-                    EventKind::DrainStep,
-                    Some(pop.clone()),
-                    None,
-                    format!("pop {pop} {from} -> {to}"),
-                );
-                match new {
-                    Some(n) => next.insert(pop.clone(), n),
-                    None => next.remove(pop),
-                };
-                changed = true;
-            }
-        }
-        if changed {
-            if let Err(e) = self.persist(&next) {
-                warn!("admin state could not be saved: {e}");
-            }
-            self.overrides = next;
-            self.recompute(now, wall);
-        }
+        self.recompute(now);
     }
 
     /// Recomputes PoP states and announcements and publishes a snapshot.
-    fn recompute(&mut self, now: Instant, wall: SystemTime) {
+    fn recompute(&mut self, now: Now) {
         let mut state_events = Vec::new();
         for (name, rt) in self.pops.iter_mut() {
             let Some(pop) = self.config.pops.get(name) else {
@@ -493,14 +406,15 @@ impl Core {
             }
             if state != rt.state {
                 rt.state = state;
-                rt.since = wall;
-                rt.changed_at = now;
+                rt.since = now.wall;
+                rt.changed_at = now.mono;
             }
             rt.reason = reason;
         }
         for (pop, msg) in state_events {
-            self.event(EventKind::PopState, Some(pop), None, msg);
+            self.event(EventKind::PopState, Some(pop), None, msg, now);
         }
+        let mut unsaved = self.unsaved_pops();
         let pops: BTreeMap<PopName, PopStatus> = self
             .pops
             .iter()
@@ -514,14 +428,10 @@ impl Core {
                     reason: ov.reason.clone(),
                     who: ov.who.clone(),
                     step: ov.phase,
-                    next_at: [
-                        ov.phase_ends
-                            .map(|e| wall + e.saturating_duration_since(now)),
-                        ov.until,
-                    ]
-                    .into_iter()
-                    .flatten()
-                    .min(),
+                    next_at: [ov.phase_ends.map(|e| now.wall_at(e)), ov.until]
+                        .into_iter()
+                        .flatten()
+                        .min(),
                     until: ov.until,
                 });
                 let status = PopStatus {
@@ -533,6 +443,7 @@ impl Core {
                     changed_at: rt.changed_at,
                     checks: rt.checks.clone(),
                     admin,
+                    admin_unsaved: unsaved.remove(name),
                 };
                 (name.clone(), status)
             })
@@ -548,7 +459,7 @@ impl Core {
         self.version += 1;
         let snap = Snapshot {
             version: self.version,
-            published: wall,
+            published: now.wall,
             config: self.config.clone(),
             pops,
             announcements,
@@ -571,6 +482,7 @@ impl Core {
         pop: Option<PopName>,
         check: Option<CheckName>,
         message: String,
+        now: Now,
     ) {
         self.event_seq += 1;
         match kind {
@@ -583,7 +495,7 @@ impl Core {
         }
         self.pending.push(Event {
             seq: self.event_seq,
-            at: SystemTime::now(),
+            at: now.wall,
             kind,
             pop,
             check,

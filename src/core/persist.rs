@@ -12,7 +12,9 @@
 //!
 //! This module does no policy: it does not check that the PoPs still exist
 //! in the config, and it does not touch monotonic deadlines (see
-//! [`super::admin::resume`]).
+//! [`super::admin::resume`]). The core never calls [`save`] itself: it
+//! emits [`super::effect::Effect::SaveAdminState`] and the effect runner
+//! calls [`save`] on a blocking thread and reports the result back.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -40,8 +42,43 @@ pub enum PersistError {
         #[source]
         source: io::Error,
     },
+    /// The new file is in place but the directory could not be flushed:
+    /// a crash may still bring back the previous file.
+    #[error("cannot fsync directory {dir} after replacing {path}: {source}")]
+    NotDurable {
+        dir: PathBuf,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("admin state file {path} is corrupt: {detail}")]
     Corrupt { path: PathBuf, detail: String },
+}
+
+impl PersistError {
+    /// True if the file was replaced by the new content (but not durably):
+    /// what is on disk is then neither reliably old nor reliably new.
+    pub fn replaced(&self) -> bool {
+        matches!(self, PersistError::NotDurable { .. })
+    }
+}
+
+/// Why a save failed, as reported back to the core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaveFailure {
+    /// The error, naming the file and the step that failed.
+    pub error: String,
+    /// The file was replaced before the failure ([`PersistError::replaced`]).
+    pub replaced: bool,
+}
+
+impl From<&PersistError> for SaveFailure {
+    fn from(e: &PersistError) -> Self {
+        SaveFailure {
+            error: e.to_string(),
+            replaced: e.replaced(),
+        }
+    }
 }
 
 /// On-disk shape. PoP names are plain strings here and validated on load.
@@ -93,7 +130,11 @@ pub fn save(dir: &Path, overrides: &BTreeMap<PopName, Override>) -> Result<(), P
         fs::rename(&tmp, &target).map_err(io_err("cannot rename temp file to", &target))?;
         File::open(dir)
             .and_then(|d| d.sync_all())
-            .map_err(io_err("cannot fsync directory", dir))
+            .map_err(|source| PersistError::NotDurable {
+                dir: dir.to_path_buf(),
+                path: target.clone(),
+                source,
+            })
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -273,5 +314,6 @@ mod tests {
         fs::write(&file, "x").expect("write");
         let e = save(&file, &BTreeMap::new()).expect_err("a file is not a directory");
         assert!(e.to_string().contains("plain-file"), "{e}");
+        assert!(!e.replaced(), "nothing was replaced");
     }
 }

@@ -82,6 +82,11 @@ pub struct PopStatus {
     pub checks: BTreeMap<CheckName, CheckStatus>,
     /// Admin override, if any (drain, disable).
     pub admin: Option<AdminStatus>,
+    /// Set while this PoP's admin state in force (`admin`) is not what the
+    /// state file holds because saving it failed: the error. Absent from
+    /// the JSON otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_unsaved: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -8,6 +8,8 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::clock::TokioClock;
+
 use super::admin::{AdminCommand, AdminError, DrainMode, Phase};
 use super::*;
 use crate::health::hysteresis::CheckState;
@@ -77,24 +79,83 @@ fn report(pop: &str, ok: bool, state: CheckState) -> (Input, CheckState) {
     (Input::Check(r), next)
 }
 
+/// A core driven by hand on paused time: inputs applied at once, effects
+/// (saves) carried out synchronously with their result fed back.
+struct Driven {
+    core: Core,
+    handle: CoreHandle,
+    io: CoreIo,
+    clock: TokioClock,
+}
+
+impl Driven {
+    fn new(config: Config, overrides: BTreeMap<PopName, Override>) -> Driven {
+        let clock =
+            TokioClock::starting_at(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        let (core, handle, io) = Core::new(Arc::new(config), overrides, clock.now());
+        Driven {
+            core,
+            handle,
+            io,
+            clock,
+        }
+    }
+
+    fn now(&self) -> Now {
+        self.clock.now()
+    }
+
+    /// Applies `input`, then every effect it caused (and theirs).
+    fn input(&mut self, input: Input) {
+        let now = self.now();
+        self.core.handle(input, now);
+        self.run_effects();
+    }
+
+    fn run_effects(&mut self) {
+        while let Ok(e) = self.io.effects.try_recv() {
+            match e {
+                Effect::SaveAdminState { id, dir, overrides } => {
+                    let result = persist::save(&dir, &overrides).map_err(|e| (&e).into());
+                    let now = self.now();
+                    self.core.handle(Input::Saved { id, result }, now);
+                }
+            }
+        }
+    }
+
+    /// Applies the timed steps due now.
+    fn tick(&mut self) {
+        let now = self.now();
+        self.core.tick(now);
+        self.run_effects();
+    }
+
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.core.snapshot()
+    }
+}
+
 /// Feeds `n` identical results for `pop` through the core.
-fn feed(core: &mut Core, pop: &str, ok: bool, n: usize, states: &mut BTreeMap<String, CheckState>) {
+fn feed(
+    core: &mut Driven,
+    pop: &str,
+    ok: bool,
+    n: usize,
+    states: &mut BTreeMap<String, CheckState>,
+) {
     for _ in 0..n {
         let st = states.entry(pop.to_string()).or_default();
         let (input, next) = report(pop, ok, *st);
         *st = next;
-        core.handle(input, Instant::now(), SystemTime::now());
+        core.input(input);
     }
 }
 
-fn admin(core: &mut Core, cmd: AdminCommand) -> Result<u64, AdminError> {
+fn admin(core: &mut Driven, cmd: AdminCommand) -> Result<u64, AdminError> {
     let (tx, mut rx) = oneshot::channel();
-    core.handle(
-        Input::Admin { cmd, reply: tx },
-        Instant::now(),
-        SystemTime::now(),
-    );
-    rx.try_recv().expect("core replies synchronously")
+    core.input(Input::Admin { cmd, reply: tx });
+    rx.try_recv().expect("core replies once the save is done")
 }
 
 fn drain(pop: &str, mode: DrainMode, force: bool) -> AdminCommand {
@@ -110,7 +171,7 @@ fn drain(pop: &str, mode: DrainMode, force: bool) -> AdminCommand {
 
 #[tokio::test(start_paused = true)]
 async fn health_drives_state_and_announcements() {
-    let (mut core, handle, _rx) = Core::new(Arc::new(test_config(None)), BTreeMap::new());
+    let mut core = Driven::new(test_config(None), BTreeMap::new());
     let mut st = BTreeMap::new();
     assert!(
         core.snapshot().announcements.is_empty(),
@@ -120,7 +181,7 @@ async fn health_drives_state_and_announcements() {
     assert_eq!(core.snapshot().pops["fra1"].state, PopState::Down);
     assert!(core.snapshot().announcements.is_empty());
     feed(&mut core, "fra1", true, 1, &mut st);
-    let snap = handle.snapshots.borrow().clone();
+    let snap = core.handle.snapshots.borrow().clone();
     assert_eq!(snap.pops["fra1"].state, PopState::Up);
     assert!(snap.pops["fra1"].serves_dns);
     assert_eq!(snap.announcements.len(), 2);
@@ -150,7 +211,7 @@ async fn health_drives_state_and_announcements() {
 
 #[tokio::test(start_paused = true)]
 async fn graceful_drain_choreography_and_guard() {
-    let (mut core, _handle, _rx) = Core::new(Arc::new(test_config(None)), BTreeMap::new());
+    let mut core = Driven::new(test_config(None), BTreeMap::new());
     let mut st = BTreeMap::new();
     feed(&mut core, "fra1", true, 3, &mut st);
     // ams1 is down: fra1 is the last PoP for 203.0.113.0/24.
@@ -180,12 +241,10 @@ async fn graceful_drain_choreography_and_guard() {
         Some(Phase::DnsRemoved)
     );
     // Step 2 after the DNS wait (30 s).
-    let deadline = core
-        .next_deadline(Instant::now(), SystemTime::now())
-        .expect("deadline");
+    let deadline = core.core.deadline(core.now()).expect("deadline");
     assert_eq!(deadline - Instant::now(), Duration::from_secs(30));
     tokio::time::advance(Duration::from_secs(30)).await;
-    core.on_timer(Instant::now(), SystemTime::now());
+    core.tick();
     let s = core.snapshot();
     assert!(s
         .announcements
@@ -197,7 +256,7 @@ async fn graceful_drain_choreography_and_guard() {
         .all(|a| a.attrs.communities.contains(&GRACEFUL_SHUTDOWN)));
     // Step 3 after settle (10 s): withdrawn.
     tokio::time::advance(Duration::from_secs(10)).await;
-    core.on_timer(Instant::now(), SystemTime::now());
+    core.tick();
     let s = core.snapshot();
     assert!(s.announcements.is_empty());
     assert_eq!(
@@ -218,17 +277,13 @@ async fn graceful_drain_choreography_and_guard() {
     assert_eq!(s.announcements.len(), 2);
     assert!(!s.pops["fra1"].serves_dns);
     tokio::time::advance(Duration::from_secs(10)).await;
-    core.on_timer(Instant::now(), SystemTime::now());
+    core.tick();
     let s = core.snapshot();
     assert_eq!(s.pops["fra1"].state, PopState::Up);
     assert!(s.pops["fra1"].serves_dns);
     // Every step was an event, in order.
     let (tx, mut rx) = oneshot::channel();
-    core.handle(
-        Input::Subscribe { reply: tx },
-        Instant::now(),
-        SystemTime::now(),
-    );
+    core.input(Input::Subscribe { reply: tx });
     let (events, _live) = rx.try_recv().expect("subscribe reply");
     let steps: Vec<&str> = events
         .iter()
@@ -250,8 +305,8 @@ async fn graceful_drain_choreography_and_guard() {
 #[tokio::test(start_paused = true)]
 async fn admin_state_survives_restart_and_reload() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = Arc::new(test_config(Some(dir.path().to_path_buf())));
-    let (mut core, _h, _rx) = Core::new(cfg.clone(), BTreeMap::new());
+    let cfg = test_config(Some(dir.path().to_path_buf()));
+    let mut core = Driven::new(cfg.clone(), BTreeMap::new());
     let mut st = BTreeMap::new();
     feed(&mut core, "fra1", true, 3, &mut st);
     admin(&mut core, drain("fra1", DrainMode::Immediate, true)).expect("drain");
@@ -260,7 +315,7 @@ async fn admin_state_survives_restart_and_reload() {
     // "Restart": a new core loads the state file.
     let loaded = persist::load(dir.path()).expect("load state");
     assert_eq!(loaded.len(), 1);
-    let (mut core, _h, _rx) = Core::new(cfg.clone(), loaded);
+    let mut core = Driven::new(cfg.clone(), loaded);
     let mut st = BTreeMap::new();
     feed(&mut core, "fra1", true, 3, &mut st);
     let s = core.snapshot();
@@ -268,14 +323,10 @@ async fn admin_state_survives_restart_and_reload() {
     assert!(s.announcements.is_empty());
     // A reload keeps overrides and check states.
     let (tx, _rx2) = oneshot::channel();
-    core.handle(
-        Input::Reload {
-            config: cfg,
-            reply: tx,
-        },
-        Instant::now(),
-        SystemTime::now(),
-    );
+    core.input(Input::Reload {
+        config: Arc::new(cfg),
+        reply: tx,
+    });
     let s = core.snapshot();
     assert_eq!(s.pops["fra1"].state, PopState::Draining);
     assert_eq!(s.pops["fra1"].healthy, Some(true));
@@ -294,7 +345,7 @@ async fn admin_state_survives_restart_and_reload() {
 
 #[tokio::test(start_paused = true)]
 async fn timed_drain_expires() {
-    let (mut core, _h, _rx) = Core::new(Arc::new(test_config(None)), BTreeMap::new());
+    let mut core = Driven::new(test_config(None), BTreeMap::new());
     let mut st = BTreeMap::new();
     feed(&mut core, "fra1", true, 3, &mut st);
     let cmd = AdminCommand::Drain {
@@ -307,9 +358,9 @@ async fn timed_drain_expires() {
     };
     admin(&mut core, cmd).expect("drain");
     assert!(core.snapshot().announcements.is_empty());
-    // The expiry is wall-clock: pass a wall time past it.
-    let later = SystemTime::now() + Duration::from_secs(6);
-    core.on_timer(Instant::now(), later);
+    // The expiry is wall-clock (the injected clock's).
+    tokio::time::advance(Duration::from_secs(6)).await;
+    core.tick();
     // Expiry ramps back: routes at once, DNS after the settle time (10 s).
     let s = core.snapshot();
     assert_eq!(s.announcements.len(), 2);
@@ -319,7 +370,7 @@ async fn timed_drain_expires() {
         Some(Phase::Restoring)
     );
     tokio::time::advance(Duration::from_secs(10)).await;
-    core.on_timer(Instant::now(), later + Duration::from_secs(10));
+    core.tick();
     let s = core.snapshot();
     assert_eq!(s.pops["fra1"].state, PopState::Up);
     assert!(s.pops["fra1"].serves_dns);
@@ -330,7 +381,7 @@ async fn timed_drain_expires() {
 /// the new check is undecided; the new check's verdict then counts.
 #[tokio::test(start_paused = true)]
 async fn reload_with_new_check_keeps_verdict_until_it_decides() {
-    let (mut core, _h, _rx) = Core::new(Arc::new(test_config(None)), BTreeMap::new());
+    let mut core = Driven::new(test_config(None), BTreeMap::new());
     let mut st = BTreeMap::new();
     feed(&mut core, "fra1", true, 3, &mut st);
     let before = core.snapshot();
@@ -342,14 +393,10 @@ async fn reload_with_new_check_keeps_verdict_until_it_decides() {
     extra.name = name("new-http");
     fra1.checks.push(extra);
     let (tx, _rx2) = oneshot::channel();
-    core.handle(
-        Input::Reload {
-            config: Arc::new(cfg),
-            reply: tx,
-        },
-        Instant::now(),
-        SystemTime::now(),
-    );
+    core.input(Input::Reload {
+        config: Arc::new(cfg),
+        reply: tx,
+    });
     let s = core.snapshot();
     assert_eq!(s.pops["fra1"].state, PopState::Up);
     assert!(s.pops["fra1"].serves_dns);
@@ -369,21 +416,17 @@ async fn reload_with_new_check_keeps_verdict_until_it_decides() {
     let mut new_state = CheckState::default();
     for _ in 0..2 {
         new_state = new_state.step(false, 3, 2);
-        core.handle(
-            Input::Check(CheckReport {
-                pop: name("fra1"),
-                check: name("new-http"),
-                state: new_state,
-                outcome: ProbeOutcome {
-                    ok: false,
-                    detail: "status 503".into(),
-                    took: Duration::from_millis(1),
-                    at: SystemTime::now(),
-                },
-            }),
-            Instant::now(),
-            SystemTime::now(),
-        );
+        core.input(Input::Check(CheckReport {
+            pop: name("fra1"),
+            check: name("new-http"),
+            state: new_state,
+            outcome: ProbeOutcome {
+                ok: false,
+                detail: "status 503".into(),
+                took: Duration::from_millis(1),
+                at: SystemTime::now(),
+            },
+        }));
     }
     let s = core.snapshot();
     assert_eq!(s.pops["fra1"].state, PopState::Down);
@@ -392,11 +435,11 @@ async fn reload_with_new_check_keeps_verdict_until_it_decides() {
 
 #[tokio::test(start_paused = true)]
 async fn timed_drain_shows_expiry_as_next_event() {
-    let (mut core, _h, _rx) = Core::new(Arc::new(test_config(None)), BTreeMap::new());
+    let mut core = Driven::new(test_config(None), BTreeMap::new());
     let mut st = BTreeMap::new();
     feed(&mut core, "fra1", true, 3, &mut st);
     feed(&mut core, "ams1", true, 3, &mut st);
-    let wall = SystemTime::now();
+    let wall = core.now().wall;
     let cmd = AdminCommand::Drain {
         pop: name("fra1"),
         reason: "short".into(),
@@ -406,11 +449,176 @@ async fn timed_drain_shows_expiry_as_next_event() {
         mode: DrainMode::Graceful,
         force: false,
     };
-    let (tx, mut rx) = oneshot::channel();
-    core.handle(Input::Admin { cmd, reply: tx }, Instant::now(), wall);
-    rx.try_recv().expect("reply").expect("drain accepted");
+    admin(&mut core, cmd).expect("drain accepted");
     let admin = core.snapshot().pops["fra1"].admin.clone().expect("admin");
     let until = admin.until.expect("until");
     assert_eq!(until, wall + Duration::from_secs(20));
     assert_eq!(admin.next_at, Some(until), "expiry is the next event");
+}
+
+fn events_of(core: &mut Driven, kind: EventKind) -> Vec<String> {
+    let (tx, mut rx) = oneshot::channel();
+    core.input(Input::Subscribe { reply: tx });
+    let (events, _live) = rx.try_recv().expect("subscribe reply");
+    events
+        .into_iter()
+        .filter(|e| e.kind == kind)
+        .map(|e| e.message)
+        .collect()
+}
+
+/// Saving runs outside the core: while one save is in flight, admin
+/// commands wait their turn and are decided on the state that save left;
+/// a command whose requester gave up meanwhile is never applied.
+#[tokio::test(start_paused = true)]
+async fn admin_commands_wait_for_the_save_in_flight() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut core = Driven::new(test_config(Some(dir.path().to_path_buf())), BTreeMap::new());
+    let mut st = BTreeMap::new();
+    feed(&mut core, "fra1", true, 3, &mut st);
+    feed(&mut core, "ams1", true, 3, &mut st);
+    let now = core.now();
+    let (tx1, mut rx1) = oneshot::channel();
+    core.core.handle(
+        Input::Admin {
+            cmd: drain("fra1", DrainMode::Immediate, false),
+            reply: tx1,
+        },
+        now,
+    );
+    // Nothing is applied before the save is done.
+    let Ok(Effect::SaveAdminState {
+        id,
+        dir: d,
+        overrides,
+    }) = core.io.effects.try_recv()
+    else {
+        panic!("a save is emitted")
+    };
+    assert_eq!(overrides.len(), 1);
+    assert_eq!(core.snapshot().pops["fra1"].state, PopState::Up);
+    // Meanwhile: draining ams1 too (refused once fra1 is out: last PoP),
+    // and a disable whose requester stops waiting.
+    let (tx2, mut rx2) = oneshot::channel();
+    core.core.handle(
+        Input::Admin {
+            cmd: drain("ams1", DrainMode::Immediate, false),
+            reply: tx2,
+        },
+        now,
+    );
+    let (tx3, rx3) = oneshot::channel();
+    core.core.handle(
+        Input::Admin {
+            cmd: AdminCommand::Disable {
+                pop: name("ams1"),
+                reason: "x".into(),
+                who: "t".into(),
+                force: true,
+            },
+            reply: tx3,
+        },
+        now,
+    );
+    drop(rx3);
+    assert!(core.io.effects.try_recv().is_err(), "one save at a time");
+    assert!(rx1.try_recv().is_err() && rx2.try_recv().is_err());
+    let result = persist::save(&d, &overrides).map_err(|e| (&e).into());
+    core.input(Input::Saved { id, result });
+    assert!(rx1.try_recv().expect("reply").is_ok());
+    assert_eq!(
+        rx2.try_recv().expect("reply"),
+        Err(AdminError::LastPop("ams1".into()))
+    );
+    let s = core.snapshot();
+    assert_eq!(s.pops["fra1"].state, PopState::Draining);
+    assert_eq!(s.pops["ams1"].state, PopState::Up, "dropped, not applied");
+    assert_eq!(persist::load(dir.path()).expect("load").len(), 1);
+}
+
+/// An admin change whose save fails is refused and leaves no trace but
+/// the error (event, log, the reply).
+#[tokio::test(start_paused = true)]
+async fn failed_save_refuses_the_admin_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let blocked = dir.path().join("state");
+    std::fs::write(&blocked, "a file where the directory should be").expect("write");
+    let mut core = Driven::new(test_config(Some(blocked.clone())), BTreeMap::new());
+    let mut st = BTreeMap::new();
+    feed(&mut core, "fra1", true, 3, &mut st);
+    feed(&mut core, "ams1", true, 3, &mut st);
+    let before = core.snapshot();
+    let err = admin(&mut core, drain("fra1", DrainMode::Immediate, false)).expect_err("refused");
+    assert!(
+        matches!(&err, AdminError::Persist(e) if e.contains("state")),
+        "{err:?}"
+    );
+    let s = core.snapshot();
+    assert_eq!(s.pops["fra1"].state, PopState::Up);
+    assert!(Arc::ptr_eq(&s.announcements, &before.announcements));
+    assert!(s.pops["fra1"].admin_unsaved.is_none(), "nothing unsaved");
+    assert_eq!(core.core.deadline(core.now()), None, "nothing to retry");
+    let persist_events = events_of(&mut core, EventKind::Persist);
+    assert_eq!(persist_events.len(), 1, "{persist_events:?}");
+    assert!(persist_events[0].contains("change to pop fra1 refused"));
+}
+
+/// A timed drain step is applied even when it cannot be saved; the PoP
+/// shows the error, an event says so, the save is retried until the disk
+/// takes it, and then state and file agree again.
+#[tokio::test(start_paused = true)]
+async fn failed_save_after_a_timed_step_is_visible_and_retried() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let mut core = Driven::new(test_config(Some(state.clone())), BTreeMap::new());
+    let mut st = BTreeMap::new();
+    feed(&mut core, "fra1", true, 3, &mut st);
+    feed(&mut core, "ams1", true, 3, &mut st);
+    admin(&mut core, drain("fra1", DrainMode::Graceful, false)).expect("drain");
+    // The disk goes bad.
+    std::fs::remove_dir_all(&state).expect("rm");
+    std::fs::write(&state, "not a directory").expect("write");
+    tokio::time::advance(Duration::from_secs(30)).await;
+    core.tick();
+    let s = core.snapshot();
+    assert_eq!(
+        s.pops["fra1"].admin.as_ref().map(|a| a.step),
+        Some(Phase::Shutdown),
+        "the step is in force"
+    );
+    let unsaved = s.pops["fra1"].admin_unsaved.clone().expect("visible");
+    assert!(unsaved.contains("state"), "{unsaved}");
+    assert!(s.pops["ams1"].admin_unsaved.is_none());
+    let ev = events_of(&mut core, EventKind::Persist);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert!(
+        ev[0].contains("in force but not on disk: fra1 (shutdown)"),
+        "{ev:?}"
+    );
+    // Retried after SAVE_RETRY; the same error is not reported again.
+    assert_eq!(
+        core.core.deadline(core.now()),
+        Some(Instant::now() + SAVE_RETRY)
+    );
+    tokio::time::advance(SAVE_RETRY).await;
+    core.tick();
+    assert_eq!(events_of(&mut core, EventKind::Persist).len(), 1);
+    assert!(core.snapshot().pops["fra1"].admin_unsaved.is_some());
+    // The disk is repaired; at the end of the settle time (10 s after the
+    // step) the drain completes and the retry saves it.
+    std::fs::remove_file(&state).expect("rm");
+    tokio::time::advance(Duration::from_secs(5)).await;
+    core.tick();
+    let s = core.snapshot();
+    assert_eq!(
+        s.pops["fra1"].admin.as_ref().map(|a| a.step),
+        Some(Phase::Drained)
+    );
+    assert!(s.pops["fra1"].admin_unsaved.is_none(), "saved again");
+    let ev = events_of(&mut core, EventKind::Persist);
+    assert_eq!(ev.len(), 2, "{ev:?}");
+    assert!(ev[1].contains("saved again"), "{ev:?}");
+    let on_disk = persist::load(&state).expect("load");
+    assert_eq!(on_disk["fra1"].phase, Phase::Drained);
+    assert_eq!(core.core.deadline(core.now()), None, "nothing left to do");
 }

@@ -692,6 +692,7 @@ pub(crate) mod tests {
                     changed_at: now.checked_sub(Duration::from_secs(3600)).unwrap_or(now),
                     checks: BTreeMap::new(),
                     admin: None,
+                    admin_unsaved: None,
                 },
             );
         }
