@@ -1,9 +1,9 @@
 //! The BGP speaker: keeps what every configured peer has from us equal to
 //! the core's desired announcements (`Snapshot::announcements`).
 //!
-//! Layers, from the wire up: [`codec`] (framing, header checks, decoding of
-//! what peers send, non-UPDATE encoding), [`update`] (UPDATE encoding),
-//! [`fsm`] (sans-IO RFC 4271 session state machine), [`rib_out`] (per-peer
+//! Layers, from the wire up: [`codec`] (the wire format: framing and header
+//! checks, decoding and scanning of what peers send, encoding of what we
+//! send, UPDATEs included), [`fsm`] (sans-IO RFC 4271 session state machine), [`rib_out`] (per-peer
 //! Adj-RIB-Out, diff and batching), [`sockopt`] (TCP MD5, GTSM),
 //! [`session`] (the socket task of one peer) and [`speaker`] (the public
 //! handle: spawn, status, reconfigure, shutdown). Routes received from peers
@@ -20,7 +20,6 @@ pub mod rib_out;
 pub mod session;
 pub mod sockopt;
 pub mod speaker;
-pub mod update;
 
 pub use codec::Family;
 pub use fsm::State as SessionState;

@@ -13,11 +13,11 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use super::codec::{EncodeError, Family, MAX_MESSAGE_LEN};
-use super::update::{
+use super::codec::update::{
     announce_overhead, encode_announce, encode_withdraw, is_encodable, nlri_len, withdraw_overhead,
     EncodeCtx,
 };
+use super::codec::{EncodeError, Family, MAX_MESSAGE_LEN};
 use crate::model::RouteAttrs;
 
 /// Family of a prefix.

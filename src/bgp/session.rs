@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::codec::update::{encode_end_of_rib, EncodeCtx};
 use super::codec::{
     decode, encode_keepalive, encode_notification, encode_open, err, take_frame, Family,
     Notification, Received,
@@ -31,7 +32,6 @@ use super::fsm::{keep_local_initiated, Action, Event, Fsm, FsmConfig, Negotiated
 use super::lograte::ConnectFailLog;
 use super::rib_out::{encode_plan, AdjRibOut, Plan};
 use super::sockopt;
-use super::update::{encode_end_of_rib, EncodeCtx};
 use crate::core::Snapshot;
 use crate::model::{Peer, PeerName, ShutdownMode};
 

@@ -24,7 +24,8 @@ use netgauze_bgp_pkt::path_attribute::{
 use netgauze_bgp_pkt::update::BgpUpdateMessage;
 use netgauze_bgp_pkt::BgpMessage;
 
-use super::codec::{write_msg, EncodeError, Family, AS_TRANS, HEADER_LEN};
+use super::encode::{write_msg, EncodeError};
+use super::message::{Family, AS_TRANS, HEADER_LEN};
 use crate::model::RouteAttrs;
 
 /// Per-session facts that shape the encoding.
@@ -358,7 +359,7 @@ pub fn withdraw_overhead(ctx: &EncodeCtx, family: Family) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::super::codec::{decode, take_frame, Received};
+    use super::super::{decode, take_frame, Received};
     use super::*;
     use bytes::BytesMut;
     use ipnet::{Ipv4Net, Ipv6Net};
