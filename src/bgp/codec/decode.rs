@@ -18,7 +18,7 @@ use super::message::{
     MSG_KEEPALIVE, MSG_NOTIFICATION, MSG_OPEN, MSG_ROUTE_REFRESH, MSG_UPDATE,
 };
 
-/// Decodes one framed message (as returned by [`take_frame`]).
+/// Decodes one framed message (as returned by [`super::take_frame`]).
 pub fn decode(frame: &[u8]) -> Result<Received, Notification> {
     // take_frame already checked these; re-check so any slice is safe.
     let min = match frame.get(18) {

@@ -5,7 +5,7 @@
 //! Messages are built as netgauze-bgp-pkt values and serialized by it. The
 //! extended-length flag is set here explicitly (netgauze does not derive it):
 //! always on MP_REACH/MP_UNREACH (as FRR does), and on any other attribute
-//! whose value exceeds 255 bytes. The batching in [`super::rib_out`] relies
+//! whose value exceeds 255 bytes. The batching in [`crate::bgp::rib_out`] relies
 //! on [`announce_overhead`] and [`nlri_len`] predicting sizes exactly; a unit
 //! test checks that prediction against the encoder.
 //!
