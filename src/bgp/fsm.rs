@@ -1,14 +1,28 @@
-//! Sans-IO RFC 4271 §8 session state machine for one peer.
+//! Sans-IO RFC 4271 §8 session state machine for one peer and one TCP
+//! connection.
 //!
 //! The FSM consumes [`Event`]s (operator start/stop, TCP outcomes, decoded
-//! messages, the clock) and returns [`Action`]s for the socket task to carry
-//! out (connect, send, close, report). Timers are deadlines: the caller asks
+//! messages, the clock) and returns [`Action`]s to carry out (connect, send,
+//! close, report). Timers are deadlines: the caller asks
 //! [`Fsm::next_deadline`] and feeds `Event::Tick` with the current time. No
 //! I/O, no clock reads, no randomness except a seeded jitter generator, so
-//! every transition is unit-tested with scripted inputs.
+//! every transition is unit-tested with scripted inputs, and a property test
+//! feeds it random event sequences and checks its invariants:
 //!
-//! It must not know about routes; `Action::Established` hands the negotiated
-//! session to the caller, which owns the Adj-RIB-Out.
+//! - never Established without an OPEN sent and a valid OPEN and a
+//!   KEEPALIVE received on the current connection;
+//! - whenever a session is negotiated (OpenConfirm, Established) with a
+//!   non-zero hold time, the hold and keepalive timers are armed, and the
+//!   keepalive interval is shorter than the hold time; with hold time 0
+//!   neither is;
+//! - every NOTIFICATION sent is followed by closing the connection, and the
+//!   FSM is then Idle;
+//! - no timer is left expired after an event, and a stopped FSM has none.
+//!
+//! It must not know about routes or about more than one connection:
+//! `Action::Established` hands the negotiated session to the caller (the
+//! peer driver, [`super::peer`]), which owns the Adj-RIB-Out and resolves
+//! connection collisions before feeding a connection here.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -47,6 +61,8 @@ impl std::fmt::Display for State {
 pub const LARGE_HOLD_TIME: Duration = Duration::from_secs(240);
 /// Upper bound of the reconnect backoff.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Lower bound of the reconnect backoff.
+pub const MIN_BACKOFF: Duration = Duration::from_millis(1);
 
 /// Static parameters of the session.
 #[derive(Debug, Clone)]
@@ -81,8 +97,10 @@ pub struct Negotiated {
     pub route_refresh: bool,
     /// The peer supports graceful restart (as helper).
     pub peer_graceful_restart: bool,
-    /// The peer set the RFC 8538 N bit: a NOTIFICATION keeps routes stale.
-    pub peer_graceful_notification: bool,
+    /// Both sides set the RFC 8538 N bit (we do whenever we advertise
+    /// graceful restart): a NOTIFICATION other than Hard Reset keeps the
+    /// routes stale.
+    pub graceful_notification: bool,
 }
 
 /// Inputs to the FSM.
@@ -90,9 +108,13 @@ pub struct Negotiated {
 pub enum Event {
     /// Operator/automatic start.
     Start,
-    /// Operator stop: send this Cease (if a session exists) and stay idle.
-    Stop(Notification),
-    /// A TCP connection (outgoing or accepted) is ready.
+    /// Operator stop: send this NOTIFICATION (if a session exists; `None`:
+    /// close without one) and stay idle until the next `Start`.
+    Stop(Option<Notification>),
+    /// A TCP connection (outgoing or accepted) is ready. Fed only in Idle,
+    /// Connect and Active: a second connection while one is in use is the
+    /// caller's collision business ([`super::collision`]), and is ignored
+    /// here.
     TcpConnected,
     /// An outgoing connection attempt failed.
     TcpFailed,
@@ -126,6 +148,14 @@ pub enum Action {
         announced: u32,
         withdrawn: u32,
     },
+}
+
+/// The FSM's armed timers (deadlines), for observation and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timers {
+    pub connect_retry: Option<Instant>,
+    pub hold: Option<Instant>,
+    pub keepalive: Option<Instant>,
 }
 
 /// The session state machine.
@@ -176,6 +206,21 @@ impl Fsm {
         &self.cfg
     }
 
+    /// Whether automatic (re)start is on: `Start` was fed and no `Stop`
+    /// since.
+    pub fn is_running(&self) -> bool {
+        self.running
+    }
+
+    /// The armed timers.
+    pub fn timers(&self) -> Timers {
+        Timers {
+            connect_retry: self.connect_retry_at,
+            hold: self.hold_at,
+            keepalive: self.keepalive_at,
+        }
+    }
+
     /// The earliest armed timer, if any.
     pub fn next_deadline(&self) -> Option<Instant> {
         [self.connect_retry_at, self.hold_at, self.keepalive_at]
@@ -193,7 +238,9 @@ impl Fsm {
         self.rng ^= self.rng >> 7;
         self.rng ^= self.rng << 17;
         let frac = (self.rng % 1000) as f64 / 4000.0;
-        base.mul_f64(1.0 - frac)
+        // Never zero, even for a zero connect-retry time: a timer due at
+        // once would spin.
+        base.mul_f64(1.0 - frac).max(MIN_BACKOFF)
     }
 
     fn local_open(&mut self) -> LocalOpen {
@@ -248,8 +295,14 @@ impl Fsm {
                 self.running = false;
                 match self.state {
                     State::OpenSent | State::OpenConfirm | State::Established => {
-                        let reason = format!("stopped: {n}");
-                        out.push(Action::SendNotification(n));
+                        let reason = match n {
+                            Some(n) => {
+                                let reason = format!("stopped: {n}");
+                                out.push(Action::SendNotification(n));
+                                reason
+                            }
+                            None => "stopped: closed without NOTIFICATION".to_string(),
+                        };
                         out.push(Action::Close);
                         out.push(Action::Down(reason));
                     }
@@ -276,16 +329,12 @@ impl Fsm {
                     self.hold_at = Some(now + LARGE_HOLD_TIME);
                     self.state = State::OpenSent;
                 }
-                _ => {
-                    // A second connection is the caller's collision business;
-                    // reaching here means the caller offered one it should not.
-                    out.push(Action::SendNotification(Notification::new(
-                        err::CEASE,
-                        err::CEASE_COLLISION,
-                        [],
-                    )));
-                    out.push(Action::Close);
-                }
+                // Stopped: refuse the connection (there is no session to
+                // notify).
+                State::Idle => out.push(Action::Close),
+                // A second connection while one is in use: the caller
+                // resolves collisions and never feeds it; ignore it.
+                State::OpenSent | State::OpenConfirm | State::Established => {}
             },
             Event::TcpFailed => {
                 if self.state == State::Connect {
@@ -505,7 +554,8 @@ impl Fsm {
             families,
             route_refresh: o.route_refresh,
             peer_graceful_restart: o.graceful_restart.is_some(),
-            peer_graceful_notification: o.graceful_restart.as_ref().is_some_and(|g| g.notification),
+            graceful_notification: self.cfg.graceful_restart.is_some()
+                && o.graceful_restart.as_ref().is_some_and(|g| g.notification),
         })
     }
 }
@@ -517,17 +567,11 @@ pub fn backoff_delay(base: Duration, failures: u32, cap: Duration) -> Duration {
     base.saturating_mul(factor).min(cap.max(base))
 }
 
-/// RFC 4271 §6.8 collision resolution: which connection survives when both
-/// sides opened one. Returns `true` if the connection *we* initiated must be
-/// kept (our BGP identifier is the higher one).
-pub fn keep_local_initiated(local_id: Ipv4Addr, remote_id: Ipv4Addr) -> bool {
-    u32::from(local_id) > u32::from(remote_id)
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::codec::{PeerGracefulRestart, UpdateSummary};
     use super::*;
+    use proptest::prelude::*;
 
     const RID: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
     const PEER_ID: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -604,9 +648,7 @@ mod tests {
         assert_eq!(n.hold_time, 9, "hold time is the minimum of both");
         assert_eq!(n.keepalive, Duration::from_secs(3));
         assert_eq!(n.families, vec![Family::Ipv4]);
-        assert!(
-            n.asn4 && n.route_refresh && n.peer_graceful_restart && n.peer_graceful_notification
-        );
+        assert!(n.asn4 && n.route_refresh && n.peer_graceful_restart && n.graceful_notification);
         assert_eq!(f.state(), State::Established);
         (f, t)
     }
@@ -834,13 +876,22 @@ mod tests {
     fn stop_sends_cease_and_stays_idle() {
         let (mut f, t) = established();
         let cease = Notification::cease_with_message(err::CEASE_ADMIN_SHUTDOWN, "bye");
-        let a = f.handle(Event::Stop(cease.clone()), t);
+        let a = f.handle(Event::Stop(Some(cease.clone())), t);
         assert_eq!(a[0], Action::SendNotification(cease));
         assert_eq!(a[1], Action::Close);
         assert_eq!(f.state(), State::Idle);
         assert_eq!(f.next_deadline(), None, "no automatic restart after stop");
+        assert!(!f.is_running());
         // Start again works.
         assert_eq!(f.handle(Event::Start, t), vec![Action::Connect]);
+    }
+
+    #[test]
+    fn stop_without_notification_just_closes() {
+        let (mut f, t) = established();
+        let a = f.handle(Event::Stop(None), t);
+        assert!(matches!(&a[..], [Action::Close, Action::Down(_)]), "{a:?}");
+        assert_eq!((f.state(), f.next_deadline()), (State::Idle, None));
     }
 
     #[test]
@@ -911,28 +962,30 @@ mod tests {
         // Connect: the pending dial is abandoned, no NOTIFICATION (no session).
         let mut f = Fsm::new(cfg(false));
         f.handle(Event::Start, t);
-        assert_eq!(f.handle(Event::Stop(cease.clone()), t), vec![Action::Close]);
+        assert_eq!(
+            f.handle(Event::Stop(Some(cease.clone())), t),
+            vec![Action::Close]
+        );
         assert_eq!((f.state(), f.next_deadline()), (State::Idle, None));
         // Active (passive peer waiting).
         let mut f = Fsm::new(cfg(true));
         f.handle(Event::Start, t);
-        assert_eq!(f.handle(Event::Stop(cease), t), vec![Action::Close]);
+        assert_eq!(f.handle(Event::Stop(Some(cease)), t), vec![Action::Close]);
         assert_eq!(f.state(), State::Idle);
         // Stopped: an incoming connection is refused.
-        let a = f.handle(Event::TcpConnected, t);
-        assert!(
-            has_notification(&a, err::CEASE, err::CEASE_COLLISION) && a.contains(&Action::Close)
-        );
+        assert_eq!(f.handle(Event::TcpConnected, t), vec![Action::Close]);
         assert_eq!(f.state(), State::Idle);
     }
 
     #[test]
-    fn second_connection_while_opensent_is_refused() {
+    fn second_connection_while_connected_is_ignored() {
         let t = Instant::now();
         let mut f = open_sent(cfg(false), t);
-        let a = f.handle(Event::TcpConnected, t);
-        assert!(has_notification(&a, err::CEASE, err::CEASE_COLLISION));
+        assert_eq!(f.handle(Event::TcpConnected, t), vec![]);
         assert_eq!(f.state(), State::OpenSent, "the first connection is kept");
+        let (mut f, t) = established();
+        assert_eq!(f.handle(Event::TcpConnected, t), vec![]);
+        assert_eq!(f.state(), State::Established);
     }
 
     #[test]
@@ -948,15 +1001,282 @@ mod tests {
         assert_eq!(f.state(), State::Active);
     }
 
+    /// Inputs of the property test: events plus the passing of time.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Event(Event),
+        /// A connection, a valid OPEN with this hold time and a KEEPALIVE:
+        /// random order alone rarely gets a session up.
+        Handshake(u16),
+        /// Time passes by this much, then `Event::Tick`.
+        Wait(Duration),
+    }
+
+    fn arb_notification() -> impl Strategy<Value = Notification> {
+        (
+            1u8..=7,
+            0u8..=10,
+            proptest::collection::vec(any::<u8>(), 0..4),
+        )
+            .prop_map(|(c, s, d)| Notification::new(c, s, d))
+    }
+
+    fn arb_open() -> impl Strategy<Value = PeerOpen> {
+        let ids = prop_oneof![
+            Just(PEER_ID),
+            Just(RID),
+            Just(Ipv4Addr::UNSPECIFIED),
+            Just(Ipv4Addr::new(203, 0, 113, 9)),
+        ];
+        let families = proptest::sample::subsequence(vec![Family::Ipv4, Family::Ipv6], 0..=2);
+        (
+            prop_oneof![9 => Just(4u8), 1 => Just(3u8)],
+            prop_oneof![8 => Just(65000u32), 1 => Just(65001), 1 => Just(64999)],
+            prop_oneof![
+                Just(0u16),
+                Just(1),
+                Just(2),
+                Just(3),
+                Just(9),
+                Just(90),
+                Just(u16::MAX)
+            ],
+            ids,
+            families,
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(version, asn, hold_time, bgp_id, families, gr, n_bit)| PeerOpen {
+                    version,
+                    my_as: u16::try_from(asn).unwrap_or(23456),
+                    asn4: Some(asn),
+                    hold_time,
+                    bgp_id,
+                    mp_sent: true,
+                    families,
+                    route_refresh: true,
+                    graceful_restart: gr.then_some(PeerGracefulRestart {
+                        restart_time: 120,
+                        restarted: false,
+                        notification: n_bit,
+                        families: vec![],
+                    }),
+                },
+            )
+    }
+
+    fn arb_step() -> impl Strategy<Value = Step> {
+        let msg = prop_oneof![
+            4 => arb_open().prop_map(Received::Open),
+            4 => Just(Received::Keepalive),
+            2 => (0u32..3, 0u32..3).prop_map(|(a, w)| Received::Update(UpdateSummary {
+                announced: a,
+                withdrawn: w,
+                ..Default::default()
+            })),
+            1 => arb_notification().prop_map(Received::Notification),
+            1 => (1u16..=3, 1u8..=2, 0u8..=2)
+                .prop_map(|(afi, safi, subtype)| Received::RouteRefresh { afi, safi, subtype }),
+        ];
+        prop_oneof![
+            2 => Just(Step::Event(Event::Start)),
+            1 => proptest::option::of(arb_notification()).prop_map(|n| Step::Event(Event::Stop(n))),
+            4 => Just(Step::Event(Event::TcpConnected)),
+            1 => Just(Step::Event(Event::TcpFailed)),
+            2 => Just(Step::Event(Event::TcpClosed)),
+            12 => msg.prop_map(|m| Step::Event(Event::Message(m))),
+            1 => arb_notification().prop_map(|n| Step::Event(Event::DecodeError(n))),
+            3 => prop_oneof![Just(0u16), Just(3), Just(9), Just(90)].prop_map(Step::Handshake),
+            6 => prop_oneof![
+                (0u64..4_000).prop_map(Duration::from_millis),
+                (0u64..300).prop_map(Duration::from_secs),
+            ]
+            .prop_map(Step::Wait),
+        ]
+    }
+
+    fn arb_config() -> impl Strategy<Value = FsmConfig> {
+        (
+            any::<bool>(),
+            prop_oneof![Just(0u16), Just(3), Just(9), Just(90), Just(u16::MAX)],
+            prop_oneof![
+                Just(Duration::ZERO),
+                Just(Duration::from_millis(100)),
+                Just(Duration::from_secs(1)),
+                Just(Duration::from_secs(120)),
+            ],
+            proptest::option::of(Just(120u16)),
+            any::<u64>(),
+            any::<bool>(),
+        )
+            .prop_map(|(passive, hold_time, connect_retry, gr, seed, ibgp)| {
+                let mut c = cfg(passive);
+                c.hold_time = hold_time;
+                c.connect_retry = connect_retry;
+                c.graceful_restart = gr;
+                c.seed = seed;
+                if ibgp {
+                    c.local_asn = c.remote_asn;
+                }
+                c
+            })
+    }
+
+    /// What the test remembers about the current connection, from the
+    /// actions the FSM emitted.
+    #[derive(Default)]
+    struct Model {
+        open_sent: bool,
+        open_received: bool,
+    }
+
+    /// Checks every invariant after one step; `Err` describes a violation.
+    fn check(
+        f: &Fsm,
+        model: &mut Model,
+        before: State,
+        ev: &Event,
+        acts: &[Action],
+        now: Instant,
+    ) -> Result<(), String> {
+        let after = f.state();
+        let passive = f.config().passive;
+        for (i, a) in acts.iter().enumerate() {
+            match a {
+                Action::SendOpen(_) => model.open_sent = true,
+                Action::Close => *model = Model::default(),
+                Action::SendNotification(_) => {
+                    if !acts[i + 1..].contains(&Action::Close) {
+                        return Err(format!("NOTIFICATION without Close: {acts:?}"));
+                    }
+                    if after != State::Idle {
+                        return Err(format!("NOTIFICATION sent but state {after}"));
+                    }
+                }
+                Action::Connect if passive => return Err("a passive FSM dialed".into()),
+                Action::Established(_) if before == State::Established => {
+                    return Err("Established reported twice".into())
+                }
+                _ => {}
+            }
+        }
+        if before == State::OpenSent && after == State::OpenConfirm {
+            model.open_received = true;
+        }
+        if after == State::Established && before != State::Established {
+            let via_keepalive = matches!(ev, Event::Message(Received::Keepalive));
+            if !(model.open_sent && model.open_received && via_keepalive) {
+                return Err(format!(
+                    "Established without an OPEN exchange (sent {}, received {}, by {ev:?})",
+                    model.open_sent, model.open_received
+                ));
+            }
+            if !acts.iter().any(|a| matches!(a, Action::Established(_))) {
+                return Err("entered Established without reporting it".into());
+            }
+        }
+        let timers = f.timers();
+        match (after, f.negotiated()) {
+            (State::OpenConfirm | State::Established, Some(n)) => {
+                if n.hold_time > 0 {
+                    if n.hold_time < 3 || n.hold_time > f.config().hold_time {
+                        return Err(format!("negotiated hold time {}", n.hold_time));
+                    }
+                    if timers.hold.is_none() || timers.keepalive.is_none() {
+                        return Err(format!("hold time {} but timers {timers:?}", n.hold_time));
+                    }
+                    if n.keepalive >= Duration::from_secs(n.hold_time.into()) {
+                        return Err(format!(
+                            "keepalive {:?} >= hold {}",
+                            n.keepalive, n.hold_time
+                        ));
+                    }
+                } else if timers.hold.is_some() || timers.keepalive.is_some() {
+                    return Err(format!("hold time 0 but timers {timers:?}"));
+                }
+            }
+            (State::OpenConfirm | State::Established, None) => {
+                return Err(format!("{after} without a negotiated session"))
+            }
+            (_, Some(_)) => return Err(format!("{after} with a negotiated session")),
+            (_, None) => {
+                if after != State::OpenSent && (timers.hold.is_some() || timers.keepalive.is_some())
+                {
+                    return Err(format!("{after} with session timers {timers:?}"));
+                }
+            }
+        }
+        if let Some(d) = f.next_deadline() {
+            if d <= now {
+                return Err(format!("timer left expired in {after}: {timers:?}"));
+            }
+        }
+        if !f.is_running() && after == State::Idle && f.next_deadline().is_some() {
+            return Err("stopped FSM has an armed timer".into());
+        }
+        Ok(())
+    }
+
+    /// Runs one random sequence; returns how many steps ended Established.
+    fn run_sequence(c: FsmConfig, steps: Vec<Step>) -> Result<u32, TestCaseError> {
+        let mut f = Fsm::new(c);
+        let mut now = Instant::now();
+        let mut model = Model::default();
+        let mut established_steps = 0u32;
+        for step in steps {
+            let events = match step {
+                Step::Event(ev) => vec![ev],
+                Step::Handshake(hold) => vec![
+                    Event::TcpConnected,
+                    msg(Received::Open(peer_open(hold))),
+                    msg(Received::Keepalive),
+                ],
+                Step::Wait(d) => {
+                    now += d;
+                    vec![Event::Tick]
+                }
+            };
+            for ev in events {
+                let before = f.state();
+                let acts = f.handle(ev.clone(), now);
+                if let Err(e) = check(&f, &mut model, before, &ev, &acts, now) {
+                    return Err(TestCaseError::fail(format!(
+                        "{e} after {ev:?} in {before}: {acts:?}"
+                    )));
+                }
+                established_steps += u32::from(f.state() == State::Established);
+            }
+        }
+        Ok(established_steps)
+    }
+
+    /// Random event sequences never panic the FSM and keep its invariants
+    /// (see the module header); a good share of them get a session up, so
+    /// the invariants of Established are exercised too.
     #[test]
-    fn collision_resolution_by_bgp_identifier() {
-        assert!(keep_local_initiated(
-            Ipv4Addr::new(10, 0, 0, 2),
-            Ipv4Addr::new(10, 0, 0, 1)
-        ));
-        assert!(!keep_local_initiated(
-            Ipv4Addr::new(9, 0, 0, 2),
-            Ipv4Addr::new(10, 0, 0, 1)
-        ));
+    fn random_event_sequences_keep_the_invariants() {
+        const CASES: u32 = 500;
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+            cases: CASES,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        });
+        let reached = std::cell::Cell::new(0u32);
+        let strategy = (arb_config(), proptest::collection::vec(arb_step(), 1..120));
+        let result = runner.run(&strategy, |(c, steps)| {
+            if run_sequence(c, steps)? > 0 {
+                reached.set(reached.get() + 1);
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            panic!("{e}");
+        }
+        assert!(
+            reached.get() >= CASES / 5,
+            "only {} of {CASES} sequences reached Established",
+            reached.get()
+        );
     }
 }

@@ -14,10 +14,14 @@
 //! `bgp.shutdown().await` on SIGTERM.
 
 pub mod codec;
+pub mod collision;
+pub mod eor;
 pub mod fsm;
 pub mod lograte;
+pub mod peer;
 pub mod rib_out;
 pub mod session;
+pub mod shutdown;
 pub mod sockopt;
 pub mod speaker;
 

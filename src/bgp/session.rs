@@ -1,13 +1,16 @@
-//! The socket task of one peer: dials (or accepts), frames and decodes what
-//! the peer sends, runs the [`Fsm`], keeps the peer's [`AdjRibOut`] equal
-//! to the latest snapshot and publishes the peer's [`PeerStatus`].
+//! The socket task of one peer: the I/O shell around the sans-IO
+//! [`Peer`] driver. It dials (with MD5 and GTSM), takes the connections the
+//! listener hands it, frames and decodes what arrives, feeds all of it to
+//! the driver with the current time, and carries out what the driver
+//! returns: dial, write bytes, half-close, close. It also keeps the peer's
+//! [`PeerStatus`] and logs.
 //!
-//! It is a thin loop: every protocol decision is the FSM's, every routing
-//! decision the core's; this task only moves bytes, reads the clock and
-//! handles connection collisions (RFC 4271 §6.8) between the connection it
-//! dialed and one the listener hands it.
+//! Every protocol decision (FSM, collisions, End-of-RIB, Adj-RIB-Out,
+//! shutdown choreography) is the driver's, every routing decision the
+//! core's; this task only moves bytes and timers. It must not decide
+//! anything about the session itself.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -23,24 +26,23 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::codec::update::{encode_end_of_rib, EncodeCtx};
 use super::codec::{
-    decode, encode_keepalive, encode_notification, encode_open, err, take_frame, Family,
-    Notification, Received,
+    decode, encode_keepalive, encode_notification, encode_open, take_frame, Family, Notification,
+    Received,
 };
-use super::fsm::{keep_local_initiated, Action, Event, Fsm, FsmConfig, Negotiated, State};
+use super::eor::local_health_known;
+use super::fsm::{FsmConfig, State};
 use super::lograte::ConnectFailLog;
-use super::rib_out::{encode_plan, AdjRibOut, Plan};
+use super::peer::{self, ConnId, Input, Message, Output, PeerConfig, Report, Routes};
 use super::sockopt;
+use super::speaker::SHUTDOWN_TIMEOUT;
 use crate::core::Snapshot;
 use crate::model::{Peer, PeerName, ShutdownMode};
 
-/// Longest we hold back End-of-RIB while the local PoP's health is unknown
-/// when no graceful-restart time is configured (then nothing is stale and
-/// there is no reason to wait).
-pub const EOR_HOLD_WITHOUT_GR: Duration = Duration::ZERO;
-/// Upper bound of the End-of-RIB hold, whatever the restart time.
-pub const EOR_HOLD_MAX: Duration = Duration::from_secs(300);
+/// How long a stopping session waits for the peer to close the connection
+/// after our last message: within the speaker's [`SHUTDOWN_TIMEOUT`], so
+/// the task closes its sockets itself before the speaker gives up on it.
+pub const STOP_LINGER: Duration = SHUTDOWN_TIMEOUT.saturating_sub(Duration::from_millis(500));
 
 /// What the API and metrics see of one peer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -139,18 +141,19 @@ pub(crate) struct SessionParams {
     pub graceful_restart: Option<Duration>,
 }
 
+/// What a connection's reader reports.
 enum ReadEvent {
     Msg(Received),
     Error(Notification),
     Closed(Option<io::Error>),
 }
 
+/// The writing side of one connection; its reader runs as its own task.
 struct Conn {
     writer: OwnedWriteHalf,
-    rx: mpsc::Receiver<ReadEvent>,
     reader: JoinHandle<()>,
-    local: IpAddr,
-    outgoing: bool,
+    /// Our side is shut down (FIN sent).
+    half_closed: bool,
 }
 
 impl Drop for Conn {
@@ -160,7 +163,11 @@ impl Drop for Conn {
 }
 
 /// Reads, frames and decodes; stops after the first error or EOF.
-async fn reader(mut rd: tokio::net::tcp::OwnedReadHalf, tx: mpsc::Sender<ReadEvent>) {
+async fn reader(
+    id: ConnId,
+    mut rd: tokio::net::tcp::OwnedReadHalf,
+    tx: mpsc::Sender<(ConnId, ReadEvent)>,
+) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
         loop {
@@ -171,44 +178,29 @@ async fn reader(mut rd: tokio::net::tcp::OwnedReadHalf, tx: mpsc::Sender<ReadEve
                         Err(n) => ReadEvent::Error(n),
                     };
                     let stop = matches!(ev, ReadEvent::Error(_));
-                    if tx.send(ev).await.is_err() || stop {
+                    if tx.send((id, ev)).await.is_err() || stop {
                         return;
                     }
                 }
                 Ok(None) => break,
                 Err(n) => {
-                    let _ = tx.send(ReadEvent::Error(n)).await;
+                    let _ = tx.send((id, ReadEvent::Error(n))).await;
                     return;
                 }
             }
         }
         match rd.read_buf(&mut buf).await {
             Ok(0) => {
-                let _ = tx.send(ReadEvent::Closed(None)).await;
+                let _ = tx.send((id, ReadEvent::Closed(None))).await;
                 return;
             }
             Ok(_) => {}
             Err(e) => {
-                let _ = tx.send(ReadEvent::Closed(Some(e))).await;
+                let _ = tx.send((id, ReadEvent::Closed(Some(e)))).await;
                 return;
             }
         }
     }
-}
-
-fn adopt(stream: TcpStream, outgoing: bool) -> io::Result<Conn> {
-    stream.set_nodelay(true)?;
-    let local = stream.local_addr()?.ip().to_canonical();
-    let (rd, writer) = stream.into_split();
-    let (tx, rx) = mpsc::channel(1024);
-    let reader = tokio::spawn(reader(rd, tx));
-    Ok(Conn {
-        writer,
-        rx,
-        reader,
-        local,
-        outgoing,
-    })
 }
 
 /// Dials the peer with the configured source address, MD5 and GTSM.
@@ -233,14 +225,7 @@ async fn connect(peer: Peer, md5: Option<Vec<u8>>, timeout: Duration) -> io::Res
     }
 }
 
-async fn recv_conn(conn: &mut Option<Conn>) -> ReadEvent {
-    match conn {
-        Some(c) => c.rx.recv().await.unwrap_or(ReadEvent::Closed(None)),
-        None => std::future::pending().await,
-    }
-}
-
-async fn join_connect(c: &mut Option<JoinHandle<io::Result<TcpStream>>>) -> io::Result<TcpStream> {
+async fn join_dial(c: &mut Option<JoinHandle<io::Result<TcpStream>>>) -> io::Result<TcpStream> {
     match c {
         Some(h) => match h.await {
             Ok(r) => r,
@@ -257,34 +242,22 @@ async fn sleep_opt(deadline: Option<Instant>) {
     }
 }
 
-/// True while the node's own PoP exists but its health is not known yet.
-fn local_health_unknown(s: &Snapshot) -> bool {
-    s.config
-        .node
-        .pop
-        .as_ref()
-        .and_then(|p| s.pops.get(p))
-        .is_some_and(|p| p.healthy.is_none())
-}
-
-enum Flow {
-    Continue,
-    Exit,
+fn routes_of(s: &Snapshot) -> Routes {
+    Routes {
+        version: s.version,
+        announcements: s.announcements.clone(),
+        local_health_known: local_health_known(s),
+    }
 }
 
 struct Session {
     p: SessionParams,
-    fsm: Fsm,
-    rib: AdjRibOut,
-    conn: Option<Conn>,
-    /// An accepted connection waiting for its OPEN to resolve a collision.
-    pending: Option<Conn>,
-    connecting: Option<JoinHandle<io::Result<TcpStream>>>,
-    ctx: Option<EncodeCtx>,
-    /// Families we announce on this session (negotiated, with a next hop).
-    families: Vec<Family>,
-    /// End-of-RIB still owed; send by this deadline at the latest.
-    eor_deadline: Option<Instant>,
+    peer: peer::Peer,
+    conns: BTreeMap<ConnId, Conn>,
+    next_id: u64,
+    events_tx: mpsc::Sender<(ConnId, ReadEvent)>,
+    events: mpsc::Receiver<(ConnId, ReadEvent)>,
+    dialing: Option<JoinHandle<io::Result<TcpStream>>>,
     md5: Option<Vec<u8>>,
     /// Rate limit of connect-failure log lines.
     connect_log: ConnectFailLog,
@@ -292,11 +265,10 @@ struct Session {
     status_tx: watch::Sender<BTreeMap<PeerName, PeerStatus>>,
     snapshots: watch::Receiver<Arc<Snapshot>>,
     cmds: mpsc::Receiver<PeerCmd>,
-    /// Scratch buffer for encoded UPDATEs.
-    out: Vec<u8>,
-    /// The announcements the Adj-RIB-Out was last synced to: a snapshot
-    /// that changed only PoP status shares them and needs no diff.
-    synced: Option<Arc<BTreeMap<ipnet::IpNet, crate::core::Announcement>>>,
+    /// Stopping: writes are bounded by this instead of the hold time.
+    stop_deadline: Option<Instant>,
+    /// Confirms a stop or shutdown once the driver is done.
+    done: Option<oneshot::Sender<()>>,
 }
 
 /// Runs one peer until it is stopped or the process shuts down.
@@ -338,39 +310,44 @@ pub(crate) async fn run(
         h.write(p.name.as_str().as_bytes());
         h.finish()
     };
-    let fsm = Fsm::new(FsmConfig {
-        local_asn: p.peer.local_asn,
-        remote_asn: p.peer.remote_asn,
-        router_id: p.router_id,
-        hold_time: p.peer.hold_time.as_secs().min(u16::MAX as u64) as u16,
-        connect_retry: p.peer.connect_retry,
-        passive: p.peer.passive,
-        families,
-        graceful_restart: p.graceful_restart.map(|d| d.as_secs().min(4095) as u16),
-        seed,
+    let peer = peer::Peer::new(PeerConfig {
+        fsm: FsmConfig {
+            local_asn: p.peer.local_asn,
+            remote_asn: p.peer.remote_asn,
+            router_id: p.router_id,
+            hold_time: p.peer.hold_time.as_secs().min(u16::MAX as u64) as u16,
+            connect_retry: p.peer.connect_retry,
+            passive: p.peer.passive,
+            families,
+            graceful_restart: p.graceful_restart.map(|d| d.as_secs().min(4095) as u16),
+            seed,
+        },
+        next_hop_v4: p.peer.next_hop_v4,
+        next_hop_v6: p.peer.next_hop_v6,
     });
     let status = PeerStatus::new(&p.peer);
+    let (events_tx, events) = mpsc::channel(1024);
     let mut s = Session {
         p,
-        fsm,
-        rib: AdjRibOut::default(),
-        conn: None,
-        pending: None,
-        connecting: None,
-        ctx: None,
-        families: Vec::new(),
-        eor_deadline: None,
+        peer,
+        conns: BTreeMap::new(),
+        next_id: 0,
+        events_tx,
+        events,
+        dialing: None,
         md5,
         connect_log: ConnectFailLog::default(),
         status,
         status_tx,
         snapshots,
         cmds,
-        out: Vec::with_capacity(64 * 1024),
-        synced: None,
+        stop_deadline: None,
+        done: None,
     };
     s.publish();
-    s.feed(Event::Start).await;
+    let routes = routes_of(&s.snapshots.borrow_and_update());
+    s.feed(Input::Routes(routes)).await;
+    s.feed(Input::Start).await;
     s.run().await;
 }
 
@@ -388,8 +365,8 @@ async fn wait_for_stop(mut cmds: mpsc::Receiver<PeerCmd>) {
 
 impl Session {
     fn publish(&mut self) {
-        self.status.state = self.fsm.state();
-        self.status.prefixes_advertised = self.rib.len();
+        self.status.state = self.peer.state();
+        self.status.prefixes_advertised = self.peer.prefixes_advertised();
         let (name, st) = (&self.p.name, &self.status);
         // Only wake readers when something they can see changed.
         self.status_tx.send_if_modified(|m| {
@@ -404,217 +381,258 @@ impl Session {
 
     async fn run(&mut self) {
         loop {
-            let deadline = [self.fsm.next_deadline(), self.eor_deadline]
-                .into_iter()
-                .flatten()
-                .min();
-            let established = self.fsm.state() == State::Established;
-            let flow = tokio::select! {
+            let deadline = self.peer.next_deadline();
+            tokio::select! {
                 cmd = self.cmds.recv() => match cmd {
                     Some(c) => self.command(c).await,
                     None => {
                         // The speaker is gone: close quietly.
-                        self.close().await;
-                        Flow::Exit
+                        self.close_all().await;
+                        break;
                     }
                 },
-                r = join_connect(&mut self.connecting) => {
-                    self.connecting = None;
-                    self.connected(r).await;
-                    Flow::Continue
+                r = join_dial(&mut self.dialing) => {
+                    self.dialing = None;
+                    self.dialed(r).await;
                 }
-                ev = recv_conn(&mut self.conn) => {
-                    let ev = match ev {
-                        ReadEvent::Msg(m) => {
-                            if let Received::Update(u) = &m {
-                                if let Some(why) = &u.malformed {
-                                    // RFC 7606 treat-as-withdraw: we store no
-                                    // received routes, so nothing to undo.
-                                    warn!(error = %why, "malformed UPDATE attribute, treated as withdraw (RFC 7606)");
-                                }
-                            }
-                            Event::Message(m)
-                        }
+                Some((id, ev)) = self.events.recv() => {
+                    let input = match ev {
+                        ReadEvent::Msg(m) => Input::Message(id, m),
                         ReadEvent::Error(n) => {
                             warn!(notification = %n, "malformed message from peer");
-                            Event::DecodeError(n)
+                            Input::Malformed(id, n)
                         }
                         ReadEvent::Closed(e) => {
                             if let Some(e) = e {
-                                debug!(error = %e, "connection error");
+                                debug!(conn = %id, error = %e, "connection error");
                             }
-                            Event::TcpClosed
+                            Input::Closed(id)
                         }
                     };
-                    self.feed(ev).await;
-                    Flow::Continue
+                    self.feed(input).await;
                 }
-                ev = recv_conn(&mut self.pending) => {
-                    self.pending_event(ev).await;
-                    Flow::Continue
-                }
-                r = self.snapshots.changed(), if established => {
+                r = self.snapshots.changed() => {
                     if r.is_err() {
                         // The core is gone (process ending): stop quietly.
-                        Flow::Exit
-                    } else {
-                        self.sync().await;
-                        Flow::Continue
+                        break;
                     }
+                    let routes = routes_of(&self.snapshots.borrow_and_update());
+                    self.feed(Input::Routes(routes)).await;
                 }
-                _ = sleep_opt(deadline) => {
-                    self.feed(Event::Tick).await;
-                    if let Some(ev) = self.check_eor().await {
-                        self.feed(ev).await;
-                    }
-                    self.publish();
-                    Flow::Continue
-                }
-            };
-            if let Flow::Exit = flow {
-                self.publish();
-                return;
+                _ = sleep_opt(deadline) => self.feed(Input::Tick).await,
             }
-        }
-    }
-
-    /// Feeds an event and carries out the resulting actions (which may
-    /// produce further events, e.g. a failed write closes the session).
-    async fn feed(&mut self, ev: Event) {
-        let mut queue = std::collections::VecDeque::from([ev]);
-        while let Some(ev) = queue.pop_front() {
-            let actions = self.fsm.handle(ev, Instant::now());
-            for a in actions {
-                if let Some(next) = self.execute(a).await {
-                    queue.push_back(next);
+            if self.peer.is_done() {
+                if let Some(done) = self.done.take() {
+                    let _ = done.send(());
                 }
-            }
-        }
-        if self.fsm.state() == State::Established {
-            if let Some(p) = self.pending.take() {
-                // An established session wins every collision.
-                self.reject(p).await;
+                break;
             }
         }
         self.publish();
     }
 
-    async fn execute(&mut self, a: Action) -> Option<Event> {
-        match a {
-            Action::Connect => {
-                if let Some(h) = self.connecting.take() {
+    async fn command(&mut self, c: PeerCmd) {
+        match c {
+            PeerCmd::Incoming(stream) => self.incoming(stream).await,
+            PeerCmd::Stop(notification, done) => {
+                let deadline = Instant::now() + STOP_LINGER;
+                self.begin_stop(deadline, done);
+                self.feed(Input::Stop {
+                    notification,
+                    deadline,
+                })
+                .await;
+            }
+            PeerCmd::Shutdown {
+                mode,
+                message,
+                done,
+            } => {
+                let deadline = Instant::now() + STOP_LINGER;
+                self.begin_stop(deadline, done);
+                self.feed(Input::Shutdown {
+                    mode,
+                    message,
+                    deadline,
+                })
+                .await;
+            }
+        }
+    }
+
+    fn begin_stop(&mut self, deadline: Instant, done: oneshot::Sender<()>) {
+        self.stop_deadline = Some(deadline);
+        if let Some(earlier) = self.done.replace(done) {
+            let _ = earlier.send(());
+        }
+    }
+
+    /// Feeds an input and carries out the outputs (a failed write feeds
+    /// the connection's closing back in).
+    async fn feed(&mut self, input: Input) {
+        let mut queue = VecDeque::from([input]);
+        while let Some(input) = queue.pop_front() {
+            for o in self.peer.handle(input, Instant::now()) {
+                if let Some(next) = self.execute(o).await {
+                    queue.push_back(next);
+                }
+            }
+        }
+        self.publish();
+    }
+
+    async fn execute(&mut self, o: Output) -> Option<Input> {
+        match o {
+            Output::Dial => {
+                if let Some(h) = self.dialing.take() {
                     h.abort();
                 }
                 let timeout = self.p.peer.connect_retry.max(Duration::from_secs(1));
-                self.connecting = Some(tokio::spawn(connect(
+                self.dialing = Some(tokio::spawn(connect(
                     self.p.peer.clone(),
                     self.md5.clone(),
                     timeout,
                 )));
                 None
             }
-            Action::SendOpen(o) => match encode_open(&o) {
-                Ok(b) => self.write(b).await,
+            Output::AbortDial { timed_out } => {
+                if let Some(h) = self.dialing.take() {
+                    if timed_out && !h.is_finished() {
+                        // The connect-retry timer fired before the attempt
+                        // ended (both run for `connect_retry`): that attempt
+                        // timed out. Record it, or a peer that never answers
+                        // would never show a failure.
+                        self.connect_failed(&io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "connect timed out",
+                        ));
+                    }
+                    h.abort();
+                }
+                None
+            }
+            Output::Send(id, m) => self.send(id, m).await,
+            Output::HalfClose(id) => {
+                if let Some(c) = self.conns.get_mut(&id) {
+                    c.half_closed = true;
+                    let _ = tokio::time::timeout(Duration::from_secs(1), c.writer.shutdown()).await;
+                }
+                None
+            }
+            Output::Close(id) => {
+                self.close(id).await;
+                None
+            }
+            Output::Report(r) => {
+                self.report(r);
+                None
+            }
+            Output::Done => None,
+        }
+    }
+
+    async fn send(&mut self, id: ConnId, m: Message) -> Option<Input> {
+        let bytes = match m {
+            Message::Open(o) => match encode_open(&o) {
+                Ok(b) => b,
                 Err(e) => {
                     warn!(error = %e, "cannot encode OPEN");
-                    Some(Event::TcpClosed)
+                    self.conns.remove(&id);
+                    return Some(Input::Closed(id));
                 }
             },
-            Action::SendKeepalive => self.write(encode_keepalive()).await,
-            Action::SendNotification(n) => {
+            Message::Keepalive => encode_keepalive(),
+            Message::Notification(n) => {
                 warn!(notification = %n, "sending NOTIFICATION");
-                match encode_notification(&n) {
-                    Ok(b) => self.write(b).await,
-                    Err(_) => None,
-                }
+                encode_notification(&n).ok()?
             }
-            Action::Close => {
-                if self.fsm.state() == State::Connect
-                    && self.connecting.as_ref().is_some_and(|h| !h.is_finished())
-                {
-                    // The connect-retry timer fired before the attempt ended
-                    // (both run for `connect_retry`) and the FSM abandons it:
-                    // that attempt timed out. Record it, or a peer that
-                    // never answers would never show a failure.
-                    self.connect_failed(&io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "connect timed out",
-                    ));
-                }
-                self.close().await;
-                None
+            Message::Updates { bytes, count } => {
+                self.status.updates_sent += count as u64;
+                bytes
             }
-            Action::Established(n) => self.established(n).await,
-            Action::Down(reason) => {
-                if self.status.state == State::Established {
-                    self.status.flaps += 1;
-                    warn!(%reason, "session down");
-                } else {
-                    info!(%reason, "session attempt failed");
-                }
-                self.status.set_error(reason);
-                self.status.established_since = None;
-                self.status.families.clear();
-                self.status.end_of_rib_sent = false;
-                self.rib.clear();
-                self.synced = None;
-                self.ctx = None;
-                self.families.clear();
-                self.eor_deadline = None;
-                None
+        };
+        let conn = self.conns.get_mut(&id)?;
+        // A peer that stops reading must not block us forever; a stopping
+        // session gives up at its deadline.
+        let limit = match self.stop_deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()),
+            None => self.p.peer.hold_time.max(Duration::from_secs(10)),
+        };
+        let failed = match tokio::time::timeout(limit, conn.writer.write_all(&bytes)).await {
+            Ok(Ok(())) => false,
+            Ok(Err(e)) => {
+                debug!(conn = %id, error = %e, "write failed");
+                true
             }
-            Action::RouteRefresh(f) => {
-                info!(family = %f, "route refresh requested; re-sending Adj-RIB-Out");
-                let plan = self.rib.full(Some(f));
-                self.send_plan(&plan).await
+            Err(_) => {
+                warn!("peer did not read for {limit:?}; closing");
+                true
             }
-            Action::UpdateReceived {
-                announced,
-                withdrawn,
-            } => {
-                self.status.updates_received += 1;
-                self.status.prefixes_received += announced as u64;
-                self.status.withdrawals_received += withdrawn as u64;
-                None
+        };
+        if failed {
+            self.conns.remove(&id);
+            return Some(Input::Closed(id));
+        }
+        None
+    }
+
+    async fn close(&mut self, id: ConnId) {
+        if let Some(mut c) = self.conns.remove(&id) {
+            if !c.half_closed {
+                let _ = tokio::time::timeout(Duration::from_secs(1), c.writer.shutdown()).await;
             }
         }
     }
 
-    async fn write(&mut self, bytes: Vec<u8>) -> Option<Event> {
-        self.write_ref(&bytes).await
-    }
-
-    async fn close(&mut self) {
-        if let Some(h) = self.connecting.take() {
+    async fn close_all(&mut self) {
+        if let Some(h) = self.dialing.take() {
             h.abort();
         }
-        if let Some(mut c) = self.conn.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(1), c.writer.shutdown()).await;
+        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        for id in ids {
+            self.close(id).await;
         }
     }
 
-    async fn connected(&mut self, r: io::Result<TcpStream>) {
-        match r {
-            Ok(stream) => match adopt(stream, true) {
-                Ok(c) => {
-                    if self.conn.is_some() {
-                        // An accepted connection got there first.
-                        return;
-                    }
-                    self.tcp_up();
-                    debug!("connected");
-                    self.conn = Some(c);
-                    self.feed(Event::TcpConnected).await;
-                }
-                Err(e) => {
-                    self.connect_failed(&e);
-                    self.feed(Event::TcpFailed).await;
-                }
+    /// Registers a connected stream: its reader starts, its id is returned
+    /// with its local address.
+    fn adopt(&mut self, stream: TcpStream) -> io::Result<(ConnId, IpAddr)> {
+        stream.set_nodelay(true)?;
+        let local = stream.local_addr()?.ip().to_canonical();
+        let (rd, writer) = stream.into_split();
+        let id = ConnId(self.next_id);
+        self.next_id += 1;
+        let reader = tokio::spawn(reader(id, rd, self.events_tx.clone()));
+        self.conns.insert(
+            id,
+            Conn {
+                writer,
+                reader,
+                half_closed: false,
             },
+        );
+        Ok((id, local))
+    }
+
+    async fn dialed(&mut self, r: io::Result<TcpStream>) {
+        match r.and_then(|stream| self.adopt(stream)) {
+            Ok((conn, local)) => self.feed(Input::Dialed { conn, local }).await,
             Err(e) => {
                 self.connect_failed(&e);
-                self.feed(Event::TcpFailed).await;
+                self.feed(Input::DialFailed).await;
             }
+        }
+    }
+
+    async fn incoming(&mut self, stream: TcpStream) {
+        if self.p.peer.ttl_security {
+            if let Err(e) = sockopt::set_gtsm(&stream, self.p.peer.address.is_ipv6()) {
+                warn!(error = %e, "cannot set GTSM on accepted connection");
+            }
+        }
+        match self.adopt(stream) {
+            Ok((conn, local)) => self.feed(Input::Accepted { conn, local }).await,
+            Err(e) => debug!(error = %e, "accepted connection unusable"),
         }
     }
 
@@ -653,328 +671,97 @@ impl Session {
         }
     }
 
-    /// Sends Cease/connection collision resolution on `c` and drops it.
-    async fn reject(&mut self, mut c: Conn) {
-        debug!("rejecting colliding connection");
-        let n = Notification::new(err::CEASE, err::CEASE_COLLISION, []);
-        if let Ok(b) = encode_notification(&n) {
-            let _ = tokio::time::timeout(Duration::from_secs(1), c.writer.write_all(&b)).await;
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(1), c.writer.shutdown()).await;
-    }
-
-    async fn incoming(&mut self, stream: TcpStream) {
-        if self.p.peer.ttl_security {
-            if let Err(e) = sockopt::set_gtsm(&stream, self.p.peer.address.is_ipv6()) {
-                warn!(error = %e, "cannot set GTSM on accepted connection");
-            }
-        }
-        let c = match adopt(stream, false) {
-            Ok(c) => c,
-            Err(e) => {
-                debug!(error = %e, "accepted connection unusable");
-                return;
-            }
-        };
-        match self.fsm.state() {
-            State::Idle | State::Connect | State::Active => {
-                if let Some(h) = self.connecting.take() {
-                    h.abort();
-                }
+    /// Records what the driver reports in the status, and logs it.
+    fn report(&mut self, r: Report) {
+        match r {
+            Report::Connected(origin) => {
+                debug!(?origin, "connected");
                 self.tcp_up();
-                self.conn = Some(c);
-                self.feed(Event::TcpConnected).await;
             }
-            State::Established => self.reject(c).await,
-            State::OpenConfirm => {
-                let peer_id = self.fsm.negotiated().map(|n| n.peer_id);
-                let current_outgoing = self.conn.as_ref().is_some_and(|c| c.outgoing);
-                match peer_id {
-                    Some(id) if current_outgoing && !keep_local_initiated(self.p.router_id, id) => {
-                        self.switch_to(c, None).await
-                    }
-                    _ => self.reject(c).await,
-                }
-            }
-            State::OpenSent => {
-                if self.conn.as_ref().is_some_and(|c| c.outgoing) {
-                    // Wait for this connection's OPEN to learn the peer's
-                    // identifier, then keep one of the two.
-                    if let Some(old) = self.pending.replace(c) {
-                        self.reject(old).await;
-                    }
-                } else {
-                    // The peer dialed again: it gave up on the old one.
-                    self.switch_to(c, None).await;
-                }
-            }
-        }
-    }
-
-    /// Drops the current connection with a collision Cease and continues
-    /// on `c` (whose OPEN, if already read, is `open`).
-    async fn switch_to(&mut self, c: Conn, open: Option<Received>) {
-        debug!("connection collision: switching to the peer's connection");
-        self.feed(Event::DecodeError(Notification::new(
-            err::CEASE,
-            err::CEASE_COLLISION,
-            [],
-        )))
-        .await;
-        self.conn = Some(c);
-        self.feed(Event::TcpConnected).await;
-        if let Some(m) = open {
-            self.feed(Event::Message(m)).await;
-        }
-    }
-
-    async fn pending_event(&mut self, ev: ReadEvent) {
-        let Some(c) = self.pending.take() else { return };
-        match ev {
-            ReadEvent::Msg(Received::Open(o)) => {
-                let ours_alive = self.conn.is_some()
-                    && matches!(self.fsm.state(), State::OpenSent | State::OpenConfirm);
-                if ours_alive && keep_local_initiated(self.p.router_id, o.bgp_id) {
-                    self.reject(c).await;
-                } else {
-                    self.switch_to(c, Some(Received::Open(o))).await;
-                }
-            }
-            _ => drop(c),
-        }
-    }
-
-    async fn command(&mut self, c: PeerCmd) -> Flow {
-        match c {
-            PeerCmd::Incoming(stream) => {
-                self.incoming(stream).await;
-                Flow::Continue
-            }
-            PeerCmd::Stop(n, done) => {
-                self.feed(Event::Stop(n)).await;
-                self.close().await;
-                let _ = done.send(());
-                Flow::Exit
-            }
-            PeerCmd::Shutdown {
-                mode,
-                message,
-                done,
+            Report::Established {
+                negotiated: n,
+                announced: _,
+                without_next_hop,
             } => {
-                self.shutdown(mode, &message).await;
-                let _ = done.send(());
-                Flow::Exit
-            }
-        }
-    }
-
-    async fn shutdown(&mut self, mode: ShutdownMode, message: &str) {
-        let cease = Notification::cease_with_message(err::CEASE_ADMIN_SHUTDOWN, message);
-        if self.fsm.state() != State::Established {
-            self.feed(Event::Stop(cease)).await;
-            self.close().await;
-            return;
-        }
-        match mode {
-            ShutdownMode::Withdraw => {
-                let plan = self.rib.withdraw_all();
-                info!(
-                    withdrawn = plan.withdrawn(),
-                    "shutdown: withdrawing all routes"
-                );
-                self.send_plan(&plan).await;
-                self.feed(Event::Stop(cease)).await;
-            }
-            ShutdownMode::GracefulRestart => {
-                let notify = self
-                    .fsm
-                    .negotiated()
-                    .is_some_and(|n| n.peer_graceful_notification);
-                if notify {
-                    // RFC 8538: with the N bit, a Cease (not Hard Reset)
-                    // keeps our routes stale for the restart time.
-                    info!("shutdown: keeping routes (graceful restart), sending Cease");
-                    self.feed(Event::Stop(cease)).await;
-                } else {
-                    // Without the N bit a NOTIFICATION would flush our
-                    // routes; a bare TCP close triggers graceful restart.
-                    info!(
-                        "shutdown: keeping routes (graceful restart), closing without NOTIFICATION"
-                    );
-                    self.close().await;
-                }
-            }
-        }
-        self.close().await;
-    }
-
-    async fn established(&mut self, n: Negotiated) -> Option<Event> {
-        let local = self.conn.as_ref().map(|c| c.local)?;
-        let (nh4, nh6) = next_hops(&self.p.peer, local);
-        let ctx = EncodeCtx {
-            local_asn: self.p.peer.local_asn,
-            ibgp: self.p.peer.is_ibgp(),
-            asn4: n.asn4,
-            next_hop_v4: nh4,
-            next_hop_v6: nh6,
-            v4_in_mp: local.is_ipv6(),
-        };
-        self.families = n
-            .families
-            .iter()
-            .copied()
-            .filter(|&f| {
-                let ok = ctx.can_announce(f);
-                if !ok {
-                    warn!(family = %f, local = %local,
+                for f in without_next_hop {
+                    warn!(family = %f,
                         "no next hop for {f} on this session (set next_hop_{} on the peer); not announcing it",
                         if f == Family::Ipv4 { "v4" } else { "v6" });
                 }
-                ok
-            })
-            .collect();
-        info!(
-            peer_id = %n.peer_id, hold = n.hold_time, families = ?n.families,
-            graceful_restart = n.peer_graceful_restart, "session established"
-        );
-        self.ctx = Some(ctx);
-        self.status.established_since = Some(SystemTime::now());
-        self.status.families = n.families.clone();
-        self.status.clear_error();
-        self.status.end_of_rib_sent = false;
-        self.rib.clear();
-        self.synced = None;
-        let hold = match self.p.graceful_restart {
-            Some(t) => t.min(EOR_HOLD_MAX),
-            None => EOR_HOLD_WITHOUT_GR,
-        };
-        self.eor_deadline = Some(Instant::now() + hold);
-        if let Some(ev) = self.sync_now().await {
-            return Some(ev);
-        }
-        self.check_eor().await
-    }
-
-    async fn sync(&mut self) {
-        let ev = match self.sync_now().await {
-            Some(ev) => Some(ev),
-            None => self.check_eor().await,
-        };
-        match ev {
-            Some(ev) => self.feed(ev).await,
-            None => self.publish(),
-        }
-    }
-
-    /// Brings the Adj-RIB-Out to the latest snapshot; returns an event if
-    /// the write failed.
-    async fn sync_now(&mut self) -> Option<Event> {
-        let snap = self.snapshots.borrow_and_update().clone();
-        if self
-            .synced
-            .as_ref()
-            .is_some_and(|a| Arc::ptr_eq(a, &snap.announcements))
-        {
-            return None;
-        }
-        self.synced = Some(snap.announcements.clone());
-        let ibgp = self.p.peer.is_ibgp();
-        let plan = self.rib.sync(
-            snap.announcements.iter().map(|(p, a)| (p, &a.attrs)),
-            &self.families,
-            ibgp,
-        );
-        if plan.is_empty() {
-            return None;
-        }
-        debug!(
-            announce = plan.announced(),
-            withdraw = plan.withdrawn(),
-            version = snap.version,
-            "sending changes"
-        );
-        self.send_plan(&plan).await
-    }
-
-    async fn send_plan(&mut self, plan: &Plan) -> Option<Event> {
-        let ctx = self.ctx.as_ref()?;
-        self.out.clear();
-        match encode_plan(plan, ctx, &mut self.out) {
-            Ok(n) => self.status.updates_sent += n as u64,
-            Err(e) => {
-                warn!(error = %e, "cannot encode UPDATE; skipping");
-                return None;
+                info!(
+                    peer_id = %n.peer_id, hold = n.hold_time, families = ?n.families,
+                    graceful_restart = n.peer_graceful_restart,
+                    graceful_notification = n.graceful_notification, "session established"
+                );
+                self.status.established_since = Some(SystemTime::now());
+                self.status.families = n.families;
+                self.status.clear_error();
+                self.status.end_of_rib_sent = false;
             }
-        }
-        let bytes = std::mem::take(&mut self.out);
-        let ev = self.write_ref(&bytes).await;
-        self.out = bytes;
-        ev
-    }
-
-    async fn write_ref(&mut self, bytes: &[u8]) -> Option<Event> {
-        let conn = self.conn.as_mut()?;
-        // A peer that stops reading must not block us forever.
-        let limit = self.p.peer.hold_time.max(Duration::from_secs(10));
-        match tokio::time::timeout(limit, conn.writer.write_all(bytes)).await {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => {
-                debug!(error = %e, "write failed");
-                Some(Event::TcpClosed)
+            Report::Down {
+                reason,
+                was_established,
+            } => {
+                if was_established {
+                    self.status.flaps += 1;
+                    warn!(%reason, "session down");
+                } else {
+                    info!(%reason, "session attempt failed");
+                }
+                self.status.set_error(reason);
+                self.status.established_since = None;
+                self.status.families.clear();
+                self.status.end_of_rib_sent = false;
             }
-            Err(_) => {
-                warn!("peer did not read for {limit:?}; closing");
-                Some(Event::TcpClosed)
+            Report::Changes {
+                version,
+                announced,
+                withdrawn,
+            } => debug!(
+                announce = announced,
+                withdraw = withdrawn,
+                version,
+                "sending changes"
+            ),
+            Report::EndOfRib { prefixes } => {
+                info!(prefixes, "initial sync complete, End-of-RIB sent");
+                self.status.end_of_rib_sent = true;
             }
+            Report::RouteRefresh(f) => {
+                info!(family = %f, "route refresh requested; re-sending Adj-RIB-Out")
+            }
+            Report::UpdateReceived {
+                announced,
+                withdrawn,
+            } => {
+                self.status.updates_received += 1;
+                self.status.prefixes_received += announced as u64;
+                self.status.withdrawals_received += withdrawn as u64;
+            }
+            Report::TreatAsWithdraw(why) => {
+                // RFC 7606 treat-as-withdraw: we store no received routes,
+                // so nothing to undo.
+                warn!(error = %why, "malformed UPDATE attribute, treated as withdraw (RFC 7606)")
+            }
+            Report::Collision(what) => debug!("connection collision: {what}"),
+            Report::Shutdown {
+                mode,
+                withdrawn,
+                notification,
+            } => match (mode, notification) {
+                (ShutdownMode::Withdraw, n) => info!(
+                    withdrawn,
+                    notification = ?n.map(|n| n.to_string()),
+                    "shutdown: withdrawing all routes"
+                ),
+                (ShutdownMode::GracefulRestart, Some(n)) => {
+                    info!(notification = %n, "shutdown: keeping routes (graceful restart)")
+                }
+                (ShutdownMode::GracefulRestart, None) => info!(
+                    "shutdown: keeping routes (graceful restart), closing without NOTIFICATION"
+                ),
+            },
+            Report::EncodeError(e) => warn!(error = %e, "cannot encode UPDATE; skipping"),
         }
     }
-
-    /// Sends End-of-RIB once the initial sync is done and the local PoP's
-    /// health is known (or the hold bound passed).
-    async fn check_eor(&mut self) -> Option<Event> {
-        let deadline = self.eor_deadline?;
-        if self.fsm.state() != State::Established {
-            return None;
-        }
-        let unknown = local_health_unknown(&self.snapshots.borrow());
-        if unknown && Instant::now() < deadline {
-            debug!("holding End-of-RIB: local PoP health not known yet");
-            return None;
-        }
-        self.eor_deadline = None;
-        let families = self.status.families.clone();
-        let mut buf = Vec::new();
-        for f in &families {
-            if encode_end_of_rib(*f, &mut buf).is_ok() {
-                self.status.updates_sent += 1;
-            }
-        }
-        if let Some(ev) = self.write_ref(&buf).await {
-            return Some(ev);
-        }
-        info!(
-            prefixes = self.rib.len(),
-            "initial sync complete, End-of-RIB sent"
-        );
-        self.status.end_of_rib_sent = true;
-        None
-    }
-}
-
-/// Next hops for the session: explicit ones, else the session's local
-/// address for its own family. IPv6 over an IPv4 session (and IPv4 over
-/// IPv6) needs an explicit next hop: we do not invent IPv4-mapped ones.
-pub(crate) fn next_hops(
-    peer: &Peer,
-    local: IpAddr,
-) -> (Option<Ipv4Addr>, Option<std::net::Ipv6Addr>) {
-    let v4 = peer.next_hop_v4.or(match local {
-        IpAddr::V4(a) => Some(a),
-        IpAddr::V6(_) => None,
-    });
-    let v6 = peer.next_hop_v6.or(match local {
-        IpAddr::V6(a) if !a.is_unspecified() => Some(a),
-        _ => None,
-    });
-    (v4, v6)
 }

@@ -834,29 +834,4 @@ mod tests {
         );
         h.shutdown().await;
     }
-
-    #[test]
-    fn next_hops_are_explicit_or_the_local_address_of_the_same_family() {
-        let mut p = bgp(179, None, ShutdownMode::Withdraw).peers.remove(0);
-        p.next_hop_v6 = None;
-        let v4: std::net::IpAddr = "192.0.2.2".parse().unwrap();
-        let v6: std::net::IpAddr = "2001:db8::2".parse().unwrap();
-        assert_eq!(
-            session::next_hops(&p, v4),
-            (Some(Ipv4Addr::new(192, 0, 2, 2)), None)
-        );
-        assert_eq!(
-            session::next_hops(&p, v6),
-            (None, Some("2001:db8::2".parse().unwrap()))
-        );
-        p.next_hop_v4 = Some(Ipv4Addr::new(198, 51, 100, 1));
-        p.next_hop_v6 = Some("2001:db8::9".parse().unwrap());
-        assert_eq!(
-            session::next_hops(&p, v4),
-            (
-                Some(Ipv4Addr::new(198, 51, 100, 1)),
-                Some("2001:db8::9".parse().unwrap())
-            )
-        );
-    }
 }

@@ -273,6 +273,29 @@ mod tests {
     }
 
     #[test]
+    fn hard_reset_round_trip_shows_the_inner_cease() {
+        let inner = Notification::cease_with_message(err::CEASE_ADMIN_SHUTDOWN, "bye");
+        let mut data = vec![6, 2];
+        data.extend_from_slice(&inner.data);
+        let n = Notification::new(err::CEASE, err::CEASE_HARD_RESET, data);
+        let bytes = encode_notification(&n).unwrap();
+        assert_eq!(&bytes[19..23], &[6, 9, 6, 2]);
+        let Received::Notification(back) = decode(&frame_of(&bytes).unwrap().unwrap()).unwrap()
+        else {
+            panic!("not a notification")
+        };
+        assert_eq!(back, n);
+        assert_eq!(back.hard_reset_inner(), Some(inner));
+        assert_eq!(back.shutdown_message().as_deref(), Some("bye"));
+        assert_eq!(
+            back.to_string(),
+            "cease / hard reset (6/9) of cease / administrative shutdown (6/2): \"bye\""
+        );
+        // Too short to carry an inner NOTIFICATION.
+        assert_eq!(Notification::new(6, 9, [6]).hard_reset_inner(), None);
+    }
+
+    #[test]
     fn route_refresh_round_trip() {
         let bytes = encode_route_refresh(Family::Ipv6).unwrap();
         assert_eq!(

@@ -106,7 +106,8 @@ pub mod err {
     pub const FSM_UNEXPECTED_IN_OPENSENT: u8 = 1;
     pub const FSM_UNEXPECTED_IN_OPENCONFIRM: u8 = 2;
     pub const FSM_UNEXPECTED_IN_ESTABLISHED: u8 = 3;
-    // Cease subcodes (RFC 4486).
+    // Cease subcodes (RFC 4486, RFC 8538).
+    pub const CEASE_MAX_PREFIXES: u8 = 1;
     pub const CEASE_ADMIN_SHUTDOWN: u8 = 2;
     pub const CEASE_PEER_DECONFIGURED: u8 = 3;
     pub const CEASE_ADMIN_RESET: u8 = 4;
@@ -138,9 +139,25 @@ impl Notification {
         Notification::new(err::CEASE, subcode, data)
     }
 
+    /// The NOTIFICATION a Cease / Hard Reset (RFC 8538) carries: its data
+    /// is the inner error code, subcode and data.
+    pub fn hard_reset_inner(&self) -> Option<Notification> {
+        if self.code != err::CEASE || self.subcode != err::CEASE_HARD_RESET {
+            return None;
+        }
+        match &self.data[..] {
+            [code, subcode, data @ ..] => Some(Notification::new(*code, *subcode, data)),
+            _ => None,
+        }
+    }
+
     /// The shutdown communication carried by a Cease/Administrative
-    /// Shutdown or Reset, if any and if valid UTF-8.
+    /// Shutdown or Reset (also inside a Hard Reset), if any and if valid
+    /// UTF-8.
     pub fn shutdown_message(&self) -> Option<String> {
+        if let Some(inner) = self.hard_reset_inner() {
+            return inner.shutdown_message();
+        }
         if self.code != err::CEASE
             || !matches!(
                 self.subcode,
@@ -187,6 +204,10 @@ impl std::fmt::Display for Notification {
             _ => "unknown error",
         };
         write!(f, "{name} ({}/{})", self.code, self.subcode)?;
+        if let Some(inner) = self.hard_reset_inner() {
+            // The inner one names the reason (and carries the message).
+            return write!(f, " of {inner}");
+        }
         if let Some(msg) = self.shutdown_message() {
             write!(f, ": {msg:?}")?;
         }
