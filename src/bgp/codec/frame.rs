@@ -2,7 +2,7 @@
 //! after the RFC 4271 §6.1 header checks (marker, length bounds per type,
 //! known type). A bad header is a [`Notification`] to send, never a panic.
 //!
-//! Must not look inside message bodies; that is [`super::decode`]'s job.
+//! Must not look inside message bodies; that is [`mod@super::decode`]'s job.
 
 use bytes::{Bytes, BytesMut};
 

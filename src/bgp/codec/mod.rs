@@ -5,7 +5,7 @@
 //! - [`frame`]: splits the TCP byte stream into messages with the header
 //!   checks of RFC 4271 §6.1 (our own code: it runs on every byte a peer
 //!   sends and must reject garbage before anything allocates).
-//! - [`decode`]: OPEN (through netgauze-bgp-pkt's parser), NOTIFICATION,
+//! - [`mod@decode`]: OPEN (through netgauze-bgp-pkt's parser), NOTIFICATION,
 //!   KEEPALIVE, ROUTE-REFRESH, and UPDATEs *scanned, never stored*:
 //!   [`scan_update`] counts a received UPDATE's routes without allocating
 //!   per route, so a full table from a router costs no memory. RFC 7606 is
