@@ -74,3 +74,21 @@ pub(crate) fn config(node: Node, pops: impl IntoIterator<Item = Pop>) -> Config 
         },
     }
 }
+
+/// A PoP status in `state` with health `healthy`, no checks, no admin
+/// state, changed now.
+pub(crate) fn pop_status(
+    state: crate::core::PopState,
+    healthy: Option<bool>,
+) -> crate::core::PopStatus {
+    crate::core::PopStatus {
+        state,
+        healthy,
+        serves_dns: state == crate::core::PopState::Up,
+        reason: String::new(),
+        since: std::time::SystemTime::now(),
+        changed_at: tokio::time::Instant::now(),
+        checks: std::collections::BTreeMap::new(),
+        admin: None,
+    }
+}

@@ -111,7 +111,7 @@ mod tests {
 
     #[test]
     fn local_health_is_known_once_the_own_pop_has_a_verdict() {
-        use crate::core::{PopState, PopStatus};
+        use crate::core::PopState;
         use crate::model::Name;
         use std::collections::BTreeMap;
         use std::net::Ipv4Addr;
@@ -122,16 +122,7 @@ mod tests {
             let mut pops = BTreeMap::new();
             pops.insert(
                 Name::parse("pop1").unwrap(),
-                PopStatus {
-                    state: PopState::Up,
-                    healthy,
-                    serves_dns: true,
-                    reason: String::new(),
-                    since: SystemTime::now(),
-                    changed_at: Instant::now(),
-                    checks: BTreeMap::new(),
-                    admin: None,
-                },
+                crate::testutil::pop_status(PopState::Up, healthy),
             );
             Snapshot {
                 version: 1,

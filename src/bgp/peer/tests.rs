@@ -141,16 +141,43 @@ fn reports(outs: &[Output]) -> Vec<&Report> {
         .collect()
 }
 
+/// The peer's connection `c` was accepted (local address LOCAL4).
+fn accept(conn: ConnId) -> Input {
+    Input::Accepted {
+        conn,
+        local: LOCAL4,
+    }
+}
+
+/// Our dial succeeded with connection `c`.
+fn dial_ok(conn: ConnId) -> Input {
+    Input::Dialed {
+        conn,
+        local: LOCAL4,
+    }
+}
+
+/// SIGTERM in `mode`, lingering 4 s at most.
+fn shutdown(mode: ShutdownMode, t: Instant) -> Input {
+    Input::Shutdown {
+        mode,
+        message: "bye".into(),
+        deadline: t + Duration::from_secs(4),
+    }
+}
+
+/// A started peer with no routes that dialed C0: in OpenSent.
+fn open_sent(c: PeerConfig, t: Instant) -> Peer {
+    let mut p = Peer::new(c);
+    p.handle(Input::Routes(routes(1, &[], true)), t);
+    dialed(&mut p, t);
+    p
+}
+
 /// A started peer that dialed and got connection C0 up to OpenSent.
 fn dialed(p: &mut Peer, t: Instant) {
     assert_eq!(p.handle(Input::Start, t), vec![Output::Dial]);
-    let o = p.handle(
-        Input::Dialed {
-            conn: C0,
-            local: LOCAL4,
-        },
-        t,
-    );
+    let o = p.handle(dial_ok(C0), t);
     assert!(matches!(
         &o[..],
         [
@@ -349,13 +376,7 @@ fn a_failed_connection_goes_down_and_redials() {
     let d = p.next_deadline().unwrap();
     assert_eq!(p.handle(Input::Tick, d), vec![Output::Dial]);
     // The next session sends everything again.
-    let o = p.handle(
-        Input::Dialed {
-            conn: C1,
-            local: LOCAL4,
-        },
-        d,
-    );
+    let o = p.handle(dial_ok(C1), d);
     assert!(matches!(&o[..], [_, Output::Send(C1, Message::Open(o))] if !o.restarted));
     p.handle(Input::Message(C1, open(PEER_ID, false)), d);
     let o = p.handle(Input::Message(C1, Received::Keepalive), d);
@@ -386,23 +407,11 @@ fn accepted_while_dialing_is_adopted_and_the_dial_abandoned() {
     let mut p = Peer::new(cfg(None));
     p.handle(Input::Routes(routes(1, &[], true)), t);
     assert_eq!(p.handle(Input::Start, t), vec![Output::Dial]);
-    let o = p.handle(
-        Input::Accepted {
-            conn: C0,
-            local: LOCAL4,
-        },
-        t,
-    );
+    let o = p.handle(accept(C0), t);
     assert_eq!(o[0], Output::AbortDial { timed_out: false });
     assert!(matches!(o.last(), Some(Output::Send(C0, Message::Open(_)))));
     // The dial completed anyway: not used.
-    let o = p.handle(
-        Input::Dialed {
-            conn: C1,
-            local: LOCAL4,
-        },
-        t,
-    );
+    let o = p.handle(dial_ok(C1), t);
     assert_eq!(o, vec![Output::Close(C1)]);
     assert_eq!(p.state(), State::OpenSent);
 }
@@ -412,13 +421,7 @@ fn accepted_while_established_is_rejected() {
     let t = Instant::now();
     let mut p = Peer::new(cfg(None));
     established(&mut p, &[], false, t);
-    let o = p.handle(
-        Input::Accepted {
-            conn: C1,
-            local: LOCAL4,
-        },
-        t,
-    );
+    let o = p.handle(accept(C1), t);
     assert_eq!(
         notifications(&o),
         vec![(C1, Notification::new(6, 7, []))],
@@ -436,13 +439,7 @@ fn held_connection_wins_with_the_higher_identifier() {
     p.handle(Input::Routes(routes(1, &["203.0.113.0/24"], true)), t);
     dialed(&mut p, t);
     // The peer dials too while our OPEN is out: held.
-    let o = p.handle(
-        Input::Accepted {
-            conn: C1,
-            local: LOCAL4,
-        },
-        t,
-    );
+    let o = p.handle(accept(C1), t);
     assert!(sent_on(&o, C1).is_empty() && !o.contains(&Output::Close(C1)));
     // Its OPEN carries a higher identifier than ours: its connection wins.
     let higher = Ipv4Addr::new(192, 0, 2, 200);
@@ -464,24 +461,10 @@ fn held_connection_wins_with_the_higher_identifier() {
 #[test]
 fn held_connection_loses_with_the_lower_identifier() {
     let t = Instant::now();
-    let mut p = Peer::new(cfg(None));
-    p.handle(Input::Routes(routes(1, &[], true)), t);
-    dialed(&mut p, t);
-    p.handle(
-        Input::Accepted {
-            conn: C1,
-            local: LOCAL4,
-        },
-        t,
-    );
+    let mut p = open_sent(cfg(None), t);
+    p.handle(accept(C1), t);
     // A second accepted connection replaces the held one.
-    let o = p.handle(
-        Input::Accepted {
-            conn: C2,
-            local: LOCAL4,
-        },
-        t,
-    );
+    let o = p.handle(accept(C2), t);
     assert_eq!(notifications(&o), vec![(C1, Notification::new(6, 7, []))]);
     let lower = Ipv4Addr::new(192, 0, 2, 1);
     let o = p.handle(Input::Message(C2, open(lower, false)), t);
@@ -497,31 +480,15 @@ fn held_connection_loses_with_the_lower_identifier() {
 #[test]
 fn held_connection_is_rejected_once_ours_is_established() {
     let t = Instant::now();
-    let mut p = Peer::new(cfg(None));
-    p.handle(Input::Routes(routes(1, &[], true)), t);
-    dialed(&mut p, t);
+    let mut p = open_sent(cfg(None), t);
     p.handle(Input::Message(C0, open(PEER_ID, false)), t);
     assert_eq!(p.state(), State::OpenConfirm);
     // OpenConfirm, we dialed, our identifier is higher: reject at once.
-    let o = p.handle(
-        Input::Accepted {
-            conn: C1,
-            local: LOCAL4,
-        },
-        t,
-    );
+    let o = p.handle(accept(C1), t);
     assert_eq!(notifications(&o), vec![(C1, Notification::new(6, 7, []))]);
     // OpenSent: held, then rejected when ours comes up.
-    let mut p = Peer::new(cfg(None));
-    p.handle(Input::Routes(routes(1, &[], true)), t);
-    dialed(&mut p, t);
-    p.handle(
-        Input::Accepted {
-            conn: C1,
-            local: LOCAL4,
-        },
-        t,
-    );
+    let mut p = open_sent(cfg(None), t);
+    p.handle(accept(C1), t);
     p.handle(Input::Message(C0, open(PEER_ID, false)), t);
     let o = p.handle(Input::Message(C0, Received::Keepalive), t);
     assert_eq!(notifications(&o), vec![(C1, Notification::new(6, 7, []))]);
@@ -531,16 +498,8 @@ fn held_connection_is_rejected_once_ours_is_established() {
 #[test]
 fn held_connection_that_sends_no_open_is_dropped() {
     let t = Instant::now();
-    let mut p = Peer::new(cfg(None));
-    p.handle(Input::Routes(routes(1, &[], true)), t);
-    dialed(&mut p, t);
-    p.handle(
-        Input::Accepted {
-            conn: C1,
-            local: LOCAL4,
-        },
-        t,
-    );
+    let mut p = open_sent(cfg(None), t);
+    p.handle(accept(C1), t);
     assert_eq!(
         p.handle(Input::Message(C1, Received::Keepalive), t),
         vec![Output::Close(C1)]
@@ -601,14 +560,7 @@ fn graceful_restart_shutdown_keeps_routes() {
     for n_bit in [true, false] {
         let mut p = Peer::new(cfg(Some(120)));
         established(&mut p, &["203.0.113.0/24"], n_bit, t);
-        let o = p.handle(
-            Input::Shutdown {
-                mode: ShutdownMode::GracefulRestart,
-                message: "bye".into(),
-                deadline: t + Duration::from_secs(4),
-            },
-            t,
-        );
+        let o = p.handle(shutdown(ShutdownMode::GracefulRestart, t), t);
         assert_eq!(updates(&o), Sent::default(), "nothing withdrawn");
         let n = notifications(&o);
         if n_bit {
@@ -676,14 +628,7 @@ fn stop_without_a_session_abandons_the_dial_and_is_done() {
     let mut p = Peer::new(cfg(None));
     p.handle(Input::Routes(routes(1, &[], true)), t);
     p.handle(Input::Start, t);
-    let o = p.handle(
-        Input::Shutdown {
-            mode: ShutdownMode::Withdraw,
-            message: "bye".into(),
-            deadline: t + Duration::from_secs(4),
-        },
-        t,
-    );
+    let o = p.handle(shutdown(ShutdownMode::Withdraw, t), t);
     assert_eq!(
         o,
         vec![Output::AbortDial { timed_out: false }, Output::Done]
@@ -693,35 +638,14 @@ fn stop_without_a_session_abandons_the_dial_and_is_done() {
 #[test]
 fn stop_in_opensent_sends_the_plain_cease_and_closes_the_held_connection() {
     let t = Instant::now();
-    let mut p = Peer::new(cfg(Some(120)));
-    p.handle(Input::Routes(routes(1, &[], true)), t);
-    dialed(&mut p, t);
-    p.handle(
-        Input::Accepted {
-            conn: C1,
-            local: LOCAL4,
-        },
-        t,
-    );
-    let o = p.handle(
-        Input::Shutdown {
-            mode: ShutdownMode::Withdraw,
-            message: "bye".into(),
-            deadline: t + Duration::from_secs(4),
-        },
-        t,
-    );
+    let mut p = open_sent(cfg(Some(120)), t);
+    p.handle(accept(C1), t);
+    let o = p.handle(shutdown(ShutdownMode::Withdraw, t), t);
     assert_eq!(o[0], Output::Close(C1));
     let n = notifications(&o);
     assert_eq!((n[0].0, n[0].1.code, n[0].1.subcode), (C0, 6, 2));
     // Connections arriving now are refused.
-    let o = p.handle(
-        Input::Accepted {
-            conn: C2,
-            local: LOCAL4,
-        },
-        t,
-    );
+    let o = p.handle(accept(C2), t);
     assert!(o.contains(&Output::Close(C2)));
     peer_closes(&mut p, C0, t);
 }
