@@ -90,5 +90,6 @@ pub(crate) fn pop_status(
         changed_at: tokio::time::Instant::now(),
         checks: std::collections::BTreeMap::new(),
         admin: None,
+        admin_unsaved: None,
     }
 }
