@@ -293,7 +293,7 @@ pub struct RawDns {
     #[serde(default)]
     pub zones: Vec<RawZone>,
     pub geoip: Option<RawGeoIp>,
-    pub rate_limit: Option<RawRateLimit>,
+    pub rate_limit: Option<RawRateLimitSetting>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -302,12 +302,49 @@ pub struct RawGeoIp {
     pub database: PathBuf,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRateLimit {
-    pub responses_per_second: u64,
+    pub responses_per_second: Option<u64>,
     pub slip: Option<u64>,
     pub window: Option<RawDuration>,
+}
+
+/// `dns.rate_limit`: `off` (or `false`), or the settings (`{}` or `true`:
+/// all defaults).
+#[derive(Debug)]
+pub enum RawRateLimitSetting {
+    Off,
+    On(RawRateLimit),
+}
+
+impl<'de> Deserialize<'de> for RawRateLimitSetting {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawRateLimitSetting;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`off` or `{responses_per_second: N, slip: N, window: DURATION}`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                match v {
+                    "off" => Ok(RawRateLimitSetting::Off),
+                    _ => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
+                }
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(match v {
+                    false => RawRateLimitSetting::Off,
+                    true => RawRateLimitSetting::On(RawRateLimit::default()),
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                RawRateLimit::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RawRateLimitSetting::On)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -128,14 +128,20 @@ pub fn summary(c: &Config) -> String {
             g.db.database_type()
         );
     }
-    if let Some(r) = &d.rate_limit {
-        let _ = writeln!(
-            s,
-            "  rate limit {}/s per /24 and /56, slip {}, window {}",
-            r.responses_per_second,
-            r.slip,
-            format_duration(r.window)
-        );
+    match &d.rate_limit {
+        Some(r) => {
+            let _ = writeln!(
+                s,
+                "  rate limit {}/s per /24 and /56, slip {}, window {}",
+                r.responses_per_second,
+                r.slip,
+                format_duration(r.window)
+            );
+        }
+        None if d.listen.iter().any(|a| !a.ip().is_loopback()) => {
+            let _ = writeln!(s, "  rate limit off");
+        }
+        None => {}
     }
     for z in &d.zones {
         let steered = z

@@ -1356,6 +1356,54 @@ fn rate_limit_parses_with_defaults_and_checks_ranges() {
 }
 
 #[test]
+fn rate_limit_is_on_by_default_off_loopback_and_can_be_turned_off() {
+    use crate::config::DEFAULT_RATE_LIMIT;
+    let rec = "        - {name: x, steer: {policy: failover, pops: [a]}}\n";
+    let with = |extra: &str| valid(&with_geo(extra, rec)).dns.rate_limit;
+    // Loopback only (also the default listener): off.
+    assert_eq!(with(""), None);
+    assert_eq!(with("  listen: [\"127.0.0.1:53\", \"[::1]:53\"]"), None);
+    // Any listener reachable from elsewhere: on, with the defaults.
+    for listen in [
+        "[\"0.0.0.0:53\"]",
+        "[\"[::]:53\"]",
+        "[\"127.0.0.1:53\", \"192.0.2.53:53\"]",
+    ] {
+        assert_eq!(
+            with(&format!("  listen: {listen}")),
+            Some(DEFAULT_RATE_LIMIT),
+            "{listen}"
+        );
+    }
+    assert_eq!(
+        DEFAULT_RATE_LIMIT,
+        RateLimit {
+            responses_per_second: 1000,
+            slip: 2,
+            window: Duration::from_secs(15),
+        }
+    );
+    // Turned off explicitly, or on with defaults on loopback.
+    let public = "  listen: [\"0.0.0.0:53\"]\n";
+    assert_eq!(with(&format!("{public}  rate_limit: off")), None);
+    assert_eq!(with(&format!("{public}  rate_limit: false")), None);
+    assert_eq!(with("  rate_limit: {}"), Some(DEFAULT_RATE_LIMIT));
+    assert_eq!(with("  rate_limit: true"), Some(DEFAULT_RATE_LIMIT));
+    assert_eq!(
+        with(&format!("{public}  rate_limit: {{slip: 1}}")),
+        Some(RateLimit {
+            slip: 1,
+            ..DEFAULT_RATE_LIMIT
+        })
+    );
+    // Anything else names the path.
+    let errs = errors(&with_geo("  rate_limit: sometimes", rec));
+    assert_error(&errs, "dns.rate_limit", "`off` or");
+    let errs = errors(&with_geo("  rate_limit: {rate: 5}", rec));
+    assert_error(&errs, "dns.rate_limit.rate", "unknown field `rate`");
+}
+
+#[test]
 fn on_corrupt_state_defaults_to_refuse_and_rejects_unknown_values() {
     let c = valid(&with_check("type: tcp, target: \"127.0.0.1:80\""));
     assert!(!c.node.start_on_corrupt_state);

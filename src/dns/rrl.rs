@@ -10,19 +10,36 @@
 //! goes out as an empty truncated (TC) answer so that a real client behind
 //! a spoofed block retries over TCP (which is never limited).
 //!
-//! Pure: the caller passes the time; one limiter per UDP thread, no lock.
+//! The accounts live in a fixed-size table ([`Table`], [`MAX_ACCOUNTS`] in
+//! all) with bounded work per response: a block's account sits in one of
+//! [`PROBES`] slots next to its (keyed) hash. A new block takes a free slot
+//! of those, else one whose account is full again (idle: forgetting it
+//! loses nothing), else the one with the least debt. So a spoofed flood of
+//! new blocks, whose accounts are nearly full after one response, replaces
+//! itself and leaves the accounts of blocks being limited in place; nothing
+//! ever rescans or clears the table.
+//!
+//! [`Table`] is pure (the caller passes the time); [`RateLimiter`] shares
+//! one table split in [`SHARDS`] shards (a mutex each, picked by the
+//! block's hash) between every UDP worker, so a block has one account
+//! whichever worker its packets reach.
 
-use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use crate::model::RateLimit;
 
 use super::policy::{mask, CLIENT_PREFIX_V4, CLIENT_PREFIX_V6};
 
-/// Most client blocks tracked; beyond it idle accounts are swept, and if
-/// that is not enough, all are forgotten.
+/// Most client blocks tracked (all shards together).
 pub const MAX_ACCOUNTS: usize = 100_000;
+/// Shards of a [`RateLimiter`]'s table (one lock each).
+pub const SHARDS: usize = 64;
+/// Slots a block's account may occupy, next to its hash: the most slots
+/// one response looks at.
+pub const PROBES: usize = 8;
 
 /// What to do with a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,41 +50,163 @@ pub enum Verdict {
     Slip,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Account {
-    balance: f64,
-    last: Instant,
-    limited: u32,
-}
-
-#[derive(Debug)]
-pub struct RateLimiter {
-    config: RateLimit,
-    rate: f64,
-    floor: f64,
-    accounts: HashMap<IpAddr, Account>,
-    last_sweep: Option<Instant>,
+/// A client block as a table key: the masked address and its family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Key {
+    v4: bool,
+    bits: u128,
 }
 
 /// The block a source address belongs to.
-fn block(src: IpAddr) -> IpAddr {
+fn block(src: IpAddr) -> Key {
+    let src = src.to_canonical();
     let prefix = if src.is_ipv4() {
         CLIENT_PREFIX_V4
     } else {
         CLIENT_PREFIX_V6
     };
-    mask(src, prefix)
+    let bits = match mask(src, prefix) {
+        IpAddr::V4(v4) => u32::from(v4).into(),
+        IpAddr::V6(v6) => v6.into(),
+    };
+    Key {
+        v4: src.is_ipv4(),
+        bits,
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Account {
+    key: Key,
+    balance: f64,
+    /// Seconds since the table's epoch at the last response.
+    last: f64,
+    limited: u32,
+}
+
+/// One table of accounts: fixed capacity, bounded work per response, pure.
+#[derive(Debug)]
+pub struct Table {
+    rate: f64,
+    floor: f64,
+    slip: u32,
+    capacity: usize,
+    /// Allocated on first use (an idle listener costs nothing).
+    slots: Vec<Option<Account>>,
+    epoch: Option<Instant>,
+}
+
+impl Table {
+    pub fn new(config: &RateLimit, capacity: usize) -> Table {
+        let rate = config.responses_per_second.max(1) as f64;
+        Table {
+            rate,
+            floor: -rate * config.window.as_secs_f64().max(1.0),
+            slip: config.slip,
+            capacity: capacity.max(PROBES),
+            slots: Vec::new(),
+            epoch: None,
+        }
+    }
+
+    /// Accounts tracked.
+    pub fn len(&self) -> usize {
+        self.slots.iter().filter(|s| s.is_some()).count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether `src`'s block has an account.
+    pub fn contains(&self, src: IpAddr) -> bool {
+        let key = block(src);
+        self.slots.iter().flatten().any(|a| a.key == key)
+    }
+
+    /// Accounts one response to `src` (whose block hashes to `hash`) at
+    /// `now` and says what to do with it.
+    pub fn check(&mut self, src: IpAddr, hash: u64, now: Instant) -> Verdict {
+        self.check_counted(src, hash, now).0
+    }
+
+    /// [`Table::check`], also returning how many slots it looked at.
+    pub fn check_counted(&mut self, src: IpAddr, hash: u64, now: Instant) -> (Verdict, usize) {
+        let key = block(src);
+        let epoch = *self.epoch.get_or_insert(now);
+        let t = now.saturating_duration_since(epoch).as_secs_f64();
+        if self.slots.is_empty() {
+            self.slots = vec![None; self.capacity];
+        }
+        let (slot, looked) = self.slot_for(key, hash, t);
+        let (rate, floor, slip) = (self.rate, self.floor, self.slip);
+        let a = self.slots[slot].get_or_insert(Account {
+            key,
+            balance: rate,
+            last: t,
+            limited: 0,
+        });
+        let elapsed = (t - a.last).max(0.0);
+        a.balance = ((a.balance + elapsed * rate).min(rate) - 1.0).max(floor);
+        a.last = t;
+        if a.balance >= 0.0 {
+            a.limited = 0;
+            return (Verdict::Send, looked);
+        }
+        a.limited = a.limited.wrapping_add(1);
+        let verdict = if slip > 0 && a.limited % slip == 0 {
+            Verdict::Slip
+        } else {
+            Verdict::Drop
+        };
+        (verdict, looked)
+    }
+
+    /// The slot of `key`'s account, or the slot a new account for it takes
+    /// (emptied): a free one, else an idle one, else the one with the least
+    /// debt, among the [`PROBES`] slots from `hash`. Also returns the slots
+    /// looked at.
+    fn slot_for(&mut self, key: Key, hash: u64, t: f64) -> (usize, usize) {
+        let n = self.slots.len();
+        let first = (hash % n as u64) as usize;
+        let mut best: Option<(usize, f64)> = None;
+        let mut looked = 0;
+        for i in 0..PROBES {
+            let s = (first + i) % n;
+            looked += 1;
+            let score = match &self.slots[s] {
+                Some(a) if a.key == key => return (s, looked),
+                Some(a) => (a.balance + (t - a.last).max(0.0) * self.rate).min(self.rate),
+                None => f64::INFINITY,
+            };
+            if best.is_none_or(|(_, b)| score > b) {
+                best = Some((s, score));
+            }
+        }
+        let (s, _) = best.unwrap_or((first, 0.0));
+        self.slots[s] = None;
+        (s, looked)
+    }
+}
+
+/// The rate limiter of a server: one [`Table`] of [`MAX_ACCOUNTS`] split in
+/// [`SHARDS`] locked shards, shared by every UDP worker.
+#[derive(Debug)]
+pub struct RateLimiter {
+    config: RateLimit,
+    hasher: RandomState,
+    shards: Box<[Mutex<Table>]>,
 }
 
 impl RateLimiter {
     pub fn new(config: RateLimit) -> RateLimiter {
-        let rate = config.responses_per_second.max(1) as f64;
+        let per_shard = MAX_ACCOUNTS.div_ceil(SHARDS);
         RateLimiter {
             config,
-            rate,
-            floor: -rate * config.window.as_secs_f64().max(1.0),
-            accounts: HashMap::new(),
-            last_sweep: None,
+            hasher: RandomState::new(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(Table::new(&config, per_shard)))
+                .collect(),
         }
     }
 
@@ -77,55 +216,26 @@ impl RateLimiter {
 
     /// Number of client blocks tracked.
     pub fn len(&self) -> usize {
-        self.accounts.len()
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).len())
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.accounts.is_empty()
+        self.len() == 0
     }
 
     /// Accounts one response to `src` at `now` and says what to do with it.
-    pub fn check(&mut self, src: IpAddr, now: Instant) -> Verdict {
-        if self.accounts.len() >= MAX_ACCOUNTS
-            || self
-                .last_sweep
-                .is_none_or(|t| now.saturating_duration_since(t) > self.config.window)
-        {
-            self.sweep(now);
-        }
-        let (rate, floor, slip) = (self.rate, self.floor, self.config.slip);
-        let a = self.accounts.entry(block(src)).or_insert(Account {
-            balance: rate,
-            last: now,
-            limited: 0,
-        });
-        let elapsed = now.saturating_duration_since(a.last).as_secs_f64();
-        a.balance = (a.balance + elapsed * rate).min(rate) - 1.0;
-        a.balance = a.balance.max(floor);
-        a.last = now;
-        if a.balance >= 0.0 {
-            a.limited = 0;
-            return Verdict::Send;
-        }
-        a.limited = a.limited.wrapping_add(1);
-        if slip > 0 && a.limited % slip == 0 {
-            Verdict::Slip
-        } else {
-            Verdict::Drop
-        }
-    }
-
-    /// Forgets accounts that are full again (idle blocks); all of them if
-    /// that does not bring the table under [`MAX_ACCOUNTS`].
-    fn sweep(&mut self, now: Instant) {
-        let rate = self.rate;
-        self.accounts.retain(|_, a| {
-            a.balance + now.saturating_duration_since(a.last).as_secs_f64() * rate < rate
-        });
-        if self.accounts.len() >= MAX_ACCOUNTS {
-            self.accounts.clear();
-        }
-        self.last_sweep = Some(now);
+    pub fn check(&self, src: IpAddr, now: Instant) -> Verdict {
+        // Keyed hash: a spoofing client cannot aim its blocks at one shard
+        // or one slot.
+        let h = self.hasher.hash_one(block(src));
+        let shard = &self.shards[(h % SHARDS as u64) as usize];
+        shard
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .check(src, h / SHARDS as u64, now)
     }
 }
 
@@ -184,7 +294,7 @@ mod tests {
     #[test]
     fn limits_per_block_and_slips_every_nth() {
         let t0 = Instant::now();
-        let mut rl = limiter(5, 2, 15);
+        let rl = limiter(5, 2, 15);
         let mut verdicts = Vec::new();
         for i in 0..11 {
             // Different hosts of one /24 share the account.
@@ -210,7 +320,7 @@ mod tests {
     #[test]
     fn slip_zero_drops_everything_over_the_rate() {
         let t0 = Instant::now();
-        let mut rl = limiter(2, 0, 5);
+        let rl = limiter(2, 0, 5);
         assert_eq!(rl.check(ip("198.51.100.1"), t0), Verdict::Send);
         assert_eq!(rl.check(ip("198.51.100.1"), t0), Verdict::Send);
         for _ in 0..20 {
@@ -221,7 +331,7 @@ mod tests {
     #[test]
     fn rate_is_refilled_per_second_and_debt_lasts_at_most_window() {
         let t0 = Instant::now();
-        let mut rl = limiter(10, 2, 3);
+        let rl = limiter(10, 2, 3);
         let a = ip("203.0.113.5");
         // Steady 10 per second is fine forever.
         for s in 0..5u64 {
@@ -242,16 +352,138 @@ mod tests {
     }
 
     #[test]
-    fn idle_accounts_are_swept() {
+    fn spoofed_flood_does_not_reset_limited_blocks() {
         let t0 = Instant::now();
-        let mut rl = limiter(1, 2, 1);
-        for i in 0..100u32 {
-            let a = std::net::Ipv4Addr::from(0x0a00_0000 | (i << 8));
-            rl.check(a.into(), t0);
+        let rl = limiter(10, 2, 15);
+        let heavy = ip("198.51.100.7");
+        let light = ip("203.0.113.9");
+        for _ in 0..20 {
+            rl.check(heavy, t0);
         }
-        assert_eq!(rl.len(), 100);
-        rl.check(ip("192.0.2.1"), t0 + Duration::from_secs(5));
-        assert_eq!(rl.len(), 1);
+        assert_ne!(rl.check(heavy, t0), Verdict::Send);
+        // 1.5 × MAX_ACCOUNTS new /24 blocks at 2 million per second (each
+        // account still fresh when the table fills); the limited block
+        // keeps sending at 10 times its rate, a light client once in a while.
+        let mut t = t0;
+        for i in 0..(MAX_ACCOUNTS * 3 / 2) as u32 {
+            t += Duration::from_nanos(500);
+            let spoofed = std::net::Ipv4Addr::from(0x0a00_0000u32.wrapping_add(i << 8));
+            rl.check(spoofed.into(), t);
+            if i % 20_000 == 0 {
+                let v = rl.check(heavy, t);
+                assert_ne!(v, Verdict::Send, "limited block reset after {i} new blocks");
+            }
+            if i % 50_000 == 0 {
+                assert_eq!(rl.check(light, t), Verdict::Send);
+            }
+        }
+        assert!(rl.len() <= MAX_ACCOUNTS);
+    }
+
+    /// A deterministic stand-in for the limiter's keyed hash.
+    fn hash(seed: u64, a: IpAddr) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        seed.hash(&mut h);
+        block(a).hash(&mut h);
+        h.finish()
+    }
+
+    fn v4(n: u32) -> IpAddr {
+        std::net::Ipv4Addr::from(n).into()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// A table of 512 under a flood of 20 × 512 new blocks: every
+        /// response looks at most PROBES slots, and blocks sending at twice
+        /// their rate or more stay limited (their accounts are never
+        /// replaced by the flood's).
+        #[test]
+        fn spoofed_flood_work_is_bounded_and_heavy_hitters_keep_accounts(
+            seed in proptest::prelude::any::<u64>(),
+            heavy_n in 1usize..8,
+            flood_per_round in 1u64..200,
+            step_us in 1u64..2_000,
+        ) {
+            let cfg = RateLimit {
+                responses_per_second: 10,
+                slip: 2,
+                window: Duration::from_secs(15),
+            };
+            let mut table = Table::new(&cfg, 512);
+            let heavy: Vec<IpAddr> = (0..heavy_n as u32)
+                .map(|k| v4(0xc633_6401 + (k << 8)))
+                .collect();
+            let t0 = Instant::now();
+            for h in &heavy {
+                for _ in 0..30 {
+                    table.check(*h, hash(seed, *h), t0);
+                }
+            }
+            // Each heavy hitter sends once a round; a round lasts at most
+            // 50 ms (20 per second, twice the rate).
+            let step = Duration::from_micros(step_us.min(50_000 / flood_per_round).max(1));
+            let mut t = t0;
+            let mut rng = seed | 1;
+            for i in 0..20 * 512u64 {
+                // xorshift: distinct-looking 10/8 blocks.
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let spoofed = v4(0x0a00_0000 | ((rng as u32) & 0x00ff_ff00));
+                t += step;
+                let (_, looked) = table.check_counted(spoofed, hash(seed, spoofed), t);
+                proptest::prop_assert!(looked <= PROBES);
+                if i % flood_per_round == 0 {
+                    for h in &heavy {
+                        let (v, looked) = table.check_counted(*h, hash(seed, *h), t);
+                        proptest::prop_assert!(looked <= PROBES);
+                        proptest::prop_assert_ne!(v, Verdict::Send, "heavy hitter {} reset", h);
+                    }
+                }
+            }
+            for h in &heavy {
+                proptest::prop_assert!(table.contains(*h));
+            }
+            proptest::prop_assert!(table.len() <= 512);
+        }
+    }
+
+    #[test]
+    fn a_new_block_takes_a_free_then_idle_then_least_indebted_slot() {
+        let cfg = RateLimit {
+            responses_per_second: 10,
+            slip: 0,
+            window: Duration::from_secs(15),
+        };
+        // One probe window covers the whole table.
+        let mut table = Table::new(&cfg, PROBES);
+        let t0 = Instant::now();
+        let blocks: Vec<IpAddr> = (1..=PROBES as u32)
+            .map(|k| v4(0xc000_0200 + (k << 8)))
+            .collect();
+        // Debts: block k sent 10 + k responses at t0.
+        for (k, b) in blocks.iter().enumerate() {
+            for _ in 0..(10 + k) {
+                table.check(*b, 0, t0);
+            }
+        }
+        assert_eq!(table.len(), PROBES);
+        // Full: a newcomer replaces the block with the least debt (the
+        // first, at 0); the others keep their accounts.
+        let newcomer = ip("203.0.113.1");
+        assert_eq!(table.check(newcomer, 0, t0), Verdict::Send);
+        assert!(!table.contains(blocks[0]));
+        assert!(blocks[1..].iter().all(|b| table.contains(*b)));
+        // 200 ms later the newcomer's account is full again (idle): the
+        // next newcomer takes it, not a limited block's.
+        let t1 = t0 + Duration::from_millis(200);
+        assert_eq!(table.check(ip("203.0.114.1"), 0, t1), Verdict::Send);
+        assert!(!table.contains(newcomer));
+        assert!(blocks[1..].iter().all(|b| table.contains(*b)));
+        // A limited block is still limited.
+        assert_eq!(table.check(blocks[PROBES - 1], 0, t1), Verdict::Drop);
     }
 
     #[test]

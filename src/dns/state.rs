@@ -1,5 +1,6 @@
 //! The answer state one snapshot gives: compiled zones, the steering plan of
-//! every steered record per address family, and the pre-encoded answers.
+//! every steered record per address family, the pre-encoded answers and the
+//! response rate limiter (kept, with its accounts, while its settings stay).
 //! Built off the query path whenever the snapshot (or a settle deadline)
 //! changes, then shared read-only by every listener through an `Arc`.
 
@@ -11,6 +12,7 @@ use tokio::time::Instant;
 
 use super::fast::FastTable;
 use super::policy::{Family, Plan, RecordRef};
+use super::rrl::RateLimiter;
 use super::stats::DnsStats;
 use super::zone::Zones;
 use crate::core::Snapshot;
@@ -26,12 +28,16 @@ pub struct State {
     pub next_change: Option<Instant>,
     pub pop_counters: HashMap<PopName, Arc<AtomicU64>>,
     pub fast: FastTable,
+    /// Response rate limiting of UDP answers, shared by every UDP worker.
+    pub rrl: Option<Arc<RateLimiter>>,
 }
 
 impl State {
     /// Builds the state for `snap` at `now` over already compiled zones.
-    /// With `stats`, answers are pre-encoded and PoP counters attached;
-    /// `prev` (the state being replaced) lends its unchanged static answers.
+    /// With `stats` (a serving state), answers are pre-encoded, PoP
+    /// counters attached and the rate limiter set up; `prev` (the state
+    /// being replaced) lends its unchanged static answers and its rate
+    /// limiter if the settings are the same.
     pub fn build(
         snap: &Snapshot,
         zones: Arc<Zones>,
@@ -81,9 +87,15 @@ impl State {
             next_change,
             pop_counters,
             fast: FastTable::default(),
+            rrl: None,
         };
         if stats.is_some() {
             state.fast = FastTable::build(&state, prev);
+            let want = snap.config.dns.rate_limit;
+            state.rrl = match prev.and_then(|p| p.rrl.as_ref()) {
+                Some(r) if Some(*r.config()) == want => Some(r.clone()),
+                _ => want.map(|c| Arc::new(RateLimiter::new(c))),
+            };
         }
         state
     }

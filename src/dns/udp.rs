@@ -18,7 +18,7 @@ use tracing::debug;
 
 use super::answer::{respond, Transport};
 use super::fast;
-use super::rrl::{truncated_reply, RateLimiter, Verdict};
+use super::rrl::{truncated_reply, Verdict};
 use super::state::State;
 use super::stats::DnsStats;
 
@@ -45,7 +45,6 @@ pub(super) fn udp_loop(
     stop: Arc<AtomicBool>,
 ) {
     let mut state = states.borrow_and_update().clone();
-    let mut rrl = state.config.dns.rate_limit.map(RateLimiter::new);
     let mut buf = vec![0u8; 65_535];
     let mut out: Vec<u8> = Vec::with_capacity(4096);
     while !stop.load(Relaxed) {
@@ -67,14 +66,10 @@ pub(super) fn udp_loop(
         stats.queries_udp.fetch_add(1, Relaxed);
         if states.has_changed().unwrap_or(false) {
             state = states.borrow_and_update().clone();
-            let want = state.config.dns.rate_limit;
-            if rrl.as_ref().map(|r| *r.config()) != want {
-                rrl = want.map(RateLimiter::new);
-            }
         }
         let q = &buf[..n];
         let ip: IpAddr = src.ip().to_canonical();
-        if let Some(limiter) = rrl.as_mut() {
+        if let Some(limiter) = state.rrl.as_deref() {
             match limiter.check(ip, std::time::Instant::now()) {
                 Verdict::Send => {}
                 Verdict::Drop => {

@@ -52,7 +52,15 @@ pub(super) fn dns(
         })
     });
     cx.geoip = raw.geoip.is_some();
-    let rate_limit = raw.rate_limit.as_ref().and_then(|r| rate_limit(cx, r));
+    let rate_limit = match &raw.rate_limit {
+        Some(RawRateLimitSetting::Off) => None,
+        Some(RawRateLimitSetting::On(r)) => rate_limit(cx, r),
+        // On by default as soon as a listener is reachable from elsewhere.
+        None => listen
+            .iter()
+            .any(|a| !a.ip().is_loopback())
+            .then_some(DEFAULT_RATE_LIMIT),
+    };
     let mut zones: Vec<Zone> = Vec::new();
     for (i, rz) in raw.zones.iter().enumerate() {
         let path = format!("dns.zones[{i}]");
@@ -79,15 +87,28 @@ pub(super) fn dns(
     }
 }
 
+/// Default RRL rate: responses per second per client /24 or /56. Well
+/// above what one resolver block asks one server for, low enough to cap a
+/// reflection at a few hundred kB/s per victim block and server.
+pub const DEFAULT_RRL_RESPONSES_PER_SECOND: u32 = 1000;
 /// Default RRL slip: every 2nd limited response goes out truncated.
 pub const DEFAULT_RRL_SLIP: u32 = 2;
 /// Default RRL window.
 pub const DEFAULT_RRL_WINDOW: Duration = Duration::from_secs(15);
+/// Rate limiting when `dns.rate_limit` is not set and a listener is not on
+/// loopback.
+pub const DEFAULT_RATE_LIMIT: RateLimit = RateLimit {
+    responses_per_second: DEFAULT_RRL_RESPONSES_PER_SECOND,
+    slip: DEFAULT_RRL_SLIP,
+    window: DEFAULT_RRL_WINDOW,
+};
 
 fn rate_limit(cx: &mut Ctx, raw: &RawRateLimit) -> Option<RateLimit> {
     let before = cx.errors.len();
     let p = "dns.rate_limit";
-    let rps = raw.responses_per_second;
+    let rps = raw
+        .responses_per_second
+        .unwrap_or(DEFAULT_RRL_RESPONSES_PER_SECOND as u64);
     if !(1..=1_000_000).contains(&rps) {
         cx.err(
             format!("{p}.responses_per_second"),
