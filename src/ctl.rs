@@ -853,8 +853,20 @@ fn peers_table(peers: &Value) -> String {
                 .as_object()
                 .map(|o| {
                     o.iter()
-                        .filter(|(k, v)| k.as_str() != "state" && !v.is_object() && !v.is_array())
-                        .map(|(k, v)| format!("{k}={}", s(v)))
+                        .filter_map(|(k, v)| match (k.as_str(), v) {
+                            ("state", _) => None,
+                            ("bfd", Value::Object(b)) => Some(format!(
+                                "bfd={}{}",
+                                b.get("state").map(s).unwrap_or_else(|| "-".into()),
+                                if b.get("holds_bgp_down") == Some(&Value::Bool(true)) {
+                                    " (holds BGP down)"
+                                } else {
+                                    ""
+                                }
+                            )),
+                            (_, v) if v.is_object() || v.is_array() => None,
+                            (k, v) => Some(format!("{k}={}", s(v))),
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
@@ -1216,6 +1228,10 @@ mod tests {
         assert!(lines[0].starts_with("POP"));
         let cells: Vec<&str> = lines[1].split_whitespace().collect();
         assert_eq!(&cells[..6], &["ams", "up", "healthy", "yes", "60s", "-"]);
+        let peers = json!({"peers": {"r1": {"state": "idle", "flaps": 2, "families": [],
+            "bfd": {"state": "down", "holds_bgp_down": true, "failures": 2}}}});
+        let out = human(&CtlCommand::Peers, &peers, 100.0);
+        assert!(out.contains("bfd=down (holds BGP down) flaps=2"), "{out}");
     }
 
     #[test]

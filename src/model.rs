@@ -206,6 +206,27 @@ pub struct Peer {
     /// Next hops per family; `None`: the session's local address.
     pub next_hop_v4: Option<Ipv4Addr>,
     pub next_hop_v6: Option<Ipv6Addr>,
+    /// BFD to this peer (RFC 5880/5881 single hop); `None`: off.
+    pub bfd: Option<BfdParams>,
+}
+
+/// BFD timers of a peer: we send every `min_tx` once the session is Up,
+/// accept packets every `min_rx`, and the peer declares us down after
+/// `multiplier` missed packets (and we it, by its own interval).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BfdParams {
+    pub min_tx: Duration,
+    pub min_rx: Duration,
+    pub multiplier: u8,
+}
+
+impl BfdParams {
+    /// FRR's defaults: 300 ms, 300 ms, 3 (detection in 900 ms).
+    pub const DEFAULT: BfdParams = BfdParams {
+        min_tx: Duration::from_millis(300),
+        min_rx: Duration::from_millis(300),
+        multiplier: 3,
+    };
 }
 
 impl Peer {

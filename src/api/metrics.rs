@@ -601,6 +601,36 @@ pub fn bgp_source(status: tokio::sync::watch::Receiver<crate::bgp::StatusMap>) -
                 x.sample(fam, &[("peer", name.as_str())], f(p));
             }
         }
+        // BFD, for the peers that have it.
+        type BfdField = fn(&crate::bfd::SessionStatus) -> f64;
+        let bfd: [(&str, Kind, &str, BfdField); 3] = [
+            (
+                "anypop_bfd_session_up",
+                Kind::Gauge,
+                "1 while the peer's BFD session is Up.",
+                |b| f64::from(u8::from(b.state == crate::bfd::State::Up)),
+            ),
+            (
+                "anypop_bfd_failures_total",
+                Kind::Counter,
+                "Times the peer's BFD session went from Up to Down because of the path.",
+                |b| b.failures as f64,
+            ),
+            (
+                "anypop_bfd_holds_bgp_down",
+                Kind::Gauge,
+                "1 while BFD holds the BGP session to the peer down.",
+                |b| f64::from(u8::from(b.holds_bgp_down)),
+            ),
+        ];
+        for (fam, kind, help, f) in bfd {
+            x.family(fam, kind, help);
+            for (name, p) in &peers {
+                if let Some(b) = &p.bfd {
+                    x.sample(fam, &[("peer", name.as_str())], f(b));
+                }
+            }
+        }
     })
 }
 

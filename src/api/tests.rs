@@ -1267,6 +1267,7 @@ async fn bgp_status_is_served_and_exported() {
         end_of_rib_sent: true,
         last_error: None,
         last_error_at: None,
+        bfd: None,
     };
     let (tx, rx) = watch::channel(crate::bgp::StatusMap::from([(
         Name::parse("r1").expect("name"),
@@ -1295,15 +1296,53 @@ async fn bgp_status_is_served_and_exported() {
         Some(0.0)
     );
     // The status is live: a session drop shows on the next scrape.
+    assert_eq!(
+        m.get("anypop_bfd_session_up", &r1),
+        None,
+        "no BFD configured"
+    );
     tx.send_modify(|m| {
         if let Some(p) = m.get_mut("r1") {
             p.state = crate::bgp::SessionState::Idle;
             p.flaps = 2;
+            p.bfd = Some(crate::bfd::SessionStatus {
+                state: crate::bfd::State::Down,
+                remote_state: crate::bfd::State::Down,
+                local_diag: crate::bfd::packet::Diag::ControlDetectionTimeExpired,
+                remote_diag: crate::bfd::packet::Diag::None,
+                local_discriminator: 7,
+                remote_discriminator: 0,
+                holds_bgp_down: true,
+                failures: 2,
+                flaps: 2,
+                held_until: Some(SystemTime::now() + Duration::from_secs(2)),
+                since: Some(SystemTime::now()),
+                tx_interval_ms: Some(1000),
+                detection_time_ms: Some(300),
+                remote_control_plane_independent: false,
+                discarded: 0,
+                ttl_dropped: 0,
+                error: None,
+            });
         }
     });
     let m = scrape(&app).await;
     assert_eq!(m.get("anypop_bgp_session_up", &r1), Some(0.0));
     assert_eq!(m.get("anypop_bgp_session_flaps_total", &r1), Some(2.0));
+    assert_eq!(m.get("anypop_bfd_session_up", &r1), Some(0.0));
+    assert_eq!(m.get("anypop_bfd_failures_total", &r1), Some(2.0));
+    assert_eq!(m.get("anypop_bfd_holds_bgp_down", &r1), Some(1.0));
+    let (_, v) = call(&app, "GET", "/v1/peers", None, None).await;
+    let b = &v["peers"]["r1"]["bfd"];
+    assert_eq!(
+        (&b["state"], &b["local_diag"], &b["holds_bgp_down"]),
+        (
+            &serde_json::json!("down"),
+            &serde_json::json!("control detection time expired"),
+            &serde_json::json!(true)
+        ),
+        "{v}"
+    );
 }
 
 // ------------------------------------------------------------ serve, ctl

@@ -29,24 +29,7 @@ use super::packet::{Control, Diag, State};
 pub const SLOW_TX: Duration = Duration::from_secs(1);
 
 /// Timer parameters of a session, as configured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Params {
-    /// Desired Min TX Interval once Up.
-    pub min_tx: Duration,
-    /// Required Min RX Interval.
-    pub min_rx: Duration,
-    /// Detect Mult.
-    pub multiplier: u8,
-}
-
-impl Params {
-    /// The FRR defaults: 300 ms, 300 ms, 3.
-    pub const DEFAULT: Params = Params {
-        min_tx: Duration::from_millis(300),
-        min_rx: Duration::from_millis(300),
-        multiplier: 3,
-    };
-}
+pub use crate::model::BfdParams as Params;
 
 /// Inputs to the FSM.
 #[derive(Debug, Clone, PartialEq, Eq)]

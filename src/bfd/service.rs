@@ -31,6 +31,8 @@ use super::socket::{self, GTSM_TTL};
 pub const REMOVE_AFTER: Duration = Duration::from_secs(1);
 /// Retry interval for sockets that could not be opened.
 pub const SOCKET_RETRY: Duration = Duration::from_secs(5);
+/// A session not Up for this long logs a warning (once until it is Up).
+pub const NOT_UP_WARNING: Duration = Duration::from_secs(30);
 
 /// Identifies a session: single hop, one per peer address.
 pub type SessionKey = IpAddr;
@@ -154,6 +156,10 @@ struct Session {
     ttl_dropped: u64,
     error: Option<String>,
     remove_at: Option<Instant>,
+    /// Since when the session is not Up (for the warning), and whether it
+    /// was given.
+    not_up_since: Option<Instant>,
+    warned: bool,
 }
 
 #[derive(Default)]
@@ -317,6 +323,8 @@ impl Service {
                 ttl_dropped: 0,
                 error: None,
                 remove_at: None,
+                not_up_since: Some(now),
+                warned: false,
             },
         );
         self.open_tx(peer, now);
@@ -427,6 +435,16 @@ impl Service {
             if s.tx_retry_at.is_some_and(|t| t <= now) {
                 self.open_tx(peer, now);
             }
+            if let Some(s) = self.sessions.get_mut(&peer) {
+                let late = s
+                    .not_up_since
+                    .is_some_and(|t| now.saturating_duration_since(t) >= NOT_UP_WARNING);
+                if late && !s.warned && s.remove_at.is_none() {
+                    s.warned = true;
+                    warn!(%peer, state = %s.fsm.state(), after = ?NOT_UP_WARNING,
+                          "BFD session is not up: is BFD enabled for this neighbor on the router (FRR: `neighbor ADDR bfd`)? The BGP session runs without it until BFD has been up once");
+                }
+            }
             if self
                 .sessions
                 .get(&peer)
@@ -449,6 +467,12 @@ impl Service {
                 Action::Send(c) => s.send(peer, &c),
                 Action::StateChanged { from, to, diag } => {
                     s.since = Some(SystemTime::now());
+                    if to == State::Up {
+                        s.not_up_since = None;
+                        s.warned = false;
+                    } else if from == State::Up {
+                        s.not_up_since = Some(now);
+                    }
                     let st = s.fsm.status(now);
                     if to == State::Up {
                         info!(%peer, %from, detection_time = ?st.detection_time, "BFD session up");

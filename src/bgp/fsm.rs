@@ -125,6 +125,12 @@ pub enum Event {
     DecodeError(Notification),
     /// Time passed; expired deadlines fire.
     Tick,
+    /// BFD to the peer failed: drop the session (Cease / BFD Down, as Hard
+    /// Reset with the N bit) and stay down — no dialing, connections
+    /// refused — until [`Event::BfdUp`].
+    BfdDown,
+    /// BFD no longer holds the session down: start at once if running.
+    BfdUp,
 }
 
 /// Outputs of the FSM, executed in order by the socket task.
@@ -174,6 +180,8 @@ pub struct Fsm {
     /// Whether the Restart State bit is still to be set (first OPEN after
     /// process start).
     restarted: bool,
+    /// BFD holds the session down.
+    bfd_down: bool,
     rng: u64,
 }
 
@@ -190,6 +198,7 @@ impl Fsm {
             negotiated: None,
             failures: 0,
             restarted: true,
+            bfd_down: false,
             rng,
         }
     }
@@ -210,6 +219,28 @@ impl Fsm {
     /// since.
     pub fn is_running(&self) -> bool {
         self.running
+    }
+
+    /// Whether BFD holds the session down.
+    pub fn bfd_down(&self) -> bool {
+        self.bfd_down
+    }
+
+    /// The Cease for a BFD failure (RFC 9384 subcode 10), inside an RFC
+    /// 8538 Hard Reset when both sides set the N bit: the router's
+    /// graceful-restart helper must not keep the routes of a host BFD found
+    /// dead.
+    fn bfd_cease(&self) -> Notification {
+        let bfd = Notification::new(err::CEASE, err::CEASE_BFD_DOWN, []);
+        if self
+            .negotiated
+            .as_ref()
+            .is_some_and(|n| n.graceful_notification)
+        {
+            Notification::hard_reset(&bfd)
+        } else {
+            bfd
+        }
     }
 
     /// The armed timers.
@@ -287,9 +318,40 @@ impl Fsm {
         match event {
             Event::Start => {
                 self.running = true;
-                if self.state == State::Idle {
+                if self.state == State::Idle && !self.bfd_down {
                     self.start(now, &mut out);
                 }
+            }
+            Event::BfdDown => {
+                self.bfd_down = true;
+                match self.state {
+                    State::OpenSent | State::OpenConfirm | State::Established => {
+                        out.push(Action::SendNotification(self.bfd_cease()));
+                        out.push(Action::Close);
+                        out.push(Action::Down("BFD down".into()));
+                    }
+                    State::Connect | State::Active => out.push(Action::Close),
+                    State::Idle => {}
+                }
+                self.clear_timers();
+                self.negotiated = None;
+                self.state = State::Idle;
+            }
+            Event::BfdUp => {
+                let was = std::mem::replace(&mut self.bfd_down, false);
+                if was && self.running && self.state == State::Idle {
+                    self.failures = 0;
+                    self.start(now, &mut out);
+                }
+            }
+            Event::TcpConnected if self.bfd_down => {
+                // Held down by BFD: refuse, and say why.
+                out.push(Action::SendNotification(Notification::new(
+                    err::CEASE,
+                    err::CEASE_BFD_DOWN,
+                    [],
+                )));
+                out.push(Action::Close);
             }
             Event::Stop(n) => {
                 self.running = false;
@@ -978,6 +1040,56 @@ mod tests {
     }
 
     #[test]
+    fn bfd_down_drops_the_session_with_a_hard_reset_and_holds_it_down() {
+        let (mut f, t) = established();
+        let a = f.handle(Event::BfdDown, t);
+        // Both sides set the N bit: Cease / BFD down inside a Hard Reset.
+        let bfd = Notification::new(err::CEASE, err::CEASE_BFD_DOWN, []);
+        assert_eq!(
+            a,
+            vec![
+                Action::SendNotification(Notification::hard_reset(&bfd)),
+                Action::Close,
+                Action::Down("BFD down".into()),
+            ]
+        );
+        assert_eq!((f.state(), f.next_deadline()), (State::Idle, None));
+        assert!(f.bfd_down() && f.is_running());
+        // No dialing, no accepting, however long.
+        assert_eq!(f.handle(Event::Tick, t + MAX_BACKOFF * 10), vec![]);
+        assert_eq!(f.handle(Event::Start, t), vec![]);
+        let a = f.handle(Event::TcpConnected, t);
+        assert_eq!(a, vec![Action::SendNotification(bfd), Action::Close]);
+        assert_eq!(f.state(), State::Idle);
+        // BFD back: dial at once.
+        assert_eq!(f.handle(Event::BfdUp, t), vec![Action::Connect]);
+        assert_eq!(f.state(), State::Connect);
+        assert_eq!(f.handle(Event::BfdUp, t), vec![], "BfdUp twice is harmless");
+    }
+
+    #[test]
+    fn bfd_down_without_n_bit_and_without_a_session() {
+        let t = Instant::now();
+        let mut f = open_sent(cfg(false), t);
+        let mut o = peer_open(9);
+        o.graceful_restart = None;
+        f.handle(msg(Received::Open(o)), t);
+        let a = f.handle(Event::BfdDown, t);
+        assert_eq!(
+            a[0],
+            Action::SendNotification(Notification::new(err::CEASE, err::CEASE_BFD_DOWN, []))
+        );
+        // Connect: the dial is abandoned; a stopped FSM stays stopped on BfdUp.
+        let mut f = Fsm::new(cfg(false));
+        f.handle(Event::Start, t);
+        assert_eq!(f.handle(Event::BfdDown, t), vec![Action::Close]);
+        assert_eq!(f.next_deadline(), None);
+        f.handle(Event::Stop(None), t);
+        assert_eq!(f.handle(Event::BfdUp, t), vec![]);
+        assert_eq!(f.state(), State::Idle);
+    }
+
+    #[test]
     fn second_connection_while_connected_is_ignored() {
         let t = Instant::now();
         let mut f = open_sent(cfg(false), t);
@@ -1087,6 +1199,8 @@ mod tests {
             2 => Just(Step::Event(Event::TcpClosed)),
             12 => msg.prop_map(|m| Step::Event(Event::Message(m))),
             1 => arb_notification().prop_map(|n| Step::Event(Event::DecodeError(n))),
+            1 => Just(Step::Event(Event::BfdDown)),
+            1 => Just(Step::Event(Event::BfdUp)),
             3 => prop_oneof![Just(0u16), Just(3), Just(9), Just(90)].prop_map(Step::Handshake),
             6 => prop_oneof![
                 (0u64..4_000).prop_map(Duration::from_millis),

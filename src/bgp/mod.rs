@@ -17,7 +17,9 @@
 //! - I/O shells: [`session`] (the socket task of one peer: dial, accept,
 //!   read, write, timers, status), [`sockopt`] (TCP MD5, GTSM),
 //!   [`lograte`] (log rate limits) and [`speaker`] (the public handle:
-//!   spawn, status, reconfigure, shutdown; the listener).
+//!   spawn, status, reconfigure, shutdown; the listener). The speaker also
+//!   owns the [`crate::bfd`] sessions of peers with `bfd`; each session
+//!   task passes its peer's BFD status in as [`peer::Input::Bfd`].
 //!
 //! netgauze-bgp-pkt (only its wire (de)serializer, the feature it calls
 //! `serde`) decodes the peer's OPEN and serializes everything we send:

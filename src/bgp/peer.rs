@@ -14,7 +14,9 @@
 //! - the End-of-RIB hold ([`super::eor`]);
 //! - the stop and shutdown choreography ([`super::shutdown`]): withdrawals,
 //!   the NOTIFICATION, then a half-close and reading until the peer closes,
-//!   bounded by a deadline.
+//!   bounded by a deadline;
+//! - BFD ([`Input::Bfd`]): a failure of the peer's BFD session drops the
+//!   session, which stays down while BFD holds it down.
 //!
 //! The socket task feeds [`Input`]s (a dial succeeded, a message arrived on
 //! connection 3, the desired routes changed, time passed, stop) with the
@@ -108,6 +110,11 @@ pub enum Input {
     Routes(Routes),
     /// Time passed: expired timers fire.
     Tick,
+    /// The peer's BFD session changed: `failures` counts its Up → Down
+    /// failures so far, `holds_down` tells whether it holds the BGP session
+    /// down now. A new failure drops the session even if BFD is already Up
+    /// again (the router has dropped its side).
+    Bfd { failures: u64, holds_down: bool },
     /// Stop this peer (removed or changed by a reload) with this Cease;
     /// wait for the peer to close until `deadline` at most.
     Stop {
@@ -246,6 +253,8 @@ pub struct Peer {
     routes: Option<Routes>,
     /// The announcements the Adj-RIB-Out was last synced to.
     synced: Option<Arc<BTreeMap<IpNet, Announcement>>>,
+    /// BFD failures already acted on.
+    bfd_failures: u64,
 }
 
 impl Peer {
@@ -263,6 +272,7 @@ impl Peer {
             up: None,
             routes: None,
             synced: None,
+            bfd_failures: 0,
         }
     }
 
@@ -349,6 +359,19 @@ impl Peer {
                     for id in std::mem::take(&mut self.lingering) {
                         out.push(Output::Close(id));
                     }
+                }
+            }
+            Input::Bfd {
+                failures,
+                holds_down,
+            } => {
+                let failed = failures > self.bfd_failures;
+                self.bfd_failures = self.bfd_failures.max(failures);
+                if (failed || holds_down) && !self.fsm.bfd_down() {
+                    self.feed(Event::BfdDown, now, &mut out);
+                }
+                if !holds_down && self.fsm.bfd_down() {
+                    self.feed(Event::BfdUp, now, &mut out);
                 }
             }
             Input::Stop {

@@ -74,6 +74,8 @@ pub struct PeerStatus {
     /// When `last_error` was recorded.
     #[serde(serialize_with = "opt_unix_secs")]
     pub last_error_at: Option<SystemTime>,
+    /// The BFD session to the peer, if `bfd` is configured.
+    pub bfd: Option<crate::bfd::SessionStatus>,
 }
 
 fn opt_unix_secs<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
@@ -113,6 +115,7 @@ impl PeerStatus {
             end_of_rib_sent: false,
             last_error: None,
             last_error_at: None,
+            bfd: None,
         }
     }
 }
@@ -242,6 +245,15 @@ async fn sleep_opt(deadline: Option<Instant>) {
     }
 }
 
+async fn bfd_changed(
+    rx: &mut Option<watch::Receiver<crate::bfd::SessionStatus>>,
+) -> Result<(), watch::error::RecvError> {
+    match rx {
+        Some(r) => r.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
 fn routes_of(s: &Snapshot) -> Routes {
     Routes {
         version: s.version,
@@ -269,6 +281,8 @@ struct Session {
     stop_deadline: Option<Instant>,
     /// Confirms a stop or shutdown once the driver is done.
     done: Option<oneshot::Sender<()>>,
+    /// The peer's BFD session, if configured.
+    bfd: Option<watch::Receiver<crate::bfd::SessionStatus>>,
 }
 
 /// Runs one peer until it is stopped or the process shuts down.
@@ -277,6 +291,7 @@ pub(crate) async fn run(
     snapshots: watch::Receiver<Arc<Snapshot>>,
     cmds: mpsc::Receiver<PeerCmd>,
     status_tx: watch::Sender<BTreeMap<PeerName, PeerStatus>>,
+    bfd: Option<watch::Receiver<crate::bfd::SessionStatus>>,
 ) {
     let md5 = match &p.peer.md5_password_file {
         Some(path) => match sockopt::read_md5_key(path) {
@@ -343,6 +358,7 @@ pub(crate) async fn run(
         cmds,
         stop_deadline: None,
         done: None,
+        bfd,
     };
     s.publish();
     let routes = routes_of(&s.snapshots.borrow_and_update());
@@ -418,6 +434,27 @@ impl Session {
                     }
                     let routes = routes_of(&self.snapshots.borrow_and_update());
                     self.feed(Input::Routes(routes)).await;
+                }
+                r = bfd_changed(&mut self.bfd) => {
+                    let input = match (r, &mut self.bfd) {
+                        (Ok(()), Some(rx)) => {
+                            let st = rx.borrow_and_update().clone();
+                            let input = Input::Bfd {
+                                failures: st.failures,
+                                holds_down: st.holds_bgp_down,
+                            };
+                            self.status.bfd = Some(st);
+                            input
+                        }
+                        _ => {
+                            // The BFD task is gone (shutdown): it holds
+                            // nothing down any more.
+                            self.bfd = None;
+                            self.status.bfd = None;
+                            Input::Bfd { failures: 0, holds_down: false }
+                        }
+                    };
+                    self.feed(input).await;
                 }
                 _ = sleep_opt(deadline) => self.feed(Input::Tick).await,
             }

@@ -20,8 +20,9 @@ use super::codec::{err, Notification};
 use super::lograte::{RejectDecision, RejectLog, RejectSummary};
 use super::session::{self, PeerCmd, PeerStatus, SessionParams};
 use super::sockopt;
+use crate::bfd::BfdHandle;
 use crate::core::Snapshot;
-use crate::model::{BgpConfig, Node, Peer, PeerName, ShutdownMode};
+use crate::model::{BfdParams, BgpConfig, Node, Peer, PeerName, ShutdownMode};
 
 /// How long a shutdown waits for peers to flush withdrawals and Cease.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -67,6 +68,8 @@ pub fn spawn(node: &Node, bgp: &BgpConfig, snapshots: watch::Receiver<Arc<Snapsh
         peers: BTreeMap::new(),
         listener: None,
         listen_peers,
+        bfd: None,
+        bfd_sessions: BTreeMap::new(),
     };
     let task = tokio::spawn(async move {
         m.apply_all();
@@ -125,6 +128,16 @@ struct Manager {
     peers: BTreeMap<PeerName, PeerTask>,
     listener: Option<(SocketAddr, JoinHandle<()>)>,
     listen_peers: watch::Sender<Arc<BTreeMap<IpAddr, ListenPeer>>>,
+    /// BFD for the peers that have `bfd` configured (started with the first).
+    bfd: Option<BfdHandle>,
+    /// BFD sessions by peer address, with what they were made from.
+    bfd_sessions: BTreeMap<IpAddr, BfdSession>,
+}
+
+struct BfdSession {
+    local: Option<IpAddr>,
+    params: BfdParams,
+    status: watch::Receiver<crate::bfd::SessionStatus>,
 }
 
 fn params(node: &Node, bgp: &BgpConfig, peer: &Peer) -> SessionParams {
@@ -142,7 +155,56 @@ fn same(a: &SessionParams, b: &SessionParams) -> bool {
 }
 
 impl Manager {
+    /// The status of the BFD session to `peer`, made or updated to its
+    /// current settings; `None` without `bfd`.
+    fn bfd_for(&mut self, peer: &Peer) -> Option<watch::Receiver<crate::bfd::SessionStatus>> {
+        let params = peer.bfd?;
+        if let Some(s) = self.bfd_sessions.get(&peer.address) {
+            if s.local == peer.local_address && s.params == params {
+                return Some(s.status.clone());
+            }
+        }
+        let status = self.bfd.get_or_insert_with(crate::bfd::spawn).add(
+            peer.address,
+            peer.local_address,
+            params,
+        );
+        self.bfd_sessions.insert(
+            peer.address,
+            BfdSession {
+                local: peer.local_address,
+                params,
+                status: status.clone(),
+            },
+        );
+        Some(status)
+    }
+
+    /// Ends the BFD sessions no configured peer uses any more (they send
+    /// AdminDown first).
+    fn prune_bfd(&mut self) {
+        let used: Vec<IpAddr> = self
+            .peers
+            .values()
+            .filter(|t| t.params.peer.bfd.is_some())
+            .map(|t| t.params.peer.address)
+            .collect();
+        let gone: Vec<IpAddr> = self
+            .bfd_sessions
+            .keys()
+            .filter(|a| !used.contains(a))
+            .copied()
+            .collect();
+        for a in gone {
+            self.bfd_sessions.remove(&a);
+            if let Some(b) = &self.bfd {
+                b.remove(a);
+            }
+        }
+    }
+
     fn start_peer(&mut self, params: SessionParams) {
+        let bfd = self.bfd_for(&params.peer);
         let (tx, rx) = mpsc::channel(16);
         let span = tracing::info_span!("bgp", peer = %params.name, addr = %params.peer.address);
         let join = tokio::spawn(
@@ -151,6 +213,7 @@ impl Manager {
                 self.snapshots.clone(),
                 rx,
                 self.status_tx.clone(),
+                bfd,
             )
             .instrument(span),
         );
@@ -227,6 +290,7 @@ impl Manager {
                 self.start_peer(p);
             }
         }
+        self.prune_bfd();
         self.refresh_listener();
     }
 
@@ -318,6 +382,12 @@ impl Manager {
         }
         if mode == ShutdownMode::GracefulRestart {
             debug!("routes left in place for graceful restart");
+        }
+        if let Some(b) = self.bfd.take() {
+            // After the BGP sessions are closed. Withdraw: AdminDown tells
+            // the routers at once. Graceful restart: fall silent, so a
+            // router that would act on BFD sees the Cease first.
+            b.shutdown(mode == ShutdownMode::Withdraw).await;
         }
     }
 }
@@ -467,6 +537,7 @@ mod tests {
                 ipv6_unicast: true,
                 next_hop_v4: None,
                 next_hop_v6: Some("2001:db8::2".parse().unwrap()),
+                bfd: None,
             }],
             shutdown,
             graceful_restart: gr,

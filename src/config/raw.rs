@@ -89,6 +89,16 @@ pub struct RawPeer {
     pub families: Option<Vec<RawFamily>>,
     pub next_hop_v4: Option<String>,
     pub next_hop_v6: Option<String>,
+    pub bfd: Option<RawBfd>,
+}
+
+/// `bfd: {min_tx, min_rx, multiplier}` of a peer; `bfd: {}` for defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBfd {
+    pub min_tx: Option<RawDuration>,
+    pub min_rx: Option<RawDuration>,
+    pub multiplier: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

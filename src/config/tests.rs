@@ -796,6 +796,55 @@ pops: [{{name: a}}]
 }
 
 #[test]
+fn bfd_is_off_unless_configured_and_checked() {
+    let yaml = format!(
+        "{NODE}bgp:
+  peers:
+    - {{name: r1, address: 192.0.2.254, remote_asn: 64500}}
+    - {{name: r2, address: 192.0.2.253, remote_asn: 64500, bfd: {{}}}}
+    - {{name: r3, address: \"2001:db8::1\", remote_asn: 64500, bfd: {{min_tx: 100ms, min_rx: 50ms, multiplier: 5}}}}
+pops: [{{name: a}}]
+"
+    );
+    let c = valid(&yaml);
+    assert_eq!(c.bgp.peers[0].bfd, None);
+    assert_eq!(c.bgp.peers[1].bfd, Some(BfdParams::DEFAULT));
+    assert_eq!(
+        c.bgp.peers[2].bfd,
+        Some(BfdParams {
+            min_tx: Duration::from_millis(100),
+            min_rx: Duration::from_millis(50),
+            multiplier: 5
+        })
+    );
+    let errs = errors(&yaml.replace("bfd: {}", "bfd: {min_tx: 5ms, min_rx: 2m, multiplier: 1}"));
+    assert_error(
+        &errs,
+        "bgp.peers[1].bfd.min_tx",
+        "5ms is out of range: expected 10ms to 60s",
+    );
+    assert_error(&errs, "bgp.peers[1].bfd.min_rx", "out of range");
+    assert_error(
+        &errs,
+        "bgp.peers[1].bfd.multiplier",
+        "1 is out of range: expected 2 to 255",
+    );
+    let errs = errors(
+        &yaml
+            .replace("multiplier: 5", "multiplier: 256")
+            .replace("min_rx: 50ms", "min_rx: soon"),
+    );
+    assert_error(&errs, "bgp.peers[2].bfd.multiplier", "256 is out of range");
+    assert_error(&errs, "bgp.peers[2].bfd.min_rx", "is not a duration");
+    let errs = errors(&yaml.replace("bfd: {}", "bfd: {interval: 1s}"));
+    assert_error(
+        &errs,
+        "bgp.peers[1].bfd.interval",
+        "unknown field `interval`",
+    );
+}
+
+#[test]
 fn local_prefix_needs_a_peer_of_its_family() {
     let yaml = format!(
         "{NODE}bgp: {{peers: [{{name: r1, address: 192.0.2.254, remote_asn: 64500}}]}}

@@ -1,6 +1,8 @@
-//! FRR (zebra + bgpd) in a namespace, started exactly as ../shared/LAB.md
-//! shows: own directory per router owned by frr:frr, zebra first, bgpd once
-//! zebra's socket exists, vtysh through the router's own vty socket.
+//! FRR (zebra + bgpd, and bfdd when the config has a `bfd` block) in a
+//! namespace, started exactly as ../shared/LAB.md shows: own directory per
+//! router owned by frr:frr, zebra first, the others once zebra's socket
+//! exists (each reads the same frr.conf), vtysh through the router's own vty
+//! socket.
 //! Queries return parsed `vtysh ... json`; the kernel FIB is read with
 //! [`super::Lab::bgp_routes`].
 
@@ -23,8 +25,9 @@ pub struct Frr {
 }
 
 impl Frr {
-    /// Starts zebra and bgpd for `node` with `frr_conf` as bgpd's config.
-    /// Panics (with the logs) if they do not come up.
+    /// Starts zebra and bgpd for `node` with `frr_conf` as bgpd's config,
+    /// and bfdd with the same file if it has a `bfd` block. Panics (with the
+    /// logs) if they do not come up.
     pub fn start(lab: &Lab, node: &str, frr_conf: &str) -> Frr {
         let dir = lab.subdir(&format!("frr-{node}"));
         let run = dir.join("run");
@@ -40,22 +43,17 @@ impl Frr {
             dir,
             started: lab.started(),
         };
-        frr.start_daemon("zebra", "zebra.conf");
-        let zserv = run.join("zserv.api");
-        if !wait_until(Duration::from_secs(20), || zserv.exists()) {
-            frr.print_logs();
-            panic!("zebra of {node} did not create {}", zserv.display());
+        frr.start_daemon("zebra", "zebra.conf", "zserv.api");
+        if frr_conf.lines().any(|l| l.trim_end() == "bfd") {
+            frr.start_daemon("bfdd", "frr.conf", "bfdd.vty");
         }
-        frr.start_daemon("bgpd", "frr.conf");
-        let vty = run.join("bgpd.vty");
-        if !wait_until(Duration::from_secs(20), || vty.exists()) {
-            frr.print_logs();
-            panic!("bgpd of {node} did not create {}", vty.display());
-        }
+        frr.start_daemon("bgpd", "frr.conf", "bgpd.vty");
         frr
     }
 
-    fn start_daemon(&self, daemon: &str, conf: &str) {
+    /// Starts `daemon` with `conf` and waits until it created `socket` in
+    /// run/ (zebra: its zserv socket; the others: their vty socket).
+    fn start_daemon(&self, daemon: &str, conf: &str, socket: &str) {
         let run = self.dir.join("run");
         let log = self.dir.join(format!("{daemon}.log"));
         // The log file must be writable by frr after privileges are dropped.
@@ -85,6 +83,15 @@ impl Frr {
             self.print_logs();
             panic!("start {daemon} of {}: {e}", self.node);
         }
+        let socket = run.join(socket);
+        if !wait_until(Duration::from_secs(20), || socket.exists()) {
+            self.print_logs();
+            panic!(
+                "{daemon} of {} did not create {}",
+                self.node,
+                socket.display()
+            );
+        }
     }
 
     /// The router's directory (configs, logs, run/).
@@ -92,7 +99,7 @@ impl Frr {
         &self.dir
     }
 
-    /// Pid of `zebra` or `bgpd` from its pid file.
+    /// Pid of `zebra`, `bgpd` or `bfdd` from its pid file.
     pub fn pid(&self, daemon: &str) -> Option<i32> {
         read_pid(&self.dir.join("run").join(format!("{daemon}.pid")))
     }
@@ -151,6 +158,23 @@ impl Frr {
         Some((up, dropped))
     }
 
+    /// `show bfd peers json` → the session to `peer` (bfdd running).
+    pub fn bfd_peer(&self, peer: &str) -> Option<Value> {
+        let v = self.json("show bfd peers json").ok()?;
+        v.as_array()?
+            .iter()
+            .find(|p| p.get("peer").and_then(Value::as_str) == Some(peer))
+            .cloned()
+    }
+
+    /// The BFD session status to `peer` (`up`, `down`, `init`, ...).
+    pub fn bfd_status(&self, peer: &str) -> Option<String> {
+        self.bfd_peer(peer)?
+            .get("status")?
+            .as_str()
+            .map(str::to_string)
+    }
+
     /// Prefixes received from `peer` for `afi` ("ipv4" / "ipv6"), from the
     /// summary (`pfxRcd`).
     pub fn pfx_rcd(&self, peer: &str, afi: &str) -> Option<u64> {
@@ -200,9 +224,12 @@ impl Frr {
         wait_until(timeout, || self.path_from(prefix, peer).is_none())
     }
 
-    /// Prints bgpd's and zebra's logs (used on failure).
+    /// Prints the daemons' logs (used on failure).
     pub fn print_logs(&self) {
-        for d in ["bgpd", "zebra"] {
+        for d in ["bgpd", "bfdd", "zebra"] {
+            if !self.dir.join(format!("{d}.log")).exists() {
+                continue;
+            }
             super::print_log_tail(
                 &format!("{} {d} log", self.node),
                 &self.dir.join(format!("{d}.log")),
@@ -211,9 +238,10 @@ impl Frr {
         }
     }
 
-    /// Stops bgpd then zebra (zebra removes its kernel routes on exit).
+    /// Stops bgpd, bfdd, then zebra (zebra removes its kernel routes on
+    /// exit).
     pub fn stop(&mut self) {
-        for d in ["bgpd", "zebra"] {
+        for d in ["bgpd", "bfdd", "zebra"] {
             if let Some(pid) = self.pid(d) {
                 stop_pid(pid, Duration::from_secs(5));
             }

@@ -114,6 +114,8 @@ pub mod err {
     pub const CEASE_OTHER_CONFIG_CHANGE: u8 = 6;
     pub const CEASE_COLLISION: u8 = 7;
     pub const CEASE_HARD_RESET: u8 = 9;
+    /// RFC 9384: BFD found the peer unreachable.
+    pub const CEASE_BFD_DOWN: u8 = 10;
 }
 
 impl Notification {
@@ -137,6 +139,15 @@ impl Notification {
         data.push(text.len() as u8);
         data.extend_from_slice(text);
         Notification::new(err::CEASE, subcode, data)
+    }
+
+    /// A Cease / Hard Reset (RFC 8538) carrying `inner`: the receiver
+    /// ends the session without graceful restart.
+    pub fn hard_reset(inner: &Notification) -> Self {
+        let mut data = Vec::with_capacity(2 + inner.data.len());
+        data.extend_from_slice(&[inner.code, inner.subcode]);
+        data.extend_from_slice(&inner.data);
+        Notification::new(err::CEASE, err::CEASE_HARD_RESET, data)
     }
 
     /// The NOTIFICATION a Cease / Hard Reset (RFC 8538) carries: its data
@@ -199,6 +210,7 @@ impl std::fmt::Display for Notification {
             (6, 7) => "cease / connection collision resolution",
             (6, 8) => "cease / out of resources",
             (6, 9) => "cease / hard reset",
+            (6, 10) => "cease / BFD down",
             (6, _) => "cease",
             (7, _) => "route refresh message error",
             _ => "unknown error",

@@ -388,6 +388,52 @@ fn a_failed_connection_goes_down_and_redials() {
 }
 
 #[test]
+fn bfd_failure_drops_the_session_and_holds_it_until_bfd_is_up() {
+    let t = Instant::now();
+    let mut p = Peer::new(cfg(Some(120)));
+    established(&mut p, &["203.0.113.0/24"], true, t);
+    let bfd = |failures, holds_down| Input::Bfd {
+        failures,
+        holds_down,
+    };
+    // BFD status without a failure (e.g. it came Up): nothing happens.
+    assert_eq!(p.handle(bfd(0, false), t), vec![]);
+    let o = p.handle(bfd(1, true), t);
+    let cease = Notification::new(err::CEASE, err::CEASE_BFD_DOWN, []);
+    assert_eq!(
+        notifications(&o),
+        vec![(C0, Notification::hard_reset(&cease))],
+        "N bit: the router must flush, not keep stale"
+    );
+    assert!(o.contains(&Output::Close(C0)));
+    assert!(reports(&o).iter().any(
+        |r| matches!(r, Report::Down { was_established: true, reason } if reason == "BFD down")
+    ));
+    assert_eq!(p.prefixes_advertised(), 0);
+    // Held: no dial, the router's connection is refused with the reason.
+    assert_eq!(p.next_deadline(), None);
+    let o = p.handle(accept(C1), t);
+    assert_eq!(notifications(&o), vec![(C1, cease.clone())]);
+    assert!(o.contains(&Output::Close(C1)));
+    // The same status again changes nothing; BFD Up: dial at once.
+    assert_eq!(p.handle(bfd(1, true), t), vec![]);
+    assert_eq!(p.handle(bfd(1, false), t), vec![Output::Dial]);
+    // A failure already healed when seen still resets the session once.
+    let o = p.handle(dial_ok(C2), t);
+    assert!(matches!(&o[..], [_, Output::Send(C2, Message::Open(_))]));
+    p.handle(Input::Message(C2, open(PEER_ID, false)), t);
+    p.handle(Input::Message(C2, Received::Keepalive), t);
+    assert_eq!(p.state(), State::Established);
+    let o = p.handle(bfd(2, false), t);
+    assert_eq!(
+        notifications(&o),
+        vec![(C2, cease)],
+        "no N bit: plain Cease"
+    );
+    assert!(o.contains(&Output::Close(C2)) && o.contains(&Output::Dial));
+}
+
+#[test]
 fn malformed_input_is_answered_and_the_connection_closed() {
     let t = Instant::now();
     let mut p = Peer::new(cfg(None));
@@ -703,6 +749,7 @@ fn arb_input(ids: u64) -> impl Strategy<Value = Step> {
         3 => conn.clone().prop_map(|conn| Step::Input(Input::Accepted { conn, local: LOCAL4 })),
         10 => (conn.clone(), msg).prop_map(|(c, m)| Step::Input(Input::Message(c, m))),
         1 => conn.clone().prop_map(|c| Step::Input(Input::Malformed(c, Notification::new(1, 1, [])))),
+        1 => (0u64..3, any::<bool>()).prop_map(|(failures, holds_down)| Step::Input(Input::Bfd { failures, holds_down })),
         2 => conn.prop_map(|c| Step::Input(Input::Closed(c))),
         2 => (prefixes, any::<bool>()).prop_map(|(p, known)| Step::Input(Input::Routes(routes(1, &p, known)))),
         1 => (0u64..6).prop_map(|s| Step::Input(Input::Stop {

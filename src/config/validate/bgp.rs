@@ -19,6 +19,9 @@ pub const DEFAULT_CONNECT_RETRY: Duration = Duration::from_secs(5);
 /// Restart time advertised unless `graceful_restart: off`: a controller
 /// restart (or crash) must not withdraw a healthy PoP.
 pub const DEFAULT_GRACEFUL_RESTART: Duration = Duration::from_secs(120);
+/// Shortest and longest BFD interval accepted (FRR's range).
+pub const BFD_MIN_INTERVAL: Duration = Duration::from_millis(10);
+pub const BFD_MAX_INTERVAL: Duration = Duration::from_secs(60);
 
 pub(super) fn bgp(cx: &mut Ctx, raw: &RawBgp, node_asn: u32) -> BgpConfig {
     let listen = raw
@@ -206,6 +209,10 @@ fn peer(cx: &mut Ctx, path: &str, raw: &RawPeer, node_asn: u32, listening: bool)
             );
         }
     }
+    let bfd = match &raw.bfd {
+        None => None,
+        Some(b) => Some(bfd(cx, &format!("{path}.bfd"), b)?),
+    };
     Some(Peer {
         name: name?,
         address: address?,
@@ -222,5 +229,44 @@ fn peer(cx: &mut Ctx, path: &str, raw: &RawPeer, node_asn: u32, listening: bool)
         ipv6_unicast,
         next_hop_v4,
         next_hop_v6,
+        bfd,
+    })
+}
+
+/// `bfd:` of a peer: intervals from 10 ms to 60 s, multiplier 2 to 255,
+/// FRR's defaults for what is left out.
+fn bfd(cx: &mut Ctx, path: &str, raw: &RawBfd) -> Option<BfdParams> {
+    let interval = |cx: &mut Ctx, key: &str, v: Option<&RawDuration>, default: Duration| {
+        let p = format!("{path}.{key}");
+        let d = cx.duration(&p, v)?.unwrap_or(default);
+        if !(BFD_MIN_INTERVAL..=BFD_MAX_INTERVAL).contains(&d) {
+            cx.err(
+                p,
+                format!(
+                    "{} is out of range: expected 10ms to 60s",
+                    format_duration(d)
+                ),
+            );
+            return None;
+        }
+        Some(d)
+    };
+    let min_tx = interval(cx, "min_tx", raw.min_tx.as_ref(), BfdParams::DEFAULT.min_tx);
+    let min_rx = interval(cx, "min_rx", raw.min_rx.as_ref(), BfdParams::DEFAULT.min_rx);
+    let multiplier = match raw.multiplier {
+        None => Some(BfdParams::DEFAULT.multiplier),
+        Some(m @ 2..=255) => Some(m as u8),
+        Some(m) => {
+            cx.err(
+                format!("{path}.multiplier"),
+                format!("{m} is out of range: expected 2 to 255"),
+            );
+            None
+        }
+    };
+    Some(BfdParams {
+        min_tx: min_tx?,
+        min_rx: min_rx?,
+        multiplier: multiplier?,
     })
 }
