@@ -7,8 +7,10 @@
 //! kept stale by graceful restart) because of BFD, long before the hold
 //! time, and everything returns when the link does; repeated failures are
 //! held down with a growing delay; `kill -9` of anypop (control plane only)
-//! still leaves the routes stale for graceful restart. Durations are
-//! printed, never asserted beyond generous bounds.
+//! and SIGTERM with `shutdown: graceful_restart` still leave the routes
+//! stale for graceful restart, and SIGTERM with `shutdown: withdraw` ends
+//! BFD with AdminDown. Durations are printed, never asserted beyond
+//! generous bounds.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -329,6 +331,69 @@ fn bfd_frr_kill_9_keeps_graceful_restart_routes() {
             s.r1.wait_path(prefix, peer, WAIT, |p| !frr::is_stale(p))
                 .is_some(),
             "{prefix} still stale after the restart"
+        );
+    }
+}
+
+/// The lab with pop1 configured for `shutdown: mode`.
+fn setup_shutdown(test: &str, mode: &str) -> Option<Setup> {
+    if !lab_available(test, PROGRAMS) {
+        return None;
+    }
+    let lab = Lab::from_clab(&repo_root().join("topologies/frr-bfd/frr-bfd.clab.yml"));
+    let r1 = Frr::start(&lab, "r1", &topology_file("frr-bfd/frr/r1/frr.conf"));
+    let yaml = topology_file("frr-bfd/anypop/pop1.yaml")
+        .replace("shutdown: withdraw", &format!("shutdown: {mode}"));
+    let pop1 = PopNode::start(&lab, "pop1", &yaml);
+    let s = Setup { pop1, r1, lab };
+    s.wait_all_up("start");
+    Some(s)
+}
+
+#[test]
+fn bfd_frr_sigterm_graceful_restart_keeps_routes_withdraw_sends_admin_down() {
+    let test = "bfd_frr_sigterm_graceful_restart_keeps_routes_withdraw_sends_admin_down";
+    // Graceful restart: the Cease reaches r1 before BFD falls silent, so
+    // BFD going down afterwards does not flush the routes.
+    let Some(mut s) = setup_shutdown(test, "graceful_restart") else {
+        return;
+    };
+    s.pop1.proc.signal(libc::SIGTERM);
+    assert!(s.pop1.proc.wait_exit(WAIT).is_some(), "anypop did not exit");
+    for peer in [POP1_V4, POP1_V6] {
+        assert!(
+            wait_until(WAIT, || s.r1.bfd_status(peer).as_deref() == Some("down")),
+            "BFD to {peer} never went down on r1"
+        );
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    for (prefix, peer) in [(V4, POP1_V4), (V6, POP1_V6)] {
+        let p =
+            s.r1.path_from(prefix, peer)
+                .unwrap_or_else(|| panic!("{prefix}: gone after a graceful-restart SIGTERM"));
+        assert!(frr::is_stale(&p), "{prefix} not stale: {p}");
+        assert!(s.in_fib(prefix), "{prefix} left the FIB");
+    }
+    drop(s);
+    // Withdraw: routes withdrawn, then BFD AdminDown (r1 learns at once
+    // that this was no failure of the path).
+    let Some(mut s) = setup_shutdown(test, "withdraw") else {
+        return;
+    };
+    s.pop1.proc.signal(libc::SIGTERM);
+    assert!(s.pop1.proc.wait_exit(WAIT).is_some(), "anypop did not exit");
+    assert!(wait_until(WAIT, || !s.in_fib(V4) && !s.in_fib(V6)));
+    for peer in [POP1_V4, POP1_V6] {
+        let b = wait_for(WAIT, || {
+            s.r1.bfd_peer(peer)
+                .filter(|b| b.get("status").and_then(Value::as_str) == Some("down"))
+        })
+        .unwrap_or_else(|| panic!("BFD to {peer} never went down on r1"));
+        println!("r1 BFD session to {peer} after SIGTERM (withdraw): {b}");
+        assert_eq!(
+            b.get("remote-diagnostic").and_then(Value::as_str),
+            Some("administratively down"),
+            "{peer}: {b}"
         );
     }
 }
