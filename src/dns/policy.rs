@@ -8,6 +8,7 @@
 //! The server pre-encodes one response per variant, and [`super::explain`]
 //! reports the same plan in words, so answers and explanations never differ.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use tokio::time::Instant;
 
 use super::geoip::{unit_vector, Code, GeoDb, GeoInfo};
 use crate::core::{PopState, Snapshot};
-use crate::model::{PopName, SteeringPolicy};
+use crate::model::{PopName, Steering, SteeringPolicy};
 
 /// IPv4 clients are hashed and scoped at most per /24.
 pub const CLIENT_PREFIX_V4: u8 = 24;
@@ -196,288 +197,83 @@ pub struct RecordRef<'a> {
     pub steering: &'a crate::model::Steering,
 }
 
+/// The answers of a plan and how a client picks one of them.
+type Answers = (Vec<Variant>, Selector);
+
+/// The TTL decision of a plan.
+struct TtlDecision {
+    ttl: u32,
+    reason: String,
+    /// When the decision changes by itself (end of a settle period).
+    next_change: Option<Instant>,
+}
+
 impl Plan {
-    /// Decides everything that does not depend on the client.
+    /// Decides everything that does not depend on the client: which PoPs
+    /// are eligible, the TTL, whether the record fails open, and the
+    /// answers of its policy.
     pub fn build(snap: &Snapshot, rec: RecordRef<'_>, family: Family, now: Instant) -> Plan {
         let st = rec.steering;
         let all_pops = st.policy.pops();
-        let addrs_of = |pop: &PopName| -> Vec<IpAddr> {
-            snap.config
-                .pops
-                .get(pop)
-                .map(|p| {
-                    p.addresses
-                        .iter()
-                        .copied()
-                        .filter(|a| family.matches(a))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let mut eligible: Vec<PopName> = Vec::new();
-        let mut excluded: Vec<(PopName, Exclusion)> = Vec::new();
-        for pop in &all_pops {
-            let why = match snap.pops.get(pop.as_str()) {
-                None => Some(Exclusion::Unknown),
-                Some(s)
-                    if !s.serves_dns
-                        && s.healthy.is_none()
-                        && matches!(s.state, PopState::Up | PopState::Down) =>
-                {
-                    Some(Exclusion::Undecided)
-                }
-                Some(s) if !s.serves_dns => Some(match s.state {
-                    PopState::Down => Exclusion::Down,
-                    PopState::Draining => Exclusion::Draining,
-                    PopState::Disabled => Exclusion::Disabled,
-                    PopState::Up => Exclusion::NotServing,
-                }),
-                Some(_) => None,
-            };
-            let why = why.or_else(|| match &st.policy {
-                SteeringPolicy::Weighted { weights } if weights.get(*pop) == Some(&0) => {
-                    Some(Exclusion::ZeroWeight)
-                }
-                _ => None,
-            });
-            let why = why.or_else(|| addrs_of(pop).is_empty().then_some(Exclusion::NoAddress));
-            match why {
-                Some(w) => excluded.push(((*pop).clone(), w)),
-                None => eligible.push((*pop).clone()),
-            }
-        }
-
-        // Dynamic TTL: short while a PoP of the record drains or settles.
-        let mut ttl = rec.ttl;
-        let mut ttl_reason = "stable".to_string();
-        let mut next_change: Option<Instant> = None;
-        for pop in &all_pops {
-            let Some(s) = snap.pops.get(pop.as_str()) else {
-                continue;
-            };
-            if s.state == PopState::Draining {
-                ttl = st.short_ttl;
-                ttl_reason = format!("PoP {pop} is draining");
-                break;
-            }
-            let until = s.changed_at + st.settle;
-            if until > now {
-                if ttl_reason == "stable" {
-                    ttl_reason = format!(
-                        "PoP {pop} changed state {:.0?} ago (settle {:?})",
-                        now.saturating_duration_since(s.changed_at),
-                        st.settle
-                    );
-                }
-                ttl = st.short_ttl;
-                next_change = Some(next_change.map_or(until, |n| n.max(until)));
-            }
-        }
+        let (eligible, excluded) = eligibility(snap, st, &all_pops, family);
+        let TtlDecision {
+            mut ttl,
+            reason: mut ttl_reason,
+            next_change,
+        } = dynamic_ttl(snap, rec.ttl, st, &all_pops, now);
 
         // A record none of whose PoPs has an address of this family has
         // nothing to steer: NODATA, not a fail-open.
-        let no_address = all_pops.iter().all(|p| addrs_of(p).is_empty());
-        let floor = st.min_healthy_pops.max(1) as usize;
+        let no_address = all_pops
+            .iter()
+            .all(|p| addrs_of(snap, family, p).is_empty());
         let fail_open = if no_address {
             None
-        } else if eligible.len() < floor {
-            Some(if eligible.is_empty() {
-                if excluded
-                    .iter()
-                    .all(|(_, w)| matches!(w, Exclusion::Undecided | Exclusion::Unknown))
-                {
-                    "no PoP of the record has a health verdict yet".to_string()
-                } else {
-                    "no PoP of the record is healthy".to_string()
-                }
-            } else {
-                format!(
-                    "only {} healthy PoP(s), below min_healthy_pops {}",
-                    eligible.len(),
-                    st.min_healthy_pops
-                )
-            })
         } else {
-            None
+            fail_open_reason(st, &eligible, &excluded)
         };
 
-        let policy = st.policy.name();
         let db = snap.config.dns.geoip.as_ref().map(|g| g.db.clone());
-        let per_pop = |eligible: &[PopName]| -> Vec<Variant> {
-            eligible
-                .iter()
-                .map(|p| Variant {
-                    pops: vec![p.clone()],
-                    addrs: addrs_of(p),
-                })
-                .collect()
-        };
-        let first_eligible = |list: &[PopName]| -> Option<usize> {
-            list.iter()
-                .find_map(|p| eligible.iter().position(|e| e == p))
-        };
-
         let (variants, selector) = if no_address {
-            (
-                vec![Variant {
-                    pops: Vec::new(),
-                    addrs: Vec::new(),
-                }],
-                Selector::Fixed(0),
-            )
+            nodata()
         } else if fail_open.is_some() {
             ttl = ttl.min(st.short_ttl);
             ttl_reason = "fail-open: short TTL until PoPs recover".to_string();
-            let fallback: Vec<IpAddr> = st
-                .fallback
-                .iter()
-                .copied()
-                .filter(|a| family.matches(a))
-                .collect();
-            let variant = if !fallback.is_empty() {
-                Variant {
-                    pops: Vec::new(),
-                    addrs: fallback,
-                }
-            } else {
-                // Every PoP of the record an operator did not disable (all of
-                // them if that leaves none).
-                let not_disabled: Vec<&PopName> = all_pops
-                    .iter()
-                    .copied()
-                    .filter(|p| {
-                        snap.pops.get(p.as_str()).map(|s| s.state) != Some(PopState::Disabled)
-                    })
-                    .collect();
-                let chosen = if not_disabled.is_empty() {
-                    all_pops.clone()
-                } else {
-                    not_disabled
-                };
-                let mut v = Variant {
-                    pops: Vec::new(),
-                    addrs: Vec::new(),
-                };
-                for p in chosen {
-                    let a = addrs_of(p);
-                    if !a.is_empty() {
-                        v.pops.push(p.clone());
-                        v.addrs.extend(a);
-                    }
-                }
-                v
-            };
-            (vec![variant], Selector::Fixed(0))
+            fail_open_answers(snap, st, &all_pops, family)
         } else {
             match &st.policy {
-                SteeringPolicy::Failover { .. } => {
-                    let first = &eligible[0];
-                    (
-                        vec![Variant {
-                            pops: vec![first.clone()],
-                            addrs: addrs_of(first),
-                        }],
-                        Selector::Fixed(0),
-                    )
-                }
+                SteeringPolicy::Failover { .. } => failover(snap, family, &eligible),
                 SteeringPolicy::AllHealthy { max, .. } => {
-                    let mut v = Variant {
-                        pops: Vec::new(),
-                        addrs: Vec::new(),
-                    };
-                    for p in &eligible {
-                        if v.addrs.len() >= *max as usize {
-                            break;
-                        }
-                        let a = addrs_of(p);
-                        let room = *max as usize - v.addrs.len();
-                        v.pops.push(p.clone());
-                        v.addrs.extend(a.into_iter().take(room));
-                    }
-                    (vec![v], Selector::Fixed(0))
+                    all_healthy(snap, family, &eligible, *max as usize)
                 }
                 SteeringPolicy::Weighted { weights } => {
-                    let variants: Vec<Variant> = eligible
-                        .iter()
-                        .map(|p| Variant {
-                            pops: vec![p.clone()],
-                            addrs: addrs_of(p),
-                        })
-                        .collect();
-                    let pops = eligible
-                        .iter()
-                        .enumerate()
-                        .map(|(i, p)| {
-                            let w = weights.get(p).copied().unwrap_or(0) as f64;
-                            (hash_bytes(p.as_str().as_bytes()), w, i)
-                        })
-                        .collect();
-                    (
-                        variants,
-                        Selector::Weighted {
-                            name_hash: hash_name(rec.name),
-                            pops,
-                        },
-                    )
+                    weighted(snap, family, &eligible, weights, rec.name)
                 }
                 SteeringPolicy::Geo {
                     map,
                     countries,
                     continents,
                     default,
-                } => {
-                    // Default: the first eligible of `default`, else of all PoPs.
-                    let default_idx = first_eligible(default).unwrap_or(0);
-                    let mut m: Vec<(IpNet, usize)> = map
-                        .iter()
-                        .filter_map(|(net, list)| Some((*net, first_eligible(list)?)))
-                        .collect();
-                    // Longest prefix first; stable for equal lengths (config order).
-                    m.sort_by_key(|e| std::cmp::Reverse(e.0.prefix_len()));
-                    let codes = |rules: &[(String, Vec<PopName>)]| -> Vec<(Code, usize)> {
-                        rules
-                            .iter()
-                            .filter_map(|(c, list)| Some((Code::parse(c)?, first_eligible(list)?)))
-                            .collect()
-                    };
-                    let (countries, continents) = (codes(countries), codes(continents));
-                    let db = db.filter(|_| !countries.is_empty() || !continents.is_empty());
-                    (
-                        per_pop(&eligible),
-                        Selector::Geo {
-                            map: m,
-                            countries,
-                            continents,
-                            db,
-                            default: default_idx,
-                        },
-                    )
-                }
+                } => geo(
+                    snap,
+                    family,
+                    &eligible,
+                    GeoRules {
+                        map,
+                        countries,
+                        continents,
+                        default,
+                    },
+                    db,
+                ),
                 SteeringPolicy::Nearest { default, .. } => {
-                    let default_idx = first_eligible(default).unwrap_or(0);
-                    let located: Vec<([f64; 3], usize)> = eligible
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(i, p)| {
-                            let loc = snap.config.pops.get(p)?.location?;
-                            Some((unit_vector(loc), i))
-                        })
-                        .collect();
-                    let selector = match db {
-                        Some(db) if !located.is_empty() => Selector::Nearest {
-                            db,
-                            pops: located,
-                            default: default_idx,
-                        },
-                        _ => Selector::Fixed(default_idx),
-                    };
-                    (per_pop(&eligible), selector)
+                    nearest(snap, family, &eligible, default, db)
                 }
             }
         };
 
         Plan {
-            policy,
+            policy: st.policy.name(),
             family,
             eligible,
             excluded,
@@ -587,6 +383,343 @@ impl Plan {
             }
         }
     }
+}
+
+/// The record's PoP's addresses of `family` (none for an unknown PoP).
+fn addrs_of(snap: &Snapshot, family: Family, pop: &PopName) -> Vec<IpAddr> {
+    snap.config
+        .pops
+        .get(pop)
+        .map(|p| {
+            p.addresses
+                .iter()
+                .copied()
+                .filter(|a| family.matches(a))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Splits the record's PoPs into those that may be answered with (in
+/// policy order) and those that may not, with the reason.
+fn eligibility(
+    snap: &Snapshot,
+    st: &Steering,
+    all_pops: &[&PopName],
+    family: Family,
+) -> (Vec<PopName>, Vec<(PopName, Exclusion)>) {
+    let mut eligible: Vec<PopName> = Vec::new();
+    let mut excluded: Vec<(PopName, Exclusion)> = Vec::new();
+    for pop in all_pops {
+        let why = match snap.pops.get(pop.as_str()) {
+            None => Some(Exclusion::Unknown),
+            Some(s)
+                if !s.serves_dns
+                    && s.healthy.is_none()
+                    && matches!(s.state, PopState::Up | PopState::Down) =>
+            {
+                Some(Exclusion::Undecided)
+            }
+            Some(s) if !s.serves_dns => Some(match s.state {
+                PopState::Down => Exclusion::Down,
+                PopState::Draining => Exclusion::Draining,
+                PopState::Disabled => Exclusion::Disabled,
+                PopState::Up => Exclusion::NotServing,
+            }),
+            Some(_) => None,
+        };
+        let why = why.or_else(|| match &st.policy {
+            SteeringPolicy::Weighted { weights } if weights.get(*pop) == Some(&0) => {
+                Some(Exclusion::ZeroWeight)
+            }
+            _ => None,
+        });
+        let why = why.or_else(|| {
+            addrs_of(snap, family, pop)
+                .is_empty()
+                .then_some(Exclusion::NoAddress)
+        });
+        match why {
+            Some(w) => excluded.push(((*pop).clone(), w)),
+            None => eligible.push((*pop).clone()),
+        }
+    }
+    (eligible, excluded)
+}
+
+/// Dynamic TTL: short while a PoP of the record drains or settles.
+fn dynamic_ttl(
+    snap: &Snapshot,
+    record_ttl: u32,
+    st: &Steering,
+    all_pops: &[&PopName],
+    now: Instant,
+) -> TtlDecision {
+    let mut ttl = record_ttl;
+    let mut reason = "stable".to_string();
+    let mut next_change: Option<Instant> = None;
+    for pop in all_pops {
+        let Some(s) = snap.pops.get(pop.as_str()) else {
+            continue;
+        };
+        if s.state == PopState::Draining {
+            ttl = st.short_ttl;
+            reason = format!("PoP {pop} is draining");
+            break;
+        }
+        let until = s.changed_at + st.settle;
+        if until > now {
+            if reason == "stable" {
+                reason = format!(
+                    "PoP {pop} changed state {:.0?} ago (settle {:?})",
+                    now.saturating_duration_since(s.changed_at),
+                    st.settle
+                );
+            }
+            ttl = st.short_ttl;
+            next_change = Some(next_change.map_or(until, |n| n.max(until)));
+        }
+    }
+    TtlDecision {
+        ttl,
+        reason,
+        next_change,
+    }
+}
+
+/// Why the record fails open (fewer eligible PoPs than its floor), if it does.
+fn fail_open_reason(
+    st: &Steering,
+    eligible: &[PopName],
+    excluded: &[(PopName, Exclusion)],
+) -> Option<String> {
+    let floor = st.min_healthy_pops.max(1) as usize;
+    if eligible.len() >= floor {
+        return None;
+    }
+    Some(if eligible.is_empty() {
+        if excluded
+            .iter()
+            .all(|(_, w)| matches!(w, Exclusion::Undecided | Exclusion::Unknown))
+        {
+            "no PoP of the record has a health verdict yet".to_string()
+        } else {
+            "no PoP of the record is healthy".to_string()
+        }
+    } else {
+        format!(
+            "only {} healthy PoP(s), below min_healthy_pops {}",
+            eligible.len(),
+            st.min_healthy_pops
+        )
+    })
+}
+
+/// No PoP of the record has an address of the family: one empty answer.
+fn nodata() -> Answers {
+    (
+        vec![Variant {
+            pops: Vec::new(),
+            addrs: Vec::new(),
+        }],
+        Selector::Fixed(0),
+    )
+}
+
+/// Fail-open: the `fallback` addresses of the family, else every PoP of the
+/// record an operator did not disable (all of them if that leaves none).
+fn fail_open_answers(
+    snap: &Snapshot,
+    st: &Steering,
+    all_pops: &[&PopName],
+    family: Family,
+) -> Answers {
+    let fallback: Vec<IpAddr> = st
+        .fallback
+        .iter()
+        .copied()
+        .filter(|a| family.matches(a))
+        .collect();
+    let variant = if !fallback.is_empty() {
+        Variant {
+            pops: Vec::new(),
+            addrs: fallback,
+        }
+    } else {
+        let not_disabled: Vec<&PopName> = all_pops
+            .iter()
+            .copied()
+            .filter(|p| snap.pops.get(p.as_str()).map(|s| s.state) != Some(PopState::Disabled))
+            .collect();
+        let chosen = if not_disabled.is_empty() {
+            all_pops.to_vec()
+        } else {
+            not_disabled
+        };
+        let mut v = Variant {
+            pops: Vec::new(),
+            addrs: Vec::new(),
+        };
+        for p in chosen {
+            let a = addrs_of(snap, family, p);
+            if !a.is_empty() {
+                v.pops.push(p.clone());
+                v.addrs.extend(a);
+            }
+        }
+        v
+    };
+    (vec![variant], Selector::Fixed(0))
+}
+
+/// One answer per eligible PoP, in order.
+fn per_pop(snap: &Snapshot, family: Family, eligible: &[PopName]) -> Vec<Variant> {
+    eligible
+        .iter()
+        .map(|p| Variant {
+            pops: vec![p.clone()],
+            addrs: addrs_of(snap, family, p),
+        })
+        .collect()
+}
+
+/// The index in `eligible` of the first PoP of `list` that is eligible.
+fn first_eligible(eligible: &[PopName], list: &[PopName]) -> Option<usize> {
+    list.iter()
+        .find_map(|p| eligible.iter().position(|e| e == p))
+}
+
+/// `failover`: the first eligible PoP, for every client.
+fn failover(snap: &Snapshot, family: Family, eligible: &[PopName]) -> Answers {
+    let first = &eligible[0];
+    (
+        vec![Variant {
+            pops: vec![first.clone()],
+            addrs: addrs_of(snap, family, first),
+        }],
+        Selector::Fixed(0),
+    )
+}
+
+/// `all_healthy`: every eligible PoP's addresses, at most `max`.
+fn all_healthy(snap: &Snapshot, family: Family, eligible: &[PopName], max: usize) -> Answers {
+    let mut v = Variant {
+        pops: Vec::new(),
+        addrs: Vec::new(),
+    };
+    for p in eligible {
+        if v.addrs.len() >= max {
+            break;
+        }
+        let a = addrs_of(snap, family, p);
+        let room = max - v.addrs.len();
+        v.pops.push(p.clone());
+        v.addrs.extend(a.into_iter().take(room));
+    }
+    (vec![v], Selector::Fixed(0))
+}
+
+/// `weighted`: one answer per eligible PoP, picked per client subnet by
+/// weighted rendezvous hashing.
+fn weighted(
+    snap: &Snapshot,
+    family: Family,
+    eligible: &[PopName],
+    weights: &BTreeMap<PopName, u32>,
+    record_name: &str,
+) -> Answers {
+    let pops = eligible
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let w = weights.get(p).copied().unwrap_or(0) as f64;
+            (hash_bytes(p.as_str().as_bytes()), w, i)
+        })
+        .collect();
+    (
+        per_pop(snap, family, eligible),
+        Selector::Weighted {
+            name_hash: hash_name(record_name),
+            pops,
+        },
+    )
+}
+
+/// The rules of a `geo` policy.
+struct GeoRules<'a> {
+    map: &'a [(IpNet, Vec<PopName>)],
+    countries: &'a [(String, Vec<PopName>)],
+    continents: &'a [(String, Vec<PopName>)],
+    default: &'a [PopName],
+}
+
+/// `geo`: one answer per eligible PoP; each rule points at the first
+/// eligible PoP of its list (rules with none are left out, so clients fall
+/// through), and the database is consulted only when there are country or
+/// continent rules.
+fn geo(
+    snap: &Snapshot,
+    family: Family,
+    eligible: &[PopName],
+    rules: GeoRules<'_>,
+    db: Option<Arc<GeoDb>>,
+) -> Answers {
+    // Default: the first eligible of `default`, else of all PoPs.
+    let default_idx = first_eligible(eligible, rules.default).unwrap_or(0);
+    let mut m: Vec<(IpNet, usize)> = rules
+        .map
+        .iter()
+        .filter_map(|(net, list)| Some((*net, first_eligible(eligible, list)?)))
+        .collect();
+    // Longest prefix first; stable for equal lengths (config order).
+    m.sort_by_key(|e| std::cmp::Reverse(e.0.prefix_len()));
+    let codes = |rules: &[(String, Vec<PopName>)]| -> Vec<(Code, usize)> {
+        rules
+            .iter()
+            .filter_map(|(c, list)| Some((Code::parse(c)?, first_eligible(eligible, list)?)))
+            .collect()
+    };
+    let (countries, continents) = (codes(rules.countries), codes(rules.continents));
+    let db = db.filter(|_| !countries.is_empty() || !continents.is_empty());
+    (
+        per_pop(snap, family, eligible),
+        Selector::Geo {
+            map: m,
+            countries,
+            continents,
+            db,
+            default: default_idx,
+        },
+    )
+}
+
+/// `nearest`: one answer per eligible PoP, the one nearest the client's
+/// coordinates; without a database or located PoPs, `default` for all.
+fn nearest(
+    snap: &Snapshot,
+    family: Family,
+    eligible: &[PopName],
+    default: &[PopName],
+    db: Option<Arc<GeoDb>>,
+) -> Answers {
+    let default_idx = first_eligible(eligible, default).unwrap_or(0);
+    let located: Vec<([f64; 3], usize)> = eligible
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            let loc = snap.config.pops.get(p)?.location?;
+            Some((unit_vector(loc), i))
+        })
+        .collect();
+    let selector = match db {
+        Some(db) if !located.is_empty() => Selector::Nearest {
+            db,
+            pops: located,
+            default: default_idx,
+        },
+        _ => Selector::Fixed(default_idx),
+    };
+    (per_pop(snap, family, eligible), selector)
 }
 
 /// How many leading bits two addresses of the same family share.
