@@ -20,6 +20,7 @@ pub mod dns;
 pub mod health;
 pub mod model;
 pub mod telemetry;
+pub mod unix_time;
 
 #[cfg(test)]
 pub(crate) mod testutil;

@@ -7,7 +7,7 @@
 //! are serialized straight away.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::de::DeserializeOwned;
@@ -190,14 +190,6 @@ pub struct EventsQuery {
 }
 
 // ------------------------------------------------------------ responses
-
-pub fn unix_secs(t: SystemTime) -> f64 {
-    let s = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0);
-    (s * 1000.0).round() / 1000.0
-}
 
 /// One prefix of a PoP and how this node announces it.
 #[derive(Serialize)]
@@ -421,7 +413,7 @@ impl<'a> StateView<'a> {
         let node = &snap.config.node;
         StateView {
             version: snap.version,
-            published: unix_secs(snap.published),
+            published: crate::unix_time::secs(snap.published),
             node: NodeView {
                 name: &node.name,
                 pop: node.pop.as_ref().map(|p| p.as_str()),

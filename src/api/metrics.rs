@@ -217,7 +217,7 @@ impl Default for Metrics {
         Metrics {
             recorded: Mutex::default(),
             sources: RwLock::default(),
-            started: crate::api::dto::unix_secs(std::time::SystemTime::now()),
+            started: crate::unix_time::secs(std::time::SystemTime::now()),
         }
     }
 }

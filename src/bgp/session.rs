@@ -52,7 +52,7 @@ pub struct PeerStatus {
     pub local_asn: u32,
     pub state: State,
     /// Wall-clock time the session reached Established (`None` when down).
-    #[serde(serialize_with = "opt_unix_secs")]
+    #[serde(serialize_with = "crate::unix_time::serialize_opt")]
     pub established_since: Option<SystemTime>,
     /// Families negotiated with the peer.
     pub families: Vec<Family>,
@@ -72,17 +72,10 @@ pub struct PeerStatus {
     /// connection is made.
     pub last_error: Option<String>,
     /// When `last_error` was recorded.
-    #[serde(serialize_with = "opt_unix_secs")]
+    #[serde(serialize_with = "crate::unix_time::serialize_opt")]
     pub last_error_at: Option<SystemTime>,
     /// The BFD session to the peer, if `bfd` is configured.
     pub bfd: Option<crate::bfd::SessionStatus>,
-}
-
-fn opt_unix_secs<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
-    match t.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()) {
-        Some(d) => s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0),
-        None => s.serialize_none(),
-    }
 }
 
 impl PeerStatus {
