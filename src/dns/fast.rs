@@ -14,7 +14,7 @@
 //! caller's.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
@@ -24,32 +24,11 @@ use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RecordType};
 
 use super::answer::{answer_message, MAX_UDP_PAYLOAD};
+use super::fnv::Fnv;
 use super::negative::NegativeTable;
 use super::policy::{Client, Family};
 use super::state::State;
 use super::stats::DnsStats;
-
-/// FNV-1a for short byte keys (names): much cheaper than SipHash here.
-#[derive(Default)]
-pub struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for &b in bytes {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-}
 
 /// (zone, steered record, family) of a steered answer.
 type SteeredKey = (usize, usize, Family);

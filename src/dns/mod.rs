@@ -14,6 +14,7 @@
 //!   TCP requests are decoded by hickory-server and answered through it.
 //! - [`fast`]: pre-encoded answers replayed for plain UDP queries;
 //!   [`negative`]: its NXDOMAIN/NODATA/REFUSED answers.
+//! - [`fnv`]: the stable FNV-1a hash of the fast path and weighted steering.
 //! - [`state`]: what one snapshot gives (plans + pre-encoded answers).
 //! - [`server`]: starts and stops the listeners and the rebuild task;
 //!   [`udp`]: the UDP listener threads; [`tcp`]: the TCP listener and its
@@ -24,6 +25,7 @@
 pub mod answer;
 pub mod explain;
 pub mod fast;
+pub mod fnv;
 pub mod geoip;
 pub mod handler;
 pub mod negative;

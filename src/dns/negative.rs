@@ -21,7 +21,7 @@ use std::hash::BuildHasherDefault;
 
 use hickory_proto::rr::{Name, RData, RecordType};
 
-use super::fast::Fnv;
+use super::fnv::Fnv;
 use super::zone::{CompiledZone, Zones};
 
 /// Most compression candidates hickory-proto's encoder keeps per message

@@ -735,12 +735,7 @@ fn common_bits(a: IpAddr, b: IpAddr) -> Option<u8> {
 
 /// Stable 64-bit FNV-1a (stable across builds and platforms, unlike std's hasher).
 pub fn hash_bytes(b: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &x in b {
-        h ^= x as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    mix(h)
+    mix(super::fnv::hash(b))
 }
 
 /// Hash of a record name, case-insensitive, with or without the final dot.
