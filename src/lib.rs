@@ -8,6 +8,8 @@
 //! [`health`] probes report results to the [`core`], the single task that
 //! owns state and publishes immutable [`core::Snapshot`]s; [`bgp`], [`dns`]
 //! and [`api`] read those snapshots and send admin actions back to the core.
+//! [`geoip`] (MaxMind database lookups, held by the validated config) and
+//! [`unix_time`] are leaves that depend on no other module of the crate.
 
 pub mod api;
 pub mod bfd;
@@ -17,6 +19,7 @@ pub mod core;
 pub mod ctl;
 pub mod daemon;
 pub mod dns;
+pub mod geoip;
 pub mod health;
 pub mod model;
 pub mod telemetry;

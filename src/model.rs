@@ -450,7 +450,7 @@ pub struct DnsConfig {
 pub struct GeoIp {
     pub database: PathBuf,
     #[serde(skip)]
-    pub db: Arc<crate::dns::geoip::GeoDb>,
+    pub db: Arc<crate::geoip::GeoDb>,
 }
 
 /// Response rate limiting (RRL) per client /24 (IPv4) or /56 (IPv6).

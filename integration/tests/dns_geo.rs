@@ -10,7 +10,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use anypop::dns::geoip::testdb;
+use anypop::geoip::testdb;
 use anypop_integration::{anypop_bin, dns, free_port, have, run, wait_until, write_file, Anypop};
 
 struct Lab {

@@ -1276,7 +1276,7 @@ fn geoip_country_continent_and_nearest_parse() {
     let db = dir.path().join("test.mmdb");
     std::fs::write(
         &db,
-        crate::dns::geoip::testdb::build(&crate::dns::geoip::testdb::doc_entries()),
+        crate::geoip::testdb::build(&crate::geoip::testdb::doc_entries()),
     )
     .unwrap();
     let c = valid(&with_geo(

@@ -12,11 +12,11 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::answer::resolve;
-use super::geoip::{haversine_km, GeoInfo};
 use super::policy::{Client, Exclusion, Family, Plan, Rule};
 use super::state::State;
 use super::zone::Zones;
 use crate::core::Snapshot;
+use crate::geoip::{haversine_km, GeoInfo};
 use crate::model::PopName;
 
 #[derive(Debug, Clone, Serialize)]

@@ -4,8 +4,7 @@
 //!
 //! - [`policy`]: pure steering (failover, weighted, geo, all_healthy,
 //!   fail-open, dynamic TTL); [`explain`] reports its decisions in words.
-//! - [`geoip`]: MaxMind database lookups (country, continent,
-//!   coordinates) for `geo` and `nearest`, cached per client block.
+//!   `geo` and `nearest` look clients up in [`crate::geoip`].
 //! - [`rrl`]: response rate limiting per client block (UDP).
 //! - [`zone`]: config zones compiled into lookup tables.
 //! - [`answer`]: the general path over hickory-proto messages
@@ -26,7 +25,6 @@ pub mod answer;
 pub mod explain;
 pub mod fast;
 pub mod fnv;
-pub mod geoip;
 pub mod handler;
 pub mod negative;
 pub mod policy;

@@ -16,8 +16,8 @@ use ipnet::IpNet;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::geoip::{unit_vector, Code, GeoDb, GeoInfo};
 use crate::core::{PopState, Snapshot};
+use crate::geoip::{unit_vector, Code, GeoDb, GeoInfo};
 use crate::model::{PopName, Steering, SteeringPolicy};
 
 /// IPv4 clients are hashed and scoped at most per /24.
@@ -304,7 +304,7 @@ impl Plan {
     pub fn geo_info(&self, client: &Client) -> Option<GeoInfo> {
         match &self.selector {
             Selector::Geo { db: Some(db), .. } | Selector::Nearest { db, .. } => {
-                Some(db.lookup(client))
+                Some(db.lookup(client.addr, client.hash_prefix()))
             }
             _ => None,
         }
@@ -351,7 +351,7 @@ impl Plan {
                 let Some(db) = db else {
                     return (*default, client.prefix, Rule::Default);
                 };
-                let info = db.lookup(client);
+                let info = db.lookup(client.addr, client.hash_prefix());
                 let scope = info.prefix.max(inner).min(client.prefix);
                 if let Some(c) = info.country {
                     if let Some((_, i)) = countries.iter().find(|(k, _)| *k == c) {
@@ -366,7 +366,7 @@ impl Plan {
                 (*default, scope, Rule::Default)
             }
             Selector::Nearest { db, pops, default } => {
-                let info = db.lookup(client);
+                let info = db.lookup(client.addr, client.hash_prefix());
                 let scope = info.prefix.min(client.prefix);
                 let Some(coords) = info.coordinates else {
                     return (*default, scope, Rule::Default);
@@ -1117,7 +1117,7 @@ pub(crate) mod tests {
     /// The test config with the test database and PoP locations: a in
     /// Frankfurt, b in New York, c in Tokyo.
     pub fn geo_config() -> Config {
-        use crate::dns::geoip::testdb;
+        use crate::geoip::testdb;
         let mut c = config(vec![]);
         for (p, loc) in [
             ("a", testdb::FRANKFURT),

@@ -45,7 +45,7 @@ pub(super) fn dns(
             cx.err(p, "expected the path of a MaxMind database (.mmdb)");
             return None;
         }
-        let db = cx.ok(p, crate::dns::geoip::GeoDb::open(&g.database))?;
+        let db = cx.ok(p, crate::geoip::GeoDb::open(&g.database))?;
         Some(GeoIp {
             database: g.database.clone(),
             db: std::sync::Arc::new(db),

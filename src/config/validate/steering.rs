@@ -135,7 +135,7 @@ pub(super) fn steering(
                             format!("a {key} rule needs dns.geoip.database (a MaxMind database to look clients up in)"),
                         );
                     }
-                    let code = crate::dns::geoip::Code::parse(v).map(|c| c.to_string());
+                    let code = crate::geoip::Code::parse(v).map(|c| c.to_string());
                     let code = match (key, code) {
                         ("continent", Some(c)) if !CONTINENTS.contains(&c.as_str()) => {
                             cx.err(

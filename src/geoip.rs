@@ -2,21 +2,24 @@
 //! for `geo` country/continent rules and `nearest` steering.
 //!
 //! A [`GeoDb`] is opened once per config load (validation fails with the
-//! path if the file is not a MaxMind database) and shared through an `Arc`
-//! by every plan built from that config. Lookups are per client block (the
-//! client address masked to /24 for IPv4 or /56 for IPv6, or the ECS source
-//! prefix if shorter) and cached in a small direct-mapped table, so a query
-//! costs one hash and one uncontended lock, not a tree walk and a decode.
-//! It reads no clock and does no I/O after [`GeoDb::open`].
+//! path if the file is not a MaxMind database), held by the validated
+//! config and shared through an `Arc` by every steering plan built from it.
+//! Lookups are per block (an address and prefix length: the DNS server
+//! passes the client address masked to /24 for IPv4 or /56 for IPv6, or the
+//! ECS source prefix if shorter) and cached in a small direct-mapped table,
+//! so a query costs one hash and one uncontended lock, not a tree walk and
+//! a decode. It reads no clock and does no I/O after [`GeoDb::open`].
+//!
+//! It knows nothing of DNS or steering: config validation and the DNS
+//! server both use it, and it uses neither.
 
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
-
-use super::policy::{mask, Client};
 
 /// Number of cached client blocks (a power of two).
 const CACHE_SLOTS: usize = 4096;
@@ -166,10 +169,12 @@ impl GeoDb {
         &self.reader.metadata().database_type
     }
 
-    /// What the database says about the client's block (cached).
-    pub fn lookup(&self, client: &Client) -> GeoInfo {
-        let prefix = client.hash_prefix();
-        let net = mask(client.addr, prefix);
+    /// What the database says about the block `addr/prefix` (the address
+    /// is masked to the prefix; cached per block).
+    pub fn lookup(&self, addr: IpAddr, prefix: u8) -> GeoInfo {
+        let net = IpNet::new(addr, prefix)
+            .map(|n| n.network())
+            .unwrap_or(addr);
         let bits = match net {
             IpAddr::V4(a) => u32::from(a) as u128 | (1u128 << 127),
             IpAddr::V6(a) => u128::from(a),
@@ -255,37 +260,37 @@ mod tests {
     use super::testdb;
     use super::*;
 
-    fn client(s: &str, prefix: u8) -> Client {
-        Client::from_ecs(s.parse().unwrap(), prefix)
+    fn block(db: &GeoDb, s: &str, prefix: u8) -> GeoInfo {
+        db.lookup(s.parse().unwrap(), prefix)
     }
 
     #[test]
     fn lookup_country_continent_coordinates_and_prefix() {
         let db = testdb::open_test_db();
-        let de = db.lookup(&Client::from_source("192.0.2.77".parse().unwrap()));
+        let de = block(&db, "192.0.2.77", 24);
         assert_eq!(de.country, Code::parse("de"));
         assert_eq!(de.continent, Code::parse("EU"));
         assert_eq!(de.coordinates, Some(testdb::FRANKFURT));
         assert_eq!(de.prefix, 24);
-        let us = db.lookup(&client("198.51.100.0", 24));
+        let us = block(&db, "198.51.100.0", 24);
         assert_eq!(us.country.map(|c| c.to_string()).as_deref(), Some("US"));
         assert_eq!(us.continent.map(|c| c.to_string()).as_deref(), Some("NA"));
-        let jp = db.lookup(&client("2001:db8:1:ff00::", 56));
+        let jp = block(&db, "2001:db8:1:ff00::", 56);
         assert_eq!(jp.country.map(|c| c.to_string()).as_deref(), Some("JP"));
         // The database network is a /48: the answer holds for all of it.
         assert_eq!(jp.prefix, 48);
-        // A /40 ECS client: the /48 is longer, the answer holds for the /40
+        // A /40 block: the /48 is longer, the answer holds for the /40
         // block we looked up.
-        let jp40 = db.lookup(&client("2001:db8::", 40));
+        let jp40 = block(&db, "2001:db8::", 40);
         assert_eq!(jp40.prefix, 40);
         // Not in the database: nothing, and the prefix of the empty network.
-        let none = db.lookup(&client("10.9.8.0", 24));
+        let none = block(&db, "10.9.8.0", 24);
         assert_eq!(none.country, None);
         assert_eq!(none.coordinates, None);
         assert!(none.prefix <= 24);
         // Country-only record: no coordinates.
-        let fr = db.lookup(&client("203.0.113.128", 25));
-        // Looked up per /24 block: the /25 client gets the /24's answer.
+        let fr = block(&db, "203.0.113.128", 24);
+        // The address is masked: a host of the /24 gets the /24's answer.
         assert_eq!(fr.prefix, 24);
         assert_eq!(fr.country.map(|c| c.to_string()).as_deref(), Some("FR"));
         assert_eq!(fr.coordinates, None);
@@ -294,19 +299,16 @@ mod tests {
     #[test]
     fn cache_gives_the_same_answer_per_block() {
         let db = testdb::open_test_db();
-        let a = db.lookup(&Client::from_source("192.0.2.1".parse().unwrap()));
-        let b = db.lookup(&Client::from_source("192.0.2.254".parse().unwrap()));
+        let a = block(&db, "192.0.2.1", 24);
+        let b = block(&db, "192.0.2.254", 24);
         assert_eq!(a, b);
         // Many blocks (more than the cache holds) stay correct.
         for i in 0..10_000u32 {
             let addr = std::net::Ipv4Addr::from(0x0a00_0000 | (i << 8));
-            let info = db.lookup(&Client::from_source(addr.into()));
+            let info = db.lookup(addr.into(), 24);
             assert_eq!(info.country, None);
         }
-        assert_eq!(
-            db.lookup(&Client::from_source("192.0.2.9".parse().unwrap())),
-            a
-        );
+        assert_eq!(block(&db, "192.0.2.9", 24), a);
     }
 
     #[test]
