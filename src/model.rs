@@ -405,6 +405,24 @@ pub enum DnsType {
     Soa,
 }
 
+/// The DNS library's record type for a config record type.
+impl From<DnsType> for hickory_proto::rr::RecordType {
+    fn from(t: DnsType) -> Self {
+        use hickory_proto::rr::RecordType;
+        match t {
+            DnsType::A => RecordType::A,
+            DnsType::Aaaa => RecordType::AAAA,
+            DnsType::Cname => RecordType::CNAME,
+            DnsType::Txt => RecordType::TXT,
+            DnsType::Mx => RecordType::MX,
+            DnsType::Srv => RecordType::SRV,
+            DnsType::Caa => RecordType::CAA,
+            DnsType::Ns => RecordType::NS,
+            DnsType::Soa => RecordType::SOA,
+        }
+    }
+}
+
 impl DnsType {
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s.to_ascii_uppercase().as_str() {

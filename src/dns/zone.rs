@@ -95,19 +95,9 @@ fn qualify(s: &str, zone: &str) -> String {
 }
 
 /// The DNS library's record type for a config record type (also used by
-/// the `dns` health probe and config validation).
+/// the `dns` health probe).
 pub fn record_type(t: DnsType) -> RecordType {
-    match t {
-        DnsType::A => RecordType::A,
-        DnsType::Aaaa => RecordType::AAAA,
-        DnsType::Cname => RecordType::CNAME,
-        DnsType::Txt => RecordType::TXT,
-        DnsType::Mx => RecordType::MX,
-        DnsType::Srv => RecordType::SRV,
-        DnsType::Caa => RecordType::CAA,
-        DnsType::Ns => RecordType::NS,
-        DnsType::Soa => RecordType::SOA,
-    }
+    t.into()
 }
 
 /// Parses one static value in zone-file form; a relative target name in

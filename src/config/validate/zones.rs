@@ -274,8 +274,8 @@ fn record_value(rtype: DnsType, v: &str, origin: &str) -> Result<String, String>
     let norm = record_value_syntax(rtype, v, origin)?;
     let plain_txt = rtype == DnsType::Txt && !norm.trim_start().starts_with('"');
     if !plain_txt {
-        use hickory_proto::rr::RData;
-        let t = crate::dns::zone::record_type(rtype);
+        use hickory_proto::rr::{RData, RecordType};
+        let t = RecordType::from(rtype);
         RData::try_from_str(t, &norm)
             .map_err(|e| format!("{v:?} is not a valid {t} value: {e}"))?;
     }
