@@ -1,6 +1,7 @@
 //! 64-bit FNV-1a: a tiny hash that is the same on every build and platform
 //! (unlike std's randomly keyed SipHash) and cheap on short keys such as
-//! DNS names. The fast path's answer table and weighted steering use it.
+//! DNS names. The fast path's answer and negative tables and weighted
+//! steering use it.
 //! Not for tables whose keys an attacker chooses: it has no key.
 
 use std::hash::Hasher;

@@ -13,7 +13,8 @@
 //!   TCP requests are decoded by hickory-server and answered through it.
 //! - [`fast`]: pre-encoded answers replayed for plain UDP queries;
 //!   [`negative`]: its NXDOMAIN/NODATA/REFUSED answers.
-//! - [`fnv`]: the stable FNV-1a hash of the fast path and weighted steering.
+//! - [`fnv`]: the stable FNV-1a hash of the fast path's tables and weighted
+//!   steering.
 //! - [`state`]: what one snapshot gives (plans + pre-encoded answers).
 //! - [`server`]: starts and stops the listeners and the rebuild task;
 //!   [`udp`]: the UDP listener threads; [`tcp`]: the TCP listener and its
