@@ -11,17 +11,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::Mutex;
 use tracing::{error, info, warn};
 
 use crate::api::{self, AppState, Auth};
 use crate::bgp;
 use crate::config::{self, ConfigErrors};
 use crate::core::persist::{self, PersistError};
-use crate::core::{Core, CoreHandle, Input, SystemClock};
+use crate::core::{Core, CoreHandle, SystemClock};
 use crate::dns::{self, DnsStats};
 use crate::health;
-use crate::model::Config;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -45,7 +44,6 @@ pub enum RunError {
 pub struct Reloader {
     path: Option<PathBuf>,
     core: CoreHandle,
-    checks: Mutex<health::Checks>,
     bgp: Mutex<Option<bgp::BgpHandle>>,
 }
 
@@ -72,14 +70,11 @@ impl Reloader {
                 return Err(list);
             }
         };
-        let mut checks = self.checks.lock().await;
-        checks.stop();
         let version = self
             .core
             .reload(config.clone())
             .await
             .map_err(|e| vec![e.to_string()])?;
-        *checks = start_checks(&config, &self.core);
         if let Some(b) = self.bgp.lock().await.as_ref() {
             b.reconfigure(&config.node, &config.bgp);
         }
@@ -89,31 +84,6 @@ impl Reloader {
         );
         Ok(version)
     }
-}
-
-/// Starts every health check, continuing the hysteresis state of checks
-/// that exist in the current snapshot.
-fn start_checks(config: &Config, core: &CoreHandle) -> health::Checks {
-    let snap = core.snapshots.borrow().clone();
-    let initial: BTreeMap<_, _> = snap
-        .pops
-        .iter()
-        .flat_map(|(p, s)| {
-            s.checks
-                .iter()
-                .map(move |(c, st)| ((p.clone(), c.clone()), st.state))
-        })
-        .collect();
-    let (tx, mut rx) = mpsc::channel(1024);
-    let inputs = core.inputs.clone();
-    tokio::spawn(async move {
-        while let Some(report) = rx.recv().await {
-            if inputs.send(Input::Check(report)).await.is_err() {
-                return;
-            }
-        }
-    });
-    health::spawn_checks(config, &initial, tx)
 }
 
 /// Loads persisted admin overrides. A corrupt file stops the start unless
@@ -180,11 +150,10 @@ pub async fn run(path: Option<PathBuf>) -> Result<(), RunError> {
     };
     let speaker = bgp::spawn(&config.node, &config.bgp, handle.snapshots.clone());
     let bgp_status = speaker.status();
-    let checks = start_checks(&config, &handle);
+    let mut checks = health::supervise(handle.clone());
     let reloader = Arc::new(Reloader {
         path,
         core: handle.clone(),
-        checks: Mutex::new(checks),
         bgp: Mutex::new(Some(speaker)),
     });
 
@@ -225,7 +194,7 @@ pub async fn run(path: Option<PathBuf>) -> Result<(), RunError> {
             _ = int.recv() => { info!("SIGINT: shutting down"); break; }
         }
     }
-    reloader.checks.lock().await.stop();
+    checks.stop();
     if let Some(speaker) = reloader.bgp.lock().await.take() {
         speaker.shutdown().await;
     }

@@ -312,7 +312,7 @@ pub const GRACEFUL_SHUTDOWN: (u16, u16) = (65535, 0);
 
 // ---------------------------------------------------------------- checks
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Check {
     pub name: CheckName,
     pub probe: Probe,
@@ -330,7 +330,7 @@ pub struct Check {
     pub jitter: Duration,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Probe {
     Tcp {

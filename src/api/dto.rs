@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use crate::core::admin::DrainMode;
+use crate::core::hysteresis::Verdict;
 use crate::core::{Announcement, CheckStatus, PopStatus, ProbeOutcome, Snapshot};
-use crate::health::hysteresis::Verdict;
 use crate::model::RecordData;
 
 /// Longest accepted `reason` / `who`.

@@ -18,8 +18,8 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use crate::core::hysteresis::Verdict;
 use crate::core::{AnnounceMode, PopState, Snapshot};
-use crate::health::hysteresis::Verdict;
 
 /// Upper bounds (seconds) of the latency histogram buckets.
 pub const LATENCY_BUCKETS: [f64; 14] = [

@@ -19,8 +19,7 @@ use super::metrics::parse::{parse as parse_metrics, Parsed};
 use super::openapi::{document, ENDPOINTS};
 use super::*;
 use crate::core::admin::AdminError;
-use crate::core::{CheckReport, Core, Event, ProbeOutcome};
-use crate::health::hysteresis::{CheckState, Verdict};
+use crate::core::{Core, Event, ProbeOutcome, ProbeReport};
 use crate::model::Name;
 
 const TOKEN: &str = "t0k3n-for-tests";
@@ -70,16 +69,12 @@ fn config() -> Arc<crate::model::Config> {
     }
 }
 
+/// One raw probe result of `pop`'s `check`.
 fn report(pop: &str, check: &str, up: bool) -> Input {
-    let verdict = if up { Verdict::Up } else { Verdict::Down };
-    Input::Check(CheckReport {
+    Input::Probe(ProbeReport {
         pop: Name::parse(pop).expect("name"),
         check: Name::parse(check).expect("name"),
-        state: CheckState {
-            verdict,
-            successes: if up { 3 } else { 0 },
-            failures: if up { 0 } else { 2 },
-        },
+        seq: crate::health::scheduler::next_seq(),
         outcome: ProbeOutcome {
             ok: up,
             detail: if up { "file absent" } else { "connect refused" }.into(),
@@ -92,21 +87,26 @@ fn report(pop: &str, check: &str, up: bool) -> Input {
 /// A real core with `up` PoPs healthy and the others down.
 async fn real_core(up: &[&str]) -> CoreHandle {
     let (handle, _) = Core::spawn(config(), BTreeMap::new(), crate::core::SystemClock);
+    // Rise 3 and fall 2 (the defaults): enough results to decide.
     for (pop, check) in [("ams", "http"), ("fra", "http"), ("lhr", "tcp")] {
-        handle
-            .inputs
-            .send(report(pop, check, up.contains(&pop)))
-            .await
-            .expect("core running");
+        let ok = up.contains(&pop);
+        for _ in 0..if ok { 3 } else { 2 } {
+            handle
+                .inputs
+                .send(report(pop, check, ok))
+                .await
+                .expect("core running");
+        }
     }
     let mut snaps = handle.snapshots.clone();
     snaps
         .wait_for(|s| {
-            up.iter().all(|p| {
-                s.pops
-                    .get(*p)
-                    .is_some_and(|x| x.state == crate::core::PopState::Up)
-            })
+            s.pops.values().all(|p| p.healthy.is_some())
+                && up.iter().all(|p| {
+                    s.pops
+                        .get(*p)
+                        .is_some_and(|x| x.state == crate::core::PopState::Up)
+                })
         })
         .await
         .expect("core publishes");

@@ -1,6 +1,8 @@
 //! Pure decisions of the core: how check verdicts combine into a PoP's
-//! health, what state a PoP is in given its health and admin override, and
-//! which prefixes to announce with which attributes. No I/O, no clocks.
+//! health (holding the verdict while new checks decide), why a PoP is in
+//! its state (the reason texts of the API and events), what state a PoP is
+//! in given its health and admin override, and which prefixes to announce
+//! with which attributes. No I/O, no clocks.
 //!
 //! [`desired_announcements`] is the single function that decides what BGP
 //! advertises; safety rules (floors, guards) wrap it rather than being
@@ -11,9 +13,9 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use super::admin::Phase;
+use super::admin::{Override, Phase};
+use super::hysteresis::Verdict;
 use super::snapshot::{AnnounceMode, Announcement, CheckStatus, PopState, PopStatus};
-use crate::health::hysteresis::Verdict;
 use crate::model::{
     AnnouncePolicy, CheckName, Combine, Config, FailAction, Pop, PopName, RouteAttrs,
     GRACEFUL_SHUTDOWN,
@@ -54,6 +56,65 @@ pub fn combine(rule: Combine, verdicts: impl IntoIterator<Item = Verdict>) -> Op
 /// steer DNS away from it. The verdict changes when the checks decide.
 pub fn hold_verdict(previous: Option<bool>, combined: Option<bool>) -> Option<bool> {
     combined.or(previous)
+}
+
+/// A PoP's health from its checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PopHealth {
+    /// What the checks say now ([`combine`]).
+    pub combined: Option<bool>,
+    /// The verdict acted on ([`hold_verdict`]): `combined`, or the previous
+    /// verdict while checks that matter are undecided.
+    pub healthy: Option<bool>,
+}
+
+impl PopHealth {
+    /// The verdict is held over undecided checks (after a reload added
+    /// some): the reason says which.
+    pub fn held(&self) -> bool {
+        self.combined.is_none() && self.healthy.is_some()
+    }
+}
+
+/// Combines `checks` by `rule`, holding `previous` while they decide.
+pub fn pop_health(
+    rule: Combine,
+    checks: &BTreeMap<CheckName, CheckStatus>,
+    previous: Option<bool>,
+) -> PopHealth {
+    let combined = combine(rule, checks.values().map(|c| c.state.verdict));
+    PopHealth {
+        combined,
+        healthy: hold_verdict(previous, combined),
+    }
+}
+
+/// Why a PoP is in its state, in words, for the API and events: the admin
+/// override if there is one (`drained by alice: fibre cut`), else its
+/// health ([`health_reason`]), saying which new checks are still deciding
+/// while the verdict is held.
+pub fn pop_reason(
+    rule: Combine,
+    checks: &BTreeMap<CheckName, CheckStatus>,
+    health: PopHealth,
+    admin: Option<&Override>,
+) -> String {
+    if let Some(ov) = admin {
+        return format!("{} by {}: {}", ov.phase, ov.who, ov.reason);
+    }
+    let reason = health_reason(rule, checks, health.healthy);
+    if !health.held() {
+        return reason;
+    }
+    let deciding: Vec<&str> = checks
+        .iter()
+        .filter(|(_, c)| c.state.verdict == Verdict::Unknown)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    format!(
+        "{reason} (kept while new checks decide: {})",
+        deciding.join(", ")
+    )
 }
 
 /// Why a PoP has the health it has, in words, for logs and the API:
@@ -281,6 +342,116 @@ mod tests {
             Just(Verdict::Down),
             Just(Verdict::Unknown)
         ]
+    }
+
+    fn checks(states: &[(&str, Verdict, &str)]) -> BTreeMap<CheckName, CheckStatus> {
+        use super::super::hysteresis::CheckState;
+        states
+            .iter()
+            .map(|(name, verdict, detail)| {
+                let (successes, failures) = match verdict {
+                    Verdict::Up => (3, 0),
+                    Verdict::Down => (0, 2),
+                    Verdict::Unknown => (0, 0),
+                };
+                let status = CheckStatus {
+                    state: CheckState {
+                        verdict: *verdict,
+                        successes,
+                        failures,
+                    },
+                    rise: 3,
+                    fall: 2,
+                    last: (*verdict != Verdict::Unknown).then(|| super::super::ProbeOutcome {
+                        ok: *verdict == Verdict::Up,
+                        detail: detail.to_string(),
+                        took: std::time::Duration::ZERO,
+                        at: std::time::SystemTime::UNIX_EPOCH,
+                    }),
+                    seq: 0,
+                };
+                (CheckName::parse(name).expect("name"), status)
+            })
+            .collect()
+    }
+
+    /// A reload that adds a check to a decided PoP: the verdict is held and
+    /// the reason says which checks are deciding; once they decide, their
+    /// verdict counts.
+    #[test]
+    fn verdict_is_held_while_new_checks_decide() {
+        use Verdict::*;
+        let added = checks(&[("edge", Up, "connected"), ("new-http", Unknown, "")]);
+        let h = pop_health(Combine::All, &added, Some(true));
+        assert_eq!(
+            h,
+            PopHealth {
+                combined: None,
+                healthy: Some(true)
+            }
+        );
+        assert!(h.held());
+        assert_eq!(
+            pop_reason(Combine::All, &added, h, None),
+            "check edge passed 3/3 (kept while new checks decide: new-http)"
+        );
+        // A PoP that was down stays down, and says so.
+        let h = pop_health(Combine::All, &added, Some(false));
+        assert_eq!(h.healthy, Some(false));
+        assert!(pop_reason(Combine::All, &added, h, None).starts_with(
+            "check new-http not decided yet (kept while new checks decide: new-http)"
+        ));
+        // Never decided: nothing to hold.
+        let h = pop_health(Combine::All, &added, None);
+        assert!(!h.held());
+        assert_eq!(
+            pop_reason(Combine::All, &added, h, None),
+            "waiting for first check results"
+        );
+        // The new check decides: its verdict counts.
+        let decided = checks(&[("edge", Up, "connected"), ("new-http", Down, "status 503")]);
+        let h = pop_health(Combine::All, &decided, Some(true));
+        assert_eq!(h.healthy, Some(false));
+        assert!(!h.held());
+        assert_eq!(
+            pop_reason(Combine::All, &decided, h, None),
+            "check new-http failed 2/2: status 503"
+        );
+    }
+
+    #[test]
+    fn reasons_name_the_rule_and_the_override() {
+        use Verdict::*;
+        let cs = checks(&[("a", Down, "refused"), ("b", Up, "ok"), ("c", Down, "503")]);
+        let h = pop_health(Combine::AtLeast(2), &cs, None);
+        assert_eq!(h.healthy, Some(false));
+        assert_eq!(
+            pop_reason(Combine::AtLeast(2), &cs, h, None),
+            "check a failed 2/2: refused; check c failed 2/2: 503 (fewer than 2 checks pass)"
+        );
+        let h = pop_health(Combine::Any, &cs, None);
+        assert_eq!(pop_reason(Combine::Any, &cs, h, None), "check b passed 3/3");
+        assert_eq!(
+            pop_reason(
+                Combine::Any,
+                &BTreeMap::new(),
+                pop_health(Combine::Any, &BTreeMap::new(), None),
+                None
+            ),
+            "no checks configured"
+        );
+        let ov = Override {
+            phase: Phase::Drained,
+            reason: "fibre cut".into(),
+            who: "alice".into(),
+            since: std::time::SystemTime::UNIX_EPOCH,
+            until: None,
+            phase_ends: None,
+        };
+        assert_eq!(
+            pop_reason(Combine::Any, &cs, h, Some(&ov)),
+            "drained by alice: fibre cut"
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod clock;
 pub mod decide;
 pub mod effect;
 pub mod event;
+pub mod hysteresis;
 mod overrides;
 pub mod persist;
 pub mod snapshot;
@@ -37,25 +38,29 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::health::hysteresis::{CheckState, Verdict};
 use crate::model::{CheckName, Config, PopName};
 use admin::{DrainTimings, Override, Phase};
+use hysteresis::Verdict;
 use persist::SaveFailure;
 
-/// A probe result after hysteresis, sent by the health scheduler.
+/// One raw probe result, sent by the health scheduler. The core applies
+/// the check's rise/fall hysteresis to it.
 #[derive(Debug, Clone)]
-pub struct CheckReport {
+pub struct ProbeReport {
     pub pop: PopName,
     pub check: CheckName,
-    /// Hysteresis state after this result.
-    pub state: CheckState,
+    /// Increases with every report the process sends (across all checks
+    /// and check restarts); the snapshot's [`CheckStatus::seq`] says which
+    /// report it includes.
+    pub seq: u64,
     pub outcome: ProbeOutcome,
 }
 
 /// Messages the core accepts.
 #[derive(Debug)]
 pub enum Input {
-    Check(CheckReport),
+    /// A probe result of a configured check.
+    Probe(ProbeReport),
     /// An operator action; the reply carries the snapshot version that
     /// includes it, or why it was refused.
     Admin {
@@ -256,7 +261,7 @@ impl Core {
     /// directly; they also call [`Core::tick`] for timed steps).
     pub fn handle(&mut self, input: Input, now: Now) {
         match input {
-            Input::Check(r) => self.on_check(r, now),
+            Input::Probe(r) => self.on_probe(r, now),
             Input::Admin { cmd, reply } => self.on_admin(cmd, reply, now),
             Input::Reload { config, reply } => {
                 self.install_config(config, now);
@@ -309,6 +314,7 @@ impl Core {
                         rise: c.rise,
                         fall: c.fall,
                         last: prev.and_then(|p| p.last.clone()),
+                        seq: prev.map_or(0, |p| p.seq),
                     },
                 );
             }
@@ -340,34 +346,26 @@ impl Core {
         self.config = config;
     }
 
-    fn on_check(&mut self, r: CheckReport, now: Now) {
-        let Some(rt) = self.pops.get_mut(&r.pop) else {
-            return;
-        };
-        let Some(st) = rt.checks.get_mut(&r.check) else {
+    /// Applies a probe result: the check's hysteresis, then the PoP's
+    /// state. Results of checks no longer configured are dropped.
+    fn on_probe(&mut self, r: ProbeReport, now: Now) {
+        let Some(st) = self
+            .pops
+            .get_mut(&r.pop)
+            .and_then(|rt| rt.checks.get_mut(&r.check))
+        else {
             return;
         };
         let before = st.state.verdict;
-        st.state = r.state;
-        st.last = Some(r.outcome.clone());
-        if before != r.state.verdict && r.state.verdict != Verdict::Unknown {
-            let msg = format!(
-                "check {}/{} {}: {}",
-                r.pop,
-                r.check,
-                match r.state.verdict {
-                    Verdict::Up => "up",
-                    _ => "down",
-                },
-                r.outcome.detail
-            );
-            self.event(
-                EventKind::Check,
-                Some(r.pop.clone()),
-                Some(r.check.clone()),
-                msg,
-                now,
-            );
+        st.state = st.state.step(r.outcome.ok, st.rise, st.fall);
+        st.seq = st.seq.max(r.seq);
+        let after = st.state.verdict;
+        st.last = Some(r.outcome);
+        if before != after && after != Verdict::Unknown {
+            let word = if after == Verdict::Up { "up" } else { "down" };
+            let detail = st.last.as_ref().map_or("", |o| o.detail.as_str());
+            let msg = format!("check {}/{} {word}: {detail}", r.pop, r.check);
+            self.event(EventKind::Check, Some(r.pop), Some(r.check), msg, now);
         }
         self.recompute(now);
     }
@@ -379,28 +377,13 @@ impl Core {
             let Some(pop) = self.config.pops.get(name) else {
                 continue;
             };
-            let combined =
-                decide::combine(pop.combine, rt.checks.values().map(|c| c.state.verdict));
-            let healthy = decide::hold_verdict(rt.healthy, combined);
-            let phase = self.overrides.get(name).map(|o| o.phase);
-            let state = decide::pop_state(healthy, phase);
+            let health = decide::pop_health(pop.combine, &rt.checks, rt.healthy);
+            let admin = self.overrides.get(name);
+            let state = decide::pop_state(health.healthy, admin.map(|o| o.phase));
             // The first verdict is news even when the state stays `down`.
-            let first_verdict = rt.healthy.is_none() && healthy.is_some();
-            rt.healthy = healthy;
-            let reason = match self.overrides.get(name) {
-                Some(ov) => format!("{} by {}: {}", ov.phase.as_str(), ov.who, ov.reason),
-                None if combined.is_none() && healthy.is_some() => format!(
-                    "{} (kept while new checks decide: {})",
-                    decide::health_reason(pop.combine, &rt.checks, healthy),
-                    rt.checks
-                        .iter()
-                        .filter(|(_, c)| c.state.verdict == Verdict::Unknown)
-                        .map(|(n, _)| n.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                None => decide::health_reason(pop.combine, &rt.checks, healthy),
-            };
+            let first_verdict = rt.healthy.is_none() && health.healthy.is_some();
+            rt.healthy = health.healthy;
+            let reason = decide::pop_reason(pop.combine, &rt.checks, health, admin);
             if state != rt.state || first_verdict {
                 state_events.push((name.clone(), format!("pop {name} {state}: {reason}")));
             }

@@ -11,7 +11,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::admin::Phase;
-use crate::health::hysteresis::CheckState;
+use super::hysteresis::CheckState;
 use crate::model::{CheckName, Config, PopName, RouteAttrs};
 
 /// One published state. Cheap to clone (`Arc` inside the watch channel).
@@ -36,6 +36,11 @@ impl Snapshot {
     /// True if `pop` may receive DNS traffic (up and not being drained).
     pub fn pop_serves_dns(&self, pop: &str) -> bool {
         self.pops.get(pop).is_some_and(|p| p.serves_dns)
+    }
+
+    /// The state of one check, if it is configured.
+    pub fn check(&self, pop: &str, check: &str) -> Option<&CheckStatus> {
+        self.pops.get(pop).and_then(|p| p.checks.get(check))
     }
 }
 
@@ -89,13 +94,28 @@ pub struct PopStatus {
     pub admin_unsaved: Option<String>,
 }
 
+/// A check as the core last decided it.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckStatus {
+    /// Hysteresis state after the last probe result.
     #[serde(flatten)]
     pub state: CheckState,
     pub rise: u32,
     pub fall: u32,
     pub last: Option<ProbeOutcome>,
+    /// Sequence number of the last probe report applied
+    /// ([`super::ProbeReport::seq`]; 0: none yet). The scheduler waits for
+    /// its report to show up here before it picks the next wait.
+    #[serde(skip)]
+    pub seq: u64,
+}
+
+impl CheckStatus {
+    /// A change of verdict is pending (or no verdict yet): probe at the
+    /// fast interval.
+    pub fn change_pending(&self) -> bool {
+        self.state.in_transition()
+    }
 }
 
 /// The result of one probe.

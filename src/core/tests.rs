@@ -12,7 +12,6 @@ use super::clock::TokioClock;
 
 use super::admin::{AdminCommand, AdminError, DrainMode, Phase};
 use super::*;
-use crate::health::hysteresis::CheckState;
 use crate::model::*;
 
 fn name<K>(s: &str) -> Name<K> {
@@ -59,24 +58,20 @@ pub(crate) fn test_config(state_dir: Option<std::path::PathBuf>) -> Config {
     )
 }
 
-fn report(pop: &str, ok: bool, state: CheckState) -> (Input, CheckState) {
-    let next = state.step(ok, 3, 2);
-    let r = CheckReport {
+/// A raw probe result of `pop`'s `check`.
+fn probe(pop: &str, check: &str, ok: bool, detail: &str) -> Input {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    Input::Probe(ProbeReport {
         pop: name(pop),
-        check: name("edge"),
-        state: next,
+        check: name(check),
+        seq: SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         outcome: ProbeOutcome {
             ok,
-            detail: if ok {
-                "connected".into()
-            } else {
-                "connect refused".into()
-            },
+            detail: detail.into(),
             took: Duration::from_millis(1),
-            at: SystemTime::now(),
+            at: SystemTime::UNIX_EPOCH,
         },
-    };
-    (Input::Check(r), next)
+    })
 }
 
 /// A core driven by hand on paused time: inputs applied at once, effects
@@ -136,19 +131,12 @@ impl Driven {
     }
 }
 
-/// Feeds `n` identical results for `pop` through the core.
-fn feed(
-    core: &mut Driven,
-    pop: &str,
-    ok: bool,
-    n: usize,
-    states: &mut BTreeMap<String, CheckState>,
-) {
+/// Feeds `n` identical results of `pop`'s `edge` check through the core
+/// (rise 3, fall 2).
+fn feed(core: &mut Driven, pop: &str, ok: bool, n: usize) {
+    let detail = if ok { "connected" } else { "connect refused" };
     for _ in 0..n {
-        let st = states.entry(pop.to_string()).or_default();
-        let (input, next) = report(pop, ok, *st);
-        *st = next;
-        core.input(input);
+        core.input(probe(pop, "edge", ok, detail));
     }
 }
 
@@ -172,15 +160,14 @@ fn drain(pop: &str, mode: DrainMode, force: bool) -> AdminCommand {
 #[tokio::test(start_paused = true)]
 async fn health_drives_state_and_announcements() {
     let mut core = Driven::new(test_config(None), BTreeMap::new());
-    let mut st = BTreeMap::new();
     assert!(
         core.snapshot().announcements.is_empty(),
         "nothing before health is known"
     );
-    feed(&mut core, "fra1", true, 2, &mut st);
+    feed(&mut core, "fra1", true, 2);
     assert_eq!(core.snapshot().pops["fra1"].state, PopState::Down);
     assert!(core.snapshot().announcements.is_empty());
-    feed(&mut core, "fra1", true, 1, &mut st);
+    feed(&mut core, "fra1", true, 1);
     let snap = core.handle.snapshots.borrow().clone();
     assert_eq!(snap.pops["fra1"].state, PopState::Up);
     assert!(snap.pops["fra1"].serves_dns);
@@ -188,11 +175,11 @@ async fn health_drives_state_and_announcements() {
     let a = &snap.announcements[&"203.0.113.0/24".parse().expect("prefix")];
     assert_eq!((a.mode, a.attrs.med), (AnnounceMode::Normal, Some(10)));
     // One lost probe changes nothing, not even the announcement set's Arc.
-    feed(&mut core, "fra1", false, 1, &mut st);
+    feed(&mut core, "fra1", false, 1);
     let after = core.snapshot();
     assert_eq!(after.pops["fra1"].state, PopState::Up);
     assert!(Arc::ptr_eq(&after.announcements, &snap.announcements));
-    feed(&mut core, "fra1", false, 1, &mut st);
+    feed(&mut core, "fra1", false, 1);
     let down = core.snapshot();
     assert_eq!(down.pops["fra1"].state, PopState::Down);
     assert!(down.announcements.is_empty());
@@ -205,17 +192,16 @@ async fn health_drives_state_and_announcements() {
     );
     assert!(down.version > snap.version);
     // Only the local PoP is announced.
-    feed(&mut core, "ams1", true, 3, &mut st);
+    feed(&mut core, "ams1", true, 3);
     assert!(core.snapshot().announcements.is_empty());
 }
 
 #[tokio::test(start_paused = true)]
 async fn graceful_drain_choreography_and_guard() {
     let mut core = Driven::new(test_config(None), BTreeMap::new());
-    let mut st = BTreeMap::new();
-    feed(&mut core, "fra1", true, 3, &mut st);
+    feed(&mut core, "fra1", true, 3);
     // ams1 is down: fra1 is the last PoP for 203.0.113.0/24.
-    feed(&mut core, "ams1", false, 2, &mut st);
+    feed(&mut core, "ams1", false, 2);
     assert_eq!(
         admin(&mut core, drain("fra1", DrainMode::Graceful, false)),
         Err(AdminError::LastPop("fra1".into()))
@@ -225,7 +211,7 @@ async fn graceful_drain_choreography_and_guard() {
         admin(&mut core, drain("nope", DrainMode::Graceful, false)),
         Err(AdminError::UnknownPop("nope".into()))
     );
-    feed(&mut core, "ams1", true, 3, &mut st);
+    feed(&mut core, "ams1", true, 3);
     admin(&mut core, drain("fra1", DrainMode::Graceful, false)).expect("drain accepted");
     let s = core.snapshot();
     assert_eq!(s.pops["fra1"].state, PopState::Draining);
@@ -307,8 +293,7 @@ async fn admin_state_survives_restart_and_reload() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = test_config(Some(dir.path().to_path_buf()));
     let mut core = Driven::new(cfg.clone(), BTreeMap::new());
-    let mut st = BTreeMap::new();
-    feed(&mut core, "fra1", true, 3, &mut st);
+    feed(&mut core, "fra1", true, 3);
     admin(&mut core, drain("fra1", DrainMode::Immediate, true)).expect("drain");
     assert!(core.snapshot().announcements.is_empty());
     drop(core);
@@ -316,8 +301,7 @@ async fn admin_state_survives_restart_and_reload() {
     let loaded = persist::load(dir.path()).expect("load state");
     assert_eq!(loaded.len(), 1);
     let mut core = Driven::new(cfg.clone(), loaded);
-    let mut st = BTreeMap::new();
-    feed(&mut core, "fra1", true, 3, &mut st);
+    feed(&mut core, "fra1", true, 3);
     let s = core.snapshot();
     assert_eq!(s.pops["fra1"].state, PopState::Draining);
     assert!(s.announcements.is_empty());
@@ -346,8 +330,7 @@ async fn admin_state_survives_restart_and_reload() {
 #[tokio::test(start_paused = true)]
 async fn timed_drain_expires() {
     let mut core = Driven::new(test_config(None), BTreeMap::new());
-    let mut st = BTreeMap::new();
-    feed(&mut core, "fra1", true, 3, &mut st);
+    feed(&mut core, "fra1", true, 3);
     let cmd = AdminCommand::Drain {
         pop: name("fra1"),
         reason: "short".into(),
@@ -382,8 +365,7 @@ async fn timed_drain_expires() {
 #[tokio::test(start_paused = true)]
 async fn reload_with_new_check_keeps_verdict_until_it_decides() {
     let mut core = Driven::new(test_config(None), BTreeMap::new());
-    let mut st = BTreeMap::new();
-    feed(&mut core, "fra1", true, 3, &mut st);
+    feed(&mut core, "fra1", true, 3);
     let before = core.snapshot();
     assert_eq!(before.announcements.len(), 2);
 
@@ -413,20 +395,8 @@ async fn reload_with_new_check_keeps_verdict_until_it_decides() {
     );
 
     // The new check fails twice (fall 2): now the PoP is down.
-    let mut new_state = CheckState::default();
     for _ in 0..2 {
-        new_state = new_state.step(false, 3, 2);
-        core.input(Input::Check(CheckReport {
-            pop: name("fra1"),
-            check: name("new-http"),
-            state: new_state,
-            outcome: ProbeOutcome {
-                ok: false,
-                detail: "status 503".into(),
-                took: Duration::from_millis(1),
-                at: SystemTime::now(),
-            },
-        }));
+        core.input(probe("fra1", "new-http", false, "status 503"));
     }
     let s = core.snapshot();
     assert_eq!(s.pops["fra1"].state, PopState::Down);
@@ -436,9 +406,8 @@ async fn reload_with_new_check_keeps_verdict_until_it_decides() {
 #[tokio::test(start_paused = true)]
 async fn timed_drain_shows_expiry_as_next_event() {
     let mut core = Driven::new(test_config(None), BTreeMap::new());
-    let mut st = BTreeMap::new();
-    feed(&mut core, "fra1", true, 3, &mut st);
-    feed(&mut core, "ams1", true, 3, &mut st);
+    feed(&mut core, "fra1", true, 3);
+    feed(&mut core, "ams1", true, 3);
     let wall = core.now().wall;
     let cmd = AdminCommand::Drain {
         pop: name("fra1"),
@@ -474,9 +443,8 @@ fn events_of(core: &mut Driven, kind: EventKind) -> Vec<String> {
 async fn admin_commands_wait_for_the_save_in_flight() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut core = Driven::new(test_config(Some(dir.path().to_path_buf())), BTreeMap::new());
-    let mut st = BTreeMap::new();
-    feed(&mut core, "fra1", true, 3, &mut st);
-    feed(&mut core, "ams1", true, 3, &mut st);
+    feed(&mut core, "fra1", true, 3);
+    feed(&mut core, "ams1", true, 3);
     let now = core.now();
     let (tx1, mut rx1) = oneshot::channel();
     core.core.handle(
@@ -544,9 +512,8 @@ async fn failed_save_refuses_the_admin_change() {
     let blocked = dir.path().join("state");
     std::fs::write(&blocked, "a file where the directory should be").expect("write");
     let mut core = Driven::new(test_config(Some(blocked.clone())), BTreeMap::new());
-    let mut st = BTreeMap::new();
-    feed(&mut core, "fra1", true, 3, &mut st);
-    feed(&mut core, "ams1", true, 3, &mut st);
+    feed(&mut core, "fra1", true, 3);
+    feed(&mut core, "ams1", true, 3);
     let before = core.snapshot();
     let err = admin(&mut core, drain("fra1", DrainMode::Immediate, false)).expect_err("refused");
     assert!(
@@ -571,9 +538,8 @@ async fn failed_save_after_a_timed_step_is_visible_and_retried() {
     let dir = tempfile::tempdir().expect("tempdir");
     let state = dir.path().join("state");
     let mut core = Driven::new(test_config(Some(state.clone())), BTreeMap::new());
-    let mut st = BTreeMap::new();
-    feed(&mut core, "fra1", true, 3, &mut st);
-    feed(&mut core, "ams1", true, 3, &mut st);
+    feed(&mut core, "fra1", true, 3);
+    feed(&mut core, "ams1", true, 3);
     admin(&mut core, drain("fra1", DrainMode::Graceful, false)).expect("drain");
     // The disk goes bad.
     std::fs::remove_dir_all(&state).expect("rm");
@@ -621,4 +587,40 @@ async fn failed_save_after_a_timed_step_is_visible_and_retried() {
     let on_disk = persist::load(&state).expect("load");
     assert_eq!(on_disk["fra1"].phase, Phase::Drained);
     assert_eq!(core.core.deadline(core.now()), None, "nothing left to do");
+}
+
+/// The core is the bottom of the dependency graph: health, BGP, DNS and
+/// the API depend on it, never the reverse (so the core can be tested and
+/// reasoned about without any of them).
+#[test]
+fn core_imports_none_of_the_io_modules() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/core");
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("src/core")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert!(files.len() > 5, "{files:?}");
+    let mut found = Vec::new();
+    for f in files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|x| x == "rs"))
+    {
+        let Ok(text) = std::fs::read_to_string(f) else {
+            continue;
+        };
+        for (i, line) in text.lines().enumerate() {
+            for m in ["health", "bgp", "dns", "api", "daemon", "ctl"] {
+                if line.contains(&format!("crate::{m}"))
+                    || line.contains(&format!("super::super::{m}"))
+                {
+                    found.push(format!("{}:{}: {}", f.display(), i + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "the core imports an I/O module:\n{}",
+        found.join("\n")
+    );
 }

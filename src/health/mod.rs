@@ -1,5 +1,5 @@
-//! Health checks: probes (tcp, http, dns, exec, file), the rise/fall
-//! hysteresis and the scheduler that runs every check and reports to the core.
+//! Health checks: probes (tcp, http, dns, exec, file) and the scheduler
+//! that runs every configured check and reports raw results to the core.
 //!
 //! A probe is one attempt against a target. It always ends with a
 //! [`ProbeOutcome`]: `ok` plus a short human detail (`connect refused`,
@@ -7,19 +7,21 @@
 //! what the network or a command gives them, and every probe is bounded by
 //! its check's timeout ([`Target::run`]); a probe that hangs is a failure.
 //!
-//! The [`scheduler`] owns the timing (interval, fast re-probe while a check
-//! is between states, jitter, immediate re-probe of `file` checks on
-//! inotify events) and turns each outcome into a [`CheckReport`] after
-//! [`hysteresis`]. Combining checks into a PoP's health is not done here: the
-//! core decides that (`all`, `any`, `at_least`).
+//! The [`scheduler`] owns the timing (interval, fast re-probe while a
+//! change is pending, jitter, immediate re-probe of `file` checks on
+//! inotify events) and sends each outcome to the core as it is
+//! ([`ProbeReport`]). What to probe and whether a change is pending it
+//! reads from the core's snapshot. Nothing here decides a verdict: the
+//! rise/fall hysteresis ([`crate::core::hysteresis`]) and combining checks
+//! into a PoP's health (`all`, `any`, `at_least`) are the core's. This
+//! module depends on the core, never the reverse.
 //!
-//! [`CheckReport`]: crate::core::CheckReport
+//! [`ProbeReport`]: crate::core::ProbeReport
 
 pub mod dns;
 pub mod exec;
 pub mod file;
 pub mod http;
-pub mod hysteresis;
 pub mod scheduler;
 pub mod tcp;
 
@@ -33,7 +35,7 @@ use tokio::task::{JoinError, JoinHandle};
 use tokio::time::Instant;
 
 pub use crate::core::ProbeOutcome;
-pub use scheduler::{run_check, spawn_checks, CheckId, Checks, Timing};
+pub use scheduler::{run_check, supervise, CheckId, Checks, Timing};
 
 use crate::model::{HostPort, Probe};
 

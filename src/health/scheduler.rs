@@ -1,50 +1,57 @@
-//! Runs every check of every PoP and reports each result to the core.
+//! Runs every configured check and reports each raw result to the core.
 //!
-//! One task per check ([`run_check`]): wait, probe, apply hysteresis, send
-//! the [`CheckReport`] at once (the core sees a verdict with no polling
-//! delay). Probes run in their own task, bounded by the check's timeout,
-//! so a hung probe never blocks anything but its own check.
+//! What to probe comes from the snapshot: [`supervise`] watches
+//! `snapshot.config` and keeps one task per check of every PoP (all PoPs,
+//! not only the local one: DNS steering needs them all). When a reload
+//! publishes a new config it reconciles: checks that are unchanged keep
+//! running, changed ones restart, removed ones stop, new ones start.
+//!
+//! When to probe also comes from the snapshot: one task per check
+//! ([`run_check`]) waits, probes, sends the outcome to the core as an
+//! [`Input::Probe`] at once (no polling delay), waits until the snapshot
+//! includes it ([`CheckStatus::seq`]) and asks it whether a change is
+//! pending ([`CheckStatus::change_pending`]). The rise/fall hysteresis is
+//! the core's alone; this module never decides a verdict. Probes run in
+//! their own task, bounded by the check's timeout, so a hung probe never
+//! blocks anything but its own check.
 //!
 //! Timing. Probes start on a cadence measured start to start: `interval`
-//! while the check's verdict is stable, `fast_interval` while it is
-//! between states ([`CheckState::in_transition`]), each wait shortened by a
-//! random amount in `[0, jitter)` so checks do not fire in lockstep. A probe
-//! that takes longer than the wait is followed immediately by the next. The
-//! first probe runs after a random delay in `[0, jitter)`. A `file` check
-//! additionally probes as soon as inotify sees its file change.
+//! while the check's verdict is stable, `fast_interval` while a change is
+//! pending, each wait shortened by a random amount in `[0, jitter)` so
+//! checks do not fire in lockstep. A probe that takes longer than the wait
+//! is followed immediately by the next. The first probe runs after a random
+//! delay in `[0, jitter)`. A `file` check additionally probes as soon as
+//! inotify sees its file change.
 //!
 //! With the defaults (interval 1 s, fast 200 ms, fall 2, jitter 100 ms) a
 //! target that starts refusing connections is declared down after the next
 //! regular probe plus one fast re-probe: ~0.6 s median, at most 1.2 s.
 //!
-//! [`spawn_checks`] starts them all and returns [`Checks`], which stops them
-//! when dropped; on a config reload the caller passes the old hysteresis
-//! states so verdicts carry over.
+//! [`CheckStatus::seq`]: crate::core::CheckStatus::seq
+//! [`CheckStatus::change_pending`]: crate::core::CheckStatus::change_pending
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rand::Rng;
-use tokio::sync::{mpsc, Notify};
-use tokio::task::AbortHandle;
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
-use tracing::Instrument;
+use tracing::{debug, info, Instrument};
 
-use super::hysteresis::CheckState;
 use super::{file, AbortOnDrop, ProbeOutcome, Target};
-use crate::core::CheckReport;
+use crate::core::{CoreHandle, Input, ProbeReport};
 use crate::model::{self, CheckName, Config, PopName, Probe};
 
-/// The timing and hysteresis parameters of one check.
+/// The timing of one check's probes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
     pub interval: Duration,
     pub fast_interval: Duration,
     pub timeout: Duration,
-    pub rise: u32,
-    pub fall: u32,
     pub jitter: Duration,
 }
 
@@ -55,8 +62,6 @@ impl Default for Timing {
             interval: model::DEFAULT_INTERVAL,
             fast_interval: model::DEFAULT_FAST_INTERVAL,
             timeout: model::DEFAULT_TIMEOUT,
-            rise: model::DEFAULT_RISE,
-            fall: model::DEFAULT_FALL,
             jitter: model::DEFAULT_JITTER,
         }
     }
@@ -68,8 +73,6 @@ impl From<&model::Check> for Timing {
             interval: c.interval,
             fast_interval: c.fast_interval,
             timeout: c.timeout,
-            rise: c.rise,
-            fall: c.fall,
             jitter: c.jitter,
         }
     }
@@ -77,10 +80,10 @@ impl From<&model::Check> for Timing {
 
 impl Timing {
     /// The wait before the next probe, measured from the start of the last
-    /// one: fast while in transition, shortened by `jitter_cut` (clamped
-    /// to the jitter).
-    pub fn next_wait(&self, state: &CheckState, jitter_cut: Duration) -> Duration {
-        let base = if state.in_transition() {
+    /// one: fast while a change is pending, shortened by `jitter_cut`
+    /// (clamped to the jitter).
+    pub fn next_wait(&self, change_pending: bool, jitter_cut: Duration) -> Duration {
+        let base = if change_pending {
             self.fast_interval
         } else {
             self.interval
@@ -96,93 +99,175 @@ pub struct CheckId {
     pub check: CheckName,
 }
 
+/// The next [`ProbeReport::seq`]: increasing across every check of the
+/// process, so a restarted check task never repeats an older number.
+pub fn next_seq() -> u64 {
+    static SEQ: AtomicU64 = AtomicU64::new(1);
+    SEQ.fetch_add(1, Ordering::Relaxed)
+}
+
 /// The running checks. Dropping this (or calling [`Checks::stop`]) stops
-/// every check task, its probe in flight and its inotify watch.
-#[derive(Debug, Default)]
+/// the supervisor, every check task, its probe in flight and the inotify
+/// watch.
 pub struct Checks {
-    tasks: Vec<AbortHandle>,
-    count: usize,
+    task: Option<AbortOnDrop<()>>,
+    running: watch::Receiver<BTreeSet<CheckId>>,
 }
 
 impl Checks {
-    /// Stops every check now (dropping does the same). Afterwards this is
-    /// empty; replace it with the result of a new [`spawn_checks`].
+    /// Stops every check now (dropping does the same).
     pub fn stop(&mut self) {
-        for t in self.tasks.drain(..) {
-            t.abort();
+        self.task = None;
+    }
+
+    /// The checks running now (updated after each reconcile).
+    pub fn running(&self) -> watch::Receiver<BTreeSet<CheckId>> {
+        self.running.clone()
+    }
+}
+
+/// Starts the supervisor: it runs the checks of `snapshot.config` and
+/// follows every config the core publishes. Must be called inside a tokio
+/// runtime.
+pub fn supervise(core: CoreHandle) -> Checks {
+    let (tx, running) = watch::channel(BTreeSet::new());
+    let task = tokio::spawn(Supervisor::default().run(core, tx));
+    Checks {
+        task: Some(AbortOnDrop(task)),
+        running,
+    }
+}
+
+/// One running check task.
+struct Running {
+    spec: model::Check,
+    wake: Option<Arc<Notify>>,
+    _task: AbortOnDrop<()>,
+}
+
+/// The file checks' shared inotify watch.
+struct FileWatch {
+    files: Vec<(PathBuf, Arc<Notify>)>,
+    _task: AbortOnDrop<()>,
+}
+
+#[derive(Default)]
+struct Supervisor {
+    config: Option<Arc<Config>>,
+    tasks: BTreeMap<CheckId, Running>,
+    watch: Option<FileWatch>,
+}
+
+impl Supervisor {
+    async fn run(mut self, core: CoreHandle, running: watch::Sender<BTreeSet<CheckId>>) {
+        let mut snaps = core.snapshots.clone();
+        loop {
+            let config = snaps.borrow_and_update().config.clone();
+            if !self
+                .config
+                .as_ref()
+                .is_some_and(|c| Arc::ptr_eq(c, &config))
+            {
+                self.reconcile(&config, &core);
+                self.config = Some(config);
+                running.send_replace(self.tasks.keys().cloned().collect());
+            }
+            if snaps.changed().await.is_err() {
+                return;
+            }
         }
-        self.count = 0;
     }
 
-    /// Number of checks running.
-    pub fn len(&self) -> usize {
-        self.count
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-}
-
-impl Drop for Checks {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Starts one task per check of every PoP in `config` (all PoPs, not only
-/// the local one: DNS steering needs them all). Each check starts from its
-/// state in `initial` (e.g. the states before a config reload), else
-/// `Unknown`. Reports go to `tx`; a check stops when `tx` is closed.
-///
-/// Must be called inside a tokio runtime.
-pub fn spawn_checks(
-    config: &Config,
-    initial: &BTreeMap<(PopName, CheckName), CheckState>,
-    tx: mpsc::Sender<CheckReport>,
-) -> Checks {
-    let mut checks = Checks::default();
-    let mut watched = Vec::new();
-    for pop in config.pops.values() {
-        for check in &pop.checks {
-            let id = CheckId {
-                pop: pop.name.clone(),
-                check: check.name.clone(),
-            };
-            let state = initial
-                .get(&(id.pop.clone(), id.check.clone()))
-                .copied()
-                .unwrap_or_default();
-            let timing = Timing::from(check);
-            let target = Target::new(&check.probe);
-            let span = tracing::info_span!("check", pop = %id.pop, check = %id.check);
-
-            let wake = match &check.probe {
-                Probe::File { path, .. } => {
-                    let wake = Arc::new(Notify::new());
-                    watched.push((path.clone(), wake.clone()));
-                    Some(wake)
-                }
-                _ => None,
-            };
-            let probe = move || {
-                let target = target.clone();
-                async move { target.run(timing.timeout).await }
-            };
-            let task = tokio::spawn(
-                run_check(id, timing, state, probe, wake, tx.clone()).instrument(span),
+    /// Makes the running checks those of `config`.
+    fn reconcile(&mut self, config: &Config, core: &CoreHandle) {
+        let wanted: BTreeMap<CheckId, &model::Check> = config
+            .pops
+            .values()
+            .flat_map(|pop| {
+                pop.checks.iter().map(|c| {
+                    let id = CheckId {
+                        pop: pop.name.clone(),
+                        check: c.name.clone(),
+                    };
+                    (id, c)
+                })
+            })
+            .collect();
+        let before = self.tasks.len();
+        // Dropping a task's handle stops it.
+        self.tasks
+            .retain(|id, r| wanted.get(id).is_some_and(|c| **c == r.spec));
+        let kept = self.tasks.len();
+        for (id, check) in wanted {
+            if let std::collections::btree_map::Entry::Vacant(e) = self.tasks.entry(id) {
+                let running = start(e.key().clone(), check, core.clone());
+                e.insert(running);
+            }
+        }
+        if self.config.is_some() {
+            info!(
+                stopped = before - kept,
+                started = self.tasks.len() - kept,
+                unchanged = kept,
+                "health checks follow the new config"
             );
-            checks.tasks.push(task.abort_handle());
-            checks.count += 1;
+        }
+        self.refresh_watch();
+    }
+
+    /// (Re)starts the inotify watch if the set of file checks changed.
+    fn refresh_watch(&mut self) {
+        let files: Vec<(PathBuf, Arc<Notify>)> = self
+            .tasks
+            .values()
+            .filter_map(|r| match (&r.spec.probe, &r.wake) {
+                (Probe::File { path, .. }, Some(w)) => Some((path.clone(), w.clone())),
+                _ => None,
+            })
+            .collect();
+        let same = self.watch.as_ref().is_some_and(|w| {
+            w.files.len() == files.len()
+                && w.files
+                    .iter()
+                    .zip(&files)
+                    .all(|(a, b)| a.0 == b.0 && Arc::ptr_eq(&a.1, &b.1))
+        });
+        if same {
+            return;
+        }
+        self.watch = None;
+        if !files.is_empty() {
+            // One inotify instance for all file checks (instances are a
+            // scarce per-user resource: 128 by default).
+            let task = tokio::spawn(file::watch_all(files.clone(), FILE_WATCH_RETRY));
+            self.watch = Some(FileWatch {
+                files,
+                _task: AbortOnDrop(task),
+            });
         }
     }
-    if !watched.is_empty() {
-        // One inotify instance for all file checks (instances are a scarce
-        // per-user resource: 128 by default).
-        let watcher = tokio::spawn(file::watch_all(watched, FILE_WATCH_RETRY));
-        checks.tasks.push(watcher.abort_handle());
+}
+
+/// Starts the task of one check.
+fn start(id: CheckId, check: &model::Check, core: CoreHandle) -> Running {
+    debug!(pop = %id.pop, check = %id.check, "starting check");
+    let timing = Timing::from(check);
+    let target = Target::new(&check.probe);
+    let span = tracing::info_span!("check", pop = %id.pop, check = %id.check);
+    let wake = match &check.probe {
+        Probe::File { .. } => Some(Arc::new(Notify::new())),
+        _ => None,
+    };
+    let probe = move || {
+        let target = target.clone();
+        async move { target.run(timing.timeout).await }
+    };
+    let task = tokio::spawn(run_check(id, timing, probe, wake.clone(), core).instrument(span));
+    Running {
+        spec: check.clone(),
+        wake,
+        _task: AbortOnDrop(task),
     }
-    checks
 }
 
 /// How often a directory that cannot be watched (yet) is retried.
@@ -200,19 +285,19 @@ fn random_below(max: Duration) -> Duration {
 /// The loop of one check; generic over the probe so tests can drive it
 /// with a fake target on paused time. `probe()` must bound itself (real
 /// targets apply the check's timeout); each call runs in its own task.
-/// `wake` (file checks) triggers an immediate probe. Returns when `tx` is
-/// closed.
+/// `wake` (file checks) triggers an immediate probe. Returns when the core
+/// is gone.
 pub async fn run_check<P, F>(
     id: CheckId,
     timing: Timing,
-    mut state: CheckState,
     probe: P,
     wake: Option<Arc<Notify>>,
-    tx: mpsc::Sender<CheckReport>,
+    core: CoreHandle,
 ) where
     P: Fn() -> F,
     F: Future<Output = ProbeOutcome> + Send + 'static,
 {
+    let mut snapshots = core.snapshots.clone();
     let mut next = Instant::now() + random_below(timing.jitter);
     loop {
         match &wake {
@@ -234,41 +319,52 @@ pub async fn run_check<P, F>(
                 at: SystemTime::now(),
             },
         };
-        let before = state.verdict;
-        state = state.step(outcome.ok, timing.rise, timing.fall);
-        if state.verdict != before {
-            tracing::debug!(
-                from = ?before, to = ?state.verdict, detail = %outcome.detail,
-                "check verdict changed"
-            );
-        } else {
-            tracing::trace!(ok = outcome.ok, detail = %outcome.detail, "probe");
-        }
-        let report = CheckReport {
+        tracing::trace!(ok = outcome.ok, detail = %outcome.detail, "probe");
+        let seq = next_seq();
+        let report = ProbeReport {
             pop: id.pop.clone(),
             check: id.check.clone(),
-            state,
+            seq,
             outcome,
         };
-        if tx.send(report).await.is_err() {
+        if core.inputs.send(Input::Probe(report)).await.is_err() {
             return;
         }
-        next = started + timing.next_wait(&state, random_below(timing.jitter));
+        // The core applies the result at once; waiting for it is bounded
+        // all the same (a check removed by a reload is never applied and
+        // is about to be stopped).
+        let pending = tokio::time::timeout(
+            timing.interval,
+            snapshots.wait_for(|s| {
+                s.check(id.pop.as_str(), id.check.as_str())
+                    .is_some_and(|c| c.seq >= seq)
+            }),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .and_then(|s| {
+            s.check(id.pop.as_str(), id.check.as_str())
+                .map(|c| c.change_pending())
+        })
+        .unwrap_or(false);
+        next = started + timing.next_wait(pending, random_below(timing.jitter));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::AtomicBool;
     use std::sync::Mutex;
 
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 
-    use crate::health::hysteresis::Verdict;
+    use crate::core::hysteresis::Verdict;
+    use crate::core::{CheckStatus, Core, SystemClock, TokioClock};
     use crate::health::{timed, Probed};
-    use crate::model::Name;
+    use crate::model::{Name, DEFAULT_FALL, DEFAULT_RISE};
 
     fn id() -> CheckId {
         CheckId {
@@ -286,21 +382,93 @@ mod tests {
         }
     }
 
-    fn established(verdict: Verdict, t: &Timing) -> CheckState {
-        CheckState {
-            verdict,
-            successes: if verdict == Verdict::Up { t.rise } else { 0 },
-            failures: if verdict == Verdict::Down { t.fall } else { 0 },
-        }
-    }
-
     fn median(mut v: Vec<Duration>) -> Duration {
         v.sort();
         v[v.len() / 2]
     }
 
-    /// Runs one check that is up until `die_at`, then fails as `probe_after`
-    /// says, and returns how long after `die_at` the verdict became Down.
+    fn check(name: &str, probe: Probe, timing: Timing, rise: u32, fall: u32) -> model::Check {
+        model::Check {
+            name: Name::parse(name).unwrap(),
+            probe,
+            interval: timing.interval,
+            fast_interval: timing.fast_interval,
+            timeout: timing.timeout,
+            rise,
+            fall,
+            jitter: timing.jitter,
+        }
+    }
+
+    fn pop(name: &str, checks: Vec<model::Check>) -> model::Pop {
+        model::Pop {
+            prefixes: vec!["203.0.113.0/24".parse().unwrap()],
+            checks,
+            drain_settle: Duration::from_secs(1),
+            ..crate::testutil::pop(name)
+        }
+    }
+
+    fn config(pops: Vec<model::Pop>) -> Config {
+        let node = crate::testutil::node(
+            "test",
+            Some(pops[0].name.as_str()),
+            std::net::Ipv4Addr::new(192, 0, 2, 1),
+            64512,
+        );
+        crate::testutil::config(node, pops)
+    }
+
+    /// A real core (on tokio's clock) whose config has the one check
+    /// `fra1/web` with `timing` and the default rise/fall.
+    fn core_with(timing: Timing) -> CoreHandle {
+        let dummy = Probe::Tcp {
+            target: model::HostPort {
+                host: "127.0.0.1".into(),
+                port: 9,
+            },
+        };
+        let web = check("web", dummy, timing, DEFAULT_RISE, DEFAULT_FALL);
+        let cfg = config(vec![pop("fra1", vec![web])]);
+        let clock = TokioClock::starting_at(SystemTime::UNIX_EPOCH);
+        Core::spawn(Arc::new(cfg), BTreeMap::new(), clock).0
+    }
+
+    fn status(core: &CoreHandle, id: &CheckId) -> CheckStatus {
+        core.snapshots
+            .borrow()
+            .check(id.pop.as_str(), id.check.as_str())
+            .cloned()
+            .expect("check configured")
+    }
+
+    /// Reports results to the core until `id` has `verdict` with a full
+    /// streak (as after `rise` successes or `fall` failures).
+    async fn establish(core: &CoreHandle, id: &CheckId, verdict: Verdict) {
+        let ok = verdict == Verdict::Up;
+        let n = if ok { DEFAULT_RISE } else { DEFAULT_FALL };
+        for _ in 0..n {
+            let report = ProbeReport {
+                pop: id.pop.clone(),
+                check: id.check.clone(),
+                seq: next_seq(),
+                outcome: outcome(ok),
+            };
+            core.inputs.send(Input::Probe(report)).await.unwrap();
+        }
+        let mut snaps = core.snapshots.clone();
+        snaps
+            .wait_for(|s| {
+                s.check(id.pop.as_str(), id.check.as_str())
+                    .is_some_and(|c| c.state.verdict == verdict && !c.change_pending())
+            })
+            .await
+            .unwrap();
+    }
+
+    /// Runs one check, established up, whose target is up until `die_at`
+    /// and then fails as `dead_probe` says; returns how long after `die_at`
+    /// the core published the check as down.
     async fn time_to_down<F>(timing: Timing, die_at: Instant, dead_probe: F) -> Duration
     where
         F: Fn() -> std::pin::Pin<Box<dyn Future<Output = Probed> + Send>> + Send + Sync + 'static,
@@ -319,23 +487,28 @@ mod tests {
                 .await
             }
         };
-        let (tx, mut rx) = mpsc::channel(8);
+        let core = core_with(timing);
+        establish(&core, &id(), Verdict::Up).await;
+        let mut snaps = core.snapshots.clone();
         let task = AbortOnDrop(tokio::spawn(run_check(
             id(),
             timing,
-            established(Verdict::Up, &timing),
             probe,
             None,
-            tx,
+            core.clone(),
         )));
         loop {
-            let r = rx.recv().await.expect("check task ended");
+            snaps.changed().await.expect("core running");
             let now = Instant::now();
+            let c = status(&core, &id());
             if now < die_at {
-                assert!(r.outcome.ok, "failure before death: {r:?}");
-                assert_eq!(r.state.verdict, Verdict::Up);
+                assert!(
+                    c.last.as_ref().is_some_and(|o| o.ok),
+                    "failure before death: {c:?}"
+                );
+                assert_eq!(c.state.verdict, Verdict::Up);
             }
-            if r.state.verdict == Verdict::Down {
+            if c.state.verdict == Verdict::Down {
                 assert!(now >= die_at, "down before the target died");
                 drop(task);
                 return now - die_at;
@@ -365,6 +538,7 @@ mod tests {
 
     /// Issue acceptance: with the default timings, a target that dies at a
     /// random instant is declared down in at most 1.0 s (median of 200).
+    /// Scheduler and core together: the verdict is the core's.
     #[tokio::test(start_paused = true)]
     async fn default_timings_detect_a_dead_target_within_one_second() {
         let timing = Timing::default();
@@ -377,7 +551,7 @@ mod tests {
         println!("dead target (connect refused): median time to down {med:?}, max {max:?}");
         assert!(med <= Duration::from_secs(1), "median {med:?}");
         // The next regular probe plus (fall - 1) fast re-probes, at most.
-        assert!(max <= timing.interval + timing.fast_interval * (timing.fall - 1));
+        assert!(max <= timing.interval + timing.fast_interval * (DEFAULT_FALL - 1));
     }
 
     /// A black-holed target (probes hang until the timeout) is slower to
@@ -393,7 +567,7 @@ mod tests {
         );
         let gap = timing.fast_interval.max(timing.timeout);
         assert!(
-            max <= timing.interval + timing.timeout + gap * (timing.fall - 1),
+            max <= timing.interval + timing.timeout + gap * (DEFAULT_FALL - 1),
             "max {max:?}"
         );
     }
@@ -423,26 +597,32 @@ mod tests {
                     }
                 }
             };
-            let (tx, mut rx) = mpsc::channel(8);
+            let core = core_with(timing);
+            establish(&core, &id(), verdict).await;
+            let mut snaps = core.snapshots.clone();
+            let mut seen = status(&core, &id()).seq;
             let _task = AbortOnDrop(tokio::spawn(run_check(
                 id(),
                 timing,
-                established(verdict, &timing),
                 probe,
                 None,
-                tx,
+                core.clone(),
             )));
             let end = odd_at + Duration::from_secs(5);
             let mut odd_seen = 0;
             while Instant::now() < end {
-                let r = rx.recv().await.unwrap();
+                snaps.changed().await.unwrap();
+                let c = status(&core, &id());
                 assert_eq!(
-                    r.state.verdict, verdict,
-                    "trial {trial}: state changed: {r:?}"
+                    c.state.verdict, verdict,
+                    "trial {trial}: state changed: {c:?}"
                 );
-                if r.outcome.ok != healthy {
-                    odd_seen += 1;
-                    assert!(r.state.in_transition());
+                if c.seq != seen {
+                    seen = c.seq;
+                    if c.last.as_ref().is_some_and(|o| o.ok != healthy) {
+                        odd_seen += 1;
+                        assert!(c.change_pending());
+                    }
                 }
             }
             assert_eq!(
@@ -453,56 +633,61 @@ mod tests {
     }
 
     /// Probes are spaced by the interval minus jitter while stable, by the
-    /// fast interval while in transition, and not in lockstep.
+    /// fast interval while a change is pending (as the snapshot says), and
+    /// not in lockstep.
     #[tokio::test(start_paused = true)]
     async fn cadence_follows_interval_fast_interval_and_jitter() {
         let timing = Timing::default();
         let t0 = Instant::now();
         let fail_from = t0 + Duration::from_secs(10);
-        let times = Arc::new(Mutex::new(Vec::new()));
+        let core = core_with(timing);
+        // At each probe start: the time and the check as the snapshot has
+        // it then, i.e. after the previous probe's result.
+        let starts: Arc<Mutex<Vec<(Instant, CheckStatus)>>> = Arc::new(Mutex::new(Vec::new()));
         let probe = {
-            let times = times.clone();
+            let starts = starts.clone();
+            let core = core.clone();
             move || {
-                times.lock().unwrap().push(Instant::now());
+                starts
+                    .lock()
+                    .unwrap()
+                    .push((Instant::now(), status(&core, &id())));
                 async move { outcome(Instant::now() < fail_from) }
             }
         };
-        let (tx, mut rx) = mpsc::channel(8);
         let _task = AbortOnDrop(tokio::spawn(run_check(
             id(),
             timing,
-            CheckState::default(),
             probe,
             None,
-            tx,
+            core.clone(),
         )));
-        let mut reports = Vec::new();
-        while Instant::now() < t0 + Duration::from_secs(15) {
-            reports.push(rx.recv().await.unwrap());
-        }
-        let times = times.lock().unwrap().clone();
+        tokio::time::sleep_until(t0 + Duration::from_secs(15)).await;
+        let starts = starts.lock().unwrap().clone();
         assert!(
-            times[0] - t0 < timing.jitter,
+            starts[0].0 - t0 < timing.jitter,
             "first probe after {:?}",
-            times[0] - t0
+            starts[0].0 - t0
         );
         let mut distinct = std::collections::BTreeSet::new();
-        for (i, w) in times.windows(2).enumerate() {
-            let gap = w[1] - w[0];
-            let expected = timing.next_wait(&reports[i].state, Duration::ZERO);
+        for (i, w) in starts.windows(2).enumerate() {
+            let gap = w[1].0 - w[0].0;
+            let after = &w[1].1;
+            let expected = timing.next_wait(after.change_pending(), Duration::ZERO);
             assert!(
                 gap <= expected && gap + timing.jitter > expected,
                 "probe {i}: gap {gap:?}, expected {expected:?} minus jitter (state {:?})",
-                reports[i].state
+                after.state
             );
             distinct.insert(gap);
         }
         // Unknown → Up uses fast re-probes, the stable phase the interval.
-        assert_eq!(reports[2].state.verdict, Verdict::Up);
-        assert!(times[3] - times[2] > timing.fast_interval);
-        assert!(reports.iter().any(|r| r.state.verdict == Verdict::Down));
+        assert_eq!(starts[3].1.state.verdict, Verdict::Up);
+        assert!(starts[1].0 - starts[0].0 <= timing.fast_interval);
+        assert!(starts[4].0 - starts[3].0 > timing.fast_interval);
+        assert!(starts.iter().any(|(_, c)| c.state.verdict == Verdict::Down));
         assert!(
-            distinct.len() > times.len() / 2,
+            distinct.len() > starts.len() / 2,
             "jitter: gaps {distinct:?}"
         );
     }
@@ -514,155 +699,182 @@ mod tests {
             interval: Duration::from_secs(60),
             ..Timing::default()
         };
+        let core = core_with(timing);
+        establish(&core, &id(), Verdict::Up).await;
         let wake = Arc::new(Notify::new());
-        let (tx, mut rx) = mpsc::channel(8);
+        let mut snaps = core.snapshots.clone();
         let _task = AbortOnDrop(tokio::spawn(run_check(
             id(),
             timing,
-            established(Verdict::Up, &timing),
             || async { outcome(true) },
             Some(wake.clone()),
-            tx,
+            core.clone(),
         )));
-        rx.recv().await.unwrap(); // the first probe
+        let first = status(&core, &id()).seq;
+        snaps
+            .wait_for(|s| s.check("fra1", "web").is_some_and(|c| c.seq > first))
+            .await
+            .unwrap(); // the first probe
         tokio::time::sleep(Duration::from_secs(5)).await;
+        let second = status(&core, &id()).seq;
         let before = Instant::now();
         wake.notify_one();
-        rx.recv().await.unwrap();
+        snaps
+            .wait_for(|s| s.check("fra1", "web").is_some_and(|c| c.seq > second))
+            .await
+            .unwrap();
         assert_eq!(Instant::now(), before);
     }
 
-    fn check(name: &str, probe: Probe, interval: Duration) -> model::Check {
-        model::Check {
-            name: Name::parse(name).unwrap(),
-            probe,
-            interval,
-            fast_interval: Duration::from_millis(100),
-            timeout: Duration::from_millis(500),
-            rise: 2,
-            fall: 2,
-            jitter: Duration::from_millis(20),
-        }
+    /// Waits (10 s at most) until `f` holds for the published state.
+    async fn until(core: &CoreHandle, what: &str, f: impl Fn(&crate::core::Snapshot) -> bool) {
+        let mut snaps = core.snapshots.clone();
+        tokio::time::timeout(Duration::from_secs(10), snaps.wait_for(|s| f(s)))
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+            .unwrap();
     }
 
-    fn pop(name: &str, checks: Vec<model::Check>) -> model::Pop {
-        model::Pop {
-            prefixes: vec!["203.0.113.0/24".parse().unwrap()],
-            checks,
-            drain_settle: Duration::from_secs(1),
-            ..crate::testutil::pop(name)
-        }
-    }
-
-    fn config(pops: Vec<model::Pop>) -> Config {
-        let node = crate::testutil::node(
-            "test",
-            Some(pops[0].name.as_str()),
-            std::net::Ipv4Addr::new(192, 0, 2, 1),
-            64512,
-        );
-        crate::testutil::config(node, pops)
-    }
-
-    /// Real probes through `spawn_checks`: every PoP's checks run (not only
-    /// the local PoP's), states carry over from `initial`, a file check
-    /// reacts to its file via inotify long before its 60 s interval, and
-    /// dropping `Checks` stops everything.
+    /// Real probes through `supervise`: every PoP's checks run (not only
+    /// the local PoP's), a check continues from the state the core has, a
+    /// file check reacts to its file via inotify long before its 60 s
+    /// interval, a reloaded config is followed (unchanged checks keep
+    /// running, changed ones restart, removed ones stop, new ones start),
+    /// and stopping stops everything.
     #[tokio::test]
-    async fn spawn_checks_runs_all_pops_and_stops_on_drop() {
+    async fn supervise_follows_the_snapshot_config() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let dir = tempfile::tempdir().unwrap();
         let flag = dir.path().join("in-service");
-        let cfg = config(vec![
-            pop(
-                "ams1",
-                vec![check(
-                    "flag",
-                    Probe::File {
-                        path: flag.clone(),
-                        healthy_if_present: true,
-                    },
-                    Duration::from_secs(60),
-                )],
-            ),
-            pop(
-                "fra1",
-                vec![check(
-                    "web",
-                    Probe::Tcp {
-                        target: model::HostPort {
-                            host: "127.0.0.1".into(),
-                            port,
-                        },
-                    },
-                    Duration::from_millis(200),
-                )],
-            ),
-        ]);
-        let mut initial = BTreeMap::new();
-        let up = CheckState {
-            verdict: crate::health::hysteresis::Verdict::Up,
-            successes: 5,
-            failures: 0,
+        let fast = Timing {
+            interval: Duration::from_millis(200),
+            fast_interval: Duration::from_millis(100),
+            timeout: Duration::from_millis(500),
+            jitter: Duration::from_millis(20),
         };
-        initial.insert(
-            (Name::parse("fra1").unwrap(), Name::parse("web").unwrap()),
-            up,
+        let slow = Timing {
+            interval: Duration::from_secs(60),
+            ..fast
+        };
+        let file_check = check(
+            "flag",
+            Probe::File {
+                path: flag.clone(),
+                healthy_if_present: true,
+            },
+            slow,
+            2,
+            2,
         );
-        let (tx, mut rx) = mpsc::channel(64);
-        let checks = spawn_checks(&cfg, &initial, tx);
-        assert_eq!(checks.len(), 2);
-
-        let wait = Duration::from_secs(10);
-        async fn next(
-            rx: &mut mpsc::Receiver<CheckReport>,
-            pop: &str,
-        ) -> Result<CheckReport, tokio::time::error::Elapsed> {
-            tokio::time::timeout(Duration::from_secs(10), async {
-                loop {
-                    let r = rx.recv().await.expect("channel open");
-                    if r.pop.as_str() == pop {
-                        return r;
-                    }
-                }
-            })
-            .await
+        let tcp = Probe::Tcp {
+            target: model::HostPort {
+                host: "127.0.0.1".into(),
+                port,
+            },
+        };
+        let web = check("web", tcp.clone(), fast, 2, 2);
+        let cfg = config(vec![
+            pop("ams1", vec![file_check]),
+            pop("fra1", vec![web.clone()]),
+        ]);
+        let (core, _) = Core::spawn(Arc::new(cfg.clone()), BTreeMap::new(), SystemClock);
+        // fra1/web is already up in the core (5 successes).
+        for _ in 0..5 {
+            let report = ProbeReport {
+                pop: id().pop,
+                check: id().check,
+                seq: next_seq(),
+                outcome: outcome(true),
+            };
+            core.inputs.send(Input::Probe(report)).await.unwrap();
         }
+        until(&core, "fra1/web up", |s| {
+            s.check("fra1", "web")
+                .is_some_and(|c| c.state.successes == 5)
+        })
+        .await;
+        let seeded = status(&core, &id()).seq;
 
-        // The tcp check continues from the state it was given.
-        let r = next(&mut rx, "fra1").await.unwrap();
-        assert_eq!(r.check.as_str(), "web");
-        assert!(r.outcome.ok, "{r:?}");
-        assert_eq!(r.state.verdict, crate::health::hysteresis::Verdict::Up);
-        assert_eq!(r.state.successes, 6);
+        let mut checks = supervise(core.clone());
+        let ids = |pairs: &[(&str, &str)]| -> BTreeSet<CheckId> {
+            pairs
+                .iter()
+                .map(|(p, c)| CheckId {
+                    pop: Name::parse(p).unwrap(),
+                    check: Name::parse(c).unwrap(),
+                })
+                .collect()
+        };
+        let mut running = checks.running();
+        running
+            .wait_for(|r| *r == ids(&[("ams1", "flag"), ("fra1", "web")]))
+            .await
+            .unwrap();
+
+        // The tcp check continues from the core's state.
+        until(&core, "a probe of fra1/web", |s| {
+            s.check("fra1", "web").is_some_and(|c| c.seq > seeded)
+        })
+        .await;
+        let c = status(&core, &id());
+        assert!(c.last.as_ref().is_some_and(|o| o.ok), "{c:?}");
+        assert_eq!(c.state.verdict, Verdict::Up);
+        assert!(c.state.successes >= 6, "{c:?}");
 
         // The file check's first probe: absent, failing.
-        let r = next(&mut rx, "ams1").await.unwrap();
-        assert!(!r.outcome.ok, "{r:?}");
+        until(&core, "a probe of ams1/flag", |s| {
+            s.check("ams1", "flag").is_some_and(|c| c.last.is_some())
+        })
+        .await;
+        assert!(
+            !status(&core, &ids(&[("ams1", "flag")]).pop_first().unwrap())
+                .last
+                .unwrap()
+                .ok
+        );
         // Wait until the watch is armed (its arming wake-up probes once
-        // more), then create the flag: only inotify can explain a report
+        // more), then create the flag: only inotify can explain a success
         // before the 60 s interval.
         tokio::time::sleep(Duration::from_millis(300)).await;
-        while let Ok(r) = rx.try_recv() {
-            assert!(r.pop.as_str() == "fra1" || !r.outcome.ok, "{r:?}");
-        }
         let created = std::time::Instant::now();
         std::fs::write(&flag, b"").unwrap();
-        let r = next(&mut rx, "ams1")
-            .await
-            .expect("inotify-triggered probe");
-        assert!(r.outcome.ok, "{r:?}");
+        until(&core, "the inotify-triggered probe", |s| {
+            s.check("ams1", "flag")
+                .is_some_and(|c| c.last.as_ref().is_some_and(|o| o.ok))
+        })
+        .await;
         println!("file check reacted after {:?}", created.elapsed());
         // Rise 2: the fast re-probe confirms it.
-        let r = next(&mut rx, "ams1").await.unwrap();
-        assert_eq!(r.state.verdict, crate::health::hysteresis::Verdict::Up);
+        until(&core, "ams1/flag up", |s| {
+            s.check("ams1", "flag")
+                .is_some_and(|c| c.state.verdict == Verdict::Up)
+        })
+        .await;
 
-        let mut checks = checks;
+        // A reload: ams1 goes, fra1/web changes (restarted), fra1/extra is
+        // new. The core keeps fra1/web's state across the restart.
+        let mut next = cfg.clone();
+        next.pops.remove("ams1");
+        let fra1 = next.pops.get_mut("fra1").unwrap();
+        fra1.checks[0].interval = Duration::from_millis(300);
+        fra1.checks.push(check("extra", tcp, fast, 2, 2));
+        core.reload(Arc::new(next)).await.unwrap();
+        running
+            .wait_for(|r| *r == ids(&[("fra1", "extra"), ("fra1", "web")]))
+            .await
+            .unwrap();
+        until(&core, "fra1/extra up", |s| {
+            s.check("fra1", "extra")
+                .is_some_and(|c| c.state.verdict == Verdict::Up)
+        })
+        .await;
+        assert_eq!(status(&core, &id()).state.verdict, Verdict::Up);
+
+        // Stopped: no probe is reported any more.
         checks.stop();
-        assert!(checks.is_empty());
-        // All senders are gone once every task is aborted.
-        let closed = tokio::time::timeout(wait, async { while rx.recv().await.is_some() {} }).await;
-        assert!(closed.is_ok(), "check tasks still running after drop");
+        let after_stop = status(&core, &id()).seq;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(status(&core, &id()).seq, after_stop, "a check still runs");
     }
 }

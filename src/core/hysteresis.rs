@@ -1,5 +1,8 @@
 //! Rise/fall hysteresis of one check: a pure function of the previous state
-//! and one probe result. No clocks, no I/O.
+//! and one probe result. No clocks, no I/O. The core is its only user: it
+//! applies every raw probe result the health scheduler reports and
+//! publishes the state in the snapshot, where the scheduler reads whether
+//! a change is pending (fast re-probe).
 //!
 //! A check starts `Unknown`. From `Unknown`, `rise` consecutive successes make
 //! it `Up` and `fall` consecutive failures make it `Down`. From `Up`, only
@@ -62,7 +65,8 @@ impl CheckState {
     }
 
     /// True while the last results disagree with the verdict (or the verdict
-    /// is still unknown): the scheduler probes at the fast interval then.
+    /// is still unknown): a change is pending, and the scheduler probes at
+    /// the fast interval.
     pub fn in_transition(&self) -> bool {
         match self.verdict {
             Verdict::Unknown => true,
