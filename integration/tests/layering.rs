@@ -1,9 +1,10 @@
 //! The module layering of the anypop crate, checked on its source text:
 //! the validated config (`config`, `model`) never names the DNS server, the
 //! BGP speaker, BFD, the API, the core or the daemon; the leaf helpers
-//! (`geoip`, `unix_time`) name no other module; the core never names `dns`.
-//! So a config type can never pull a server type in, and `dns` (which reads
-//! the core's snapshots) cannot form a cycle with the core. Unit tests may
+//! (`geoip`, `unix_time`) name no other module; the core never names `dns`
+//! or `health`. So a config type can never pull a server type in, and
+//! `dns` and `health` (which read the core's snapshots and send it inputs)
+//! cannot form a cycle with the core. Unit tests may
 //! use any module and are not checked. Reads files only: no root, no
 //! network.
 
@@ -44,7 +45,7 @@ const RULES: &[(&str, &[&str])] = &[
     ),
     ("geoip", &MODULES),
     ("unix_time", &MODULES),
-    ("core", &["api", "bfd", "bgp", "ctl", "daemon", "dns"]),
+    ("core", &["api", "bfd", "bgp", "ctl", "daemon", "dns", "health"]),
 ];
 
 fn src() -> PathBuf {

@@ -588,39 +588,3 @@ async fn failed_save_after_a_timed_step_is_visible_and_retried() {
     assert_eq!(on_disk["fra1"].phase, Phase::Drained);
     assert_eq!(core.core.deadline(core.now()), None, "nothing left to do");
 }
-
-/// The core is the bottom of the dependency graph: health, BGP, DNS and
-/// the API depend on it, never the reverse (so the core can be tested and
-/// reasoned about without any of them).
-#[test]
-fn core_imports_none_of_the_io_modules() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/core");
-    let files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("src/core")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    assert!(files.len() > 5, "{files:?}");
-    let mut found = Vec::new();
-    for f in files
-        .iter()
-        .filter(|f| f.extension().is_some_and(|x| x == "rs"))
-    {
-        let Ok(text) = std::fs::read_to_string(f) else {
-            continue;
-        };
-        for (i, line) in text.lines().enumerate() {
-            for m in ["health", "bgp", "dns", "api", "daemon", "ctl"] {
-                if line.contains(&format!("crate::{m}"))
-                    || line.contains(&format!("super::super::{m}"))
-                {
-                    found.push(format!("{}:{}: {}", f.display(), i + 1, line.trim()));
-                }
-            }
-        }
-    }
-    assert!(
-        found.is_empty(),
-        "the core imports an I/O module:\n{}",
-        found.join("\n")
-    );
-}
