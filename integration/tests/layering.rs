@@ -45,7 +45,10 @@ const RULES: &[(&str, &[&str])] = &[
     ),
     ("geoip", &MODULES),
     ("unix_time", &MODULES),
-    ("core", &["api", "bfd", "bgp", "ctl", "daemon", "dns", "health"]),
+    (
+        "core",
+        &["api", "bfd", "bgp", "ctl", "daemon", "dns", "health"],
+    ),
 ];
 
 fn src() -> PathBuf {
