@@ -461,7 +461,13 @@ pub struct DnsConfig {
     pub geoip: Option<GeoIp>,
     /// Response rate limiting of UDP answers; `None`: off.
     pub rate_limit: Option<RateLimit>,
+    /// UDP worker threads (sockets) per listener, 1 to [`MAX_UDP_WORKERS`];
+    /// `None`: one per core.
+    pub udp_workers: Option<usize>,
 }
+
+/// Most UDP workers per DNS listener.
+pub const MAX_UDP_WORKERS: usize = 256;
 
 /// A MaxMind-format database, opened once per config load and shared.
 #[derive(Debug, Clone, Serialize)]

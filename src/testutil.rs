@@ -66,6 +66,7 @@ pub(crate) fn config(node: Node, pops: impl IntoIterator<Item = Pop>) -> Config 
             zones: vec![],
             geoip: None,
             rate_limit: None,
+            udp_workers: None,
         },
         api: ApiConfig {
             listen: None,

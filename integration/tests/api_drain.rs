@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anypop_integration::{anypop_bin, free_port, run, wait_until, write_file, Anypop};
+use anypop_integration::{
+    anypop_bin, free_port, http, metric, run, wait_until, write_file, Anypop,
+};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(20);
@@ -198,40 +200,6 @@ fn pos(events: &[Value], needle: &str) -> usize {
         .iter()
         .position(|e| e["message"].as_str().is_some_and(|m| m.contains(needle)))
         .unwrap_or_else(|| panic!("no event {needle:?} in {events:#?}"))
-}
-
-/// A minimal HTTP/1.1 request (one connection per call); (status, body).
-fn http(
-    addr: &str,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n")?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
-/// A metric value from an exposition (exact series match).
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 /// A DNS query for `name` A, by hand (no dig needed).

@@ -1,6 +1,6 @@
 //! The steering DNS server end to end: the anypop binary with a config of
-//! three PoPs (tcp checks against listeners this test opens and closes),
-//! queried with real `dig` over UDP and TCP on loopback.
+//! three PoPs (tcp checks against listeners this test opens and closes) and
+//! two UDP workers, queried with real `dig` over UDP and TCP on loopback.
 
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anypop_integration::{dns, free_port, have, wait_until, write_file, Anypop};
+use anypop_integration::{dns, free_port, have, http, metric, wait_until, write_file, Anypop};
 
 /// A TCP service a PoP's check probes: accepts and closes connections
 /// until stopped. Stopping closes the listening socket (probes get RST).
@@ -62,11 +62,17 @@ const FALL: u32 = 2;
 struct Lab {
     anypop: Anypop,
     dns: u16,
+    api: String,
+    config: std::path::PathBuf,
     services: Vec<Service>,
     _dir: tempfile::TempDir,
 }
 
-fn config(dns: u16, ports: &[u16]) -> String {
+/// UDP workers of the test server: every answer below comes from one of
+/// them, whichever `dig`'s source port hashes to.
+const UDP_WORKERS: usize = 2;
+
+fn config(dns: u16, api: &str, ports: &[u16], extra_records: &str) -> String {
     let big: Vec<String> = (0..6)
         .map(|i| format!("\"{i}{}\"", "x".repeat(150)))
         .collect();
@@ -91,6 +97,7 @@ pops:
     addresses: [192.0.2.3]
 {cl}dns:
   listen: ["127.0.0.1:{dns}"]
+  udp_workers: {UDP_WORKERS}
   nsid: itest-ams
   chaos: itest-ams
   zones:
@@ -120,8 +127,8 @@ pops:
             default: [ams]
         - name: all
           steer: {{policy: all_healthy, pops: [ams, fra, lon], max: 4}}
-api:
-  listen: off
+{extra_records}api:
+  listen: "{api}"
 "#,
         ca = check(ports[0]),
         cf = check(ports[1]),
@@ -140,11 +147,14 @@ impl Lab {
         let services: Vec<Service> = (0..3).map(|_| Service::start(0)).collect();
         let ports: Vec<u16> = services.iter().map(|s| s.port).collect();
         let dns = free_port();
-        let cfg = write_file(dir.path(), "anypop.yaml", &config(dns, &ports));
+        let api = format!("127.0.0.1:{}", free_port());
+        let cfg = write_file(dir.path(), "anypop.yaml", &config(dns, &api, &ports, ""));
         let anypop = Anypop::start(&["run", "--config", cfg.to_str().expect("utf-8 path")]);
         let lab = Lab {
             anypop,
             dns,
+            api,
+            config: cfg,
             services,
             _dir: dir,
         };
@@ -159,6 +169,39 @@ impl Lab {
 
     fn dig(&self, args: &[&str]) -> String {
         dns::dig(self.dns, args)
+    }
+
+    /// Datagrams each UDP worker has received so far (from `/metrics`).
+    fn worker_queries(&self) -> Vec<f64> {
+        let (status, body) = http(&self.api, "GET", "/metrics", None).expect("scrape /metrics");
+        assert_eq!(status, 200, "{body}");
+        let listener = format!("127.0.0.1:{}", self.dns);
+        (0..UDP_WORKERS)
+            .map(|w| {
+                let series = format!(
+                    "anypop_dns_udp_worker_queries_total{{listener=\"{listener}\",worker=\"{w}\"}}"
+                );
+                metric(&body, &series).unwrap_or_else(|| panic!("no {series} in:\n{body}"))
+            })
+            .collect()
+    }
+
+    /// Asks `n` times with a fresh `dig` (a new source port each, so the
+    /// kernel spreads them over the workers): every answer must be `want`,
+    /// and every worker must have answered some of them.
+    fn every_worker_answers(&self, n: usize, name: &str, want: &[&str]) {
+        let before = self.worker_queries();
+        for i in 0..n {
+            let got = self.short(name, "A");
+            assert_eq!(got, want, "query {i} for {name}");
+        }
+        let after = self.worker_queries();
+        for (w, (b, a)) in before.iter().zip(&after).enumerate() {
+            assert!(
+                a > b,
+                "worker {w} got none of {n} queries: {before:?} -> {after:?}"
+            );
+        }
     }
 
     /// `dig +short` answers, sorted.
@@ -371,4 +414,34 @@ fn failed_pop_leaves_answers_and_comes_back_and_fail_open() {
         "fail-open not logged:\n{}",
         lab.anypop.log()
     );
+}
+
+#[test]
+fn every_udp_worker_answers_and_follows_pop_changes_and_reloads() {
+    let Some(mut lab) = Lab::start() else { return };
+    // 40 dig runs: the chance that one worker gets none is 2 × 2^-40.
+    lab.every_worker_answers(40, "www.example.net", &["192.0.2.1"]);
+
+    // A snapshot change (ams down) reaches every worker.
+    lab.services[0].stop();
+    let moved = wait_until(Duration::from_secs(10), || {
+        lab.short("www.example.net", "A") == vec!["192.0.2.2"]
+    });
+    assert!(moved, "ams still answered; log:\n{}", lab.anypop.log());
+    lab.every_worker_answers(40, "www.example.net", &["192.0.2.2"]);
+
+    // A reload (SIGHUP) with a new record reaches every worker.
+    let ports: Vec<u16> = lab.services.iter().map(|s| s.port).collect();
+    let extra = "        - {name: new, type: A, values: [192.0.2.99]}\n";
+    std::fs::write(&lab.config, config(lab.dns, &lab.api, &ports, extra)).expect("rewrite config");
+    lab.anypop.signal(libc::SIGHUP);
+    let reloaded = wait_until(Duration::from_secs(10), || {
+        lab.short("new.example.net", "A") == vec!["192.0.2.99"]
+    });
+    assert!(
+        reloaded,
+        "new record never answered; log:\n{}",
+        lab.anypop.log()
+    );
+    lab.every_worker_answers(40, "new.example.net", &["192.0.2.99"]);
 }

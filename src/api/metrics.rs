@@ -485,6 +485,9 @@ fn dns_help(name: &str) -> &'static str {
         }
         "anypop_dns_pop_answers_total" => "Steered answers that sent clients to a PoP, by PoP.",
         "anypop_dns_tcp_connections" => "Open DNS TCP connections.",
+        "anypop_dns_udp_worker_queries_total" => {
+            "UDP datagrams received, by listener and worker (SO_REUSEPORT spreads them by source)."
+        }
         "anypop_dns_tcp_closed_total" => {
             "DNS TCP connections closed by the server, by reason (idle, write_timeout, evicted, client_limit)."
         }

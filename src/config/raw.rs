@@ -304,6 +304,7 @@ pub struct RawDns {
     pub zones: Vec<RawZone>,
     pub geoip: Option<RawGeoIp>,
     pub rate_limit: Option<RawRateLimitSetting>,
+    pub udp_workers: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -118,6 +118,12 @@ pub fn summary(c: &Config) -> String {
         s.push_str("dns: no listener");
     } else {
         let _ = write!(s, "dns: listening on {}", join(d.listen.iter()));
+        match d.udp_workers {
+            Some(n) => {
+                let _ = write!(s, " ({n} UDP worker(s) each)");
+            }
+            None => s.push_str(" (one UDP worker per core each)"),
+        }
     }
     let _ = writeln!(s, ", {} zone(s)", d.zones.len());
     if let Some(g) = &d.geoip {

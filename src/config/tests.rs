@@ -1453,6 +1453,22 @@ fn rate_limit_is_on_by_default_off_loopback_and_can_be_turned_off() {
 }
 
 #[test]
+fn udp_workers_default_to_one_per_core_and_are_checked() {
+    let rec = "        - {name: x, steer: {policy: failover, pops: [a]}}\n";
+    assert_eq!(valid(&with_geo("", rec)).dns.udp_workers, None);
+    assert_eq!(
+        valid(&with_geo("  udp_workers: 4", rec)).dns.udp_workers,
+        Some(4)
+    );
+    for bad in ["0", "257"] {
+        let errs = errors(&with_geo(&format!("  udp_workers: {bad}"), rec));
+        assert_error(&errs, "dns.udp_workers", "out of range: expected 1 to 256");
+    }
+    let errs = errors(&with_geo("  udp_workers: many", rec));
+    assert_error(&errs, "dns.udp_workers", "invalid type");
+}
+
+#[test]
 fn on_corrupt_state_defaults_to_refuse_and_rejects_unknown_values() {
     let c = valid(&with_check("type: tcp, target: \"127.0.0.1:80\""));
     assert!(!c.node.start_on_corrupt_state);

@@ -3,8 +3,9 @@
 //! - One builder task turns every new snapshot (and every settle deadline)
 //!   into a new [`State`] (plans + pre-encoded answers) and publishes it in a
 //!   `watch` channel. Reloaded configs arrive inside the snapshot.
-//! - Per listen address: the UDP listener ([`super::udp`]) and the TCP
-//!   listener ([`super::tcp`]), both reading that channel.
+//! - Per listen address: the UDP workers ([`super::udp`], `dns.udp_workers`
+//!   sockets sharing the address, one thread each) and the TCP listener
+//!   ([`super::tcp`]), all reading that channel.
 //!
 //! It owns the server's lifetime (start, stop); answers are decided
 //! elsewhere.
@@ -23,7 +24,7 @@ use tracing::{debug, error, info, warn};
 use super::state::State;
 use super::stats::DnsStats;
 use super::tcp::{bind_tcp, tcp_accept};
-use super::udp::{bind_udp, udp_loop};
+use super::udp;
 use super::zone::{ZoneError, Zones};
 use crate::core::Snapshot;
 use crate::model::Config;
@@ -123,29 +124,46 @@ pub async fn serve_with(
         tasks: Vec::new(),
         threads: Vec::new(),
     };
+    let workers = config
+        .dns
+        .udp_workers
+        .unwrap_or_else(udp::default_workers)
+        .max(1);
     for &addr in &config.dns.listen {
-        let udp = bind_udp(addr).map_err(|source| DnsError::Bind {
-            proto: "udp",
-            addr,
-            source,
-        })?;
-        let udp_addr = udp.local_addr()?;
-        let tcp_addr = if addr.port() == 0 { udp_addr } else { addr };
-        let tcp = bind_tcp(tcp_addr, &tcp_limits).map_err(|source| DnsError::Bind {
-            proto: "tcp",
-            addr: tcp_addr,
-            source,
-        })?;
+        let bind_err = |proto, addr| {
+            move |source| DnsError::Bind {
+                proto,
+                addr,
+                source,
+            }
+        };
+        // A fixed port: TCP first, so a port taken by another server fails
+        // before our UDP sockets join a SO_REUSEPORT group on it. Port 0:
+        // UDP first, TCP on the port it got.
+        let (udp, tcp) = if addr.port() == 0 {
+            let udp = udp::bind_udp(addr, workers).map_err(bind_err("udp", addr))?;
+            let tcp_addr = udp[0].local_addr()?;
+            let tcp = bind_tcp(tcp_addr, &tcp_limits).map_err(bind_err("tcp", tcp_addr))?;
+            (udp, tcp)
+        } else {
+            let tcp = bind_tcp(addr, &tcp_limits).map_err(bind_err("tcp", addr))?;
+            let udp = udp::bind_udp(addr, workers).map_err(bind_err("udp", addr))?;
+            (udp, tcp)
+        };
+        let udp_addr = udp[0].local_addr()?;
         let tcp = TcpListener::from_std(tcp)?;
         server.tcp.push(tcp.local_addr()?);
         server.udp.push(udp_addr);
-        info!(%udp_addr, "dns listening (udp, tcp)");
+        info!(%udp_addr, udp_workers = udp.len(), "dns listening (udp, tcp)");
 
-        let (rx, st, stp) = (state_rx.clone(), stats.clone(), stop.clone());
-        let thread = std::thread::Builder::new()
-            .name(format!("dns-udp-{}", udp_addr.port()))
-            .spawn(move || udp_loop(udp, rx, st, stp))?;
-        server.threads.push(thread);
+        for (i, sock) in udp.into_iter().enumerate() {
+            let received = stats.udp_worker_counter(udp_addr, i);
+            let (rx, st, stp) = (state_rx.clone(), stats.clone(), stop.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("dns-udp-{}-{i}", udp_addr.port()))
+                .spawn(move || udp::udp_worker(sock, rx, st, received, stp))?;
+            server.threads.push(thread);
+        }
         server.tasks.push(tokio::spawn(tcp_accept(
             tcp,
             state_rx.clone(),
@@ -154,7 +172,7 @@ pub async fn serve_with(
         )));
     }
 
-    let listen = config.dns.listen.clone();
+    let (listen, workers) = (config.dns.listen.clone(), config.dns.udp_workers);
     server.tasks.push(tokio::spawn(async move {
         let mut zones = zones;
         let mut config = snap.config.clone();
@@ -173,6 +191,9 @@ pub async fn serve_with(
                 }
                 if config.dns.listen != listen {
                     warn!("dns: listen addresses changed; restart anypop to apply");
+                }
+                if config.dns.udp_workers != workers {
+                    warn!("dns: udp_workers changed; restart anypop to apply");
                 }
             }
             let prev = state_tx.borrow().clone();

@@ -3,8 +3,9 @@
 //! answer tables are rebuilt; queries hold their own `Arc` to the atomic.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use hickory_proto::op::ResponseCode;
 
@@ -54,6 +55,8 @@ pub struct DnsStats {
     /// TCP connections closed by the server, indexed like [`TCP_CLOSE_REASONS`].
     pub tcp_closed: [AtomicU64; 4],
     pops: Mutex<BTreeMap<PopName, Arc<AtomicU64>>>,
+    /// Datagrams received per UDP worker: (listener, worker) → count.
+    udp_workers: Mutex<BTreeMap<(SocketAddr, usize), Arc<AtomicU64>>>,
 }
 
 impl DnsStats {
@@ -81,6 +84,27 @@ impl DnsStats {
             _ => 6,
         };
         self.rcodes[i].fetch_add(1, Relaxed);
+    }
+
+    /// The datagram counter of UDP worker `worker` of `listener` (created
+    /// on first use).
+    pub fn udp_worker_counter(&self, listener: SocketAddr, worker: usize) -> Arc<AtomicU64> {
+        let mut m = self
+            .udp_workers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        m.entry((listener, worker)).or_default().clone()
+    }
+
+    /// Datagrams received so far by each UDP worker: (listener, worker, count).
+    pub fn udp_worker_counts(&self) -> Vec<(SocketAddr, usize, u64)> {
+        let m = self
+            .udp_workers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        m.iter()
+            .map(|((l, w), c)| (*l, *w, c.load(Relaxed)))
+            .collect()
     }
 
     /// Counts a response by the rcode in its header (low 4 bits).
@@ -165,6 +189,16 @@ impl DnsStats {
                 vec![("reason", r.to_string())],
                 &self.tcp_closed[i],
             ));
+        }
+        for (listener, worker, n) in self.udp_worker_counts() {
+            out.push(Sample {
+                name: "anypop_dns_udp_worker_queries_total",
+                labels: vec![
+                    ("listener", listener.to_string()),
+                    ("worker", worker.to_string()),
+                ],
+                value: n,
+            });
         }
         let pops = match self.pops.lock() {
             Ok(m) => m.clone(),

@@ -7,20 +7,15 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::rr::RecordType;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::policy::tests::config;
-use super::server::{serve_with, DnsServer, TcpLimits, TCP_SEND_BUFFER};
-use super::stats::DnsStats;
-use super::tests::{addrs, query, tcp_ask, tcp_from, up, zone};
-use crate::core::Snapshot;
+use super::server::{TcpLimits, TCP_SEND_BUFFER};
+use super::tests::{addrs, query, start_server, tcp_ask, tcp_from, TestServer};
 
 /// One TCP socket of the kernel's table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,15 +63,6 @@ fn server_sockets(port: u16) -> Vec<KernelSocket> {
         })
 }
 
-/// The server, its counters, its TCP address and the snapshot sender
-/// (kept alive as long as the server runs).
-type Started = (
-    DnsServer,
-    Arc<DnsStats>,
-    SocketAddr,
-    watch::Sender<Arc<Snapshot>>,
-);
-
 /// An IPv4 socket address as `/proc/net/tcp` prints it: the address's
 /// bytes as one native-endian hex number, then the port in hex.
 fn kernel_addr(a: SocketAddr) -> String {
@@ -86,19 +72,6 @@ fn kernel_addr(a: SocketAddr) -> String {
         }
         v6 => panic!("IPv4 only: {v6}"),
     }
-}
-
-async fn start(limits: TcpLimits) -> Started {
-    let mut cfg = config(vec![zone()]);
-    cfg.dns.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    let cfg = Arc::new(cfg);
-    let mut s0 = up();
-    s0.config = cfg.clone();
-    let (tx, rx) = tokio::sync::watch::channel(Arc::new(s0));
-    let stats = DnsStats::new();
-    let server = serve_with(cfg, rx, stats.clone(), limits).await.unwrap();
-    let tcp = server.tcp_addrs()[0];
-    (server, stats, tcp, tx)
 }
 
 /// A client that writes pipelined queries for a large answer (until the
@@ -137,7 +110,8 @@ async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_clients_that_pipeline_and_never_read_are_closed_with_bounded_queues() {
     let limits = TcpLimits::default();
-    let (server, stats, tcp, _snapshots) = start(limits).await;
+    let TestServer { server, stats, .. } = start_server(|_| {}, limits).await;
+    let tcp = server.tcp_addrs()[0];
     let clients = 8;
     let mut writers = Vec::new();
     let mut hostile_addrs = Vec::new();
@@ -225,7 +199,8 @@ async fn tcp_evicted_connection_blocked_in_write_ends() {
         write_timeout: Duration::from_secs(3600),
         ..TcpLimits::default()
     };
-    let (server, stats, tcp, _snapshots) = start(limits).await;
+    let TestServer { server, stats, .. } = start_server(|_| {}, limits).await;
+    let tcp = server.tcp_addrs()[0];
     let mut writers = Vec::new();
     let mut hostile_addrs = Vec::new();
     for i in 0..2 {

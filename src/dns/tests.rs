@@ -680,7 +680,12 @@ proptest! {
 
 /// Sends a UDP query to `addr` and decodes the answer.
 pub(super) async fn udp_ask(addr: std::net::SocketAddr, q: &[u8]) -> Message {
-    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let local = if addr.is_ipv6() {
+        "[::1]:0"
+    } else {
+        "127.0.0.1:0"
+    };
+    let sock = tokio::net::UdpSocket::bind(local).await.unwrap();
     sock.send_to(q, addr).await.unwrap();
     let mut buf = vec![0u8; 4096];
     let n = tokio::time::timeout(Duration::from_secs(5), sock.recv(&mut buf))
@@ -690,17 +695,87 @@ pub(super) async fn udp_ask(addr: std::net::SocketAddr, q: &[u8]) -> Message {
     Message::from_vec(&buf[..n]).unwrap()
 }
 
-#[tokio::test]
-async fn server_answers_over_udp_and_tcp_and_follows_snapshots() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// A running test server and what drives it.
+pub(super) struct TestServer {
+    pub server: super::DnsServer,
+    pub stats: Arc<DnsStats>,
+    /// The snapshot it started from (every PoP up).
+    pub s0: Snapshot,
+    /// Sends the next snapshots; the server stops following when dropped.
+    pub tx: tokio::sync::watch::Sender<Arc<Snapshot>>,
+}
+
+/// Starts a server on 127.0.0.1 (port 0) for the test zone with every PoP
+/// up; `edit` adjusts the config first.
+pub(super) async fn start_server(
+    edit: impl FnOnce(&mut Config),
+    limits: super::server::TcpLimits,
+) -> TestServer {
     let mut cfg = config(vec![zone()]);
     cfg.dns.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    edit(&mut cfg);
     let cfg = Arc::new(cfg);
     let mut s0 = up();
     s0.config = cfg.clone();
     let (tx, rx) = tokio::sync::watch::channel(Arc::new(s0.clone()));
     let stats = DnsStats::new();
-    let server = super::serve(cfg.clone(), rx, stats.clone()).await.unwrap();
+    let server = super::server::serve_with(cfg, rx, stats.clone(), limits)
+        .await
+        .unwrap();
+    TestServer {
+        server,
+        stats,
+        s0,
+        tx,
+    }
+}
+
+/// The next snapshot: PoP `pop` down (not serving DNS).
+fn with_pop_down(s: &Snapshot, pop: &str) -> Snapshot {
+    let mut n = s.clone();
+    n.version += 1;
+    let p = n.pops.get_mut(pop).unwrap();
+    p.state = PopState::Down;
+    p.serves_dns = false;
+    n
+}
+
+/// The next snapshot, as after a reload: a config with a static A record
+/// `name` → `addr` added to the first zone.
+fn with_new_record(s: &Snapshot, name: &str, addr: &str) -> Snapshot {
+    let mut cfg = (*s.config).clone();
+    cfg.dns.zones[0]
+        .records
+        .push(st(name, 60, DnsType::A, &[addr]));
+    let mut n = s.clone();
+    n.version += 1;
+    n.config = Arc::new(cfg);
+    n
+}
+
+/// Asks until the answer's addresses are `want` (for up to 2 s, the
+/// state is rebuilt off the query path) and asserts they are.
+async fn ask_until(udp: std::net::SocketAddr, q: &[u8], want: &[&str]) {
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        got = addrs(&udp_ask(udp, q).await);
+        if got == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn server_answers_over_udp_and_tcp_and_follows_snapshots() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let TestServer {
+        server,
+        stats,
+        s0,
+        tx,
+    } = start_server(|_| {}, Default::default()).await;
     let udp = server.udp_addrs()[0];
     let tcp = server.tcp_addrs()[0];
     assert_eq!(udp.port(), tcp.port());
@@ -722,20 +797,9 @@ async fn server_answers_over_udp_and_tcp_and_follows_snapshots() {
     assert_eq!(m.answers.len(), 1);
 
     // PoP a goes down: the next answer is b's.
-    let mut s1 = s0.clone();
-    s1.version = 2;
-    s1.pops.get_mut("a").unwrap().state = PopState::Down;
-    s1.pops.get_mut("a").unwrap().serves_dns = false;
-    tx.send(Arc::new(s1)).unwrap();
-    let mut got = Vec::new();
-    for _ in 0..50 {
-        got = addrs(&udp_ask(udp, &q).await);
-        if got == vec!["192.0.2.2"] {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(got, vec!["192.0.2.2"]);
+    let s1 = with_pop_down(&s0, "a");
+    tx.send(Arc::new(s1.clone())).unwrap();
+    ask_until(udp, &q, &["192.0.2.2"]).await;
     let samples = stats.samples();
     let failover = samples
         .iter()
@@ -745,24 +809,64 @@ async fn server_answers_over_udp_and_tcp_and_follows_snapshots() {
     assert!(stats.fast_path.load(std::sync::atomic::Ordering::Relaxed) >= 2);
 
     // A reload arrives as a snapshot with a new config: new records answer.
-    let mut cfg2 = (*cfg).clone();
-    cfg2.dns.zones[0]
-        .records
-        .push(st("new.example.net.", 60, DnsType::A, &["192.0.2.99"]));
-    let mut s2 = (**tx.borrow()).clone();
-    s2.version = 3;
-    s2.config = Arc::new(cfg2);
+    let s2 = with_new_record(&s1, "new.example.net.", "192.0.2.99");
     tx.send(Arc::new(s2)).unwrap();
     let q = query("new.example.net.", RecordType::A, None);
-    let mut got = Vec::new();
-    for _ in 0..50 {
-        got = addrs(&udp_ask(udp, &q).await);
-        if !got.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    ask_until(udp, &q, &["192.0.2.99"]).await;
+    server.shutdown();
+}
+
+/// Asks `n` times, each from a new socket (a new source port, so the
+/// kernel spreads the queries over the UDP workers); every answer must be
+/// `want`, and every worker must have received some of them.
+async fn every_worker_answers(
+    stats: &DnsStats,
+    udp: std::net::SocketAddr,
+    q: &[u8],
+    n: usize,
+    want: &[&str],
+) {
+    let counts = || -> Vec<u64> { stats.udp_worker_counts().iter().map(|c| c.2).collect() };
+    let before = counts();
+    for i in 0..n {
+        assert_eq!(addrs(&udp_ask(udp, q).await), want, "query {i}");
     }
-    assert_eq!(got, vec!["192.0.2.99"]);
+    let after = counts();
+    assert_eq!(after.len(), 2, "{after:?}");
+    for (w, (b, a)) in before.iter().zip(&after).enumerate() {
+        assert!(a > b, "worker {w} got none of {n}: {before:?} -> {after:?}");
+    }
+}
+
+#[tokio::test]
+async fn two_udp_workers_answer_alike_and_follow_snapshots_and_reloads() {
+    let TestServer {
+        server,
+        stats,
+        s0,
+        tx,
+    } = start_server(|c| c.dns.udp_workers = Some(2), Default::default()).await;
+    let udp = server.udp_addrs()[0];
+    let q = query("www.example.net.", RecordType::A, None);
+    // 64 source ports: the chance that one worker gets none is 2 × 2^-64.
+    every_worker_answers(&stats, udp, &q, 64, &["192.0.2.1"]).await;
+
+    // A snapshot change (a down) reaches both workers.
+    let s1 = with_pop_down(&s0, "a");
+    tx.send(Arc::new(s1.clone())).unwrap();
+    ask_until(udp, &q, &["192.0.2.2"]).await;
+    every_worker_answers(&stats, udp, &q, 64, &["192.0.2.2"]).await;
+
+    // A reload (a new config in the snapshot) too.
+    tx.send(Arc::new(with_new_record(
+        &s1,
+        "new.example.net.",
+        "192.0.2.99",
+    )))
+    .unwrap();
+    let q = query("new.example.net.", RecordType::A, None);
+    ask_until(udp, &q, &["192.0.2.99"]).await;
+    every_worker_answers(&stats, udp, &q, 64, &["192.0.2.99"]).await;
     server.shutdown();
 }
 
@@ -782,20 +886,11 @@ async fn server_listens_on_ipv4_and_ipv6() {
     assert_eq!(server.udp_addrs().len(), 2);
     let v6 = server.udp_addrs()[1];
     assert!(v6.is_ipv6());
-    let sock = tokio::net::UdpSocket::bind("[::1]:0").await.unwrap();
-    sock.send_to(&query("www.example.net.", RecordType::AAAA, None), v6)
-        .await
-        .unwrap();
-    let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(5), sock.recv(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        addrs(&Message::from_vec(&buf[..n]).unwrap()),
-        vec!["2001:db8::a"]
-    );
-    // A second server on the same address: a clear bind error.
+    let aaaa = query("www.example.net.", RecordType::AAAA, None);
+    assert_eq!(addrs(&udp_ask(v6, &aaaa).await), vec!["2001:db8::a"]);
+    // A second server on the same address: a clear bind error (TCP is bound
+    // first, before UDP sockets could join the first server's SO_REUSEPORT
+    // group), and the first server keeps every datagram.
     let mut cfg2 = config(vec![zone()]);
     cfg2.dns.listen = vec![v6];
     let mut s1 = up();
@@ -806,9 +901,12 @@ async fn server_listens_on_ipv4_and_ipv6() {
         .err()
         .unwrap();
     assert!(
-        err.to_string().contains("cannot listen on udp [::1]"),
+        err.to_string().contains("cannot listen on tcp [::1]"),
         "{err}"
     );
+    for _ in 0..8 {
+        assert_eq!(addrs(&udp_ask(v6, &aaaa).await), vec!["2001:db8::a"]);
+    }
     server.shutdown();
 }
 
@@ -921,13 +1019,7 @@ pub(super) async fn tcp_from(
 async fn tcp_idle_connections_of_one_client_cannot_starve_others() {
     use super::server::{TCP_MAX_CONNECTIONS, TCP_MAX_PER_CLIENT};
     use tokio::io::AsyncReadExt;
-    let mut cfg = config(vec![zone()]);
-    cfg.dns.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    let cfg = Arc::new(cfg);
-    let mut s0 = up();
-    s0.config = cfg.clone();
-    let (_tx, rx) = tokio::sync::watch::channel(Arc::new(s0));
-    let server = super::serve(cfg, rx, DnsStats::new()).await.unwrap();
+    let TestServer { server, .. } = start_server(|_| {}, Default::default()).await;
     let tcp = server.tcp_addrs()[0];
     let q = query("www.example.net.", RecordType::A, None);
 
@@ -1178,19 +1270,13 @@ fn explain_nearest_names_the_pop_and_distances() {
 
 #[tokio::test]
 async fn server_rate_limits_udp_per_block_with_slip() {
-    let mut cfg = config(vec![zone()]);
-    cfg.dns.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    cfg.dns.rate_limit = Some(RateLimit {
+    let rate_limit = RateLimit {
         responses_per_second: 5,
         slip: 2,
         window: Duration::from_secs(60),
-    });
-    let cfg = Arc::new(cfg);
-    let mut s0 = up();
-    s0.config = cfg.clone();
-    let (_tx, rx) = tokio::sync::watch::channel(Arc::new(s0));
-    let stats = DnsStats::new();
-    let server = super::serve(cfg, rx, stats.clone()).await.unwrap();
+    };
+    let TestServer { server, stats, .. } =
+        start_server(|c| c.dns.rate_limit = Some(rate_limit), Default::default()).await;
     let udp = server.udp_addrs()[0];
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let q = query("www.example.net.", RecordType::A, None);

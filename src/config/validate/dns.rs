@@ -1,5 +1,6 @@
-//! `dns`: listeners, identity (NSID, CHAOS), the MaxMind database and
-//! response rate limiting; zones and steering are in their own modules.
+//! `dns`: listeners and their UDP workers, identity (NSID, CHAOS), the
+//! MaxMind database and response rate limiting; zones and steering are in
+//! their own modules.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -61,6 +62,18 @@ pub(super) fn dns(
             .any(|a| !a.ip().is_loopback())
             .then_some(DEFAULT_RATE_LIMIT),
     };
+    let udp_workers = raw.udp_workers.and_then(|n| {
+        let max = MAX_UDP_WORKERS as u64;
+        if (1..=max).contains(&n) {
+            Some(n as usize)
+        } else {
+            cx.err(
+                "dns.udp_workers",
+                format!("{n} is out of range: expected 1 to {max} (omit it for one per core)"),
+            );
+            None
+        }
+    });
     let mut zones: Vec<Zone> = Vec::new();
     for (i, rz) in raw.zones.iter().enumerate() {
         let path = format!("dns.zones[{i}]");
@@ -84,6 +97,7 @@ pub(super) fn dns(
         zones,
         geoip,
         rate_limit,
+        udp_workers,
     }
 }
 

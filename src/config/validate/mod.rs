@@ -94,6 +94,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
             zones: Vec::new(),
             geoip: None,
             rate_limit: None,
+            udp_workers: None,
         },
     };
     let api = api(&mut cx, &raw.api);
