@@ -22,12 +22,15 @@ pub fn anypop_bin() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
-            // target/<profile>/deps/<test-binary> -> target/<profile>/anypop
+            // target/<profile>/deps/<test-binary> -> target/<profile>/anypop;
+            // a tool of this crate (target/<profile>/<bin>) likewise.
             let exe = std::env::current_exe().expect("current_exe");
-            let dir = exe
-                .parent()
-                .and_then(Path::parent)
-                .expect("test binary lives in target/<profile>/deps");
+            let parent = exe.parent().expect("binary lives in target/<profile>");
+            let dir = if parent.file_name().is_some_and(|n| n == "deps") {
+                parent.parent().expect("deps lives in target/<profile>")
+            } else {
+                parent
+            };
             let release = dir.file_name().is_some_and(|n| n == "release");
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let mut cmd = Command::new(cargo);

@@ -117,6 +117,17 @@ impl Frr {
             .args(["-c", cmd]))
     }
 
+    /// Runs several vtysh commands in one session (e.g. `configure
+    /// terminal`, then configuration lines).
+    pub fn vtysh_lines(&self, cmds: &[&str]) -> Result<String, String> {
+        let mut c = Command::new("vtysh");
+        c.arg("--vty_socket").arg(self.dir.join("run"));
+        for cmd in cmds {
+            c.args(["-c", cmd]);
+        }
+        sh(&mut c)
+    }
+
     /// Runs a `... json` vtysh command and parses the output.
     pub fn json(&self, cmd: &str) -> Result<Value, String> {
         let out = self.vtysh(cmd)?;

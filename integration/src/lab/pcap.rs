@@ -1,9 +1,15 @@
 //! Reads the BGP messages out of a classic pcap file written by `tcpdump
-//! -w` on an Ethernet (veth) interface: for each TCP segment, its capture
-//! time, addresses, and the BGP message types that start in its payload.
-//! Used by the benchmark to timestamp UPDATEs on the wire; assumes
-//! messages start at segment boundaries (true for the small UPDATEs of a
-//! single state change; a continuation segment simply yields no types).
+//! -w` on an Ethernet (veth) interface.
+//!
+//! [`read_segments`]: for each TCP segment, its capture time, addresses,
+//! and the BGP message types that start in its payload. Used by the
+//! benchmark to timestamp UPDATEs on the wire; assumes messages start at
+//! segment boundaries (true for the small UPDATEs of a single state change;
+//! a continuation segment simply yields no types).
+//!
+//! [`tcp_streams`] and [`bgp_messages`]: the byte stream of every TCP
+//! connection and direction, reassembled by sequence number, cut into whole
+//! BGP messages. Used to capture the golden wire fixtures.
 
 use std::net::IpAddr;
 
@@ -20,8 +26,29 @@ pub struct Segment {
     pub bgp_types: Vec<u8>,
 }
 
-/// Parses a pcap file; errors describe what was wrong.
-pub fn read_segments(data: &[u8]) -> Result<Vec<Segment>, String> {
+/// One captured TCP segment, payload included.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TcpSegment {
+    /// Capture time, seconds since the epoch.
+    pub ts: f64,
+    pub flow: Flow,
+    pub seq: u32,
+    pub syn: bool,
+    pub payload: Vec<u8>,
+}
+
+/// One direction of one TCP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Flow {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub src_port: u16,
+    pub dst_port: u16,
+}
+
+/// Parses a pcap file into its TCP segments (with or without payload);
+/// errors describe what was wrong.
+pub fn read_tcp(data: &[u8]) -> Result<Vec<TcpSegment>, String> {
     if data.len() < 24 {
         return Err("pcap too short".into());
     }
@@ -64,7 +91,40 @@ pub fn read_segments(data: &[u8]) -> Result<Vec<Segment>, String> {
     Ok(out)
 }
 
-fn parse_frame(f: &[u8], ts: f64) -> Option<Segment> {
+/// Parses a pcap file into the TCP segments that carry data, with the BGP
+/// message types starting in each.
+pub fn read_segments(data: &[u8]) -> Result<Vec<Segment>, String> {
+    Ok(read_tcp(data)?
+        .into_iter()
+        .filter(|s| !s.payload.is_empty())
+        .map(|s| Segment {
+            ts: s.ts,
+            src: s.flow.src,
+            dst: s.flow.dst,
+            src_port: s.flow.src_port,
+            dst_port: s.flow.dst_port,
+            bgp_types: bgp_types(&s.payload),
+        })
+        .collect())
+}
+
+/// Types of the BGP messages that start at the front of `payload` and
+/// follow each other in it.
+fn bgp_types(payload: &[u8]) -> Vec<u8> {
+    let mut types = Vec::new();
+    let mut p = payload;
+    while p.len() >= 19 && p[..16].iter().all(|b| *b == 0xff) {
+        types.push(p[18]);
+        let len = usize::from(u16::from_be_bytes([p[16], p[17]]));
+        if len < 19 || len > p.len() {
+            break;
+        }
+        p = &p[len..];
+    }
+    types
+}
+
+fn parse_frame(f: &[u8], ts: f64) -> Option<TcpSegment> {
     let ethertype = u16::from_be_bytes([*f.get(12)?, *f.get(13)?]);
     let ip = f.get(14..)?;
     let (src, dst, tcp) = match ethertype {
@@ -99,29 +159,79 @@ fn parse_frame(f: &[u8], ts: f64) -> Option<Segment> {
     };
     let src_port = u16::from_be_bytes([*tcp.first()?, *tcp.get(1)?]);
     let dst_port = u16::from_be_bytes([*tcp.get(2)?, *tcp.get(3)?]);
+    let seq = u32::from_be_bytes(tcp.get(4..8)?.try_into().ok()?);
+    let syn = tcp.get(13)? & 0x02 != 0;
     let doff = usize::from(tcp.get(12)? >> 4) * 4;
-    let payload = tcp.get(doff..)?;
-    if payload.is_empty() {
-        return None;
+    let payload = tcp.get(doff..)?.to_vec();
+    Some(TcpSegment {
+        ts,
+        flow: Flow {
+            src,
+            dst,
+            src_port,
+            dst_port,
+        },
+        seq,
+        syn,
+        payload,
+    })
+}
+
+/// The byte stream of every flow, reassembled by sequence number from the
+/// SYN on (retransmitted bytes are taken once). A flow whose SYN was not
+/// captured, or with a hole in its bytes, is an error: the capture must
+/// start before the connections.
+pub fn tcp_streams(segments: &[TcpSegment]) -> Result<Vec<(Flow, Vec<u8>)>, String> {
+    let mut flows: Vec<(Flow, u32, Vec<u8>)> = Vec::new();
+    for s in segments {
+        if s.syn {
+            // A new connection (or a retransmitted SYN) restarts the flow.
+            flows.retain(|(f, _, _)| *f != s.flow);
+            flows.push((s.flow, s.seq.wrapping_add(1), Vec::new()));
+            continue;
+        }
+        if s.payload.is_empty() {
+            continue;
+        }
+        let Some((_, isn, bytes)) = flows.iter_mut().rev().find(|(f, _, _)| *f == s.flow) else {
+            return Err(format!("{:?}: data before the SYN", s.flow));
+        };
+        let off = s.seq.wrapping_sub(*isn) as usize;
+        if off > bytes.len() {
+            return Err(format!(
+                "{:?}: hole at byte {} (segment at {off})",
+                s.flow,
+                bytes.len()
+            ));
+        }
+        let end = off + s.payload.len();
+        if end > bytes.len() {
+            bytes.extend_from_slice(&s.payload[bytes.len() - off..]);
+        }
     }
-    let mut bgp_types = Vec::new();
-    let mut p = payload;
-    while p.len() >= 19 && p[..16].iter().all(|b| *b == 0xff) {
-        bgp_types.push(p[18]);
+    Ok(flows.into_iter().map(|(f, _, b)| (f, b)).collect())
+}
+
+/// Cuts a stream into whole BGP messages (header included); a partial
+/// message at the end is left out.
+pub fn bgp_messages(stream: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let mut out = Vec::new();
+    let mut p = stream;
+    while p.len() >= 19 {
+        if p[..16].iter().any(|b| *b != 0xff) {
+            return Err(format!("no BGP marker at byte {}", stream.len() - p.len()));
+        }
         let len = usize::from(u16::from_be_bytes([p[16], p[17]]));
-        if len < 19 || len > p.len() {
+        if len < 19 {
+            return Err(format!("BGP length {len}"));
+        }
+        if len > p.len() {
             break;
         }
+        out.push(p[..len].to_vec());
         p = &p[len..];
     }
-    Some(Segment {
-        ts,
-        src,
-        dst,
-        src_port,
-        dst_port,
-        bgp_types,
-    })
+    Ok(out)
 }
 
 /// Parses an RFC 3339 UTC timestamp as tracing prints it
@@ -164,16 +274,11 @@ mod tests {
         assert_eq!(parse_rfc3339_utc("garbage"), None);
     }
 
-    #[test]
-    fn parses_a_bgp_keepalive_frame() {
+    /// An Ethernet/IPv4/TCP frame 192.0.2.2:40000 -> 192.0.2.1:179.
+    fn frame(seq: u32, syn: bool, payload: &[u8]) -> Vec<u8> {
         let mut f = vec![0u8; 12];
         f.extend_from_slice(&[0x08, 0x00]);
-        let tcp_payload = {
-            let mut m = vec![0xff; 16];
-            m.extend_from_slice(&[0, 19, 4]);
-            m
-        };
-        let total = 20 + 20 + tcp_payload.len();
+        let total = 20 + 20 + payload.len();
         let mut ip = vec![
             0x45,
             0,
@@ -192,24 +297,77 @@ mod tests {
         let mut tcp = vec![0u8; 20];
         tcp[0..2].copy_from_slice(&40000u16.to_be_bytes());
         tcp[2..4].copy_from_slice(&179u16.to_be_bytes());
+        tcp[4..8].copy_from_slice(&seq.to_be_bytes());
         tcp[12] = 5 << 4;
+        tcp[13] = if syn { 0x02 } else { 0x18 };
         f.extend(ip);
         f.extend(tcp);
-        f.extend(tcp_payload);
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// A pcap file of `frames`, 10.5 s after the epoch each.
+    fn pcap(frames: &[Vec<u8>]) -> Vec<u8> {
         let mut pcap = Vec::new();
         pcap.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
         pcap.extend_from_slice(&[2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0]);
         pcap.extend_from_slice(&1u32.to_le_bytes());
-        pcap.extend_from_slice(&10u32.to_le_bytes());
-        pcap.extend_from_slice(&500_000u32.to_le_bytes());
-        pcap.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        pcap.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        pcap.extend(f);
-        let segs = read_segments(&pcap).unwrap();
+        for f in frames {
+            pcap.extend_from_slice(&10u32.to_le_bytes());
+            pcap.extend_from_slice(&500_000u32.to_le_bytes());
+            pcap.extend_from_slice(&(f.len() as u32).to_le_bytes());
+            pcap.extend_from_slice(&(f.len() as u32).to_le_bytes());
+            pcap.extend_from_slice(f);
+        }
+        pcap
+    }
+
+    fn keepalive() -> Vec<u8> {
+        let mut m = vec![0xff; 16];
+        m.extend_from_slice(&[0, 19, 4]);
+        m
+    }
+
+    #[test]
+    fn parses_a_bgp_keepalive_frame() {
+        let segs = read_segments(&pcap(&[frame(1, false, &keepalive())])).unwrap();
         assert_eq!(segs.len(), 1);
         assert_eq!(segs[0].bgp_types, vec![4]);
         assert_eq!(segs[0].dst_port, 179);
         assert!((segs[0].ts - 10.5).abs() < 1e-9);
         assert_eq!(segs[0].src.to_string(), "192.0.2.2");
+    }
+
+    #[test]
+    fn reassembles_streams_and_cuts_messages() {
+        let mut two = keepalive();
+        two.extend(keepalive());
+        // SYN at 99: data from 100. A message split over two segments,
+        // the second one retransmitted overlapping the first.
+        let data = pcap(&[
+            frame(99, true, &[]),
+            frame(100, false, &two[..25]),
+            frame(100 + 19, false, &two[19..]),
+            frame(100 + 25, false, &two[25..]),
+        ]);
+        let segs = read_tcp(&data).unwrap();
+        let streams = tcp_streams(&segs).unwrap();
+        assert_eq!(streams.len(), 1);
+        assert_eq!(streams[0].1, two);
+        assert_eq!(
+            bgp_messages(&streams[0].1).unwrap(),
+            vec![keepalive(), keepalive()]
+        );
+        // A hole is an error, so is data without its SYN.
+        let holey = pcap(&[frame(99, true, &[]), frame(120, false, &keepalive())]);
+        assert!(tcp_streams(&read_tcp(&holey).unwrap()).is_err());
+        let no_syn = pcap(&[frame(100, false, &keepalive())]);
+        assert!(tcp_streams(&read_tcp(&no_syn).unwrap()).is_err());
+        // A partial message at the end is left out; garbage is an error.
+        assert_eq!(
+            bgp_messages(&keepalive()[..10]).unwrap(),
+            Vec::<Vec<u8>>::new()
+        );
+        assert!(bgp_messages(&[0u8; 19]).is_err());
     }
 }

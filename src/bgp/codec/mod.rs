@@ -25,6 +25,9 @@ pub mod frame;
 mod message;
 pub mod update;
 
+#[cfg(test)]
+mod fixtures;
+
 pub use decode::{decode, scan_update};
 pub use encode::{
     encode_keepalive, encode_notification, encode_open, encode_route_refresh, EncodeError,
