@@ -13,7 +13,7 @@
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anypop_integration::lab::anypop::PopNode;
@@ -264,19 +264,7 @@ fn pair(refs: &[f64], updates: &[f64]) -> Vec<f64> {
 
 fn bench_delay(lab: &Lab, r1: &Frr, samples: usize) -> Result<Delays, String> {
     let cap = lab.dir().join("delay.pcap");
-    let mut tcpdump: Child = lab
-        .cmd("pop1", "tcpdump")
-        // --immediate-mode: without it libpcap hands packets over in blocks
-        // (up to a 1 s buffer timeout), and the packets still in the kernel
-        // ring when tcpdump is stopped are lost: the last flips of a run
-        // had no UPDATE in the capture (97-98 of 100 matched).
-        .args(["-i", "eth1", "--immediate-mode", "-U", "-s", "512", "-w"])
-        .arg(&cap)
-        .args(["tcp", "port", "179"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("tcpdump: {e}"))?;
+    let mut tcpdump = pcap::Tcpdump::start(lab, "pop1", "eth1", &cap, 512)?;
     let mut pop1 = start_pop(lab, &topology_file("bench/anypop/pop1.yaml"));
     let mut flips = Vec::with_capacity(samples);
     let result = (|| {
@@ -319,8 +307,7 @@ fn bench_delay(lab: &Lab, r1: &Frr, samples: usize) -> Result<Delays, String> {
     std::thread::sleep(Duration::from_millis(200));
     let log = pop1.proc.log();
     pop1.kill();
-    lab::kill_pid(tcpdump.id() as i32, libc_sigint());
-    let _ = tcpdump.wait();
+    tcpdump.stop();
     result?;
     let data = std::fs::read(&cap).map_err(|e| format!("read pcap: {e}"))?;
     let updates: Vec<f64> = pcap::read_segments(&data)?
@@ -348,10 +335,6 @@ fn bench_delay(lab: &Lab, r1: &Frr, samples: usize) -> Result<Delays, String> {
         );
     }
     Ok((pair(&flips, &updates), pair(&changes, &updates)))
-}
-
-fn libc_sigint() -> i32 {
-    2
 }
 
 fn main() {

@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use anypop::bgp::codec::{decode, Family, Received};
@@ -348,23 +348,8 @@ fn capture(router: Router, out: &Path) -> Result<Vec<String>, String> {
     lab.addr("r", "eth1", &["192.0.2.1/30", "2001:db8:0:1::1/64"]);
     lab.addr("pop1", "eth1", &["192.0.2.2/30", "2001:db8:0:1::2/64"]);
     let cap = lab.dir().join(format!("{}.pcap", router.name()));
-    let mut tcpdump: Child = lab
-        .cmd("pop1", "tcpdump")
-        .args(["-i", "eth1", "--immediate-mode", "-U", "-s", "0", "-w"])
-        .arg(&cap)
-        .args(["tcp", "port", "179"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("tcpdump: {e}"))?;
-    // tcpdump writes the file header once it captures.
-    let started = wait_until(Duration::from_secs(10), || {
-        std::fs::metadata(&cap).is_ok_and(|m| m.len() >= 24)
-    });
-    let result = (|| {
-        if !started {
-            return Err("tcpdump did not start".to_string());
-        }
+    let mut tcpdump = pcap::Tcpdump::start(&lab, "pop1", "eth1", &cap, 0)?;
+    let result = (|| -> Result<(), String> {
         let running = Running::start(router, &lab, &conf);
         let pop1 = PopNode::start(&lab, "pop1", &pop_yaml);
         running.originate()?;
@@ -387,8 +372,7 @@ fn capture(router: Router, out: &Path) -> Result<Vec<String>, String> {
         wait_for_kinds(&cap, &["notification-v4"])?;
         Ok(())
     })();
-    lab::kill_pid(tcpdump.id() as i32, libc::SIGINT);
-    let _ = tcpdump.wait();
+    tcpdump.stop();
     result?;
     let version = router.version();
     let date = today();

@@ -12,6 +12,82 @@
 //! BGP messages. Used to capture the golden wire fixtures.
 
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+
+use super::Lab;
+
+/// tcpdump writing the BGP traffic (`tcp port 179`) of one interface of a
+/// lab node to a pcap file. Stopped (SIGINT, so the file is complete) by
+/// [`Tcpdump::stop`] or on drop.
+pub struct Tcpdump {
+    child: Option<Child>,
+    file: PathBuf,
+}
+
+impl Tcpdump {
+    /// Starts the capture and waits until tcpdump wrote the file header.
+    /// `snaplen` 0 keeps whole packets.
+    pub fn start(
+        lab: &Lab,
+        node: &str,
+        iface: &str,
+        file: &Path,
+        snaplen: u32,
+    ) -> Result<Tcpdump, String> {
+        let child = lab
+            .cmd(node, "tcpdump")
+            // --immediate-mode: without it libpcap hands packets over in
+            // blocks (up to a 1 s buffer timeout), and the packets still in
+            // the kernel ring when tcpdump is stopped are lost (the last
+            // flips of a benchmark run had no UPDATE in the capture).
+            .args(["-i", iface, "--immediate-mode", "-U", "-s"])
+            .arg(snaplen.to_string())
+            .arg("-w")
+            .arg(file)
+            .args(["tcp", "port", "179"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("tcpdump: {e}"))?;
+        let t = Tcpdump {
+            child: Some(child),
+            file: file.to_path_buf(),
+        };
+        let started = crate::wait_until(std::time::Duration::from_secs(10), || {
+            std::fs::metadata(file).is_ok_and(|m| m.len() >= 24)
+        });
+        if started {
+            Ok(t)
+        } else {
+            Err(format!("tcpdump did not start writing {}", file.display()))
+        }
+    }
+
+    /// The pcap file.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// What was captured so far.
+    pub fn read(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.file).map_err(|e| format!("read {}: {e}", self.file.display()))
+    }
+
+    /// Stops the capture (SIGINT: tcpdump flushes and closes the file).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            super::kill_pid(c.id() as i32, libc::SIGINT);
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Tcpdump {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
 
 /// One TCP segment with a payload.
 #[derive(Debug, Clone, PartialEq)]
