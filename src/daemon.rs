@@ -2,16 +2,19 @@
 //! the DNS server, the BGP speaker and the API, and handles signals
 //! (SIGHUP reloads, SIGINT/SIGTERM shut down cleanly).
 //!
-//! Reloading is one code path ([`Reloader`]) shared by SIGHUP and the API:
-//! an invalid new config is rejected with every error logged and the
-//! running config is kept.
+//! Reloading is one code path, [`reload`], shared by SIGHUP and the API
+//! ([`reload_hook`]): the file is loaded and validated off the async
+//! threads, an invalid one is rejected with every error logged and the
+//! running config is kept, a valid one goes to the core, which publishes
+//! it in the snapshot. Everything else follows `snapshot.config` on its
+//! own — the health checks, the BGP peers, the DNS zones — so nothing here
+//! holds a lock or a handle to reconfigure.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::Mutex;
 use tracing::{error, info, warn};
 
 use crate::api::{self, AppState, Auth};
@@ -40,50 +43,52 @@ pub enum RunError {
     Other(#[from] anyhow::Error),
 }
 
-/// Reloads the config file and swaps it in everywhere, or explains why not.
-pub struct Reloader {
-    path: Option<PathBuf>,
-    core: CoreHandle,
-    bgp: Mutex<Option<bgp::BgpHandle>>,
+/// Reloads the config file at `path` and hands it to the core, or says why
+/// not: the new snapshot version, or the list of errors (each also logged).
+/// The one reload path: SIGHUP and `POST /v1/reload` both call this.
+pub async fn reload(path: Option<&Path>, core: &CoreHandle) -> Result<u64, Vec<String>> {
+    let Some(path) = path else {
+        let msg = "running the built-in default config: there is no file to reload".to_string();
+        warn!("reload rejected: {msg}");
+        return Err(vec![msg]);
+    };
+    let file = path.to_path_buf();
+    let loaded = tokio::task::spawn_blocking(move || config::load(&file)).await;
+    let config = match loaded {
+        Ok(Ok(c)) => Arc::new(c),
+        Ok(Err(errors)) => {
+            let list: Vec<String> = errors.to_string().lines().map(str::to_string).collect();
+            for e in &list {
+                error!("reload: {e}");
+            }
+            error!(
+                "reload of {} rejected ({} errors): keeping the running config",
+                path.display(),
+                list.len()
+            );
+            return Err(list);
+        }
+        Err(e) => {
+            let msg = format!("the config loader failed: {e}");
+            error!("reload of {} rejected: {msg}", path.display());
+            return Err(vec![msg]);
+        }
+    };
+    let version = core.reload(config).await.map_err(|e| vec![e.to_string()])?;
+    info!(
+        "configuration {} reloaded (snapshot {version})",
+        path.display()
+    );
+    Ok(version)
 }
 
-impl Reloader {
-    /// Reloads; returns the new snapshot version or the list of errors.
-    pub async fn reload(&self) -> Result<u64, Vec<String>> {
-        let Some(path) = &self.path else {
-            let msg = "running the built-in default config: there is no file to reload".to_string();
-            warn!("reload rejected: {msg}");
-            return Err(vec![msg]);
-        };
-        let config = match config::load(path) {
-            Ok(c) => Arc::new(c),
-            Err(errors) => {
-                let list: Vec<String> = errors.to_string().lines().map(str::to_string).collect();
-                for e in &list {
-                    error!("reload: {e}");
-                }
-                error!(
-                    "reload of {} rejected ({} errors): keeping the running config",
-                    path.display(),
-                    list.len()
-                );
-                return Err(list);
-            }
-        };
-        let version = self
-            .core
-            .reload(config.clone())
-            .await
-            .map_err(|e| vec![e.to_string()])?;
-        if let Some(b) = self.bgp.lock().await.as_ref() {
-            b.reconfigure(&config.node, &config.bgp);
-        }
-        info!(
-            "configuration {} reloaded (snapshot {version})",
-            path.display()
-        );
-        Ok(version)
-    }
+/// The API's reload hook: [`reload`] of `path`.
+pub fn reload_hook(path: Option<PathBuf>, core: CoreHandle) -> api::ReloadFn {
+    Arc::new(move || {
+        let path = path.clone();
+        let core = core.clone();
+        Box::pin(async move { reload(path.as_deref(), &core).await })
+    })
 }
 
 /// Loads persisted admin overrides. A corrupt file stops the start unless
@@ -148,26 +153,16 @@ pub async fn run(path: Option<PathBuf>) -> Result<(), RunError> {
         Some(addr) => Some(api::bind(addr).await?),
         None => None,
     };
-    let speaker = bgp::spawn(&config.node, &config.bgp, handle.snapshots.clone());
+    let speaker = bgp::spawn(handle.snapshots.clone());
     let bgp_status = speaker.status();
     let mut checks = health::supervise(handle.clone());
-    let reloader = Arc::new(Reloader {
-        path,
-        core: handle.clone(),
-        bgp: Mutex::new(Some(speaker)),
-    });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let api_task = api_listener.map(|listener| {
-        let r = reloader.clone();
-        let reload: api::ReloadFn = Arc::new(move || {
-            let r = r.clone();
-            Box::pin(async move { r.reload().await })
-        });
         let state = AppState::new(handle.clone(), auth)
             .with_dns_stats(dns_stats.clone())
             .with_bgp(bgp_status)
-            .with_reload(reload);
+            .with_reload(reload_hook(path.clone(), handle.clone()));
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             let shutdown = async move {
@@ -188,16 +183,14 @@ pub async fn run(path: Option<PathBuf>) -> Result<(), RunError> {
         tokio::select! {
             _ = hup.recv() => {
                 info!("SIGHUP: reloading configuration");
-                let _ = reloader.reload().await;
+                let _ = reload(path.as_deref(), &handle).await;
             }
             _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
             _ = int.recv() => { info!("SIGINT: shutting down"); break; }
         }
     }
     checks.stop();
-    if let Some(speaker) = reloader.bgp.lock().await.take() {
-        speaker.shutdown().await;
-    }
+    speaker.shutdown().await;
     let _ = stop_tx.send(true);
     if let Some(t) = api_task {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
@@ -205,7 +198,6 @@ pub async fn run(path: Option<PathBuf>) -> Result<(), RunError> {
     if let Some(d) = dns_server {
         d.shutdown();
     }
-    drop(reloader);
     core_task.abort();
     info!("anypop stopped");
     Ok(())

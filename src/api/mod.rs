@@ -59,7 +59,7 @@ pub const CORE_TIMEOUT: Duration = Duration::from_secs(10);
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// Reloads the config file: the new snapshot version, or the list of errors.
-/// Must be the same code path as SIGHUP.
+/// A process passes [`crate::daemon::reload_hook`], the path SIGHUP takes.
 pub type ReloadFn = Arc<dyn Fn() -> BoxFuture<Result<u64, Vec<String>>> + Send + Sync>;
 
 /// BGP peer status as JSON (an object keyed by peer name).
@@ -211,25 +211,6 @@ fn peers_json(peers: &crate::bgp::StatusMap) -> serde_json::Value {
         })
         .collect();
     serde_json::Value::Object(map)
-}
-
-/// A reload hook that loads and validates `path` and hands the new config
-/// to the core, as SIGHUP does.
-pub fn reload_from_file(path: std::path::PathBuf, core: CoreHandle) -> ReloadFn {
-    Arc::new(move || {
-        let path = path.clone();
-        let core = core.clone();
-        Box::pin(async move {
-            let p = path.clone();
-            let config = tokio::task::spawn_blocking(move || crate::config::load(&p))
-                .await
-                .map_err(|e| vec![format!("config loader failed: {e}")])?
-                .map_err(|e| e.errors().iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
-            core.reload(Arc::new(config))
-                .await
-                .map_err(|e| vec![e.to_string()])
-        })
-    })
 }
 
 /// The whole API.

@@ -813,23 +813,71 @@ async fn reload_hook_results() {
     let (st, v) = call(&app, "POST", "/v1/reload", None, None).await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(v["errors"], json!(["pops[0].name: bad", "dns.zones: bad"]));
+}
 
-    // The real file-based hook: an invalid file is reported, a valid one reloads.
+/// `POST /v1/reload` runs the reload production runs (the one SIGHUP
+/// takes): an invalid file is reported with every error and changes
+/// nothing; a valid one reaches the core, and through its snapshot the
+/// check supervisor, which starts the new PoP's check.
+#[tokio::test]
+async fn reload_takes_the_production_path() {
+    let core = real_core(&["ams"]).await;
+    let _checks = crate::health::supervise(core.clone());
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("anypop.yaml");
-    std::fs::write(&path, "node: {name: x}\npops: [{name: 'a b'}]\n").expect("write");
+    std::fs::write(
+        &path,
+        "node: {name: x}\npops: [{name: 'a b'}, {name: b, prefixes: [203.0.113.0/33]}]\n",
+    )
+    .expect("write");
     let app = router(
         AppState::new(core.clone(), Auth::open())
-            .with_reload(reload_from_file(path.clone(), core.clone())),
+            .with_reload(crate::daemon::reload_hook(Some(path.clone()), core.clone())),
     );
+    let before = core.snapshots.borrow().clone();
     let (st, v) = call(&app, "POST", "/v1/reload", None, None).await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
-    assert!(v["errors"].as_array().is_some_and(|e| !e.is_empty()), "{v}");
-    let before = core.snapshots.borrow().version;
-    std::fs::write(&path, CONFIG).expect("write");
+    assert!(
+        v["errors"].as_array().is_some_and(|e| e.len() >= 2),
+        "every error is listed: {v}"
+    );
+    assert!(
+        Arc::ptr_eq(&core.snapshots.borrow().config, &before.config),
+        "the running config is kept"
+    );
+
+    let with_sin = CONFIG.replacen(
+        "\ndns:\n",
+        "\n  - name: sin\n    prefixes: [192.0.2.128/25]\n    checks:\n      - {name: flag, type: file, path: /nonexistent/anypop-api-reload, healthy_when: absent}\ndns:\n",
+        1,
+    );
+    std::fs::write(&path, with_sin).expect("write");
     let (st, v) = call(&app, "POST", "/v1/reload", None, None).await;
     assert_eq!(st, StatusCode::OK, "{v}");
-    assert!(v["version"].as_u64().is_some_and(|n| n > before), "{v}");
+    assert!(
+        v["version"].as_u64().is_some_and(|n| n > before.version),
+        "{v}"
+    );
+    assert!(core.snapshots.borrow().config.pops.contains_key("sin"));
+    let mut snaps = core.snapshots.clone();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        snaps.wait_for(|s| {
+            s.pops
+                .get("sin")
+                .is_some_and(|p| p.state == crate::core::PopState::Up)
+        }),
+    )
+    .await
+    .expect("the new PoP's check runs and decides")
+    .expect("core running");
+    let mut events = open_events(&app, "/v1/events", None).await;
+    let got = events.until(|m| m.starts_with("pop sin up")).await;
+    assert!(
+        got.iter()
+            .any(|(k, m)| k == "reload" && m == "configuration reloaded"),
+        "{got:?}"
+    );
 }
 
 // ------------------------------------------------------------ explain

@@ -17,7 +17,8 @@
 //! - I/O shells: [`session`] (the socket task of one peer: dial, accept,
 //!   read, write, timers, status), [`sockopt`] (TCP MD5, GTSM),
 //!   [`lograte`] (log rate limits) and [`speaker`] (the public handle:
-//!   spawn, status, reconfigure, shutdown; the listener). The speaker also
+//!   spawn, status, shutdown; the listener; reconciling the peers when a
+//!   reloaded config arrives in the snapshot). The speaker also
 //!   owns the [`crate::bfd`] sessions of peers with `bfd`; each session
 //!   task passes its peer's BFD status in as [`peer::Input::Bfd`].
 //!
@@ -31,9 +32,9 @@
 //! itself (FSM, Adj-RIB-Out and policy are ours). docs/bgp.md explains the
 //! choice.
 //!
-//! Use: `let bgp = bgp::spawn(&config.node, &config.bgp, snapshot_rx);`,
-//! read `bgp.status()`, call `bgp.reconfigure(..)` on reload and
-//! `bgp.shutdown().await` on SIGTERM.
+//! Use: `let bgp = bgp::spawn(snapshot_rx);` (the peers come from
+//! `snapshot.config`, and follow it on reload), read `bgp.status()` and
+//! call `bgp.shutdown().await` on SIGTERM.
 
 pub mod codec;
 pub mod collision;

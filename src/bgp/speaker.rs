@@ -1,8 +1,10 @@
 //! The public face of the BGP speaker: [`spawn`] starts one task per
 //! configured peer plus the passive listener, [`BgpHandle`] exposes their
-//! status, applies config reloads and performs the SIGTERM shutdown.
+//! status and performs the SIGTERM shutdown.
 //!
-//! The manager task owns the peer tasks; it never touches routes. The
+//! The manager task owns the peer tasks; it never touches routes. Its
+//! configuration is `snapshot.config`: when the core publishes a reloaded
+//! config the manager reconciles the peers against it. The
 //! listener accepts only configured neighbors and hands each connection to
 //! its peer task.
 
@@ -22,7 +24,7 @@ use super::session::{self, PeerCmd, PeerStatus, SessionParams};
 use super::sockopt;
 use crate::bfd::BfdHandle;
 use crate::core::Snapshot;
-use crate::model::{BfdParams, BgpConfig, Node, Peer, PeerName, ShutdownMode};
+use crate::model::{BfdParams, BgpConfig, Config, Node, Peer, PeerName, ShutdownMode};
 
 /// How long a shutdown waits for peers to flush withdrawals and Cease.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -33,7 +35,6 @@ pub const SHUTDOWN_MESSAGE: &str = "anypop shutting down";
 pub type StatusMap = BTreeMap<PeerName, PeerStatus>;
 
 enum Ctl {
-    Reconfigure(Box<(Node, BgpConfig)>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -48,21 +49,22 @@ pub struct BgpHandle {
 impl std::fmt::Debug for Ctl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Ctl::Reconfigure(_) => "Reconfigure",
             Ctl::Shutdown(_) => "Shutdown",
         })
     }
 }
 
-/// Starts the speaker: one task per peer and the listener (if configured).
-/// Must be called inside a tokio runtime.
-pub fn spawn(node: &Node, bgp: &BgpConfig, snapshots: watch::Receiver<Arc<Snapshot>>) -> BgpHandle {
+/// Starts the speaker on the config of the current snapshot: one task per
+/// peer and the listener (if configured). Must be called inside a tokio
+/// runtime.
+pub fn spawn(snapshots: watch::Receiver<Arc<Snapshot>>) -> BgpHandle {
     let (status_tx, status) = watch::channel(StatusMap::new());
     let (ctl, ctl_rx) = mpsc::unbounded_channel();
     let (listen_peers, _) = watch::channel(Arc::new(BTreeMap::new()));
+    let config = snapshots.borrow().config.clone();
     let mut m = Manager {
-        node: node.clone(),
-        bgp: bgp.clone(),
+        node: config.node.clone(),
+        bgp: config.bgp.clone(),
         snapshots,
         status_tx,
         peers: BTreeMap::new(),
@@ -73,7 +75,7 @@ pub fn spawn(node: &Node, bgp: &BgpConfig, snapshots: watch::Receiver<Arc<Snapsh
     };
     let task = tokio::spawn(async move {
         m.apply_all();
-        m.run(ctl_rx).await;
+        m.run(ctl_rx, config).await;
     });
     BgpHandle { status, ctl, task }
 }
@@ -82,15 +84,6 @@ impl BgpHandle {
     /// Live status of every peer (state, uptime, counters).
     pub fn status(&self) -> watch::Receiver<StatusMap> {
         self.status.clone()
-    }
-
-    /// Applies a reloaded configuration: removed peers get Cease/peer
-    /// de-configured, changed peers are restarted (Cease/other configuration
-    /// change), new peers start. Unchanged peers keep their sessions.
-    pub fn reconfigure(&self, node: &Node, bgp: &BgpConfig) {
-        let _ = self
-            .ctl
-            .send(Ctl::Reconfigure(Box::new((node.clone(), bgp.clone()))));
     }
 
     /// SIGTERM: per `bgp.shutdown`, withdraw everything then Cease
@@ -253,6 +246,9 @@ impl Manager {
         self.refresh_listener();
     }
 
+    /// Applies a reloaded configuration: removed peers get Cease/peer
+    /// de-configured, changed peers are restarted (Cease/other configuration
+    /// change), new peers start. Unchanged peers keep their sessions.
     async fn reconfigure(&mut self, node: Node, bgp: BgpConfig) {
         let wanted: BTreeMap<PeerName, SessionParams> = bgp
             .peers
@@ -331,21 +327,33 @@ impl Manager {
         }
     }
 
-    async fn run(&mut self, mut ctl: mpsc::UnboundedReceiver<Ctl>) {
-        while let Some(c) = ctl.recv().await {
-            match c {
-                Ctl::Reconfigure(b) => {
-                    let (node, bgp) = *b;
-                    self.reconfigure(node, bgp).await
-                }
-                Ctl::Shutdown(done) => {
-                    self.shutdown().await;
-                    let _ = done.send(());
-                    return;
+    /// Runs until shutdown, following every config the core publishes
+    /// (`config` is the one the peers were started with).
+    async fn run(&mut self, mut ctl: mpsc::UnboundedReceiver<Ctl>, mut config: Arc<Config>) {
+        let mut snaps = self.snapshots.clone();
+        let mut following = true;
+        loop {
+            if following {
+                let latest = snaps.borrow_and_update().config.clone();
+                if !Arc::ptr_eq(&latest, &config) {
+                    config = latest;
+                    self.reconfigure(config.node.clone(), config.bgp.clone())
+                        .await;
                 }
             }
+            tokio::select! {
+                c = ctl.recv() => match c {
+                    Some(Ctl::Shutdown(done)) => {
+                        self.shutdown().await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    // Handle dropped without shutdown: stop quietly.
+                    None => break,
+                },
+                r = snaps.changed(), if following => following = r.is_ok(),
+            }
         }
-        // Handle dropped without shutdown: stop quietly.
         self.shutdown().await;
     }
 
@@ -685,7 +693,7 @@ mod tests {
             &["203.0.113.0/24", "198.51.100.0/24", "2001:db8:1::/48"],
             &cfg,
         ));
-        let h = spawn(&node(), &cfg, snap_rx);
+        let h = spawn(snap_rx);
         let mut r = FakeRouter::handshake(&l).await;
         assert_eq!(r.until_eor().await, 3);
         let mut st = h.status();
@@ -747,7 +755,7 @@ mod tests {
             ShutdownMode::GracefulRestart,
         );
         let (snap_tx, snap_rx) = watch::channel(snapshot(1, None, &[], &cfg));
-        let h = spawn(&node(), &cfg, snap_rx);
+        let h = spawn(snap_rx);
         let mut r = FakeRouter::handshake(&l).await;
         // Health unknown: no End-of-RIB (the router keeps our stale routes).
         let early = tokio::time::timeout(Duration::from_millis(500), r.next_non_keepalive()).await;
@@ -770,7 +778,7 @@ mod tests {
         let cfg = bgp(l.local_addr().unwrap().port(), None, ShutdownMode::Withdraw);
         let (_snap_tx, snap_rx) =
             watch::channel(snapshot(1, Some(true), &["203.0.113.0/24"], &cfg));
-        let h = spawn(&node(), &cfg, snap_rx);
+        let h = spawn(snap_rx);
         let mut r = FakeRouter::handshake(&l).await;
         r.until_eor().await;
         // A bad marker.
@@ -803,7 +811,7 @@ mod tests {
         let (_snap_tx, snap_rx) =
             watch::channel(snapshot(1, Some(true), &["203.0.113.0/24"], &cfg));
         let before = SystemTime::now();
-        let h = spawn(&node(), &cfg, snap_rx);
+        let h = spawn(snap_rx);
         let mut st = h.status();
         let failed = tokio::time::timeout(
             Duration::from_secs(10),
@@ -851,20 +859,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn reconfigure_removes_and_adds_peers() {
+    async fn reloaded_config_in_the_snapshot_removes_and_adds_peers() {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let cfg = bgp(l.local_addr().unwrap().port(), None, ShutdownMode::Withdraw);
-        let (_snap_tx, snap_rx) =
-            watch::channel(snapshot(1, Some(true), &["203.0.113.0/24"], &cfg));
-        let h = spawn(&node(), &cfg, snap_rx);
+        let (snap_tx, snap_rx) = watch::channel(snapshot(1, Some(true), &["203.0.113.0/24"], &cfg));
+        let h = spawn(snap_rx);
         let mut r = FakeRouter::handshake(&l).await;
         r.until_eor().await;
-        // Same config again: the session is untouched.
-        h.reconfigure(&node(), &cfg);
+        // A reload with the same peer settings: the session is untouched
+        // (a restart would send Cease/other configuration change first).
+        snap_tx.send_replace(snapshot(2, Some(true), &["203.0.113.0/24"], &cfg));
+        tokio::time::sleep(Duration::from_millis(200)).await;
         // Peer removed: Cease/peer de-configured, status entry gone.
         let mut empty = cfg.clone();
         empty.peers.clear();
-        h.reconfigure(&node(), &empty);
+        snap_tx.send_replace(snapshot(3, Some(true), &["203.0.113.0/24"], &empty));
         let n = loop {
             match r.next().await {
                 Received::Notification(n) => break n,
@@ -878,7 +887,7 @@ mod tests {
             .unwrap()
             .unwrap();
         // Added back: a new session comes up.
-        h.reconfigure(&node(), &cfg);
+        snap_tx.send_replace(snapshot(4, Some(true), &["203.0.113.0/24"], &cfg));
         let mut r = FakeRouter::handshake(&l).await;
         assert_eq!(r.until_eor().await, 1);
         h.shutdown().await;
@@ -894,7 +903,7 @@ mod tests {
         );
         // Health never becomes known.
         let (_snap_tx, snap_rx) = watch::channel(snapshot(1, None, &[], &cfg));
-        let h = spawn(&node(), &cfg, snap_rx);
+        let h = spawn(snap_rx);
         let mut r = FakeRouter::handshake(&l).await;
         let t = std::time::Instant::now();
         assert_eq!(r.until_eor().await, 0);
