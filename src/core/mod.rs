@@ -1,10 +1,21 @@
 //! The single-writer controller.
 //!
-//! One task ([`Core::run`]) owns all mutable state: check states, PoP states,
-//! admin overrides (drains, disables). Everything else talks to it through
-//! [`Input`] messages and reads the latest [`Snapshot`] from a `watch`
-//! channel. Decisions are pure functions in [`decide`] and [`admin`]; this
-//! module applies inputs, calls them and publishes the result.
+//! One task ([`Core::run`]) owns all mutable state: check states (their
+//! rise/fall [`hysteresis`]), PoP states, admin overrides (drains,
+//! disables) and what the admin state file holds. Everything else talks to
+//! it through [`Input`] messages and reads the latest [`Snapshot`] from a
+//! `watch` channel. Decisions are pure functions in [`decide`], [`admin`]
+//! and [`hysteresis`]; this module applies inputs, calls them and
+//! publishes the result.
+//!
+//! - Inputs: raw probe results ([`Input::Probe`], from the health
+//!   scheduler), admin commands (API), a new config (reload), event
+//!   subscriptions (API), save reports ([`Input::Saved`], from the effect
+//!   runner).
+//! - Outputs: the [`Snapshot`] — PoP and check states, announcements and
+//!   the config in force, which the health checks, the BGP speaker and DNS
+//!   each follow on their own — the [`Event`]s (broadcast, with a replay
+//!   of the last [`EVENT_REPLAY`]), and [`Effect`]s.
 //!
 //! The core does no I/O and reads no clock. Each input is applied with a
 //! [`Now`] from the injected [`Clock`]; work that touches the outside world
@@ -12,12 +23,17 @@
 //! [`effect::run`] carries out, and its result comes back as an input.
 //! A new source of state (another input kind) is an [`Input`] variant and
 //! a handler; a new kind of outside work is an [`Effect`] variant.
+//!
+//! Tests: `tests.rs` drives the core input by input; `golden.rs` replays
+//! the scenarios of `testdata/` (see its README) against [`Core::run`].
 
 pub mod admin;
 pub mod clock;
 pub mod decide;
 pub mod effect;
 pub mod event;
+#[cfg(test)]
+mod golden;
 pub mod hysteresis;
 mod overrides;
 pub mod persist;
@@ -338,8 +354,13 @@ impl Core {
             .cloned()
             .collect();
         for p in dropped {
-            self.overrides.remove(&p);
-            warn!(pop = %p, "admin override dropped: PoP no longer in config");
+            if let Some(ov) = self.overrides.remove(&p) {
+                let msg = format!(
+                    "pop {p} is no longer configured: its override ({} by {}) is dropped",
+                    ov.phase, ov.who
+                );
+                self.event(EventKind::Admin, Some(p), None, msg, now);
+            }
         }
         self.saving.set_dir(config.node.state_dir.clone());
         self.pops = pops;

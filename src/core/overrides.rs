@@ -507,9 +507,10 @@ impl Core {
             };
             self.event(c.kind, Some(c.pop), None, c.message, now);
         }
-        self.sync_if_dirty(now);
+        // Published first, saved after: the step is in force either way.
         if !self.pending.is_empty() || self.unsaved_pops() != unsaved_before {
             self.recompute(now);
         }
+        self.sync_if_dirty(now);
     }
 }
