@@ -13,7 +13,7 @@
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
@@ -711,10 +711,7 @@ fn format_event(m: &SseMessage) -> String {
 // ------------------------------------------------------------ tables
 
 fn now_secs() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    crate::unix_time::secs(SystemTime::now())
 }
 
 /// `HH:MM:SS` UTC of a Unix time.

@@ -54,10 +54,10 @@ pub struct SessionStatus {
     /// Failures counted by the flap damping.
     pub flaps: u32,
     /// Held Down by the flap damping until then.
-    #[serde(serialize_with = "opt_unix_secs")]
+    #[serde(serialize_with = "crate::unix_time::serialize_opt")]
     pub held_until: Option<SystemTime>,
     /// Last state change (wall clock).
-    #[serde(serialize_with = "opt_unix_secs")]
+    #[serde(serialize_with = "crate::unix_time::serialize_opt")]
     pub since: Option<SystemTime>,
     /// Periodic transmit interval (before jitter) and detection time, ms.
     pub tx_interval_ms: Option<u64>,
@@ -69,13 +69,6 @@ pub struct SessionStatus {
     pub ttl_dropped: u64,
     /// A socket problem (bind, send), if any.
     pub error: Option<String>,
-}
-
-fn opt_unix_secs<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
-    match t.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()) {
-        Some(d) => s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0),
-        None => s.serialize_none(),
-    }
 }
 
 enum Cmd {

@@ -67,7 +67,7 @@ pub struct Event {
     /// Increases by one per event.
     pub seq: u64,
     /// Wall-clock time the core applied the change (its injected clock).
-    #[serde(serialize_with = "super::snapshot::ser_unix_secs")]
+    #[serde(serialize_with = "crate::unix_time::serialize")]
     pub at: SystemTime,
     pub kind: EventKind,
     pub pop: Option<PopName>,

@@ -20,7 +20,7 @@ pub struct Snapshot {
     /// Increases by one with every published change.
     pub version: u64,
     /// Wall-clock time of publication (for display only).
-    #[serde(with = "unix_secs")]
+    #[serde(serialize_with = "crate::unix_time::serialize")]
     pub published: SystemTime,
     #[serde(skip)]
     pub config: Arc<Config>,
@@ -79,7 +79,7 @@ pub struct PopStatus {
     pub serves_dns: bool,
     /// Why the PoP is in its state, in words.
     pub reason: String,
-    #[serde(with = "unix_secs")]
+    #[serde(serialize_with = "crate::unix_time::serialize")]
     pub since: SystemTime,
     /// Monotonic time of the last state change (dynamic DNS TTLs).
     #[serde(skip)]
@@ -126,7 +126,7 @@ pub struct ProbeOutcome {
     pub detail: String,
     #[serde(with = "millis")]
     pub took: Duration,
-    #[serde(with = "unix_secs")]
+    #[serde(serialize_with = "crate::unix_time::serialize")]
     pub at: SystemTime,
 }
 
@@ -141,10 +141,10 @@ pub struct AdminStatus {
     pub step: Phase,
     /// Wall-clock time when the next step or the auto-undrain happens,
     /// whichever comes first.
-    #[serde(with = "opt_unix_secs")]
+    #[serde(serialize_with = "crate::unix_time::serialize_opt")]
     pub next_at: Option<SystemTime>,
     /// Wall-clock time of the auto-undrain (`duration` of the drain).
-    #[serde(with = "opt_unix_secs")]
+    #[serde(serialize_with = "crate::unix_time::serialize_opt")]
     pub until: Option<SystemTime>,
 }
 
@@ -170,33 +170,6 @@ pub struct Announcement {
     pub pop: PopName,
     pub mode: AnnounceMode,
     pub attrs: RouteAttrs,
-}
-
-pub(crate) fn ser_unix_secs<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    unix_secs::serialize(t, s)
-}
-
-mod unix_secs {
-    use serde::Serializer;
-    use std::time::{SystemTime, UNIX_EPOCH};
-    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        let secs = t
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
-        s.serialize_f64((secs * 1000.0).round() / 1000.0)
-    }
-}
-
-mod opt_unix_secs {
-    use serde::Serializer;
-    use std::time::SystemTime;
-    pub fn serialize<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
-        match t {
-            Some(t) => super::unix_secs::serialize(t, s),
-            None => s.serialize_none(),
-        }
-    }
 }
 
 mod millis {

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
-use crate::model::{Config, DnsType, RecordData, Steering};
+use crate::model::{Config, RecordData, Steering};
 
 /// Zone data that cannot be turned into records.
 #[derive(Debug, thiserror::Error)]
@@ -94,12 +94,6 @@ fn qualify(s: &str, zone: &str) -> String {
     }
 }
 
-/// The DNS library's record type for a config record type (also used by
-/// the `dns` health probe).
-pub fn record_type(t: DnsType) -> RecordType {
-    t.into()
-}
-
 /// Parses one static value in zone-file form; a relative target name in
 /// the last field of CNAME/NS/MX/SRV is made absolute in the zone.
 fn parse_rdata(t: RecordType, value: &str, zone: &str) -> Result<RData, ZoneError> {
@@ -179,7 +173,7 @@ impl Zones {
                 let node = nodes.entry(key.clone()).or_default();
                 match &r.data {
                     RecordData::Static { rtype, values } => {
-                        let t = record_type(*rtype);
+                        let t = RecordType::from(*rtype);
                         let set = node.rrsets.entry(t.into()).or_default();
                         for v in values {
                             let rd = parse_rdata(t, v, &origin_str)?;

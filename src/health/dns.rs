@@ -13,7 +13,6 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use tokio::net::UdpSocket;
 
 use super::Probed;
-use crate::dns::zone::record_type;
 use crate::model::{DnsRcode, DnsType};
 
 /// Largest UDP reply we read.
@@ -46,7 +45,7 @@ impl DnsTarget {
         DnsTarget {
             server,
             name: Name::from_ascii(&fqdn).map_err(|e| format!("bad query name {qname:?}: {e}")),
-            rtype: record_type(qtype),
+            rtype: RecordType::from(qtype),
             expect_rcode: match expect_rcode {
                 DnsRcode::NoError => ResponseCode::NoError,
                 DnsRcode::NxDomain => ResponseCode::NXDomain,
