@@ -98,6 +98,17 @@ fn load_admin_state(
     dir: &std::path::Path,
     start_on_corrupt: bool,
 ) -> Result<BTreeMap<crate::model::PopName, crate::core::admin::Override>, RunError> {
+    match persist::remove_stale_temp_files(dir) {
+        Ok(removed) => {
+            for p in removed {
+                warn!(
+                    "removed {}, left by a save that was interrupted",
+                    p.display()
+                );
+            }
+        }
+        Err(e) => warn!("cannot clear stale temp files in {}: {e}", dir.display()),
+    }
     match persist::load(dir) {
         Err(e @ PersistError::Corrupt { .. }) if start_on_corrupt => {
             let path = persist::state_path(dir);

@@ -157,7 +157,7 @@ pub fn drain_duration(v: Option<&str>) -> Result<Option<Duration>, ApiError> {
             "duration",
             "duration must be longer than zero",
         )),
-        Ok(d) if d > Duration::from_secs(365 * 86_400) => Err(ApiError::invalid(
+        Ok(d) if d > crate::core::admin::MAX_DRAIN => Err(ApiError::invalid(
             "duration",
             "duration must be at most a year",
         )),

@@ -21,6 +21,11 @@ use tokio::time::Instant;
 
 use crate::model::PopName;
 
+/// The longest timed drain: the API refuses a longer `duration`, and a
+/// loaded state file's auto-undrain is at most this long after the
+/// drain's start ([`clamp_expiry`]).
+pub const MAX_DRAIN: Duration = Duration::from_secs(365 * 86_400);
+
 /// How a drain (or undrain) proceeds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -171,7 +176,7 @@ pub fn start_drain(
         reason,
         who,
         since,
-        until: duration.map(|d| since + d),
+        until: duration.and_then(|d| since.checked_add(d.min(MAX_DRAIN))),
         phase_ends,
     }
 }
@@ -223,6 +228,24 @@ pub fn advance(ov: &Override, now: Instant, t: DrainTimings) -> Option<(Option<O
         ..ov.clone()
     });
     Some((new, step))
+}
+
+/// Makes a loaded override's auto-undrain one a drain could have: at most
+/// [`MAX_DRAIN`] after its start (`since`). Only a hand-edited file has a
+/// later one (a year-300000 expiry). The bound depends on the file alone,
+/// not on the clock at load (which may still read 1970 on a host that
+/// has not synced yet). Returns whether it was changed.
+pub fn clamp_expiry(ov: &mut Override) -> bool {
+    let Some(limit) = ov.since.checked_add(MAX_DRAIN) else {
+        return false;
+    };
+    match ov.until {
+        Some(u) if u > limit => {
+            ov.until = Some(limit);
+            true
+        }
+        _ => false,
+    }
 }
 
 /// After a restart, recompute monotonic deadlines of a loaded override: a

@@ -11,6 +11,10 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
+/// The stand-in for a deadline the monotonic clock cannot represent
+/// (about a century).
+pub const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// One reading of the clocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Now {
@@ -25,8 +29,13 @@ pub struct Now {
 impl Now {
     /// The monotonic instant at which the wall clock reads `at` (now if
     /// `at` is in the past), assuming the two clocks run at the same rate.
+    /// A time too far away for the monotonic clock is [`FAR_FUTURE`]
+    /// from now: never an overflow.
     pub fn mono_at(&self, at: SystemTime) -> Instant {
-        self.mono + at.duration_since(self.wall).unwrap_or(Duration::ZERO)
+        let ahead = at.duration_since(self.wall).unwrap_or(Duration::ZERO);
+        self.mono
+            .checked_add(ahead)
+            .unwrap_or(self.mono + FAR_FUTURE)
     }
 
     /// The wall-clock time at monotonic instant `at` (now if in the past).

@@ -174,12 +174,20 @@ impl Core {
         overrides: BTreeMap<PopName, Override>,
         now: Now,
     ) -> (Core, CoreHandle, CoreIo) {
-        let overrides: BTreeMap<PopName, Override> = overrides
+        // What the file holds, for the PoPs that still exist.
+        let loaded: BTreeMap<PopName, Override> = overrides
             .into_iter()
             .filter(|(p, _)| config.pops.contains_key(p))
+            .collect();
+        let mut clamped = Vec::new();
+        let overrides: BTreeMap<PopName, Override> = loaded
+            .iter()
             .map(|(p, ov)| {
-                let t = drain_timings(&config, &p);
-                (p, admin::resume(ov, now.mono, t))
+                let mut ov = admin::resume(ov.clone(), now.mono, drain_timings(&config, p));
+                if admin::clamp_expiry(&mut ov) {
+                    clamped.push(p.clone());
+                }
+                (p.clone(), ov)
             })
             .collect();
         let empty = Snapshot {
@@ -196,7 +204,7 @@ impl Core {
         let mut core = Core {
             config: config.clone(),
             pops: BTreeMap::new(),
-            saving: overrides::Saving::new(config.node.state_dir.clone(), &overrides),
+            saving: overrides::Saving::new(config.node.state_dir.clone(), &loaded),
             overrides,
             effects: effects_tx,
             version: 0,
@@ -219,7 +227,17 @@ impl Core {
                 now,
             );
         }
+        for pop in clamped {
+            let msg = format!(
+                "pop {pop}: the auto-undrain time in the state file is more than {days} days after the drain started; clamped to {days} days after it",
+                days = admin::MAX_DRAIN.as_secs() / 86_400
+            );
+            warn!("{msg}");
+            core.event(EventKind::Admin, Some(pop), None, msg, now);
+        }
         core.recompute(now);
+        // A clamped expiry is written back.
+        core.sync_if_dirty(now);
         let handle = CoreHandle {
             inputs: tx,
             snapshots,

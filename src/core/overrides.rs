@@ -400,7 +400,7 @@ impl Core {
 
     /// Saves the state in force if the file differs from it, nothing is in
     /// flight and no retry is waiting.
-    fn sync_if_dirty(&mut self, now: Now) {
+    pub(super) fn sync_if_dirty(&mut self, now: Now) {
         if self.saving.in_flight.is_some()
             || self.saving.retry_at.is_some_and(|t| t > now.mono)
             || !self.dirty()

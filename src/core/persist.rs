@@ -6,6 +6,11 @@
 //! file in the same directory, is flushed to disk (`fsync`), renamed over the
 //! old file, and the directory itself is flushed so the rename is durable.
 //! A reader therefore sees either the old or the new file, never a torn one.
+//! The temp file ([`temp_path`]) is always created afresh (`O_CREAT|O_EXCL`
+//! with `O_NOFOLLOW`, mode 0600): whatever is already at that path — a file
+//! a crash left behind, or a symlink placed there — is unlinked (the link
+//! itself, never what it points to), never opened or followed.
+//! [`remove_stale_temp_files`] clears what a crash left at start.
 //! [`load`] treats a missing file as "no overrides" and a file it cannot
 //! understand as an error naming the file and what is wrong; what to do then
 //! (refuse to start, or start clean) is the caller's decision.
@@ -121,9 +126,9 @@ pub fn save(dir: &Path, overrides: &BTreeMap<PopName, Override>) -> Result<(), P
     bytes.push(b'\n');
 
     let target = state_path(dir);
-    let tmp = dir.join(format!(".{STATE_FILE}.tmp.{}", std::process::id()));
+    let tmp = temp_path(dir);
     let result = (|| {
-        let mut f = open_private(&tmp).map_err(io_err("cannot create", &tmp))?;
+        let mut f = create_temp(&tmp).map_err(io_err("cannot create", &tmp))?;
         f.write_all(&bytes).map_err(io_err("cannot write", &tmp))?;
         f.sync_all().map_err(io_err("cannot fsync", &tmp))?;
         drop(f);
@@ -142,15 +147,70 @@ pub fn save(dir: &Path, overrides: &BTreeMap<PopName, Override>) -> Result<(), P
     result
 }
 
-fn open_private(path: &Path) -> io::Result<File> {
+/// The temp file [`save`] writes before renaming it over the state file:
+/// `.admin-state.json.tmp.<pid>` in the same directory.
+pub fn temp_path(dir: &Path) -> PathBuf {
+    dir.join(format!("{}{}", temp_prefix(), std::process::id()))
+}
+
+/// What every temp file's name starts with.
+fn temp_prefix() -> String {
+    format!(".{STATE_FILE}.tmp.")
+}
+
+/// Creates `path` as a new private file. Something already there (a temp
+/// file a crash left, with the same process id after a restart; a link
+/// someone placed) is unlinked and the create tried once more; if
+/// something is there again, the save fails rather than use it.
+fn create_temp(path: &Path) -> io::Result<File> {
+    match create_new_private(path) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            fs::remove_file(path)?;
+            create_new_private(path)
+        }
+        other => other,
+    }
+}
+
+/// `O_CREAT|O_EXCL|O_NOFOLLOW`, mode 0600: never opens an existing file,
+/// never follows a symlink (not even a dangling one).
+fn create_new_private(path: &Path) -> io::Result<File> {
     let mut opts = OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
+    opts.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
+        opts.mode(0o600).custom_flags(libc::O_NOFOLLOW);
     }
     opts.open(path)
+}
+
+/// Removes temp files an earlier process left in `dir` when it died in
+/// the middle of a save (call it at start, before anything saves):
+/// entries named `.admin-state.json.tmp.*` that are files or symlinks
+/// (a link is removed itself; its target is never touched). Returns what
+/// was removed. A missing directory has nothing stale.
+pub fn remove_stale_temp_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let prefix = temp_prefix();
+    let mut removed = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let stale = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(&prefix));
+        let kind = entry.file_type()?;
+        if stale && (kind.is_file() || kind.is_symlink()) {
+            fs::remove_file(entry.path())?;
+            removed.push(entry.path());
+        }
+    }
+    Ok(removed)
 }
 
 /// Reads the state file in `dir`. A missing file (or directory) is an empty
@@ -315,5 +375,67 @@ mod tests {
         let e = save(&file, &BTreeMap::new()).expect_err("a file is not a directory");
         assert!(e.to_string().contains("plain-file"), "{e}");
         assert!(!e.replaced(), "nothing was replaced");
+    }
+
+    /// A link someone placed at the temp path (the state directory is
+    /// writable by them) is never followed: its target stays as it was,
+    /// and the state file is a regular file with the new content.
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_at_the_temp_path_is_not_followed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let elsewhere = tempfile::tempdir().expect("tempdir");
+        let victim = elsewhere.path().join("victim");
+        fs::write(&victim, "precious\n").expect("write");
+        std::os::unix::fs::symlink(&victim, temp_path(dir.path())).expect("symlink");
+        let m = BTreeMap::from([(name("ams"), ov(Phase::Drained, "x"))]);
+        save(dir.path(), &m).expect("save");
+        assert_eq!(fs::read_to_string(&victim).expect("read"), "precious\n");
+        let meta = fs::symlink_metadata(state_path(dir.path())).expect("state file");
+        assert!(meta.file_type().is_file(), "a regular file: {meta:?}");
+        assert_eq!(load(dir.path()).expect("load"), m);
+        assert!(
+            fs::symlink_metadata(temp_path(dir.path())).is_err(),
+            "no temp left"
+        );
+    }
+
+    /// A temp file a crash left behind (same process id after a restart,
+    /// as in a container) does not block saving.
+    #[test]
+    fn a_stale_temp_file_does_not_block_saving() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(temp_path(dir.path()), "{\"version\": 1, \"overr").expect("write");
+        let m = BTreeMap::from([(name("ams"), ov(Phase::Disabled, "x"))]);
+        save(dir.path(), &m).expect("save");
+        assert_eq!(load(dir.path()).expect("load"), m);
+        save(dir.path(), &BTreeMap::new()).expect("save again");
+        assert!(load(dir.path()).expect("load").is_empty());
+    }
+
+    /// What a crash leaves in the directory (temp files of earlier
+    /// processes, also links) is removed at start; the state file and
+    /// anything else stay, and a link's target is never touched.
+    #[cfg(unix)]
+    #[test]
+    fn stale_temp_files_are_removed_at_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let m = BTreeMap::from([(name("ams"), ov(Phase::Drained, "x"))]);
+        save(dir.path(), &m).expect("save");
+        let stale = dir.path().join(format!(".{STATE_FILE}.tmp.4242"));
+        fs::write(&stale, "half a file").expect("write");
+        let victim = dir.path().join("other-file");
+        fs::write(&victim, "keep\n").expect("write");
+        let link = dir.path().join(format!(".{STATE_FILE}.tmp.1"));
+        std::os::unix::fs::symlink(&victim, &link).expect("symlink");
+        let mut removed = remove_stale_temp_files(dir.path()).expect("sweep");
+        removed.sort();
+        assert_eq!(removed, vec![link.clone(), stale.clone()]);
+        assert!(fs::symlink_metadata(&stale).is_err() && fs::symlink_metadata(&link).is_err());
+        assert_eq!(fs::read_to_string(&victim).expect("read"), "keep\n");
+        assert_eq!(load(dir.path()).expect("load"), m);
+        assert!(remove_stale_temp_files(&dir.path().join("missing"))
+            .expect("a missing directory has nothing stale")
+            .is_empty());
     }
 }

@@ -131,6 +131,14 @@ impl Driven {
     }
 }
 
+/// A core saving into `dir` with fra1 and ams1 up.
+fn both_up(dir: &std::path::Path) -> Driven {
+    let mut core = Driven::new(test_config(Some(dir.to_path_buf())), BTreeMap::new());
+    feed(&mut core, "fra1", true, 3);
+    feed(&mut core, "ams1", true, 3);
+    core
+}
+
 /// Feeds `n` identical results of `pop`'s `edge` check through the core
 /// (rise 3, fall 2).
 fn feed(core: &mut Driven, pop: &str, ok: bool, n: usize) {
@@ -442,9 +450,7 @@ fn events_of(core: &mut Driven, kind: EventKind) -> Vec<String> {
 #[tokio::test(start_paused = true)]
 async fn admin_commands_wait_for_the_save_in_flight() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut core = Driven::new(test_config(Some(dir.path().to_path_buf())), BTreeMap::new());
-    feed(&mut core, "fra1", true, 3);
-    feed(&mut core, "ams1", true, 3);
+    let mut core = both_up(dir.path());
     let now = core.now();
     let (tx1, mut rx1) = oneshot::channel();
     core.core.handle(
@@ -587,4 +593,246 @@ async fn failed_save_after_a_timed_step_is_visible_and_retried() {
     let on_disk = persist::load(&state).expect("load");
     assert_eq!(on_disk["fra1"].phase, Phase::Drained);
     assert_eq!(core.core.deadline(core.now()), None, "nothing left to do");
+}
+
+/// A hand-edited state file whose auto-undrain is as far away as the
+/// file format allows (year ~292 billion), read while the host's clock
+/// still says 1970 (no battery-backed clock, NTP not synced yet): this
+/// overflowed the deadline arithmetic and panicked the core. Now the
+/// expiry is clamped on load to a year after the drain's start, an
+/// `admin` event says so, and the clamped file is written back; a file
+/// with sane times is loaded as it is.
+#[tokio::test(start_paused = true)]
+async fn an_absurd_expiry_in_the_state_file_is_clamped_on_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let since = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    std::fs::write(
+        persist::state_path(dir.path()),
+        r#"{"version": 1, "overrides": {"fra1": {"phase": "drained", "reason": "by hand",
+            "who": "ops", "since": {"secs_since_epoch": 1700000000, "nanos_since_epoch": 0},
+            "until": {"secs_since_epoch": 9223372036854775807, "nanos_since_epoch": 0}}}}"#,
+    )
+    .expect("write");
+    let loaded = persist::load(dir.path()).expect("the file is valid");
+    let clock = TokioClock::starting_at(SystemTime::UNIX_EPOCH + Duration::from_secs(60));
+    let config = Arc::new(test_config(Some(dir.path().to_path_buf())));
+    let (core, handle, io) = Core::new(config, loaded, clock.now());
+    let mut core = Driven {
+        core,
+        handle,
+        io,
+        clock,
+    };
+    let now = core.now();
+    let limit = since + admin::MAX_DRAIN;
+    let status = core.snapshot().pops["fra1"]
+        .admin
+        .clone()
+        .expect("restored");
+    assert_eq!(status.step, Phase::Drained);
+    assert_eq!(status.until, Some(limit));
+    let ahead = limit.duration_since(now.wall).expect("ahead");
+    assert_eq!(core.core.deadline(now), Some(now.mono + ahead));
+    let ev = events_of(&mut core, EventKind::Admin);
+    assert!(
+        ev.contains(&"pop fra1: the auto-undrain time in the state file is more than 365 days after the drain started; clamped to 365 days after it".to_string()),
+        "{ev:?}"
+    );
+    // events_of ran the save the load asked for.
+    let on_disk = persist::load(dir.path()).expect("load");
+    assert_eq!(on_disk["fra1"].until, Some(limit));
+    // Loaded again (now sane): as it is, nothing to write.
+    let mut again = Driven::new(test_config(Some(dir.path().to_path_buf())), on_disk);
+    let status = again.snapshot().pops["fra1"]
+        .admin
+        .clone()
+        .expect("restored");
+    assert_eq!(status.until, Some(limit));
+    assert!(again.io.effects.try_recv().is_err(), "nothing to save");
+    // A start time so far away that a year after it cannot be represented
+    // either: nothing to clamp to, and still no overflow.
+    let mut ov = persist::load(dir.path()).expect("load");
+    let max = SystemTime::UNIX_EPOCH + Duration::from_secs(i64::MAX as u64);
+    let fra1 = ov.get_mut("fra1").expect("fra1");
+    (fra1.since, fra1.until) = (max, Some(max));
+    let early = TokioClock::starting_at(SystemTime::UNIX_EPOCH);
+    let (core, _handle, _io) = Core::new(Arc::new(test_config(None)), ov, early.now());
+    assert_eq!(
+        core.deadline(early.now()),
+        Some(early.now().mono + clock::FAR_FUTURE)
+    );
+}
+
+/// Far-away times never overflow the clock arithmetic.
+#[tokio::test(start_paused = true)]
+async fn mono_at_of_a_far_away_time_does_not_overflow() {
+    let clock = TokioClock::starting_at(SystemTime::UNIX_EPOCH);
+    let now = clock.now();
+    let far = SystemTime::UNIX_EPOCH + Duration::from_secs(i64::MAX as u64);
+    assert_eq!(now.mono_at(far), now.mono + clock::FAR_FUTURE);
+    assert_eq!(
+        now.mono_at(now.wall + Duration::from_secs(5)),
+        now.mono + Duration::from_secs(5)
+    );
+    assert_eq!(now.mono_at(SystemTime::UNIX_EPOCH), now.mono);
+}
+
+/// A timed step whose save failed after the file was replaced (the
+/// directory could not be flushed: what is on disk is unknown) is not a
+/// silent disagreement either: the PoP shows the error and the save is
+/// retried until it succeeds, then file and memory agree.
+#[tokio::test(start_paused = true)]
+async fn a_timed_step_whose_save_was_not_durable_is_shown_and_retried() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut core = both_up(dir.path());
+    admin(&mut core, drain("fra1", DrainMode::Graceful, false)).expect("drain");
+    tokio::time::advance(Duration::from_secs(30)).await;
+    let now = core.now();
+    core.core.tick(now);
+    let Ok(Effect::SaveAdminState { id, .. }) = core.io.effects.try_recv() else {
+        panic!("the step is saved")
+    };
+    let error = "cannot fsync directory /x after replacing /x/admin-state.json: Input/output error";
+    core.core.handle(
+        Input::Saved {
+            id,
+            result: Err(persist::SaveFailure {
+                error: error.into(),
+                replaced: true,
+            }),
+        },
+        now,
+    );
+    let s = core.snapshot();
+    let fra1 = &s.pops["fra1"];
+    assert_eq!(fra1.admin.as_ref().map(|a| a.step), Some(Phase::Shutdown));
+    assert_eq!(fra1.admin_unsaved.as_deref(), Some(error));
+    let ev = events_of(&mut core, EventKind::Persist);
+    assert!(
+        ev.len() == 1 && ev[0].contains("in force but not on disk: fra1 (shutdown)"),
+        "{ev:?}"
+    );
+    assert_eq!(core.core.deadline(core.now()), Some(now.mono + SAVE_RETRY));
+    tokio::time::advance(SAVE_RETRY).await;
+    core.tick();
+    assert!(core.snapshot().pops["fra1"].admin_unsaved.is_none());
+    assert_eq!(
+        persist::load(dir.path()).expect("load")["fra1"].phase,
+        Phase::Shutdown
+    );
+}
+
+async fn send(handle: &CoreHandle, input: Input) {
+    handle.inputs.send(input).await.expect("the core runs");
+}
+
+/// The save never runs on the core's task: with a save that does not
+/// come back (a hung disk), the core goes on applying probe results and
+/// timed drain steps and publishing them; the file catches up once the
+/// disk answers.
+#[tokio::test(start_paused = true)]
+async fn the_core_runs_on_while_the_disk_hangs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock =
+        TokioClock::starting_at(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+    let config = Arc::new(test_config(Some(dir.path().to_path_buf())));
+    let (core, handle, io) = Core::new(config, BTreeMap::new(), clock.now());
+    let mut effects = io.effects;
+    tokio::spawn(core.run(io.inputs, clock));
+    let mut snaps = handle.snapshots.clone();
+    for pop in ["fra1", "ams1"] {
+        for _ in 0..3 {
+            send(&handle, probe(pop, "edge", true, "ok")).await;
+        }
+    }
+    snaps
+        .wait_for(|s| s.pops.values().all(|p| p.state == PopState::Up))
+        .await
+        .expect("core");
+    // Carries out one save as the effect runner does, on a blocking thread.
+    async fn save_one(
+        effects: &mut tokio::sync::mpsc::UnboundedReceiver<Effect>,
+        handle: &CoreHandle,
+    ) -> Phase {
+        let Some(Effect::SaveAdminState { id, dir, overrides }) = effects.recv().await else {
+            panic!("a save")
+        };
+        let phase = overrides["fra1"].phase;
+        let result = tokio::task::spawn_blocking(move || {
+            persist::save(&dir, &overrides).map_err(|e| persist::SaveFailure::from(&e))
+        })
+        .await
+        .expect("save task");
+        send(handle, Input::Saved { id, result }).await;
+        phase
+    }
+    let fra1_at = |p: Phase| {
+        move |s: &Arc<Snapshot>| s.pops["fra1"].admin.as_ref().is_some_and(|a| a.step == p)
+    };
+    let (reply, answer) = oneshot::channel();
+    let cmd = drain("fra1", DrainMode::Graceful, false);
+    send(&handle, Input::Admin { cmd, reply }).await;
+    assert_eq!(save_one(&mut effects, &handle).await, Phase::DnsRemoved);
+    answer.await.expect("reply").expect("drained");
+    // 30 s later the next step is applied; its save hangs.
+    snaps
+        .wait_for(fra1_at(Phase::Shutdown))
+        .await
+        .expect("core");
+    let Some(hung) = effects.recv().await else {
+        panic!("the step's save")
+    };
+    // Meanwhile probes are applied and the drain completes on time.
+    let Input::Probe(report) = probe("ams1", "edge", false, "refused") else {
+        unreachable!()
+    };
+    let seq = report.seq;
+    send(&handle, Input::Probe(report)).await;
+    snaps
+        .wait_for(|s| s.check("ams1", "edge").is_some_and(|c| c.seq == seq))
+        .await
+        .expect("core");
+    snaps.wait_for(fra1_at(Phase::Drained)).await.expect("core");
+    assert!(effects.try_recv().is_err(), "one save at a time");
+    assert_eq!(
+        persist::load(dir.path()).expect("load")["fra1"].phase,
+        Phase::DnsRemoved
+    );
+    // The disk answers: the hung save lands, then the latest state follows.
+    let Effect::SaveAdminState {
+        id,
+        dir: d,
+        overrides,
+    } = hung;
+    assert_eq!(overrides["fra1"].phase, Phase::Shutdown);
+    let result = persist::save(&d, &overrides).map_err(|e| persist::SaveFailure::from(&e));
+    send(&handle, Input::Saved { id, result }).await;
+    assert_eq!(save_one(&mut effects, &handle).await, Phase::Drained);
+    assert_eq!(
+        persist::load(dir.path()).expect("load")["fra1"].phase,
+        Phase::Drained
+    );
+}
+
+/// An auto-undrain time that passed while anypop was stopped starts the
+/// undrain as soon as the core runs.
+#[tokio::test(start_paused = true)]
+async fn an_expiry_that_passed_while_stopped_undrains_at_start() {
+    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let ov = Override {
+        phase: Phase::Drained,
+        reason: "x".into(),
+        who: "ops".into(),
+        since: start - Duration::from_secs(7200),
+        until: Some(start - Duration::from_secs(3600)),
+        phase_ends: None,
+    };
+    let mut core = Driven::new(test_config(None), BTreeMap::from([(name("fra1"), ov)]));
+    assert_eq!(core.core.deadline(core.now()), Some(Instant::now()));
+    core.tick();
+    let ev = events_of(&mut core, EventKind::Admin);
+    assert!(
+        ev.iter().any(|m| m == "pop fra1 drain expired: restoring"),
+        "{ev:?}"
+    );
 }
