@@ -21,6 +21,7 @@ pub mod daemon;
 pub mod dns;
 pub mod geoip;
 pub mod health;
+pub mod manual;
 pub mod model;
 pub mod telemetry;
 pub mod unix_time;

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use anypop::telemetry::{self, LogFormat};
 
@@ -15,7 +15,13 @@ const EXIT_CONFIG: u8 = 2;
 #[command(
     name = "anypop",
     version,
-    about = "PoP routing controller: health-driven BGP anycast and DNS steering"
+    about = "PoP routing controller: health-driven BGP anycast and DNS steering",
+    long_about = "PoP routing controller: health-driven BGP anycast and DNS steering.\n\n\
+        anypop runs beside the routers of a Point of Presence. It health-checks the \
+        PoP's services, announces or withdraws the PoP's anycast prefixes over BGP \
+        and answers an authoritative DNS zone that steers each client to the best \
+        healthy PoP, both from one decided state. Operators drive it through a REST \
+        API and `anypop ctl`."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -42,6 +48,17 @@ enum Command {
     PrintDefaultConfig,
     /// Talk to a running anypop through its API (status, drain, explain...).
     Ctl(anypop::ctl::CtlArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: anypop::manual::Shell,
+    },
+    /// Write the man pages (anypop.1, anypop-ctl.1, ...) into a directory
+    /// (for packages).
+    ManPages {
+        /// Output directory (created if missing).
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -108,5 +125,21 @@ fn main() -> ExitCode {
             print!("{}", anypop::config::DEFAULT_CONFIG_YAML);
             ExitCode::SUCCESS
         }
+        Command::Completions { shell } => {
+            anypop::manual::write_completions(Cli::command(), shell, &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::ManPages { dir } => match anypop::manual::write_man_pages(Cli::command(), &dir) {
+            Ok(files) => {
+                for f in files {
+                    println!("{}", f.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("anypop: cannot write man pages to {}: {e}", dir.display());
+                ExitCode::FAILURE
+            }
+        },
     }
 }

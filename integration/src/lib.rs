@@ -228,7 +228,30 @@ pub fn have(name: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Returns false (after printing why) when a program a test needs is
+/// missing, so the test can return early; with `ANYPOP_LAB_REQUIRED=1` (set
+/// by `integration/run-tests.sh` as root) a missing program fails the test
+/// instead. `install` says how to get them.
+pub fn tools_available(test: &str, programs: &[&str], install: &str) -> bool {
+    let missing: Vec<&str> = programs
+        .iter()
+        .copied()
+        .filter(|p| !have(p) && !Path::new(p).exists())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!("SKIPPED {test}: needs {} ({install})", missing.join(", "));
+    if std::env::var("ANYPOP_LAB_REQUIRED").is_ok_and(|v| v == "1") {
+        panic!("{msg}, and ANYPOP_LAB_REQUIRED=1");
+    }
+    eprintln!("{msg}");
+    false
+}
+
+pub mod demo;
 pub mod dns;
+pub mod http;
 pub mod lab;
 
 /// A minimal HTTP/1.1 request (one connection per call); (status, body).
