@@ -14,7 +14,15 @@ PACKAGES=(
   dnsutils dnsperf knot   # dig, dnsperf and a reference DNS server
   iproute2 tcpdump procps # namespaces, captures, process tools
   ca-certificates
+  chromium chromium-driver # the web view, driven headless through WebDriver
+  prometheus              # promtool: alerting rules checked and unit-tested
+  systemd man-db          # systemd-analyze verify of the unit (and its man page)
+  lintian                 # the Debian package is checked by lintian
 )
+
+# cargo-deb builds the Debian package in the packaging test; pinned, and
+# installed into target/tools so nothing outside the tree changes.
+CARGO_DEB_VERSION=3.8.0
 
 if [ "${ANYPOP_SKIP_INSTALL:-0}" != 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "==> installing test dependencies: ${PACKAGES[*]}"
@@ -33,6 +41,13 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 
+TOOLS="$PWD/target/tools"
+if [ "$("$TOOLS/bin/cargo-deb" --version 2>/dev/null)" != "cargo-deb $CARGO_DEB_VERSION" ]; then
+  echo "==> installing cargo-deb $CARGO_DEB_VERSION into $TOOLS"
+  cargo install cargo-deb --version "$CARGO_DEB_VERSION" --locked --root "$TOOLS"
+fi
+export PATH="$TOOLS/bin:$PATH"
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -41,8 +56,11 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 echo "==> cargo test"
 # The process tests run the anypop binary: build it first (the harness
-# would do it too, but this keeps build output out of test output).
+# would do it too, but this keeps build output out of test output). The
+# package test packs the release binary: built here too, not while other
+# tests run.
 cargo build --workspace --bins
+cargo build --release --locked -p anypop --bin anypop
 cargo test --workspace --no-fail-fast
 
 echo "==> all tests passed"
