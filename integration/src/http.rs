@@ -61,8 +61,20 @@ pub fn request(
     head.push_str("\r\n");
     s.write_all(head.as_bytes())?;
     s.write_all(body)?;
+    // Read until the response is complete (some servers, ChromeDriver for
+    // one, keep the socket open after the body despite `Connection: close`).
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+        if complete(&raw) {
+            break;
+        }
+    }
     parse(&raw).ok_or_else(|| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -88,6 +100,27 @@ pub fn call(
         .unwrap_or_default();
     let r = request(addr, method, path, &headers, b"")?;
     Ok((r.status, r.text()))
+}
+
+/// True once `raw` holds a whole response with a `Content-Length` or
+/// chunked body (without either, the server's close ends it).
+fn complete(raw: &[u8]) -> bool {
+    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let body = raw.len() - split - 4;
+    for line in head.split("\r\n").skip(1) {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        match (k.trim(), v.trim()) {
+            ("content-length", n) => return n.parse::<usize>().is_ok_and(|n| body >= n),
+            ("transfer-encoding", "chunked") => return raw.ends_with(b"0\r\n\r\n"),
+            _ => {}
+        }
+    }
+    false
 }
 
 fn parse(raw: &[u8]) -> Option<Response> {
@@ -144,5 +177,18 @@ mod tests {
         assert_eq!((r.status, r.text().as_str()), (404, "abcde"));
         assert!(parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab").is_none());
         assert!(parse(b"garbage").is_none());
+        assert!(complete(
+            b"HTTP/1.1 200 OK\r\nContent-Length:5\r\n\r\nhello"
+        ));
+        assert!(!complete(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhell"
+        ));
+        assert!(!complete(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
+        ));
+        assert!(complete(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+        ));
+        assert!(!complete(b"HTTP/1.1 200 OK\r\n\r\nuntil close"));
     }
 }

@@ -253,6 +253,7 @@ pub mod demo;
 pub mod dns;
 pub mod http;
 pub mod lab;
+pub mod webdriver;
 
 /// A minimal HTTP/1.1 request (one connection per call); (status, body).
 pub fn http(

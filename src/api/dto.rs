@@ -202,11 +202,20 @@ pub struct PrefixView<'a> {
     pub announcement: Option<&'a Announcement>,
 }
 
+/// Where a PoP is (`pops[].location`), for maps.
+#[derive(Serialize)]
+pub struct LocationView {
+    pub lat: f64,
+    pub lon: f64,
+}
+
 #[derive(Serialize)]
 pub struct PopView<'a> {
     pub name: &'a str,
     /// True if this node announces the PoP's prefixes (it is `node.pop`).
     pub local: bool,
+    /// `null` when the config gives none.
+    pub location: Option<LocationView>,
     #[serde(flatten)]
     pub status: &'a PopStatus,
     pub prefixes: Vec<PrefixView<'a>>,
@@ -214,10 +223,11 @@ pub struct PopView<'a> {
 
 impl<'a> PopView<'a> {
     pub fn new(snap: &'a Snapshot, name: &'a str, status: &'a PopStatus) -> PopView<'a> {
-        let prefixes = snap
-            .config
-            .pops
-            .get(name)
+        let pop = snap.config.pops.get(name);
+        let location = pop
+            .and_then(|p| p.location)
+            .map(|(lat, lon)| LocationView { lat, lon });
+        let prefixes = pop
             .map(|p| {
                 p.prefixes
                     .iter()
@@ -244,6 +254,7 @@ impl<'a> PopView<'a> {
         PopView {
             name,
             local,
+            location,
             status,
             prefixes,
         }

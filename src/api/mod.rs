@@ -12,7 +12,9 @@
 //! ([`AppState::with_reload`]), DNS counters ([`AppState::with_dns_stats`])
 //! and other metric families ([`metrics::Metrics::add_source`]). DNS explain
 //! calls [`crate::dns::explain`] on the current snapshot. Probe results and
-//! core events are counted for `/metrics` by tasks [`serve_on`] starts.
+//! core events are counted for `/metrics` by tasks [`serve_on`] starts. The
+//! web view ([`ui`], `/ui/`) is static files that use the API like any
+//! other client.
 
 pub mod auth;
 pub mod dto;
@@ -23,6 +25,7 @@ pub mod openapi;
 mod sse;
 #[cfg(test)]
 mod tests;
+pub mod ui;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -236,7 +239,8 @@ pub fn router(state: AppState) -> Router {
     let open = Router::new()
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
-        .route("/v1/openapi.json", get(handlers::openapi));
+        .route("/v1/openapi.json", get(handlers::openapi))
+        .merge(ui::router());
     Router::new()
         .merge(reads)
         .merge(writes)

@@ -224,9 +224,10 @@ fn schemas() -> Value {
             "mode": {"type": "string"}, "attrs": r("RouteAttrs"),
         }}),
     );
-    m.insert("Pop".into(), json!({"type": "object", "required": ["name", "local", "state", "healthy", "serves_dns", "reason", "since", "checks", "admin", "prefixes"], "properties": {
+    m.insert("Pop".into(), json!({"type": "object", "required": ["name", "local", "location", "state", "healthy", "serves_dns", "reason", "since", "checks", "admin", "prefixes"], "properties": {
             "name": {"type": "string"},
             "local": {"type": "boolean", "description": "This node announces the PoP's prefixes (node.pop)"},
+            "location": {"type": ["object", "null"], "description": "pops[].location, for maps", "required": ["lat", "lon"], "properties": {"lat": {"type": "number"}, "lon": {"type": "number"}}},
             "state": {"type": "string", "enum": ["up", "down", "draining", "disabled"]},
             "healthy": {"type": ["boolean", "null"]},
             "serves_dns": {"type": "boolean"},

@@ -34,6 +34,7 @@ pops:
   - name: ams
     prefixes: [203.0.113.0/24]
     addresses: [192.0.2.10]
+    location: {lat: 52.37, lon: 4.9}
     checks:
       - {name: http, type: file, path: /nonexistent/anypop-api-test, healthy_when: absent}
     drain: {settle: 300ms, dns_wait: 300ms}
@@ -1516,3 +1517,52 @@ async fn serve_on_a_socket_with_ctl_and_clean_shutdown() {
 }
 
 mod wire;
+
+// ------------------------------------------------------------ web view
+
+#[tokio::test]
+async fn web_view_files_are_served_with_csp_and_no_token() {
+    // protect_reads: the data needs the token, the page's files do not.
+    let (app, _) = app(&["ams"], Auth::with_token(TOKEN, true)).await;
+    let (st, h, _) = call_raw(&app, "GET", "/ui", None, None).await;
+    assert_eq!(st, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(h[header::LOCATION], "/ui/");
+    for (uri, ctype) in [
+        ("/ui/", "text/html; charset=utf-8"),
+        ("/ui/app.js", "text/javascript; charset=utf-8"),
+        ("/ui/style.css", "text/css; charset=utf-8"),
+        ("/ui/world.svg", "image/svg+xml"),
+        ("/ui/icon.svg", "image/svg+xml"),
+    ] {
+        let (st, h, body) = call_raw(&app, "GET", uri, None, None).await;
+        assert_eq!(st, StatusCode::OK, "{uri}");
+        assert_eq!(h[header::CONTENT_TYPE], ctype, "{uri}");
+        assert_eq!(
+            h[header::CONTENT_SECURITY_POLICY],
+            ui::CONTENT_SECURITY_POLICY,
+            "{uri}"
+        );
+        assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert!(!body.is_empty(), "{uri}");
+    }
+    let (st, v) = call(&app, "GET", "/ui/secret.txt", None, None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert_error(&v, None);
+    let (st, _) = call(&app, "GET", "/ui/../v1/state", None, None).await;
+    assert_ne!(st, StatusCode::OK);
+    let (st, _) = call(&app, "POST", "/ui/", None, None).await;
+    assert_eq!(st, StatusCode::METHOD_NOT_ALLOWED);
+    // What the page reads still needs the token.
+    let (st, _) = call(&app, "GET", "/v1/state", None, None).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn pops_carry_their_location_for_the_map() {
+    let (app, _) = app(&["ams"], Auth::open()).await;
+    let (st, v) = call(&app, "GET", "/v1/pops/ams", None, None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["location"], json!({"lat": 52.37, "lon": 4.9}));
+    let (_, v) = call(&app, "GET", "/v1/pops/fra", None, None).await;
+    assert!(v["location"].is_null(), "no location configured: {v}");
+}
