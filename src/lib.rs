@@ -23,6 +23,7 @@ pub mod geoip;
 pub mod health;
 pub mod manual;
 pub mod model;
+pub mod systemd;
 pub mod telemetry;
 pub mod unix_time;
 

@@ -5,13 +5,16 @@
 //! package, which holds the binary, the unit, a commented config (a
 //! conffile that passes `check-config`), man pages, completions and
 //! maintainer scripts that create the user, and on which `lintian` reports
-//! no error.
+//! no error. The unit's capabilities are enough: anypop as an unprivileged
+//! user with only the unit's `AmbientCapabilities` binds DNS on port 53 and
+//! BGP on port 179 and sets TCP MD5 and GTSM on its sessions (in a network
+//! namespace of its own), and without them it cannot bind port 53.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anypop_integration::lab::repo_root;
-use anypop_integration::{anypop_bin, have, run, tools_available};
+use anypop_integration::lab::{lab_available, repo_root};
+use anypop_integration::{anypop_bin, have, run, tools_available, wait_for, Anypop};
 
 fn unit_text() -> String {
     let p = repo_root().join("packaging/anypop.service");
@@ -288,4 +291,149 @@ fn deb_package_builds_with_its_contents_and_passes_lintian() {
     let errors: Vec<&str> = out.lines().filter(|l| l.starts_with("E:")).collect();
     assert!(errors.is_empty(), "lintian errors:\n{}", errors.join("\n"));
     assert_eq!(code, 0, "lintian failed:\n{out}{err}");
+}
+
+/// A network namespace for one test, deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let name = format!("ap{}{tag}", std::process::id());
+        let (code, _, err) = run(Command::new("ip").args(["netns", "add", &name]));
+        assert_eq!(code, 0, "ip netns add {name}: {err}");
+        let ns = Netns(name);
+        let (code, _, err) = run(Command::new("ip").args(["-n", &ns.0, "link", "set", "lo", "up"]));
+        assert_eq!(code, 0, "lo up: {err}");
+        ns
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = run(Command::new("ip").args(["netns", "del", &self.0]));
+    }
+}
+
+/// `anypop run` in `ns` as nobody, with exactly `caps` (setpriv syntax,
+/// e.g. `+net_bind_service`) as ambient, inheritable and bounding set.
+fn run_as_nobody(ns: &Netns, caps: &str, config: &Path) -> Anypop {
+    let set = format!("-all{caps}");
+    let mut cmd = Command::new("ip");
+    cmd.args([
+        "netns",
+        "exec",
+        &ns.0,
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+    ])
+    .arg("--clear-groups")
+    .arg(format!("--inh-caps={set}"))
+    .arg(format!("--ambient-caps={set}"))
+    .arg(format!("--bounding-set={set}"))
+    .arg(anypop_bin())
+    .arg("run")
+    .arg("--config")
+    .arg(config);
+    Anypop::start_cmd(&mut cmd)
+}
+
+#[test]
+fn unit_capabilities_suffice_for_ports_53_179_md5_and_gtsm() {
+    let test = "unit_capabilities_suffice_for_ports_53_179_md5_and_gtsm";
+    if !lab_available(test, &["ip", "setpriv"]) {
+        return;
+    }
+    let caps: Vec<String> = directive(&unit_text(), "AmbientCapabilities")
+        .iter()
+        .flat_map(|v| v.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .map(|c| {
+            let c = c.strip_prefix("CAP_").unwrap_or(&c).to_ascii_lowercase();
+            format!(",+{c}")
+        })
+        .collect();
+    assert!(!caps.is_empty(), "the unit grants no capability");
+    let caps = caps.concat();
+
+    // nobody must be able to read the config and the MD5 password file.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    std::fs::write(d.join("md5"), "s3cret\n").expect("md5 file");
+    let config = d.join("anypop.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"node: {{name: cap, pop: p, router_id: 192.0.2.1, asn: 64512}}
+bgp:
+  listen: 127.0.0.1:179
+  peers:
+    - {{name: r1, address: 127.0.0.2, remote_asn: 64500, md5_password_file: {md5}, ttl_security: true, connect_retry: 1s}}
+    - {{name: r2, address: 127.0.0.3, remote_asn: 64500, md5_password_file: {md5}, passive: true}}
+pops:
+  - {{name: p, prefixes: [203.0.113.0/24], addresses: [192.0.2.10], checks: [{{name: m, type: file, path: {d}/maint, healthy_when: absent}}]}}
+dns: {{listen: ["127.0.0.1:53"], zones: []}}
+api: {{listen: "127.0.0.1:8080"}}
+"#,
+            md5 = d.join("md5").display(),
+            d = d.display(),
+        ),
+    )
+    .expect("config");
+    for f in ["md5", "anypop.yaml"] {
+        std::fs::set_permissions(
+            d.join(f),
+            std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        )
+        .expect("chmod");
+    }
+
+    let ns = Netns::new("cap");
+    let node = run_as_nobody(&ns, &caps, &config);
+    node.wait_for_log("API listening", std::time::Duration::from_secs(30));
+    let log = node.log();
+    assert!(
+        log.contains("dns listening (udp, tcp) udp_addr=127.0.0.1:53"),
+        "{log}"
+    );
+    assert!(log.contains("BGP listener up addr=127.0.0.1:179"), "{log}");
+    // The active session got as far as connecting, MD5 and GTSM set.
+    let ctl = || {
+        let (_, out, _) = run(Command::new("ip")
+            .args(["netns", "exec", &ns.0])
+            .arg(anypop_bin())
+            .args(["ctl", "--api", "127.0.0.1:8080", "peers", "--json"]));
+        serde_json::from_str::<serde_json::Value>(&out).ok()
+    };
+    let peers = wait_for(std::time::Duration::from_secs(30), || {
+        ctl().filter(|v| v["peers"]["r1"]["last_error"].is_string())
+    })
+    .unwrap_or_else(|| panic!("r1 never tried to connect:\n{}", node.log()));
+    let err = peers["peers"]["r1"]["last_error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(err.contains("connect"), "{err}");
+    let log = node.log();
+    for bad in [
+        "not permitted",
+        "Permission denied",
+        "cannot install MD5",
+        "cannot listen",
+    ] {
+        assert!(
+            !log.contains(bad) && !err.contains(bad),
+            "{bad}:\n{err}\n{log}"
+        );
+    }
+    drop(node);
+
+    // Without the capability the same start fails on port 53.
+    let mut bare = run_as_nobody(&ns, "", &config);
+    assert_eq!(bare.wait_exit(std::time::Duration::from_secs(30)), Some(1));
+    assert!(
+        bare.log().contains("127.0.0.1:53: Permission denied"),
+        "{}",
+        bare.log()
+    );
 }

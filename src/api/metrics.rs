@@ -202,6 +202,11 @@ struct Recorded {
     api_latency: BTreeMap<String, Histogram>,
     /// event kind → count.
     events: BTreeMap<String, u64>,
+    /// Config reloads by result (`ok`, `error`).
+    reloads: BTreeMap<&'static str, u64>,
+    /// Whether the last reload (or the start) loaded the config, and when
+    /// the config last loaded (Unix time; `None`: at start).
+    last_reload_ok: Option<(bool, Option<f64>)>,
 }
 
 /// The metrics registry of one process. Cheap to share (`Arc<Metrics>`).
@@ -256,6 +261,22 @@ impl Metrics {
             .observe(took);
     }
 
+    /// Records the outcome of a config reload (SIGHUP or `POST /v1/reload`).
+    pub fn record_reload(&self, ok: bool) {
+        let Ok(mut r) = self.recorded.lock() else {
+            return;
+        };
+        *r.reloads
+            .entry(if ok { "ok" } else { "error" })
+            .or_default() += 1;
+        let last_ok_at = match r.last_reload_ok {
+            _ if ok => Some(crate::unix_time::secs(std::time::SystemTime::now())),
+            Some((_, at)) => at,
+            None => None,
+        };
+        r.last_reload_ok = Some((ok, last_ok_at));
+    }
+
     /// Records one core event (state change) by kind.
     pub fn record_event(&self, kind: &str) {
         let Ok(mut r) = self.recorded.lock() else {
@@ -293,6 +314,7 @@ impl Metrics {
         snapshot_families(&mut x, snap);
         if let Ok(r) = self.recorded.lock() {
             recorded_families(&mut x, &r);
+            reload_families(&mut x, &r, self.started);
         }
         if let Ok(sources) = self.sources.read() {
             for s in sources.iter() {
@@ -463,6 +485,45 @@ fn recorded_families(x: &mut Exposition, r: &Recorded) {
             "anypop_api_request_duration_seconds",
             &[("route", route)],
             h,
+        );
+    }
+}
+
+/// The config reload families. A process that is running loaded its config
+/// at start, so before any reload the last load counts as a success.
+fn reload_families(x: &mut Exposition, r: &Recorded, started: f64) {
+    let (ok, ok_at) = r.last_reload_ok.unwrap_or((true, None));
+    x.family(
+        "anypop_config_last_reload_successful",
+        Kind::Gauge,
+        "1 if the last config reload (or the start) loaded the file, 0 if it was rejected.",
+    );
+    x.sample(
+        "anypop_config_last_reload_successful",
+        &[],
+        if ok { 1.0 } else { 0.0 },
+    );
+    x.family(
+        "anypop_config_last_reload_success_timestamp_seconds",
+        Kind::Gauge,
+        "Unix time the config in force was loaded.",
+    );
+    x.sample(
+        "anypop_config_last_reload_success_timestamp_seconds",
+        &[],
+        ok_at.unwrap_or(started),
+    );
+    x.family(
+        "anypop_config_reloads_total",
+        Kind::Counter,
+        "Config reloads (SIGHUP, POST /v1/reload) by result (ok, error).",
+    );
+    for result in ["ok", "error"] {
+        let n = r.reloads.get(result).copied().unwrap_or(0);
+        x.sample(
+            "anypop_config_reloads_total",
+            &[("result", result)],
+            n as f64,
         );
     }
 }
@@ -903,6 +964,51 @@ pub(crate) mod parse {
 mod tests {
     use super::parse::parse;
     use super::*;
+
+    #[test]
+    fn reloads_keep_the_last_result_and_the_last_good_load() {
+        let m = Metrics::new();
+        let render = |m: &Metrics| {
+            let mut x = Exposition::new();
+            reload_families(&mut x, &m.recorded.lock().expect("lock"), 1000.0);
+            let text = x.finish();
+            parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+        };
+        let p = render(&m);
+        assert_eq!(
+            p.get("anypop_config_last_reload_successful", &[]),
+            Some(1.0)
+        );
+        let ts = "anypop_config_last_reload_success_timestamp_seconds";
+        assert_eq!(p.get(ts, &[]), Some(1000.0), "the start counts");
+        assert_eq!(
+            p.get("anypop_config_reloads_total", &[("result", "error")]),
+            Some(0.0)
+        );
+        m.record_reload(false);
+        let p = render(&m);
+        assert_eq!(
+            p.get("anypop_config_last_reload_successful", &[]),
+            Some(0.0)
+        );
+        assert_eq!(p.get(ts, &[]), Some(1000.0), "still the start's config");
+        m.record_reload(true);
+        m.record_reload(false);
+        let p = render(&m);
+        assert_eq!(
+            p.get("anypop_config_last_reload_successful", &[]),
+            Some(0.0)
+        );
+        assert!(p.get(ts, &[]).is_some_and(|t| t > 1.7e9), "the good reload");
+        assert_eq!(
+            p.get("anypop_config_reloads_total", &[("result", "ok")]),
+            Some(1.0)
+        );
+        assert_eq!(
+            p.get("anypop_config_reloads_total", &[("result", "error")]),
+            Some(2.0)
+        );
+    }
 
     #[test]
     fn recorded_counters_render_and_parse() {

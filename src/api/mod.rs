@@ -62,7 +62,7 @@ pub const CORE_TIMEOUT: Duration = Duration::from_secs(10);
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// Reloads the config file: the new snapshot version, or the list of errors.
-/// A process passes [`crate::daemon::reload_hook`], the path SIGHUP takes.
+/// A process passes [`crate::daemon::Reloads::hook`], the path SIGHUP takes.
 pub type ReloadFn = Arc<dyn Fn() -> BoxFuture<Result<u64, Vec<String>>> + Send + Sync>;
 
 /// BGP peer status as JSON (an object keyed by peer name).

@@ -833,7 +833,7 @@ async fn reload_takes_the_production_path() {
     .expect("write");
     let app = router(
         AppState::new(core.clone(), Auth::open())
-            .with_reload(crate::daemon::reload_hook(Some(path.clone()), core.clone())),
+            .with_reload(crate::daemon::Reloads::new(Some(path.clone()), core.clone()).hook()),
     );
     let before = core.snapshots.borrow().clone();
     let (st, v) = call(&app, "POST", "/v1/reload", None, None).await;

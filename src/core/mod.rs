@@ -38,12 +38,14 @@ pub mod hysteresis;
 mod overrides;
 pub mod persist;
 pub mod snapshot;
+mod watchdog;
 
 pub use clock::{Clock, Now, SystemClock, TokioClock};
 pub use effect::Effect;
 pub use event::{Event, EventKind};
 pub use overrides::SAVE_RETRY;
 pub use snapshot::*;
+pub use watchdog::Watchdog;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -163,6 +165,8 @@ pub struct Core {
     /// includes the change is published (so a reader reacting to an event
     /// always sees it in the state).
     pending: Vec<Event>,
+    /// Pinged from [`Core::run`] when the service manager watches us.
+    watchdog: Option<Watchdog>,
 }
 
 impl Core {
@@ -213,6 +217,7 @@ impl Core {
             recent: VecDeque::with_capacity(EVENT_REPLAY),
             event_seq: 0,
             pending: Vec::new(),
+            watchdog: None,
         };
         core.install_config(config, now);
         for (pop, ov) in core.overrides.clone() {
@@ -260,7 +265,19 @@ impl Core {
         overrides: BTreeMap<PopName, Override>,
         clock: impl Clock,
     ) -> (CoreHandle, JoinHandle<()>) {
-        let (core, handle, io) = Core::new(config, overrides, clock.now());
+        Core::spawn_watched(config, overrides, clock, None)
+    }
+
+    /// [`Core::spawn`], with the service manager's watchdog (if any) fed
+    /// from the core loop.
+    pub fn spawn_watched(
+        config: Arc<Config>,
+        overrides: BTreeMap<PopName, Override>,
+        clock: impl Clock,
+        watchdog: Option<Watchdog>,
+    ) -> (CoreHandle, JoinHandle<()>) {
+        let (mut core, handle, io) = Core::new(config, overrides, clock.now());
+        core.watchdog = watchdog;
         tokio::spawn(effect::run(io.effects, handle.inputs.downgrade()));
         let task = tokio::spawn(core.run(io.inputs, clock));
         (handle, task)
@@ -272,10 +289,16 @@ impl Core {
     }
 
     /// Applies inputs and timed steps until every input sender is gone.
-    /// Effects go to the receiver returned by [`Core::new`].
+    /// Effects go to the receiver returned by [`Core::new`]. A watchdog
+    /// given with [`Core::with_watchdog`] is fed from this loop.
     pub async fn run(mut self, mut rx: mpsc::Receiver<Input>, clock: impl Clock) {
+        let mut watchdog = self.watchdog.take();
         loop {
             let deadline = self.next_deadline(clock.now());
+            let deadline = match (deadline, watchdog.as_ref().map(Watchdog::next)) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let input = match deadline {
                 Some(at) => tokio::select! {
                     i = rx.recv() => i.map(Some),
@@ -284,11 +307,21 @@ impl Core {
                 None => rx.recv().await.map(Some),
             };
             let Some(input) = input else { return };
+            let now = clock.now();
             match input {
-                Some(i) => self.handle(i, clock.now()),
-                None => self.on_timer(clock.now()),
+                Some(i) => self.handle(i, now),
+                None => self.on_timer(now),
+            }
+            if let Some(w) = watchdog.as_mut() {
+                w.tick(now.mono);
             }
         }
+    }
+
+    /// Feeds `watchdog` from the loop of [`Core::run`].
+    pub fn with_watchdog(mut self, watchdog: Watchdog) -> Core {
+        self.watchdog = Some(watchdog);
+        self
     }
 
     /// Applies one input at `now` (public for tests that drive the core

@@ -205,7 +205,8 @@ function renderPops() {
       ? el('span', {},
         `${p.admin.kind} · ${p.admin.step} by ${p.admin.who}`,
         p.admin.next_at ? el('span', { class: 'muted' }, ' · next ', rel(p.admin.next_at, 'in')) : null,
-        p.admin.until ? el('span', { class: 'muted' }, ' · until ', clock(p.admin.until)) : null)
+        p.admin.until ? el('span', { class: 'muted' }, ' · until ', clock(p.admin.until)) : null,
+        p.admin_unsaved ? el('div', { class: 'error', text: `not saved: ${p.admin_unsaved}` }) : null)
       : el('span', { class: 'muted', text: '–' });
     const health = p.healthy === null ? 'undecided' : p.healthy ? 'healthy' : 'unhealthy';
     return el('tr', { 'data-pop': p.name, 'data-state': p.state },
