@@ -21,6 +21,15 @@ fn browser_available(test: &str) -> bool {
     tools_available(test, &[CHROMIUM, CHROMEDRIVER], HINT)
 }
 
+/// A settled demo node and a browser showing its web view.
+fn open_view(opts: Options, width: u32, height: u32) -> (Demo, Browser) {
+    let demo = Demo::start(opts);
+    demo.wait_settled();
+    let b = Browser::start(width, height);
+    b.goto(&format!("http://{}/ui/", demo.api));
+    (demo, b)
+}
+
 /// Waits until the PoP row of `pop` shows `state`.
 fn wait_pop_state(b: &Browser, pop: &str, state: &str) {
     b.wait_js(
@@ -47,13 +56,14 @@ fn web_view_follows_state_and_drains_through_the_button() {
     if !browser_available(test) {
         return;
     }
-    let demo = Demo::start(Options {
-        token: Some(TOKEN.into()),
-        ..Options::default()
-    });
-    demo.wait_settled();
-    let b = Browser::start(1440, 1500);
-    b.goto(&format!("http://{}/ui/", demo.api));
+    let (demo, b) = open_view(
+        Options {
+            token: Some(TOKEN.into()),
+            ..Options::default()
+        },
+        1440,
+        1500,
+    );
 
     // Rows for every PoP and the BGP peer, from /v1/state.
     b.wait_js(
@@ -186,14 +196,15 @@ fn web_view_with_protected_reads_asks_for_the_token_first() {
     if !browser_available(test) {
         return;
     }
-    let demo = Demo::start(Options {
-        token: Some(TOKEN.into()),
-        protect_reads: true,
-        ..Options::default()
-    });
-    demo.wait_settled();
-    let b = Browser::start(1200, 900);
-    b.goto(&format!("http://{}/ui/", demo.api));
+    let (demo, b) = open_view(
+        Options {
+            token: Some(TOKEN.into()),
+            protect_reads: true,
+            ..Options::default()
+        },
+        1200,
+        900,
+    );
     b.wait_js(
         "the token prompt",
         "return !document.querySelector('#token-panel').hidden;",
