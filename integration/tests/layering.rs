@@ -1,13 +1,14 @@
 //! The module layering of the anypop crate, checked on its source text:
 //! the validated config (`config`, `model`) never names the DNS server, the
-//! BGP speaker, BFD, the API, the core or the daemon; the leaf helpers
-//! (`geoip`, `unix_time`) name no other module; the core never names `dns`
-//! or `health`; `health` and `dns` never name each other, the API, BGP,
-//! BFD, `ctl` or the daemon. So a config type can never pull a server type
-//! in, `dns` and `health` (which read the core's snapshots and send it
-//! inputs) cannot form a cycle with the core, and the health checks share
-//! no code with the DNS server (config types convert into the DNS
-//! library's, e.g. `RecordType::from(DnsType)`). Unit tests may
+//! BGP speaker, BFD, the API, the core, the daemon or systemd; the leaf
+//! helpers (`geoip`, `manual`, `unix_time`) name no other module; the core
+//! never names `dns`, `health` or `systemd` (its watchdog pings through a
+//! closure the daemon hands in); `health` and `dns` never name each other,
+//! the API, BGP, BFD, `ctl`, the daemon or systemd. So a config type can
+//! never pull a server type in, `dns` and `health` (which read the core's
+//! snapshots and send it inputs) cannot form a cycle with the core, and the
+//! health checks share no code with the DNS server (config types convert
+//! into the DNS library's, e.g. `RecordType::from(DnsType)`). Unit tests may
 //! use any module and are not checked. Reads files only: no root, no
 //! network.
 
@@ -15,7 +16,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// The crate's top-level modules.
-const MODULES: [&str; 14] = [
+const MODULES: [&str; 16] = [
     "api",
     "bfd",
     "bgp",
@@ -26,7 +27,9 @@ const MODULES: [&str; 14] = [
     "dns",
     "geoip",
     "health",
+    "manual",
     "model",
+    "systemd",
     "telemetry",
     "testutil",
     "unix_time",
@@ -37,23 +40,32 @@ const RULES: &[(&str, &[&str])] = &[
     (
         "config",
         &[
-            "api", "bfd", "bgp", "core", "ctl", "daemon", "dns", "health",
+            "api", "bfd", "bgp", "core", "ctl", "daemon", "dns", "health", "systemd",
         ],
     ),
     (
         "model",
         &[
-            "api", "bfd", "bgp", "core", "ctl", "daemon", "dns", "health",
+            "api", "bfd", "bgp", "core", "ctl", "daemon", "dns", "health", "systemd",
         ],
     ),
     ("geoip", &MODULES),
+    ("manual", &MODULES),
     ("unix_time", &MODULES),
     (
         "core",
-        &["api", "bfd", "bgp", "ctl", "daemon", "dns", "health"],
+        &[
+            "api", "bfd", "bgp", "ctl", "daemon", "dns", "health", "systemd",
+        ],
     ),
-    ("health", &["api", "bfd", "bgp", "ctl", "daemon", "dns"]),
-    ("dns", &["api", "bfd", "bgp", "ctl", "daemon", "health"]),
+    (
+        "health",
+        &["api", "bfd", "bgp", "ctl", "daemon", "dns", "systemd"],
+    ),
+    (
+        "dns",
+        &["api", "bfd", "bgp", "ctl", "daemon", "health", "systemd"],
+    ),
 ];
 
 fn src() -> PathBuf {
