@@ -138,7 +138,7 @@ api:
         };
         let api = demo.api.clone();
         let up = wait_until(WAIT, || {
-            http::call(&api, "GET", "/healthz", None).is_ok_and(|(s, _)| s == 200)
+            http(&api, "GET", "/healthz", None).is_ok_and(|(s, _)| s == 200)
         });
         assert!(up, "demo node's API never answered:\n{}", demo.node.log());
         demo
@@ -167,7 +167,7 @@ api:
 
     /// `GET path` on the API (with the token, if any) as JSON.
     pub fn get(&self, path: &str) -> Value {
-        let (status, body) = http::call(&self.api, "GET", path, self.token.as_deref())
+        let (status, body) = http(&self.api, "GET", path, self.token.as_deref())
             .unwrap_or_else(|e| panic!("GET {path}: {e}"));
         assert_eq!(status, 200, "GET {path}: {body}");
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
@@ -199,7 +199,7 @@ api:
 
     /// The node's `/metrics` text.
     pub fn metrics(&self) -> String {
-        let (status, body) = http::call(&self.api, "GET", "/metrics", self.token.as_deref())
+        let (status, body) = http(&self.api, "GET", "/metrics", self.token.as_deref())
             .unwrap_or_else(|e| panic!("GET /metrics: {e}"));
         assert_eq!(status, 200, "{body}");
         body

@@ -1,7 +1,9 @@
 //! A minimal HTTP/1.1 client for process tests: one connection per request
 //! (`Connection: close`), `Content-Length` or chunked bodies. Enough for
-//! anypop's API and for ChromeDriver's WebDriver endpoint without an HTTP
-//! crate. Not for streams (SSE): it reads until the server closes.
+//! anypop's API (usually through [`crate::http`], the one-line form with a
+//! bearer token) and for ChromeDriver's WebDriver endpoint without an HTTP
+//! crate. Not for streams (SSE): it reads until the response is complete or
+//! the server closes.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -84,22 +86,6 @@ pub fn request(
             ),
         )
     })
-}
-
-/// `request` with an optional bearer token and no body: (status, body).
-pub fn call(
-    addr: &str,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-) -> std::io::Result<(u16, String)> {
-    let auth = token.map(|t| format!("Bearer {t}"));
-    let headers: Vec<(&str, &str)> = auth
-        .as_deref()
-        .map(|a| vec![("Authorization", a)])
-        .unwrap_or_default();
-    let r = request(addr, method, path, &headers, b"")?;
-    Ok((r.status, r.text()))
 }
 
 /// True once `raw` holds a whole response with a `Content-Length` or

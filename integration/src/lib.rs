@@ -3,8 +3,8 @@
 //! nothing outlives a test, also on failure. Lab helpers for network
 //! namespaces and real routers live in submodules.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::io::{BufRead, BufReader, Read};
+use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -251,35 +251,25 @@ pub fn tools_available(test: &str, programs: &[&str], install: &str) -> bool {
 
 pub mod demo;
 pub mod dns;
-pub mod http;
+pub mod http_client;
 pub mod lab;
 pub mod webdriver;
 
-/// A minimal HTTP/1.1 request (one connection per call); (status, body).
+/// One HTTP/1.1 request without a body, with an optional bearer token
+/// (through [`http_client::request`]): (status, body as text).
 pub fn http(
     addr: &str,
     method: &str,
     path: &str,
     token: Option<&str>,
 ) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth
+        .as_deref()
+        .map(|a| vec![("Authorization", a)])
         .unwrap_or_default();
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n")?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
+    let r = http_client::request(addr, method, path, &headers, b"")?;
+    Ok((r.status, r.text()))
 }
 
 /// A metric value from an exposition (exact series match).

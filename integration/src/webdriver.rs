@@ -1,6 +1,6 @@
 //! A W3C WebDriver client for browser tests: starts Debian's `chromedriver`
 //! on a free loopback port, opens a headless `chromium` session with a
-//! fresh profile, and drives it over [`crate::http`]. chromedriver runs in
+//! fresh profile, and drives it over [`crate::http_client`]. chromedriver runs in
 //! its own process group, and on drop the session is closed and that group
 //! (chromedriver and the chromium it started) is killed, so nothing
 //! outlives a test, also on failure. Chromium is started with the flags
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::{free_port, http, wait_for, wait_until};
+use crate::{free_port, http_client, wait_for, wait_until};
 
 /// Where Debian installs them.
 pub const CHROMIUM: &str = "/usr/bin/chromium";
@@ -48,7 +48,7 @@ impl Browser {
             .expect("spawn chromedriver");
         let addr = format!("127.0.0.1:{port}");
         let ready = wait_until(WAIT, || {
-            http::request(&addr, "GET", "/status", &[], b"")
+            http_client::request(&addr, "GET", "/status", &[], b"")
                 .is_ok_and(|r| r.json()["value"]["ready"] == true)
         });
         let mut b = Browser {
@@ -92,7 +92,7 @@ impl Browser {
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let headers = [("Content-Type", "application/json")];
-        let r = http::request(&self.addr, method, path, &headers, body.as_bytes())
+        let r = http_client::request(&self.addr, method, path, &headers, body.as_bytes())
             .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"));
         let v = r.json();
         assert_eq!(r.status, 200, "WebDriver {method} {path}: {v}");
@@ -202,7 +202,7 @@ impl Drop for Browser {
     fn drop(&mut self) {
         if !self.session.is_empty() {
             let path = format!("/session/{}", self.session);
-            let _ = http::request(&self.addr, "DELETE", &path, &[], b"");
+            let _ = http_client::request(&self.addr, "DELETE", &path, &[], b"");
         }
         // SAFETY: kill(2) on the process group this test created.
         unsafe {

@@ -85,7 +85,7 @@ fn ready_status_watchdog_reload_and_stop_are_notified() {
 
     // READY=1 with a summary; by then the API listener is bound.
     let ready = listener.wait("READY=1", 0, |m| m.starts_with("READY=1\nSTATUS=PoPs: "));
-    let (status, _) = http::call(&demo.api, "GET", "/healthz", None).expect("API bound at READY");
+    let (status, _) = http(&demo.api, "GET", "/healthz", None).expect("API bound at READY");
     assert_eq!(status, 200);
     assert!(
         !listener.all()[..ready]
