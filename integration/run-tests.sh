@@ -57,10 +57,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "==> cargo test"
 # The process tests run the anypop binary: build it first (the harness
 # would do it too, but this keeps build output out of test output). The
-# package test packs the release binary: built here too, not while other
-# tests run.
+# package test packs this same binary (no release build in the tests).
 cargo build --workspace --bins
-cargo build --release --locked -p anypop --bin anypop
 cargo test --workspace --no-fail-fast
 
 echo "==> all tests passed"
