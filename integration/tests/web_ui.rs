@@ -157,6 +157,12 @@ fn web_view_follows_state_and_drains_through_the_button() {
         "{steps:#?}"
     );
     wait_pop_state(&b, "fra", "draining");
+    b.wait_js(
+        "the drain shown at its last step",
+        "const n = document.querySelector('#ops li.op[data-pop=\"fra\"] .now');
+         return n && n.textContent === ' · now: draining, step drained';",
+        json!([]),
+    );
     let admin = b
         .text("#pops tr[data-pop=\"fra\"] td.admin")
         .unwrap_or_default();

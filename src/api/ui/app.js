@@ -197,6 +197,7 @@ function render() {
   renderAnnouncements();
   renderPeers();
   renderMap();
+  renderOps();
 }
 
 function renderPops() {
@@ -365,11 +366,19 @@ function trackOps(ev) {
   renderOps();
 }
 
+// The PoP's state and admin step as the last /v1/state read shows them.
+function popNow(name) {
+  const p = state && state.pops[name];
+  if (!p) return null;
+  return p.admin ? `${p.state}, step ${p.admin.step}` : p.state;
+}
+
 function renderOps() {
   const items = ops.slice(-5).reverse().map((op) =>
     el('li', { class: 'op', 'data-pop': op.pop, 'data-action': op.action },
       el('strong', { text: `${op.action} ${op.pop}` }),
-      op.result ? el('span', { class: 'muted', text: ` · ${op.result}` }) : null,
+      op.result ? el('span', { class: 'muted', text: ` · answer: ${op.result}` }) : null,
+      op.result && popNow(op.pop) ? el('span', { class: 'muted now', text: ` · now: ${popNow(op.pop)}` }) : null,
       el('ol', {}, op.steps.map((s) =>
         el('li', { class: 'step', 'data-kind': s.kind }, el('time', { text: clock(s.at) }), s.text)))));
   $('#ops').replaceChildren(...items);
