@@ -36,6 +36,17 @@ pub fn anypop_bin() -> PathBuf {
             let mut cmd = Command::new(cargo);
             cmd.args(["build", "--quiet", "-p", "anypop", "--bin", "anypop"])
                 .current_dir(env!("CARGO_MANIFEST_DIR"));
+            // Without the variables `cargo test` sets for this process:
+            // build scripts track some of them (ring's: CARGO_PKG_NAME,
+            // CARGO_MANIFEST_DIR, OUT_DIR, ...), so seeing them would
+            // rebuild ring, rustls and anypop here, while other tests run
+            // and link against those files, and again on the next plain
+            // `cargo build`.
+            for (key, _) in std::env::vars_os() {
+                if set_by_cargo_test(&key.to_string_lossy()) {
+                    cmd.env_remove(&key);
+                }
+            }
             if release {
                 cmd.arg("--release");
             }
@@ -50,6 +61,24 @@ pub fn anypop_bin() -> PathBuf {
             bin
         })
         .clone()
+}
+
+/// Whether cargo sets `key` for the test processes it runs (the package's
+/// metadata, paths and build outputs; `CARGO` itself is kept).
+fn set_by_cargo_test(key: &str) -> bool {
+    matches!(
+        key,
+        "CARGO_MANIFEST_DIR"
+            | "CARGO_MANIFEST_PATH"
+            | "CARGO_MANIFEST_LINKS"
+            | "CARGO_CRATE_NAME"
+            | "CARGO_BIN_NAME"
+            | "CARGO_PRIMARY_PACKAGE"
+            | "CARGO_TARGET_TMPDIR"
+            | "CARGO_RUSTC_CURRENT_DIR"
+            | "OUT_DIR"
+    ) || key.starts_with("CARGO_PKG_")
+        || key.starts_with("CARGO_BIN_EXE_")
 }
 
 /// A free TCP port on 127.0.0.1 (also free for UDP at the time of asking).
