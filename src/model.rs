@@ -364,6 +364,73 @@ pub enum Probe {
         /// The check succeeds when the file is present (`true`) or absent.
         healthy_if_present: bool,
     },
+    /// A process is alive (its exit is noticed through a pidfd).
+    Process {
+        source: PidSource,
+    },
+    /// A systemd unit is active (followed over D-Bus).
+    Systemd {
+        unit: UnitName,
+    },
+    /// A link is up (followed through rtnetlink).
+    Interface {
+        name: IfName,
+    },
+    /// An address is configured, on `interface` if given (followed
+    /// through rtnetlink).
+    Address {
+        addr: IpAddr,
+        interface: Option<IfName>,
+    },
+}
+
+impl Probe {
+    /// True for the kinds that react to an event (a process exit, a unit
+    /// or link change) rather than only to their interval. Their `fall`
+    /// defaults to [`DEFAULT_EVENT_FALL`].
+    pub fn is_event_driven(&self) -> bool {
+        matches!(
+            self,
+            Probe::Process { .. }
+                | Probe::Systemd { .. }
+                | Probe::Interface { .. }
+                | Probe::Address { .. }
+        )
+    }
+}
+
+/// Where a `process` check finds its pid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PidSource {
+    /// The first line of this file.
+    PidFile(PathBuf),
+    /// The `MainPID` of this systemd service.
+    Unit(UnitName),
+}
+
+/// A systemd unit name with its suffix (`nginx.service`), as systemd
+/// accepts it: checked by the config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct UnitName(pub String);
+
+impl fmt::Display for UnitName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A network interface name the kernel accepts (1 to 15 bytes, no `/`,
+/// `:` or whitespace): checked by the config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct IfName(pub String);
+
+impl fmt::Display for IfName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// A host (name or address) and port, as written by the user.
@@ -653,6 +720,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
 pub const DEFAULT_RISE: u32 = 3;
 /// Default consecutive failures to go down.
 pub const DEFAULT_FALL: u32 = 2;
+/// `fall` of the event-driven check kinds (process, systemd, interface,
+/// address): they read what the kernel or systemd states, not a network
+/// answer that can be lost, so one failed probe is the event itself.
+pub const DEFAULT_EVENT_FALL: u32 = 1;
 /// Default time a draining PoP's prefixes stay in graceful shutdown.
 pub const DEFAULT_DRAIN_SETTLE: Duration = Duration::from_secs(30);
 /// Default maximum random shortening of each wait.

@@ -252,6 +252,12 @@ pub struct RawCheck {
     // file
     pub path: Option<PathBuf>,
     pub healthy_when: Option<RawHealthyWhen>,
+    // process / systemd
+    pub pid_file: Option<PathBuf>,
+    pub unit: Option<String>,
+    // interface / address
+    pub interface: Option<String>,
+    pub address: Option<String>,
     // timing
     pub interval: Option<RawDuration>,
     pub fast_interval: Option<RawDuration>,
@@ -270,6 +276,10 @@ pub enum RawCheckType {
     Dns,
     Exec,
     File,
+    Process,
+    Systemd,
+    Interface,
+    Address,
 }
 
 impl RawCheckType {
@@ -281,6 +291,10 @@ impl RawCheckType {
             RawCheckType::Dns => "dns",
             RawCheckType::Exec => "exec",
             RawCheckType::File => "file",
+            RawCheckType::Process => "process",
+            RawCheckType::Systemd => "systemd",
+            RawCheckType::Interface => "interface",
+            RawCheckType::Address => "address",
         }
     }
 }

@@ -226,6 +226,22 @@ fn probe(p: &Probe) -> String {
             ..
         } => format!("dns {qname} {} @{server}", rtype(*qtype)),
         Probe::Exec { command } => format!("exec {}", command.join(" ")),
+        Probe::Process {
+            source: PidSource::PidFile(path),
+        } => format!("process from {}", path.display()),
+        Probe::Process {
+            source: PidSource::Unit(unit),
+        } => format!("process: main PID of {unit}"),
+        Probe::Systemd { unit } => format!("systemd {unit}"),
+        Probe::Interface { name } => format!("interface {name}"),
+        Probe::Address {
+            addr,
+            interface: Some(i),
+        } => format!("address {addr} on {i}"),
+        Probe::Address {
+            addr,
+            interface: None,
+        } => format!("address {addr}"),
         Probe::File {
             path,
             healthy_if_present,

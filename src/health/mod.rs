@@ -22,7 +22,11 @@ pub mod dns;
 pub mod exec;
 pub mod file;
 pub mod http;
+pub mod link;
+pub mod netlink;
+pub mod process;
 pub mod scheduler;
+pub mod systemd;
 pub mod tcp;
 
 use std::future::Future;
@@ -31,13 +35,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
+use tokio::sync::Notify;
 use tokio::task::{JoinError, JoinHandle};
 use tokio::time::Instant;
 
 pub use crate::core::ProbeOutcome;
 pub use scheduler::{run_check, supervise, CheckId, Checks, Timing};
 
-use crate::model::{HostPort, Probe};
+use crate::model::{HostPort, PidSource, Probe};
 
 /// The result of one probe attempt before it is timed: `Ok(detail)` for a
 /// success, `Err(detail)` for a failure. Details are short and human.
@@ -53,7 +58,15 @@ pub enum Target {
     Dns(Arc<dns::DnsTarget>),
     Exec(Arc<exec::ExecTarget>),
     File(Arc<file::FileTarget>),
+    Process(Arc<process::ProcessTarget>),
+    Systemd(Arc<systemd::UnitClient>),
+    Interface(Arc<link::InterfaceTarget>),
+    Address(Arc<link::AddressTarget>),
 }
+
+/// How often an event source that failed (netlink socket, D-Bus
+/// subscription) is retried; the check keeps its interval meanwhile.
+pub const EVENT_RETRY: Duration = Duration::from_secs(5);
 
 impl Target {
     /// Prepares the probe of a check. Never fails: a problem that can only
@@ -84,6 +97,44 @@ impl Target {
                 path: path.clone(),
                 healthy_if_present: *healthy_if_present,
             })),
+            Probe::Process { source } => {
+                let source = match source {
+                    PidSource::PidFile(p) => process::PidSource::File(p.clone()),
+                    PidSource::Unit(u) => process::PidSource::Unit(systemd::UnitClient::new(&u.0)),
+                };
+                Target::Process(Arc::new(process::ProcessTarget::new(source)))
+            }
+            Probe::Systemd { unit } => Target::Systemd(Arc::new(systemd::UnitClient::new(&unit.0))),
+            Probe::Interface { name } => Target::Interface(Arc::new(link::InterfaceTarget {
+                name: name.0.clone(),
+            })),
+            Probe::Address { addr, interface } => Target::Address(Arc::new(link::AddressTarget {
+                addr: *addr,
+                interface: interface.as_ref().map(|i| i.0.clone()),
+            })),
+        }
+    }
+
+    /// The event source of an event-driven check: a future that calls
+    /// `wake.notify_one()` whenever the check should probe at once (a
+    /// process exited, a unit or link changed) and runs until dropped.
+    /// `None` for the kinds that only probe on their interval (and for
+    /// `file`, whose inotify watch is shared by all file checks).
+    pub fn watch(&self, wake: Arc<Notify>) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
+        match self {
+            Target::Process(t) => {
+                let t = t.clone();
+                Some(Box::pin(async move { t.watch(wake, EVENT_RETRY).await }))
+            }
+            Target::Systemd(t) => {
+                let t = t.clone();
+                Some(Box::pin(async move { t.watch(wake, EVENT_RETRY).await }))
+            }
+            Target::Interface(t) => Some(Box::pin(link::watch(t.interest(), wake, EVENT_RETRY))),
+            Target::Address(t) => Some(Box::pin(link::watch(t.interest(), wake, EVENT_RETRY))),
+            Target::Tcp(_) | Target::Http(_) | Target::Dns(_) | Target::Exec(_) | Target::File(_) => {
+                None
+            }
         }
     }
 
@@ -97,6 +148,10 @@ impl Target {
                 Target::Dns(t) => t.probe().await,
                 Target::Exec(t) => t.probe().await,
                 Target::File(t) => t.probe().await,
+                Target::Process(t) => t.probe().await,
+                Target::Systemd(t) => t.probe().await,
+                Target::Interface(t) => t.probe().await,
+                Target::Address(t) => t.probe().await,
             }
         })
         .await

@@ -1,6 +1,8 @@
 //! `pops[].checks[]`: the probe kind and its own keys, and the timing
-//! (interval, fast interval, timeout, rise, fall, jitter), and the target
-//! syntax of tcp and http(s) probes.
+//! (interval, fast interval, timeout, rise, fall, jitter; `fall` defaults
+//! to 1 for the event-driven kinds), and the syntax of what probes name:
+//! tcp and http(s) targets, systemd unit names, interface names, service
+//! addresses.
 
 use std::net::Ipv6Addr;
 use std::time::Duration;
@@ -10,7 +12,7 @@ use crate::config::duration::format_duration;
 use crate::config::raw::*;
 use crate::model::*;
 
-const TYPE_KEYS: [&str; 14] = [
+const TYPE_KEYS: [&str; 18] = [
     "target",
     "url",
     "host_header",
@@ -25,6 +27,10 @@ const TYPE_KEYS: [&str; 14] = [
     "command",
     "path",
     "healthy_when",
+    "pid_file",
+    "unit",
+    "interface",
+    "address",
 ];
 
 fn allowed_keys(kind: RawCheckType) -> &'static [&'static str] {
@@ -41,6 +47,10 @@ fn allowed_keys(kind: RawCheckType) -> &'static [&'static str] {
         RawCheckType::Dns => &["server", "qname", "qtype", "expect_rcode", "expect_answer"],
         RawCheckType::Exec => &["command"],
         RawCheckType::File => &["path", "healthy_when"],
+        RawCheckType::Process => &["pid_file", "unit"],
+        RawCheckType::Systemd => &["unit"],
+        RawCheckType::Interface => &["interface"],
+        RawCheckType::Address => &["address", "interface"],
     }
 }
 
@@ -62,6 +72,10 @@ pub(super) fn check(cx: &mut Ctx, path: &str, raw: &RawCheck) -> Option<Check> {
         raw.command.is_some(),
         raw.path.is_some(),
         raw.healthy_when.is_some(),
+        raw.pid_file.is_some(),
+        raw.unit.is_some(),
+        raw.interface.is_some(),
+        raw.address.is_some(),
     ];
     let allowed = allowed_keys(raw.kind);
     for (key, present) in TYPE_KEYS.iter().zip(present) {
@@ -237,8 +251,79 @@ pub(super) fn check(cx: &mut Ctx, path: &str, raw: &RawCheck) -> Option<Check> {
                 healthy_if_present: raw.healthy_when == Some(RawHealthyWhen::Present),
             }),
         },
+        RawCheckType::Process => match (&raw.pid_file, &raw.unit) {
+            (None, None) => {
+                cx.err(
+                    path.to_string(),
+                    "a process check needs pid_file (e.g. \"/run/nginx.pid\") or unit (e.g. \"nginx.service\")",
+                );
+                None
+            }
+            (Some(_), Some(_)) => {
+                cx.err(
+                    format!("{path}.unit"),
+                    "give either pid_file or unit, not both",
+                );
+                None
+            }
+            (Some(p), None) if !p.is_absolute() => {
+                cx.err(
+                    format!("{path}.pid_file"),
+                    format!("{:?} is not an absolute path", p.display().to_string()),
+                );
+                None
+            }
+            (Some(p), None) => Some(Probe::Process {
+                source: PidSource::PidFile(p.clone()),
+            }),
+            (None, Some(u)) => cx
+                .ok(&format!("{path}.unit"), parse_unit_name(u, true))
+                .map(|u| Probe::Process {
+                    source: PidSource::Unit(u),
+                }),
+        },
+        RawCheckType::Systemd => match &raw.unit {
+            None => {
+                required(cx, "unit", "the unit name, e.g. \"nginx.service\"");
+                None
+            }
+            Some(u) => cx
+                .ok(&format!("{path}.unit"), parse_unit_name(u, false))
+                .map(|unit| Probe::Systemd { unit }),
+        },
+        RawCheckType::Interface => match &raw.interface {
+            None => {
+                required(cx, "interface", "the interface name, e.g. \"eth0\"");
+                None
+            }
+            Some(i) => cx
+                .ok(&format!("{path}.interface"), parse_ifname(i))
+                .map(|name| Probe::Interface { name }),
+        },
+        RawCheckType::Address => {
+            let interface = match &raw.interface {
+                None => Some(None),
+                Some(i) => cx.ok(&format!("{path}.interface"), parse_ifname(i)).map(Some),
+            };
+            let addr = match &raw.address {
+                None => {
+                    required(cx, "address", "the service address, e.g. \"203.0.113.10\"");
+                    None
+                }
+                Some(a) => cx.ok(&format!("{path}.address"), parse_service_addr(a)),
+            };
+            match (addr, interface) {
+                (Some(addr), Some(interface)) => Some(Probe::Address { addr, interface }),
+                _ => None,
+            }
+        }
     };
-    let timing = timing(cx, path, raw);
+    let default_fall = if probe.as_ref().is_some_and(Probe::is_event_driven) {
+        DEFAULT_EVENT_FALL
+    } else {
+        DEFAULT_FALL
+    };
+    let timing = timing(cx, path, raw, default_fall);
     let (interval, fast_interval, timeout, rise, fall, jitter) = timing?;
     Some(Check {
         name: name?,
@@ -254,7 +339,7 @@ pub(super) fn check(cx: &mut Ctx, path: &str, raw: &RawCheck) -> Option<Check> {
 
 type Timing = (Duration, Duration, Duration, u32, u32, Duration);
 
-fn timing(cx: &mut Ctx, path: &str, raw: &RawCheck) -> Option<Timing> {
+fn timing(cx: &mut Ctx, path: &str, raw: &RawCheck, default_fall: u32) -> Option<Timing> {
     let p = |key: &str| format!("{path}.{key}");
     let mut ok = true;
     let mut positive =
@@ -299,7 +384,7 @@ fn timing(cx: &mut Ctx, path: &str, raw: &RawCheck) -> Option<Timing> {
         }
     };
     let rise = count("rise", raw.rise, DEFAULT_RISE);
-    let fall = count("fall", raw.fall, DEFAULT_FALL);
+    let fall = count("fall", raw.fall, default_fall);
     if ok {
         if timeout_v >= interval_v {
             cx.err(
@@ -333,6 +418,94 @@ fn timing(cx: &mut Ctx, path: &str, raw: &RawCheck) -> Option<Timing> {
         }
     }
     ok.then_some((interval_v, fast_v, timeout_v, rise, fall, jitter_v))
+}
+
+/// Unit types systemd knows.
+const UNIT_TYPES: [&str; 11] = [
+    "service",
+    "socket",
+    "target",
+    "device",
+    "mount",
+    "automount",
+    "swap",
+    "timer",
+    "path",
+    "slice",
+    "scope",
+];
+
+/// A unit name as systemd accepts it, with its type suffix; a `process`
+/// check (`service_only`) needs a service (only services have a main PID).
+fn parse_unit_name(s: &str, service_only: bool) -> Result<UnitName, String> {
+    let bad_char = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || ":-_.\\@".contains(*c)));
+    if let Some(c) = bad_char {
+        return Err(format!(
+            "{s:?} is not a unit name: {c:?} is not allowed (letters, digits and :-_.\\@ only)"
+        ));
+    }
+    if s.len() > 255 {
+        return Err(format!("{s:?} is not a unit name: longer than 255 bytes"));
+    }
+    let Some((stem, suffix)) = s.rsplit_once('.') else {
+        return Err(format!(
+            "{s:?} has no unit type: write the full name, e.g. \"{s}.service\""
+        ));
+    };
+    if !UNIT_TYPES.contains(&suffix) {
+        return Err(format!(
+            "{s:?}: .{suffix} is not a unit type (expected one of .{})",
+            UNIT_TYPES.join(", .")
+        ));
+    }
+    if stem.is_empty() || stem.starts_with('@') {
+        return Err(format!("{s:?} is not a unit name: the name before .{suffix} is empty"));
+    }
+    if stem.ends_with('@') {
+        return Err(format!(
+            "{s:?} is a template: name an instance, e.g. \"{stem}1.{suffix}\""
+        ));
+    }
+    if service_only && suffix != "service" {
+        return Err(format!(
+            "{s:?}: only a .service has a main process; use a systemd check for a .{suffix}"
+        ));
+    }
+    Ok(UnitName(s.to_string()))
+}
+
+/// A network interface name the kernel accepts.
+fn parse_ifname(s: &str) -> Result<IfName, String> {
+    if s.is_empty() || s.len() > 15 {
+        return Err(format!(
+            "{s:?} is not an interface name: expected 1 to 15 bytes"
+        ));
+    }
+    if s == "." || s == ".." || s.chars().any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{s:?} is not an interface name: no /, : or spaces allowed"
+        ));
+    }
+    Ok(IfName(s.to_string()))
+}
+
+/// A single unicast address (no prefix length).
+fn parse_service_addr(s: &str) -> Result<std::net::IpAddr, String> {
+    if s.contains('/') {
+        return Err(format!(
+            "{s:?}: write the address without a prefix length, e.g. \"203.0.113.10\""
+        ));
+    }
+    let a: std::net::IpAddr = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not an IP address"))?;
+    if a.is_unspecified() || a.is_multicast() {
+        return Err(format!("{s:?}: expected a unicast address"));
+    }
+    Ok(a)
 }
 
 fn parse_rcode(s: &str) -> Result<DnsRcode, String> {
