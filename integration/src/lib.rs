@@ -237,6 +237,32 @@ pub fn write_file(dir: &Path, name: &str, contents: &str) -> PathBuf {
     p
 }
 
+/// A config for health-check tests: node `node` in PoP `fra1`
+/// (203.0.113.0/24, no BGP peers, no DNS), the API on a free loopback
+/// port, and `checks` (YAML list items indented six spaces) as fra1's
+/// checks.
+pub fn checks_config(node: &str, checks: &str) -> String {
+    let api = free_port();
+    format!(
+        r#"
+node:
+  name: {node}
+  pop: fra1
+  router_id: 192.0.2.1
+  asn: 65001
+api:
+  listen: 127.0.0.1:{api}
+dns:
+  listen: []
+pops:
+  - name: fra1
+    prefixes: [203.0.113.0/24]
+    checks:
+{checks}
+"#
+    )
+}
+
 /// Runs a command to completion and returns (exit code, stdout, stderr).
 pub fn run(cmd: &mut Command) -> (i32, String, String) {
     let out = cmd.output().expect("run command");
@@ -282,6 +308,7 @@ pub mod demo;
 pub mod dns;
 pub mod http_client;
 pub mod lab;
+pub mod systemd;
 pub mod webdriver;
 
 /// One HTTP/1.1 request without a body, with an optional bearer token

@@ -6,30 +6,12 @@
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use anypop_integration::{free_port, wait_until, write_file, Anypop};
+use anypop_integration::{checks_config, wait_until, write_file, Anypop};
 
 const T: Duration = Duration::from_secs(20);
 
 fn start(dir: &std::path::Path, checks: &str) -> Anypop {
-    let api = free_port();
-    let cfg = format!(
-        r#"
-node:
-  name: health-test
-  pop: fra1
-  router_id: 192.0.2.1
-  asn: 65001
-api:
-  listen: 127.0.0.1:{api}
-dns:
-  listen: []
-pops:
-  - name: fra1
-    prefixes: [203.0.113.0/24]
-    checks:
-{checks}
-"#
-    );
+    let cfg = checks_config("health-test", checks);
     let path = write_file(dir, "anypop.yaml", &cfg);
     Anypop::start(&["run", "--config", path.to_str().expect("utf8 path")])
 }

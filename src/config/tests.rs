@@ -913,7 +913,100 @@ fn check_type_specific_errors() {
             "command",
             "the command is empty",
         ),
-        ("type: exec", "command", "required for a exec check"),
+        ("type: exec", "command", "required for an exec check"),
+        ("type: process", "", "needs pid_file"),
+        (
+            "type: process, pid_file: /run/x.pid, unit: x.service",
+            "unit",
+            "either pid_file or unit, not both",
+        ),
+        (
+            "type: process, pid_file: run/x.pid",
+            "pid_file",
+            "is not an absolute path",
+        ),
+        (
+            "type: process, unit: nginx",
+            "unit",
+            "has no unit type: write the full name, e.g. \"nginx.service\"",
+        ),
+        (
+            "type: process, unit: nginx.socket",
+            "unit",
+            "only a .service has a main process",
+        ),
+        (
+            "type: process, pid_file: /run/x.pid, interface: lo",
+            "interface",
+            "not used by a process check (a process check takes: pid_file, unit)",
+        ),
+        ("type: systemd", "unit", "required for a systemd check"),
+        (
+            "type: systemd, unit: \"a b.service\"",
+            "unit",
+            "' ' is not allowed",
+        ),
+        (
+            "type: systemd, unit: nginx.servic",
+            "unit",
+            ".servic is not a unit type",
+        ),
+        (
+            "type: systemd, unit: getty@.service",
+            "unit",
+            "is a template",
+        ),
+        (
+            "type: systemd, unit: .service",
+            "unit",
+            "the name before .service is empty",
+        ),
+        (
+            "type: systemd, unit: x.service, pid_file: /x",
+            "pid_file",
+            "not used by a systemd check",
+        ),
+        (
+            "type: interface",
+            "interface",
+            "required for an interface check",
+        ),
+        (
+            "type: interface, interface: averyveryverylongname0",
+            "interface",
+            "expected 1 to 15 bytes",
+        ),
+        (
+            "type: interface, interface: \"eth0:1\"",
+            "interface",
+            "no /, : or spaces",
+        ),
+        (
+            "type: interface, interface: eth0, address: 192.0.2.1",
+            "address",
+            "not used by an interface check",
+        ),
+        ("type: address", "address", "required for an address check"),
+        (
+            "type: address, address: 203.0.113.10/32",
+            "address",
+            "without a prefix length",
+        ),
+        (
+            "type: address, address: www",
+            "address",
+            "is not an IP address",
+        ),
+        (
+            "type: address, address: \"::\"",
+            "address",
+            "expected a unicast address",
+        ),
+        (
+            "type: address, address: 203.0.113.10, interface: \"a/b\"",
+            "interface",
+            "no /, : or spaces",
+        ),
         (
             "type: file, path: relative/file",
             "path",
@@ -927,8 +1020,74 @@ fn check_type_specific_errors() {
     ];
     for (check, key, fragment) in cases {
         let errs = errors(&with_check(check));
-        assert_error(&errs, &format!("pops[0].checks[0].{key}"), fragment);
+        let path = match key {
+            &"" => "pops[0].checks[0]".to_string(),
+            k => format!("pops[0].checks[0].{k}"),
+        };
+        assert_error(&errs, &path, fragment);
     }
+}
+
+#[test]
+fn event_driven_check_types_parse_and_fall_at_once() {
+    let yaml = format!(
+        "{NODE}pops:
+  - name: a
+    checks:
+      - {{name: p, type: process, pid_file: /run/nginx.pid}}
+      - {{name: u, type: process, unit: nginx.service}}
+      - {{name: s, type: systemd, unit: \"getty@tty1.service\"}}
+      - {{name: i, type: interface, interface: eth0}}
+      - {{name: v, type: address, address: 203.0.113.10, interface: lo}}
+      - {{name: w, type: address, address: \"2001:db8::10\", fall: 3}}
+      - {{name: t, type: tcp, target: \"127.0.0.1:80\"}}
+"
+    );
+    let c = valid(&yaml);
+    let checks = &c.pops["a"].checks;
+    let p: Vec<&Probe> = checks.iter().map(|c| &c.probe).collect();
+    assert_eq!(
+        p[0],
+        &Probe::Process {
+            source: PidSource::PidFile("/run/nginx.pid".into())
+        }
+    );
+    assert_eq!(
+        p[1],
+        &Probe::Process {
+            source: PidSource::Unit(UnitName("nginx.service".into()))
+        }
+    );
+    assert_eq!(
+        p[2],
+        &Probe::Systemd {
+            unit: UnitName("getty@tty1.service".into())
+        }
+    );
+    assert_eq!(
+        p[3],
+        &Probe::Interface {
+            name: IfName("eth0".into())
+        }
+    );
+    assert_eq!(
+        p[4],
+        &Probe::Address {
+            addr: "203.0.113.10".parse().unwrap(),
+            interface: Some(IfName("lo".into()))
+        }
+    );
+    assert_eq!(
+        p[5],
+        &Probe::Address {
+            addr: "2001:db8::10".parse().unwrap(),
+            interface: None
+        }
+    );
+    // The event is the failure: fall 1 unless configured; rise as usual.
+    let falls: Vec<u32> = checks.iter().map(|c| c.fall).collect();
+    assert_eq!(falls, vec![1, 1, 1, 1, 1, 3, DEFAULT_FALL]);
+    assert!(checks.iter().all(|c| c.rise == DEFAULT_RISE));
 }
 
 #[test]

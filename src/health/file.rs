@@ -3,9 +3,11 @@
 //!
 //! Besides the interval, [`watch`] follows the file's directory with
 //! inotify and wakes the check the moment the file is created, deleted or
-//! renamed, so `touch /etc/anypop/maintenance` acts at once. If the
-//! directory does not exist (yet), or inotify is unavailable, the check
-//! falls back to its interval and retries the watch.
+//! renamed, so `touch /etc/anypop/maintenance` acts at once. The same
+//! watch serves the pid files of `process` checks (a restarted service
+//! rewrites its pid file). If the directory does not exist (yet), or
+//! inotify is unavailable, the check falls back to its interval and
+//! retries the watch.
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -53,7 +55,8 @@ pub async fn watch(path: PathBuf, wake: Arc<Notify>, retry: Duration) {
 
 /// Watches the directories of all `files` with one inotify instance and
 /// calls `notify_one()` on a file's `Notify` whenever an entry with its
-/// name appears, disappears or is renamed, when its directory's watch is
+/// name appears, disappears, is renamed or is written and closed (a pid
+/// file rewritten in place), when its directory's watch is
 /// (re-)armed, and when events were lost. Runs until cancelled. A
 /// directory that cannot be watched (missing, no permission) is retried
 /// every `retry`; the first failure per directory is logged at warn level.
@@ -113,6 +116,7 @@ impl DirWatch {
 }
 
 const DIR_MASK: WatchMask = WatchMask::CREATE
+    .union(WatchMask::CLOSE_WRITE)
     .union(WatchMask::DELETE)
     .union(WatchMask::MOVED_FROM)
     .union(WatchMask::MOVED_TO)

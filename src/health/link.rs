@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::netlink::{self, Addr, Link, Msg, IFA_F_DADFAILED, IFA_F_TENTATIVE, IFF_RUNNING, IFF_UP};
+use super::netlink::{
+    self, Addr, Link, Msg, IFA_F_DADFAILED, IFA_F_TENTATIVE, IFF_RUNNING, IFF_UP,
+};
 use super::Probed;
 
 /// A prepared `interface` check.
@@ -195,9 +197,10 @@ pub async fn watch(interest: Interest, wake: Arc<Notify>, retry: Duration) {
                     match sock.recv().await {
                         Ok(msgs) => {
                             // Every message updates the index; wake once.
-                            let hit = msgs
-                                .iter()
-                                .fold(false, |hit, r| interest.relevant(&mut index, &r.msg) || hit);
+                            let mut hit = false;
+                            for r in &msgs {
+                                hit |= interest.relevant(&mut index, &r.msg);
+                            }
                             if hit {
                                 wake.notify_one();
                             }

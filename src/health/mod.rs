@@ -132,9 +132,11 @@ impl Target {
             }
             Target::Interface(t) => Some(Box::pin(link::watch(t.interest(), wake, EVENT_RETRY))),
             Target::Address(t) => Some(Box::pin(link::watch(t.interest(), wake, EVENT_RETRY))),
-            Target::Tcp(_) | Target::Http(_) | Target::Dns(_) | Target::Exec(_) | Target::File(_) => {
-                None
-            }
+            Target::Tcp(_)
+            | Target::Http(_)
+            | Target::Dns(_)
+            | Target::Exec(_)
+            | Target::File(_) => None,
         }
     }
 

@@ -347,9 +347,8 @@ impl Socket {
             let mut guard = self.fd.readable().await?;
             let res = guard.try_io(|fd| {
                 // SAFETY: `buf` is valid for writes of its length.
-                let n = unsafe {
-                    libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0)
-                };
+                let n =
+                    unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
                 if n < 0 {
                     Err(io::Error::last_os_error())
                 } else {
@@ -542,8 +541,12 @@ mod tests {
         buf.extend(msg(NLMSG_OVERRUN, 0, &[]));
         buf.extend(msg(NLMSG_NOOP, 0, &[]));
         buf.extend(msg(24, 0, &[0; 12])); // RTM_NEWROUTE
-        // An address of another family (AF_PACKET = 17) is not an Addr.
-        buf.extend(msg(RTM_NEWADDR, 0, &ifaddr(17, 1, &[attr(IFA_ADDRESS, &[1; 6])])));
+                                          // An address of another family (AF_PACKET = 17) is not an Addr.
+        buf.extend(msg(
+            RTM_NEWADDR,
+            0,
+            &ifaddr(17, 1, &[attr(IFA_ADDRESS, &[1; 6])]),
+        ));
         let got: Vec<Msg> = parse(&buf).unwrap().into_iter().map(|r| r.msg).collect();
         assert_eq!(
             got,
@@ -616,10 +619,7 @@ mod tests {
         let lo = get_link("lo").await.unwrap().expect("lo exists");
         assert_eq!(lo.name.as_deref(), Some("lo"));
         assert!(lo.index > 0);
-        assert!(get_link("apnone0")
-            .await
-            .unwrap()
-            .is_none());
+        assert!(get_link("apnone0").await.unwrap().is_none());
         if lo.flags & IFF_UP != 0 {
             let addrs = dump_addrs(false).await.unwrap();
             assert!(

@@ -135,7 +135,9 @@ async fn wait_for_exits(mut rx: watch::Receiver<Tracked>, wake: Arc<Notify>) {
                         _ = rx.changed() => continue,
                     }
                 }
-                Err(e) => tracing::warn!(pid, error = %e, "cannot wait on the process's pidfd; the check falls back to its interval"),
+                Err(e) => {
+                    tracing::warn!(pid, error = %e, "cannot wait on the process's pidfd; the check falls back to its interval")
+                }
             }
         }
         // Wait for the next process a probe finds.
@@ -273,7 +275,10 @@ mod tests {
             .expect("woken by the exit");
         // Not reaped yet: a zombie counts as exited.
         let out = target.probe().await;
-        assert_eq!(out, Err(format!("pid {pid} exited ({})", pid_file.display())));
+        assert_eq!(
+            out,
+            Err(format!("pid {pid} exited ({})", pid_file.display()))
+        );
         child.wait().await.unwrap();
         let out = target.probe().await.unwrap_err();
         assert!(out.starts_with(&format!("pid {pid} ")), "{out}");

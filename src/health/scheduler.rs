@@ -20,8 +20,12 @@
 //! pending, each wait shortened by a random amount in `[0, jitter)` so
 //! checks do not fire in lockstep. A probe that takes longer than the wait
 //! is followed immediately by the next. The first probe runs after a random
-//! delay in `[0, jitter)`. A `file` check additionally probes as soon as
-//! inotify sees its file change.
+//! delay in `[0, jitter)`. Event-driven checks additionally probe the
+//! moment their event source wakes them ([`Target::watch`]): inotify for a
+//! `file` check and a `process` check's pid file, the pidfd of a `process`
+//! check's process, D-Bus signals of a `systemd` unit, rtnetlink
+//! notifications for `interface` and `address` checks. The interval keeps
+//! running underneath, so a missed event cannot hide a failure.
 //!
 //! With the defaults (interval 1 s, fast 200 ms, fall 2, jitter 100 ms) a
 //! target that starts refusing connections is declared down after the next
@@ -44,7 +48,7 @@ use tracing::{debug, info, Instrument};
 
 use super::{file, AbortOnDrop, ProbeOutcome, Target};
 use crate::core::{CoreHandle, Input, ProbeReport};
-use crate::model::{self, CheckName, Config, PopName, Probe};
+use crate::model::{self, CheckName, Config, PidSource, PopName, Probe};
 
 /// The timing of one check's probes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +147,7 @@ struct Running {
     spec: model::Check,
     wake: Option<Arc<Notify>>,
     _task: AbortOnDrop<()>,
+    _events: Option<AbortOnDrop<()>>,
 }
 
 /// The file checks' shared inotify watch.
@@ -215,13 +220,20 @@ impl Supervisor {
         self.refresh_watch();
     }
 
-    /// (Re)starts the inotify watch if the set of file checks changed.
+    /// (Re)starts the inotify watch if the set of watched files (file
+    /// checks, pid files of process checks) changed.
     fn refresh_watch(&mut self) {
         let files: Vec<(PathBuf, Arc<Notify>)> = self
             .tasks
             .values()
             .filter_map(|r| match (&r.spec.probe, &r.wake) {
                 (Probe::File { path, .. }, Some(w)) => Some((path.clone(), w.clone())),
+                (
+                    Probe::Process {
+                        source: PidSource::PidFile(path),
+                    },
+                    Some(w),
+                ) => Some((path.clone(), w.clone())),
                 _ => None,
             })
             .collect();
@@ -256,8 +268,15 @@ fn start(id: CheckId, check: &model::Check, core: CoreHandle) -> Running {
     let span = tracing::info_span!("check", pop = %id.pop, check = %id.check);
     let wake = match &check.probe {
         Probe::File { .. } => Some(Arc::new(Notify::new())),
+        p if p.is_event_driven() => Some(Arc::new(Notify::new())),
         _ => None,
     };
+    // The check's own event source (pidfd, D-Bus subscription, netlink
+    // listener), stopped with the check.
+    let events = wake
+        .clone()
+        .and_then(|w| target.watch(w))
+        .map(|f| AbortOnDrop(tokio::spawn(f.instrument(span.clone()))));
     let probe = move || {
         let target = target.clone();
         async move { target.run(timing.timeout).await }
@@ -267,6 +286,7 @@ fn start(id: CheckId, check: &model::Check, core: CoreHandle) -> Running {
         spec: check.clone(),
         wake,
         _task: AbortOnDrop(task),
+        _events: events,
     }
 }
 
@@ -285,7 +305,7 @@ fn random_below(max: Duration) -> Duration {
 /// The loop of one check; generic over the probe so tests can drive it
 /// with a fake target on paused time. `probe()` must bound itself (real
 /// targets apply the check's timeout); each call runs in its own task.
-/// `wake` (file checks) triggers an immediate probe. Returns when the core
+/// `wake` (event-driven checks) triggers an immediate probe. Returns when the core
 /// is gone.
 pub async fn run_check<P, F>(
     id: CheckId,

@@ -130,7 +130,11 @@ impl UnitClient {
             Ok(v) => T::try_from(v).map_err(|e| format!("systemd: {name} of {}: {e}", self.unit)),
             Err(e) => {
                 self.bus.failed(&e).await;
-                Err(format!("systemd: {name} of {}: {}", self.unit, describe(&e)))
+                Err(format!(
+                    "systemd: {name} of {}: {}",
+                    self.unit,
+                    describe(&e)
+                ))
             }
         }
     }
@@ -210,7 +214,13 @@ impl UnitClient {
         // systemd sends unit signals only while some client subscribed;
         // a second Subscribe on the same connection is refused, harmlessly.
         let _ = conn
-            .call_method(Some(DEST), MANAGER_PATH, Some(MANAGER_IFACE), "Subscribe", &())
+            .call_method(
+                Some(DEST),
+                MANAGER_PATH,
+                Some(MANAGER_IFACE),
+                "Subscribe",
+                &(),
+            )
             .await;
         Ok(stream)
     }

@@ -57,6 +57,11 @@ fn allowed_keys(kind: RawCheckType) -> &'static [&'static str] {
 pub(super) fn check(cx: &mut Ctx, path: &str, raw: &RawCheck) -> Option<Check> {
     let name = cx.name(&format!("{path}.name"), &raw.name);
     let kind = raw.kind.as_str();
+    let a = if kind.starts_with(['a', 'e', 'i']) {
+        "an"
+    } else {
+        "a"
+    };
     let present = [
         raw.target.is_some(),
         raw.url.is_some(),
@@ -83,7 +88,7 @@ pub(super) fn check(cx: &mut Ctx, path: &str, raw: &RawCheck) -> Option<Check> {
             cx.err(
                 format!("{path}.{key}"),
                 format!(
-                    "not used by a {kind} check (a {kind} check takes: {})",
+                    "not used by {a} {kind} check ({a} {kind} check takes: {})",
                     allowed.join(", ")
                 ),
             );
@@ -92,7 +97,7 @@ pub(super) fn check(cx: &mut Ctx, path: &str, raw: &RawCheck) -> Option<Check> {
     let required = |cx: &mut Ctx, key: &str, example: &str| {
         cx.err(
             format!("{path}.{key}"),
-            format!("required for a {kind} check ({example})"),
+            format!("required for {a} {kind} check ({example})"),
         );
     };
     let probe = match raw.kind {
@@ -303,7 +308,9 @@ pub(super) fn check(cx: &mut Ctx, path: &str, raw: &RawCheck) -> Option<Check> {
         RawCheckType::Address => {
             let interface = match &raw.interface {
                 None => Some(None),
-                Some(i) => cx.ok(&format!("{path}.interface"), parse_ifname(i)).map(Some),
+                Some(i) => cx
+                    .ok(&format!("{path}.interface"), parse_ifname(i))
+                    .map(Some),
             };
             let addr = match &raw.address {
                 None => {
@@ -461,7 +468,9 @@ fn parse_unit_name(s: &str, service_only: bool) -> Result<UnitName, String> {
         ));
     }
     if stem.is_empty() || stem.starts_with('@') {
-        return Err(format!("{s:?} is not a unit name: the name before .{suffix} is empty"));
+        return Err(format!(
+            "{s:?} is not a unit name: the name before .{suffix} is empty"
+        ));
     }
     if stem.ends_with('@') {
         return Err(format!(
@@ -483,7 +492,11 @@ fn parse_ifname(s: &str) -> Result<IfName, String> {
             "{s:?} is not an interface name: expected 1 to 15 bytes"
         ));
     }
-    if s == "." || s == ".." || s.chars().any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control()) {
+    if s == "."
+        || s == ".."
+        || s.chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+    {
         return Err(format!(
             "{s:?} is not an interface name: no /, : or spaces allowed"
         ));
