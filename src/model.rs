@@ -358,6 +358,8 @@ pub enum Probe {
     },
     Exec {
         command: Vec<String>,
+        /// The command's environment (nothing else of the daemon's).
+        env: ExecEnv,
     },
     File {
         path: PathBuf,
@@ -397,6 +399,23 @@ impl Probe {
                 | Probe::Address { .. }
         )
     }
+}
+
+/// The environment of an `exec` check's command: it starts empty (the
+/// daemon's environment is not inherited), gets `PATH`, the daemon's
+/// variables named in `pass`, then `set` (which may override them).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ExecEnv {
+    /// Names passed through from the daemon's environment when it has them.
+    pub pass: Vec<String>,
+    /// Explicit variables, in name order. Serialized as names only: the
+    /// values may be credentials.
+    #[serde(serialize_with = "env_names")]
+    pub set: Vec<(String, String)>,
+}
+
+fn env_names<S: serde::Serializer>(set: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(set.iter().map(|(name, _)| name))
 }
 
 /// Where a `process` check finds its pid.

@@ -249,6 +249,8 @@ pub struct RawCheck {
     pub expect_answer: Option<Text>,
     // exec
     pub command: Option<Vec<Text>>,
+    pub env: Option<std::collections::BTreeMap<String, Text>>,
+    pub pass_env: Option<Vec<String>>,
     // file
     pub path: Option<PathBuf>,
     pub healthy_when: Option<RawHealthyWhen>,

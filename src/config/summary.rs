@@ -225,7 +225,7 @@ fn probe(p: &Probe) -> String {
             qtype,
             ..
         } => format!("dns {qname} {} @{server}", rtype(*qtype)),
-        Probe::Exec { command } => format!("exec {}", command.join(" ")),
+        Probe::Exec { command, .. } => format!("exec {}", command.join(" ")),
         Probe::Process {
             source: PidSource::PidFile(path),
         } => format!("process from {}", path.display()),

@@ -209,7 +209,7 @@ fn every_check_type_parses() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(p[4], Probe::Exec { command } if command == &["sleep", "0"]));
+    assert!(matches!(p[4], Probe::Exec { command, .. } if command == &["sleep", "0"]));
     assert!(matches!(
         p[5],
         Probe::File {
@@ -914,6 +914,26 @@ fn check_type_specific_errors() {
             "the command is empty",
         ),
         ("type: exec", "command", "required for an exec check"),
+        (
+            "type: exec, command: [\"true\"], pass_env: [HOME, \"1X\"]",
+            "pass_env[1]",
+            "\"1X\" is not an environment variable name",
+        ),
+        (
+            "type: exec, command: [\"true\"], pass_env: [HOME, HOME]",
+            "pass_env[1]",
+            "\"HOME\" is listed twice",
+        ),
+        (
+            "type: exec, command: [\"true\"], env: {\"A=B\": x}",
+            "env.A=B",
+            "is not an environment variable name",
+        ),
+        (
+            "type: tcp, target: \"127.0.0.1:80\", env: {A: b}",
+            "env",
+            "not used by a tcp check",
+        ),
         ("type: process", "", "needs pid_file"),
         (
             "type: process, pid_file: /run/x.pid, unit: x.service",
@@ -1673,4 +1693,29 @@ fn api_off_loopback_needs_a_token_or_an_explicit_opt_out() {
         "{base}api: {{listen: \"0.0.0.0:8080\", allow_unauthenticated: true}}\n"
     ));
     valid(&format!("{base}api: {{listen: \"[::1]:8080\"}}\n"));
+}
+
+#[test]
+fn exec_checks_get_an_environment_of_their_own() {
+    let c = valid(&with_check(
+        "type: exec, command: [/usr/local/bin/check-db], pass_env: [LANG, http_proxy], env: {DB: db1, PORT: 5432}",
+    ));
+    let probe = &c.pops["a"].checks[0].probe;
+    let Probe::Exec { command, env } = probe else {
+        panic!("not an exec probe: {probe:?}");
+    };
+    assert_eq!(command, &["/usr/local/bin/check-db"]);
+    assert_eq!(env.pass, ["LANG", "http_proxy"]);
+    assert_eq!(
+        env.set,
+        [
+            ("DB".to_string(), "db1".to_string()),
+            ("PORT".to_string(), "5432".to_string())
+        ]
+    );
+    // Without either key: nothing but PATH (added when the check runs).
+    let c = valid(&with_check("type: exec, command: [\"true\"]"));
+    assert!(
+        matches!(&c.pops["a"].checks[0].probe, Probe::Exec { env, .. } if *env == ExecEnv::default())
+    );
 }

@@ -2,18 +2,29 @@
 //! status 0.
 //!
 //! The command runs in its own process group with stdin and stdout
-//! discarded and stderr captured (the first line goes into the detail). If
-//! the probe is dropped before the command exits — the check's timeout, or
-//! the scheduler stopping — the whole process group is killed with SIGKILL,
-//! so a hung script and whatever it started are gone.
+//! discarded, stderr captured (the first line goes into the detail) and an
+//! environment of its own: `PATH` and what the check's `pass_env` and `env`
+//! name, nothing else of the daemon's. When the command exits, whatever it
+//! left running in its group is killed (SIGKILL) before it is reaped: the
+//! exit is seen through a pidfd, so the group id cannot have been reused.
+//! If the probe is dropped before the command exits — the check's timeout,
+//! or the scheduler stopping — the whole group is killed too, so a hung
+//! script and whatever it started are gone. This module must not run a
+//! shell or pass the daemon's environment on.
 
+use std::ffi::OsString;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
+use super::process::{exit_of, pidfd_open};
 use super::Probed;
+use crate::model::ExecEnv;
+
+/// `PATH` for a command when the daemon itself has none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// How much stderr is kept.
 const STDERR_LIMIT: usize = 4096;
@@ -22,12 +33,16 @@ const STDERR_LIMIT: usize = 4096;
 #[derive(Debug)]
 pub struct ExecTarget {
     argv: Vec<String>,
+    env: Vec<(OsString, OsString)>,
 }
 
 impl ExecTarget {
-    pub fn new(argv: &[String]) -> ExecTarget {
+    /// The environment is resolved here, once: the daemon's own does not
+    /// change while it runs.
+    pub fn new(argv: &[String], env: &ExecEnv) -> ExecTarget {
         ExecTarget {
             argv: argv.to_vec(),
+            env: environment(env, |name| std::env::var_os(name)),
         }
     }
 
@@ -39,6 +54,8 @@ impl ExecTarget {
         };
         let mut cmd = Command::new(prog);
         cmd.args(args)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -47,20 +64,42 @@ impl ExecTarget {
         let child = cmd
             .spawn()
             .map_err(|e| format!("cannot run {prog:?}: {e}"))?;
+        // A pidfd tells when the command has exited without reaping it:
+        // its pid, and so its process group's id, stays taken until the
+        // leftovers in the group are killed. Without pidfds (Linux < 5.3)
+        // the exit is only seen by reaping, and leftovers are not killed
+        // after a successful exit.
+        let pidfd = child
+            .id()
+            .and_then(|pid| libc::pid_t::try_from(pid).ok())
+            .and_then(|pid| pidfd_open(pid).ok());
+        let mut exited = pidfd.as_ref().and_then(|fd| exit_of(fd).ok()).map(Box::pin);
         let mut child = GroupGuard::new(child);
         let mut stderr = child.child.stderr.take();
 
         let mut err_buf: Vec<u8> = Vec::new();
         let mut chunk = [0u8; 1024];
-        let status = loop {
+        let reaped = loop {
             tokio::select! {
-                st = child.child.wait() => break st,
-                n = read_some(&mut stderr, &mut chunk) => {
-                    match n {
-                        Some(n) => keep(&mut err_buf, &chunk[..n]),
-                        None => stderr = None,
+                () = async {
+                    match exited.as_mut() {
+                        Some(exit) => exit.await,
+                        None => std::future::pending().await,
                     }
-                }
+                } => break None,
+                st = child.child.wait(), if exited.is_none() => break Some(st),
+                n = read_some(&mut stderr, &mut chunk) => match n {
+                    Some(n) => keep(&mut err_buf, &chunk[..n]),
+                    None => stderr = None,
+                },
+            }
+        };
+        let status = match reaped {
+            Some(status) => status,
+            None => {
+                // Exited, not reaped: the group is still ours.
+                child.kill_group();
+                child.child.wait().await
             }
         };
         child.reaped = true;
@@ -80,6 +119,33 @@ impl ExecTarget {
         }
         describe(status, &err_buf)
     }
+}
+
+/// The command's environment: `PATH` (the daemon's, or [`DEFAULT_PATH`]),
+/// the daemon's variables named in `pass` (those it has), then `set`.
+/// Later entries replace earlier ones of the same name.
+fn environment(
+    env: &ExecEnv,
+    daemon: impl Fn(&str) -> Option<OsString>,
+) -> Vec<(OsString, OsString)> {
+    let mut out: Vec<(OsString, OsString)> = Vec::new();
+    let mut put = |k: &str, v: OsString| {
+        out.retain(|(name, _)| name != k);
+        out.push((k.into(), v));
+    };
+    put(
+        "PATH",
+        daemon("PATH").unwrap_or_else(|| DEFAULT_PATH.into()),
+    );
+    for name in &env.pass {
+        if let Some(v) = daemon(name) {
+            put(name, v);
+        }
+    }
+    for (name, value) in &env.set {
+        put(name, value.into());
+    }
+    out
 }
 
 /// Reads once from stderr; `None` at EOF, on error or without a pipe (then
@@ -149,22 +215,29 @@ impl GroupGuard {
     }
 }
 
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
+impl GroupGuard {
+    /// SIGKILL to the child's whole process group. Only while the child is
+    /// not reaped: until then its pid, which is the group's id, cannot
+    /// have been reused.
+    fn kill_group(&self) {
         if self.reaped {
             return;
         }
-        if let Some(pid) = self.child.id() {
-            if let Ok(pgid) = libc::pid_t::try_from(pid) {
-                // SAFETY: kill(2) with a negative pid signals the process
-                // group we created for this child (process_group(0) makes
-                // its pgid equal to its pid); the child is not reaped yet,
-                // so the id cannot have been reused.
-                unsafe {
-                    libc::kill(-pgid, libc::SIGKILL);
-                }
+        if let Some(pgid) = self.child.id().and_then(|p| libc::pid_t::try_from(p).ok()) {
+            // SAFETY: kill(2) with a negative pid signals the process
+            // group we created for this child (process_group(0) makes its
+            // pgid equal to its pid); the child is not reaped yet, so the
+            // id cannot have been reused.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
             }
         }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill_group();
         // kill_on_drop(true) on the Child then lets tokio reap it.
     }
 }
@@ -173,11 +246,16 @@ impl Drop for GroupGuard {
 mod tests {
     use super::*;
     use crate::health::Target;
-    use crate::model::Probe;
+    use crate::model::{ExecEnv, Probe};
 
     fn exec(argv: &[&str]) -> Target {
+        exec_with(argv, ExecEnv::default())
+    }
+
+    fn exec_with(argv: &[&str], env: ExecEnv) -> Target {
         Target::new(&Probe::Exec {
             command: argv.iter().map(|s| s.to_string()).collect(),
+            env,
         })
     }
 
@@ -213,19 +291,110 @@ mod tests {
         assert!(out.detail.starts_with("cannot run"), "{}", out.detail);
     }
 
-    #[tokio::test]
-    async fn background_child_holding_stderr_does_not_block() {
-        let dir = tempfile::tempdir().unwrap();
-        let pidfile = dir.path().join("pid");
-        let script = format!("sleep 30 & echo $! > {}; exit 0", pidfile.display());
-        let out = exec(&["sh", "-c", &script]).run(T).await;
-        assert!(out.ok, "{out:?}");
-        // Leave no sleeper behind from this test.
-        if let Ok(pid) = std::fs::read_to_string(&pidfile) {
-            if let Ok(pid) = pid.trim().parse::<i32>() {
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+    /// Waits until every pid is dead; false after 5 s.
+    async fn all_dead(pids: &[i32]) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !pids.iter().all(|&p| dead(p)) {
+            if std::time::Instant::now() > deadline {
+                return false;
             }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        true
+    }
+
+    fn read_pids(path: &std::path::Path) -> Vec<i32> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| l.trim().parse().unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn background_children_are_killed_when_the_command_exits() {
+        for (status, detail) in [(0, "exit 0: started"), (2, "exit 2: started")] {
+            let dir = tempfile::tempdir().unwrap();
+            let pidfile = dir.path().join("pid");
+            // The background sleep also holds stderr open: the probe must
+            // not wait for its EOF either.
+            let script = format!(
+                "sleep 30 & echo $! > {}; echo started >&2; exit {status}",
+                pidfile.display()
+            );
+            let out = exec(&["sh", "-c", &script]).run(T).await;
+            assert_eq!((out.ok, out.detail.as_str()), (status == 0, detail));
+            let pids = read_pids(&pidfile);
+            let gone = all_dead(&pids).await;
+            if !gone {
+                // Leave no sleeper behind from this test.
+                unsafe { libc::kill(pids[0], libc::SIGKILL) };
+            }
+            assert!(gone, "exit {status}: background child {pids:?} still runs");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_daemon_environment_is_not_inherited() {
+        let path = std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.into());
+        // Checks PATH, then prints the names of its whole environment (but
+        // what the shell sets itself) to stderr.
+        let script = format!(
+            "[ \"$PATH\" = '{path}' ] || {{ echo \"PATH=$PATH\" >&2; exit 3; }}; \
+             env | cut -d= -f1 | grep -vx -e PWD -e SHLVL -e _ | sort | tr '\\n' ' ' >&2; exit 1"
+        );
+        let argv = ["sh", "-c", script.as_str()];
+        let out = exec(&argv).run(T).await;
+        assert_eq!(out.detail, "exit 1: PATH");
+
+        let env = ExecEnv {
+            pass: vec!["ANYPOP_SURELY_UNSET_VARIABLE".into()],
+            set: vec![("CHECK_TARGET".into(), "db1".into())],
+        };
+        let out = exec_with(&argv, env).run(T).await;
+        assert_eq!(out.detail, "exit 1: CHECK_TARGET PATH");
+    }
+
+    #[test]
+    fn environment_is_path_then_passed_then_set() {
+        let daemon = |name: &str| match name {
+            "PATH" => Some(OsString::from("/opt/bin:/usr/bin")),
+            "HOME" => Some(OsString::from("/root")),
+            "LANG" => Some(OsString::from("C.UTF-8")),
+            _ => None,
+        };
+        let pairs = |v: Vec<(OsString, OsString)>| -> Vec<(String, String)> {
+            v.into_iter()
+                .map(|(k, v)| (k.into_string().unwrap(), v.into_string().unwrap()))
+                .collect()
+        };
+        let own = |k: &str, v: &str| (k.to_string(), v.to_string());
+        assert_eq!(
+            pairs(environment(&ExecEnv::default(), daemon)),
+            [own("PATH", "/opt/bin:/usr/bin")]
+        );
+        let env = ExecEnv {
+            pass: vec!["LANG".into(), "MISSING".into()],
+            set: vec![own("LANG", "C"), own("TARGET", "db1")],
+        };
+        assert_eq!(
+            pairs(environment(&env, daemon)),
+            [
+                own("PATH", "/opt/bin:/usr/bin"),
+                own("LANG", "C"),
+                own("TARGET", "db1")
+            ]
+        );
+        // No PATH in the daemon: the standard one; `env` may set its own.
+        assert_eq!(
+            pairs(environment(&ExecEnv::default(), |_| None)),
+            [own("PATH", DEFAULT_PATH)]
+        );
+        let env = ExecEnv {
+            pass: vec![],
+            set: vec![own("PATH", "/bin")],
+        };
+        assert_eq!(pairs(environment(&env, |_| None)), [own("PATH", "/bin")]);
     }
 
     /// True once `pid` no longer runs (gone, or a zombie waiting for init).
@@ -256,19 +425,11 @@ mod tests {
         assert_eq!(out.detail, "timeout after 500ms");
         assert!(started.elapsed() < Duration::from_secs(5));
 
-        let pids: Vec<i32> = std::fs::read_to_string(&pidfile)
-            .unwrap()
-            .lines()
-            .map(|l| l.trim().parse().unwrap())
-            .collect();
+        let pids = read_pids(&pidfile);
         assert_eq!(pids.len(), 2, "shell and sleep pids: {pids:?}");
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while !pids.iter().all(|&p| dead(p)) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "processes still running after timeout: {pids:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        assert!(
+            all_dead(&pids).await,
+            "processes still running after timeout: {pids:?}"
+        );
     }
 }

@@ -89,7 +89,9 @@ impl Target {
                 *expect_rcode,
                 expect_answer.clone(),
             ))),
-            Probe::Exec { command } => Target::Exec(Arc::new(exec::ExecTarget::new(command))),
+            Probe::Exec { command, env } => {
+                Target::Exec(Arc::new(exec::ExecTarget::new(command, env)))
+            }
             Probe::File {
                 path,
                 healthy_if_present,

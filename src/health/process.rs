@@ -148,7 +148,7 @@ async fn wait_for_exits(mut rx: watch::Receiver<Tracked>, wake: Arc<Notify>) {
 }
 
 /// A future that completes when the process of `fd` exits.
-fn exit_of(fd: &OwnedFd) -> io::Result<impl std::future::Future<Output = ()>> {
+pub(super) fn exit_of(fd: &OwnedFd) -> io::Result<impl std::future::Future<Output = ()>> {
     // SAFETY: the AsyncFd owns this duplicate descriptor and nothing
     // else closes or replaces it while registered.
     let afd = unsafe { AsyncFd::register_with_interest(fd.try_clone()?, Interest::READABLE)? };
@@ -187,7 +187,7 @@ async fn read_pid_file(path: &Path) -> Result<i32, String> {
     parse_pid(path, &content)
 }
 
-fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+pub(super) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open(2) takes a pid and flags and returns a new
     // descriptor or -1; nothing else is touched.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };

@@ -12,7 +12,7 @@ use crate::config::duration::format_duration;
 use crate::config::raw::*;
 use crate::model::*;
 
-const TYPE_KEYS: [&str; 18] = [
+const TYPE_KEYS: [&str; 20] = [
     "target",
     "url",
     "host_header",
@@ -25,6 +25,8 @@ const TYPE_KEYS: [&str; 18] = [
     "expect_rcode",
     "expect_answer",
     "command",
+    "env",
+    "pass_env",
     "path",
     "healthy_when",
     "pid_file",
@@ -45,7 +47,7 @@ fn allowed_keys(kind: RawCheckType) -> &'static [&'static str] {
             "tls_insecure",
         ],
         RawCheckType::Dns => &["server", "qname", "qtype", "expect_rcode", "expect_answer"],
-        RawCheckType::Exec => &["command"],
+        RawCheckType::Exec => &["command", "env", "pass_env"],
         RawCheckType::File => &["path", "healthy_when"],
         RawCheckType::Process => &["pid_file", "unit"],
         RawCheckType::Systemd => &["unit"],
@@ -75,6 +77,8 @@ pub(super) fn check(cx: &mut Ctx, path: &str, raw: &RawCheck) -> Option<Check> {
         raw.expect_rcode.is_some(),
         raw.expect_answer.is_some(),
         raw.command.is_some(),
+        raw.env.is_some(),
+        raw.pass_env.is_some(),
         raw.path.is_some(),
         raw.healthy_when.is_some(),
         raw.pid_file.is_some(),
@@ -235,9 +239,13 @@ pub(super) fn check(cx: &mut Ctx, path: &str, raw: &RawCheck) -> Option<Check> {
                 );
                 None
             }
-            Some(cmd) => Some(Probe::Exec {
-                command: cmd.iter().map(|t| t.0.clone()).collect(),
-            }),
+            Some(cmd) => {
+                let env = exec_env(cx, path, raw);
+                Some(Probe::Exec {
+                    command: cmd.iter().map(|t| t.0.clone()).collect(),
+                    env: env?,
+                })
+            }
         },
         RawCheckType::File => match &raw.path {
             None => {
@@ -619,4 +627,61 @@ fn parse_url(s: &str) -> Result<(bool, HostPort, String), String> {
         path.to_string()
     };
     Ok((tls, hp, path))
+}
+
+/// The environment of an `exec` check: `PATH` (passed through, or the
+/// standard search path when the daemon has none), the variables named in
+/// `pass_env` that the daemon has, then `env` (which may override both).
+fn exec_env(cx: &mut Ctx, path: &str, raw: &RawCheck) -> Option<ExecEnv> {
+    let mut ok = true;
+    let mut pass = Vec::new();
+    for (i, name) in raw.pass_env.iter().flatten().enumerate() {
+        match env_name(name) {
+            Ok(()) if pass.contains(name) => {
+                cx.err(
+                    format!("{path}.pass_env[{i}]"),
+                    format!("{name:?} is listed twice"),
+                );
+                ok = false;
+            }
+            Ok(()) => pass.push(name.clone()),
+            Err(e) => {
+                cx.err(format!("{path}.pass_env[{i}]"), e);
+                ok = false;
+            }
+        }
+    }
+    let mut set = Vec::new();
+    for (name, value) in raw.env.iter().flatten() {
+        if let Err(e) = env_name(name) {
+            cx.err(format!("{path}.env.{name}"), e);
+            ok = false;
+        } else if value.0.contains('\0') {
+            cx.err(
+                format!("{path}.env.{name}"),
+                "the value contains a NUL byte",
+            );
+            ok = false;
+        } else {
+            set.push((name.clone(), value.0.clone()));
+        }
+    }
+    ok.then_some(ExecEnv { pass, set })
+}
+
+/// An environment variable name: letters, digits and `_`, not starting
+/// with a digit (what a shell can export).
+fn env_name(name: &str) -> Result<(), String> {
+    let valid = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not an environment variable name (letters, digits and _, not starting with a digit)"
+        ))
+    }
 }
