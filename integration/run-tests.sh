@@ -13,7 +13,7 @@ PACKAGES=(
   frr bird2 gobgpd        # real routers for the BGP interop tests
   dnsutils dnsperf knot   # dig, dnsperf and a reference DNS server
   iproute2 tcpdump procps # namespaces, captures, process tools
-  systemd dbus-daemon dbus-user-session # a real systemd for the systemd checks
+  dbus-daemon dbus-user-session # with systemd (below): a real systemd for the systemd checks
   ca-certificates
   chromium chromium-driver # the web view, driven headless through WebDriver
   prometheus              # promtool: alerting rules checked and unit-tested
