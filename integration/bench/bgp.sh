@@ -26,21 +26,7 @@ cargo build --release --bin anypop -p anypop
 cargo build --release --bin bench_bgp -p anypop-integration
 
 export ANYPOP_BIN="$PWD/target/release/anypop"
-./target/release/bench_bgp "$@" &
-pid=$!
-cleanup() {
-  # A bench killed by a signal cannot run its own cleanup: remove what it
-  # created (namespaces ap<pid>x*, their processes, its lab directories).
-  kill "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  for ns in $(ip netns list | awk '{print $1}' | grep "^ap${pid}x" || true); do
-    for p in $(ip netns pids "$ns"); do kill "$p" 2>/dev/null || true; done
-  done
-  sleep 1
-  for ns in $(ip netns list | awk '{print $1}' | grep "^ap${pid}x" || true); do
-    ip netns del "$ns" || true
-  done
-  rm -rf /tmp/anypop-lab-ap"${pid}"x*
-}
-trap 'cleanup; exit 130' INT TERM
-wait "$pid"
+# shellcheck source=lib.sh
+. integration/bench/lib.sh
+# Namespaces ap<pid>x*, lab directories /tmp/anypop-lab-ap<pid>x*.
+run_bench ap /tmp/anypop-lab-ap ./target/release/bench_bgp "$@"
