@@ -19,6 +19,7 @@ pub mod anypop;
 pub mod bird;
 pub mod frr;
 pub mod gobgp;
+pub mod monitor;
 pub mod mrt;
 pub mod netns;
 pub mod pcap;

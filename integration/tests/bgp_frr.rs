@@ -4,11 +4,11 @@
 //! without session resets; graceful shutdown; graceful restart; TCP MD5.
 //! And topologies/frr-4byte: iBGP and eBGP with 4-byte private ASNs.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anypop_integration::lab::anypop::{with_peer_lines, PopNode};
 use anypop_integration::lab::frr::{self, Frr};
+use anypop_integration::lab::monitor::RouteMonitor;
 use anypop_integration::lab::{lab_available, repo_root, topology_file, Lab, WAIT};
 use anypop_integration::wait_until;
 
@@ -214,43 +214,6 @@ fn bgp_frr_graceful_shutdown_moves_traffic_to_other_pop() {
             !frr::communities(&p).iter().any(|c| is_gshut(c.as_str())),
             "{p}"
         );
-    }
-}
-
-/// `ip -n r1 monitor route` running in the background, to prove a route
-/// never left the FIB (polling could miss a short gap).
-struct RouteMonitor {
-    child: Child,
-    out: std::path::PathBuf,
-}
-
-impl RouteMonitor {
-    fn start(lab: &Lab, node: &str) -> RouteMonitor {
-        let out = lab.dir().join(format!("monitor-{node}.log"));
-        let file = std::fs::File::create(&out).unwrap();
-        let child = Command::new("ip")
-            .args(["-n", lab.ns(node), "monitor", "route"])
-            .stdout(file)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        RouteMonitor { child, out }
-    }
-
-    fn deletions_of(&self, prefix: &str) -> Vec<String> {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.starts_with("Deleted") && l.contains(prefix))
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-impl Drop for RouteMonitor {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

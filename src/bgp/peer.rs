@@ -13,8 +13,8 @@
 //!   UPDATE bytes here;
 //! - the End-of-RIB hold ([`super::eor`]);
 //! - the stop and shutdown choreography ([`super::shutdown`]): withdrawals,
-//!   the NOTIFICATION, then a half-close and reading until the peer closes,
-//!   bounded by a deadline;
+//!   the NOTIFICATION, then reading until the peer closes (half-closed at
+//!   once only when no NOTIFICATION was sent), bounded by a deadline;
 //! - BFD ([`Input::Bfd`]): a failure of the peer's BFD session drops the
 //!   session, which stays down while BFD holds it down.
 //!
@@ -129,6 +129,11 @@ pub enum Input {
         message: String,
         deadline: Instant,
     },
+    /// After a stop or shutdown: everything it sent is written (handed to
+    /// the kernel). Wait for the peer to close until `linger_until` at most
+    /// instead of the stop's deadline, so the time writing 100,000
+    /// withdrawals took does not shorten the router's time to act on them.
+    Written { linger_until: Instant },
 }
 
 /// A message to write.
@@ -156,7 +161,8 @@ pub enum Output {
     /// Write on `conn` (after everything written before).
     Send(ConnId, Message),
     /// We are done sending on `conn`: shut down our side (FIN after the
-    /// queued bytes) and keep reading until the peer closes it.
+    /// queued bytes) and keep reading until the peer closes it. A stop
+    /// that sent a NOTIFICATION keeps reading without this.
     HalfClose(ConnId),
     /// Close `conn` and forget it.
     Close(ConnId),
@@ -379,7 +385,13 @@ impl Peer {
                 deadline,
             } => {
                 self.begin_stop(deadline, &mut out);
-                self.feed(Event::Stop(Some(notification)), now, &mut out);
+                let n = shutdown::for_stop(notification, self.graceful_notification());
+                self.feed(Event::Stop(Some(n)), now, &mut out);
+            }
+            Input::Written { linger_until } => {
+                if self.stop_deadline.is_some() {
+                    self.stop_deadline = Some(linger_until);
+                }
             }
             Input::Shutdown {
                 mode,
@@ -606,7 +618,15 @@ impl Peer {
                     }
                     if let Some(c) = self.conn.take() {
                         if self.stop_deadline.is_some() {
-                            out.push(Output::HalfClose(c.id));
+                            // After a NOTIFICATION no FIN until the peer
+                            // closes: a router may act on our FIN before
+                            // it has processed the withdrawals and the
+                            // NOTIFICATION queued ahead of it (FRR does,
+                            // and then keeps every route not yet
+                            // withdrawn stale for its restart time).
+                            if !notified(out, c.id) {
+                                out.push(Output::HalfClose(c.id));
+                            }
                             self.lingering.push(c.id);
                         } else {
                             out.push(Output::Close(c.id));
@@ -751,6 +771,12 @@ impl Peer {
             prefixes: self.rib.len(),
         }));
     }
+}
+
+/// Whether `out` sends a NOTIFICATION on `id`.
+fn notified(out: &[Output], id: ConnId) -> bool {
+    out.iter()
+        .any(|o| matches!(o, Output::Send(c, Message::Notification(_)) if *c == id))
 }
 
 /// Next hops for a session whose local address is `local`: the explicit

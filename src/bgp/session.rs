@@ -35,13 +35,14 @@ use super::fsm::{FsmConfig, State};
 use super::lograte::ConnectFailLog;
 use super::peer::{self, ConnId, Input, Message, Output, PeerConfig, Report, Routes};
 use super::sockopt;
-use super::speaker::SHUTDOWN_TIMEOUT;
+use super::speaker::{SHUTDOWN_FLUSH_TIMEOUT, SHUTDOWN_TIMEOUT};
 use crate::core::Snapshot;
 use crate::model::{Peer, PeerName, ShutdownMode};
 
 /// How long a stopping session waits for the peer to close the connection
-/// after our last message: within the speaker's [`SHUTDOWN_TIMEOUT`], so
-/// the task closes its sockets itself before the speaker gives up on it.
+/// after our last message is written: within the speaker's
+/// [`SHUTDOWN_TIMEOUT`], so the task closes its sockets itself before the
+/// speaker gives up on it.
 pub const STOP_LINGER: Duration = SHUTDOWN_TIMEOUT.saturating_sub(Duration::from_millis(500));
 
 /// What the API and metrics see of one peer.
@@ -465,20 +466,21 @@ impl Session {
         match c {
             PeerCmd::Incoming(stream) => self.incoming(stream).await,
             PeerCmd::Stop(notification, done) => {
-                let deadline = Instant::now() + STOP_LINGER;
+                let deadline = Instant::now() + SHUTDOWN_FLUSH_TIMEOUT;
                 self.begin_stop(deadline, done);
                 self.feed(Input::Stop {
                     notification,
                     deadline,
                 })
                 .await;
+                self.written().await;
             }
             PeerCmd::Shutdown {
                 mode,
                 message,
                 done,
             } => {
-                let deadline = Instant::now() + STOP_LINGER;
+                let deadline = Instant::now() + SHUTDOWN_FLUSH_TIMEOUT;
                 self.begin_stop(deadline, done);
                 self.feed(Input::Shutdown {
                     mode,
@@ -486,7 +488,18 @@ impl Session {
                     deadline,
                 })
                 .await;
+                self.written().await;
             }
+        }
+    }
+
+    /// The stop's last messages are written: from now on wait
+    /// [`STOP_LINGER`] at most for the peer to close.
+    async fn written(&mut self) {
+        if !self.peer.is_done() {
+            let linger_until = Instant::now() + STOP_LINGER;
+            self.stop_deadline = Some(linger_until);
+            self.feed(Input::Written { linger_until }).await;
         }
     }
 

@@ -26,8 +26,15 @@ use crate::bfd::BfdHandle;
 use crate::core::Snapshot;
 use crate::model::{BfdParams, BgpConfig, Config, Node, Peer, PeerName, ShutdownMode};
 
-/// How long a shutdown waits for peers to flush withdrawals and Cease.
+/// How long a stopping session waits for the peer to close the connection
+/// once its withdrawals and Cease are written (the router acts on them).
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a stopping session may take to write its withdrawals and Cease
+/// (100,000 withdrawals are ~800 KB) before it gives up on a peer that does
+/// not read; [`SHUTDOWN_TIMEOUT`] follows.
+pub const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(20);
+/// The longest a stop or shutdown of a peer takes.
+const STOP_BOUND: Duration = SHUTDOWN_FLUSH_TIMEOUT.saturating_add(SHUTDOWN_TIMEOUT);
 /// Shutdown communication sent with the Cease (RFC 8203).
 pub const SHUTDOWN_MESSAGE: &str = "anypop shutting down";
 
@@ -90,11 +97,11 @@ impl BgpHandle {
     /// (administrative shutdown with a shutdown communication), or Cease
     /// without withdrawing so the routers keep our routes (graceful
     /// restart). Returns when every peer is done or after
-    /// [`SHUTDOWN_TIMEOUT`].
+    /// [`SHUTDOWN_FLUSH_TIMEOUT`] + [`SHUTDOWN_TIMEOUT`].
     pub async fn shutdown(self) {
         let (tx, rx) = oneshot::channel();
         if self.ctl.send(Ctl::Shutdown(tx)).is_ok() {
-            let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT + Duration::from_secs(1), rx).await;
+            let _ = tokio::time::timeout(STOP_BOUND + Duration::from_secs(1), rx).await;
         }
         self.task.abort();
     }
@@ -220,7 +227,7 @@ impl Manager {
             if p.tx.send(PeerCmd::Stop(n, done)).await.is_ok() {
                 // Wait for the task itself so its last status update lands
                 // before the entry is removed.
-                if tokio::time::timeout(SHUTDOWN_TIMEOUT, &mut p.join)
+                if tokio::time::timeout(STOP_BOUND, &mut p.join)
                     .await
                     .is_err()
                 {
@@ -382,7 +389,7 @@ impl Manager {
                 }
             }
         };
-        if tokio::time::timeout(SHUTDOWN_TIMEOUT, all).await.is_err() {
+        if tokio::time::timeout(STOP_BOUND, all).await.is_err() {
             warn!("BGP shutdown timed out; closing remaining sessions");
         }
         for (_, _, join) in waits {

@@ -11,7 +11,6 @@
 //! Usage (as root): `bench_bgp [--sizes 10000,100000] [--samples 100]
 //! [--skip anypop|gobgp|delay]...`. Prints a table; never asserts.
 
-use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -99,20 +98,9 @@ fn ratio(a: Option<Duration>, b: Option<Duration>) -> String {
 }
 
 fn pop1_config(n: u32) -> String {
-    let mut list = String::with_capacity(n as usize * 28);
-    list.push('[');
-    for i in 0..n {
-        let (a, l) = mrt::bench_prefix(i);
-        if i > 0 {
-            list.push_str(", ");
-        }
-        let _ = write!(list, "\"{a}/{l}\"");
-    }
-    list.push(']');
-    let base = topology_file("bench/anypop/pop1.yaml");
-    base.replace(
+    topology_file("bench/anypop/pop1.yaml").replace(
         "    prefixes: [\"2001:db8:100::/48\"]",
-        &format!("    prefixes: {list}"),
+        &format!("    prefixes: {}", mrt::bench_prefix_list(n)),
     )
 }
 

@@ -100,6 +100,13 @@ impl PopNode {
         &self.config
     }
 
+    /// Replaces the config file with `yaml` (localised); a SIGHUP makes
+    /// anypop reload it.
+    pub fn rewrite_config(&self, yaml: &str) {
+        std::fs::write(&self.config, localize(yaml, &self.dir))
+            .unwrap_or_else(|e| panic!("write {}: {e}", self.config.display()));
+    }
+
     /// The directory the topology's `/run/anypop/` maps to.
     pub fn run_dir(&self) -> PathBuf {
         self.dir.join("run")

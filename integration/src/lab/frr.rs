@@ -195,6 +195,20 @@ impl Frr {
         v.get("peers")?.get(peer)?.get("pfxRcd")?.as_u64()
     }
 
+    /// Routes from `peer` in the BGP table and how many of them are stale
+    /// (kept for graceful restart): `show bgp <afi> unicast neighbors <peer>
+    /// prefix-counts json`. Counts the routes also while the session is
+    /// down.
+    pub fn prefix_counts(&self, peer: &str, afi: &str) -> Option<(u64, u64)> {
+        let v = self
+            .json(&format!(
+                "show bgp {afi} unicast neighbors {peer} prefix-counts json"
+            ))
+            .ok()?;
+        let c = v.get("ribTableWalkCounters")?;
+        Some((c.get("All RIB")?.as_u64()?, c.get("Stale")?.as_u64()?))
+    }
+
     /// `show bgp <afi> unicast <prefix> json`: the route's paths, empty if
     /// FRR has no route for it.
     pub fn paths(&self, prefix: &str) -> Vec<Value> {

@@ -78,6 +78,23 @@ pub fn bench_prefix(i: u32) -> (Ipv6Addr, u8) {
     (Ipv6Addr::new(0x2001, 0x0db8, hi, lo, 0, 0, 0, 0), 56)
 }
 
+/// The first `n` benchmark prefixes as a YAML flow list, for a PoP's
+/// `prefixes:`.
+pub fn bench_prefix_list(n: u32) -> String {
+    use std::fmt::Write as _;
+    let mut list = String::with_capacity(n as usize * 28 + 2);
+    list.push('[');
+    for i in 0..n {
+        let (a, l) = bench_prefix(i);
+        if i > 0 {
+            list.push_str(", ");
+        }
+        let _ = write!(list, "\"{a}/{l}\"");
+    }
+    list.push(']');
+    list
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

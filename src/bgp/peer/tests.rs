@@ -571,33 +571,46 @@ fn peer_closes(p: &mut Peer, conn: ConnId, t: Instant) {
 }
 
 #[test]
-fn withdrawing_shutdown_withdraws_ceases_and_lingers() {
+fn withdrawing_shutdown_with_n_bit_sends_a_hard_reset_and_lingers() {
     let t = Instant::now();
     let mut p = Peer::new(cfg(Some(120)));
     established(&mut p, &["203.0.113.0/24", "198.51.100.0/24"], true, t);
-    let deadline = t + Duration::from_secs(4);
-    let o = p.handle(
-        Input::Shutdown {
-            mode: ShutdownMode::Withdraw,
-            message: "bye".into(),
-            deadline,
-        },
-        t,
-    );
+    let o = p.handle(shutdown(ShutdownMode::Withdraw, t), t);
     assert_eq!(updates(&o).withdrawn, 2);
     let n = notifications(&o);
     assert_eq!(n.len(), 1);
-    assert_eq!((n[0].1.code, n[0].1.subcode), (6, 2));
-    assert_eq!(n[0].1.shutdown_message().as_deref(), Some("bye"));
-    // Withdrawals, NOTIFICATION, then the half-close — in that order.
+    // RFC 8538: Cease / Hard Reset around the Cease / Administrative
+    // Shutdown with its RFC 8203 text, so the router keeps nothing stale.
+    assert_eq!((n[0].1.code, n[0].1.subcode), (6, 9));
+    let inner = n[0].1.hard_reset_inner().unwrap();
+    assert_eq!((inner.code, inner.subcode), (6, 2));
+    assert_eq!(inner.shutdown_message().as_deref(), Some("bye"));
+    // Withdrawals, then the NOTIFICATION; no FIN (half-close) and no
+    // close until the peer closes: it must process both first.
     let pos = |f: &dyn Fn(&Output) -> bool| o.iter().position(f).unwrap();
     let w = pos(&|x| matches!(x, Output::Send(_, Message::Updates { .. })));
     let nn = pos(&|x| matches!(x, Output::Send(_, Message::Notification(_))));
-    let hc = pos(&|x| *x == Output::HalfClose(C0));
-    assert!(w < nn && nn < hc, "{o:?}");
+    assert!(w < nn, "{o:?}");
+    assert!(!o.contains(&Output::HalfClose(C0)), "{o:?}");
     assert!(!o.contains(&Output::Close(C0)) && !o.contains(&Output::Done));
-    assert_eq!(p.next_deadline(), Some(deadline));
+    assert_eq!(p.next_deadline(), Some(t + Duration::from_secs(4)));
     peer_closes(&mut p, C0, t);
+}
+
+#[test]
+fn withdrawing_shutdown_without_n_bit_sends_the_plain_cease() {
+    for (gr, n_bit) in [(Some(120), false), (None, true)] {
+        // The peer set no N bit, or we advertise no graceful restart.
+        let t = Instant::now();
+        let mut p = Peer::new(cfg(gr));
+        established(&mut p, &["203.0.113.0/24"], n_bit, t);
+        let o = p.handle(shutdown(ShutdownMode::Withdraw, t), t);
+        assert_eq!(updates(&o).withdrawn, 1);
+        let n = notifications(&o);
+        assert_eq!((n[0].1.code, n[0].1.subcode), (6, 2));
+        assert_eq!(n[0].1.shutdown_message().as_deref(), Some("bye"));
+        peer_closes(&mut p, C0, t);
+    }
 }
 
 #[test]
@@ -617,10 +630,12 @@ fn graceful_restart_shutdown_keeps_routes() {
                 vec![(6, 2)],
                 "plain Cease keeps routes stale"
             );
+            assert!(!o.contains(&Output::HalfClose(C0)), "{o:?}");
         } else {
+            // The close is the message: FIN at once.
             assert!(n.is_empty(), "bare close: {n:?}");
+            assert!(o.contains(&Output::HalfClose(C0)));
         }
-        assert!(o.contains(&Output::HalfClose(C0)));
         peer_closes(&mut p, C0, t);
     }
 }
@@ -650,22 +665,67 @@ fn lingering_ends_at_the_deadline() {
 }
 
 #[test]
-fn stop_sends_the_cease_and_lingers() {
+fn lingering_counts_from_when_the_last_message_was_written() {
     let t = Instant::now();
-    let deconfigured = Notification::new(err::CEASE, err::CEASE_PEER_DECONFIGURED, []);
     let mut p = Peer::new(cfg(Some(120)));
     established(&mut p, &["203.0.113.0/24"], true, t);
+    p.handle(shutdown(ShutdownMode::Withdraw, t), t);
+    // Writing the withdrawals took 3 s: the peer still gets the full
+    // linger after that, past the shutdown's first deadline.
+    let written = t + Duration::from_secs(3);
+    let linger_until = written + Duration::from_secs(4);
+    assert_eq!(p.handle(Input::Written { linger_until }, written), vec![]);
+    assert_eq!(p.next_deadline(), Some(linger_until));
+    assert_eq!(p.handle(Input::Tick, t + Duration::from_secs(4)), vec![]);
+    assert!(!p.is_done());
+    assert_eq!(
+        p.handle(Input::Tick, linger_until),
+        vec![Output::Close(C0), Output::Done]
+    );
+    // Outside a stop it changes nothing.
+    let mut p = Peer::new(cfg(None));
+    established(&mut p, &[], false, t);
+    p.handle(Input::Written { linger_until }, t);
+    let o = p.handle(Input::Tick, linger_until);
+    assert!(!o.contains(&Output::Close(C0)) && !o.contains(&Output::Done));
+    assert!(!p.is_done());
+}
+
+#[test]
+fn stop_of_a_removed_peer_hard_resets_where_n_bit() {
+    let t = Instant::now();
+    let deconfigured = Notification::new(err::CEASE, err::CEASE_PEER_DECONFIGURED, []);
+    for (n_bit, want) in [
+        (true, Notification::new(6, 9, [6, 3])),
+        (false, deconfigured.clone()),
+    ] {
+        let mut p = Peer::new(cfg(Some(120)));
+        established(&mut p, &["203.0.113.0/24"], n_bit, t);
+        let o = p.handle(
+            Input::Stop {
+                notification: deconfigured.clone(),
+                deadline: t + Duration::from_secs(4),
+            },
+            t,
+        );
+        assert_eq!(notifications(&o), vec![(C0, want)]);
+        assert_eq!(updates(&o), Sent::default());
+        assert!(!o.contains(&Output::HalfClose(C0)));
+        peer_closes(&mut p, C0, t);
+    }
+    // A changed peer comes back at once: the plain Cease, the router may
+    // keep our routes stale meanwhile.
+    let mut p = Peer::new(cfg(Some(120)));
+    established(&mut p, &[], true, t);
+    let changed = Notification::new(err::CEASE, err::CEASE_OTHER_CONFIG_CHANGE, []);
     let o = p.handle(
         Input::Stop {
-            notification: deconfigured.clone(),
+            notification: changed.clone(),
             deadline: t + Duration::from_secs(4),
         },
         t,
     );
-    assert_eq!(notifications(&o), vec![(C0, deconfigured)]);
-    assert_eq!(updates(&o), Sent::default());
-    assert!(o.contains(&Output::HalfClose(C0)));
-    peer_closes(&mut p, C0, t);
+    assert_eq!(notifications(&o), vec![(C0, changed)]);
 }
 
 #[test]
@@ -760,6 +820,9 @@ fn arb_input(ids: u64) -> impl Strategy<Value = Step> {
             mode: if w { ShutdownMode::Withdraw } else { ShutdownMode::GracefulRestart },
             message: "bye".into(),
             deadline: Instant::now() + Duration::from_secs(3),
+        })),
+        1 => (0u64..6).prop_map(|s| Step::Input(Input::Written {
+            linger_until: Instant::now() + Duration::from_secs(s),
         })),
         3 => ((0..ids).prop_map(ConnId), any::<bool>()).prop_map(|(c, dial)| Step::Handshake(c, dial)),
         4 => (0u64..5_000).prop_map(|ms| Step::Wait(Duration::from_millis(ms))),

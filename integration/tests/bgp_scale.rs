@@ -1,0 +1,352 @@
+//! anypop with 100,000 prefixes against FRR 8.4 (topologies/bench: one IPv6
+//! session, graceful restart 120 s, the N bit negotiated): what a stop, a
+//! restart and a reload do at the scale the docs claim.
+//!
+//! - SIGTERM with `shutdown: withdraw`: FRR's table and FIB are empty
+//!   promptly and no route is ever stale (withdrawals flushed, Hard Reset,
+//!   the connection read until FRR closes it).
+//! - SIGTERM with `shutdown: graceful_restart`: every route stays, stale, in
+//!   the FIB; a restarted anypop takes them over: none left stale, none ever
+//!   deleted from the FIB.
+//! - SIGHUP with the same config changes nothing on the router; with one
+//!   prefix added or removed, exactly that prefix changes.
+//!
+//! The times measured are printed (`--nocapture`); the bounds are generous
+//! timeouts, not benchmarks.
+
+use std::time::{Duration, Instant};
+
+use anypop_integration::lab::anypop::PopNode;
+use anypop_integration::lab::frr::Frr;
+use anypop_integration::lab::monitor::RouteMonitor;
+use anypop_integration::lab::{lab_available, mrt, repo_root, topology_file, Lab, WAIT};
+use anypop_integration::{anypop_bin, wait_until_every};
+
+const N: u64 = 100_000;
+const POP1: &str = "2001:db8:0:1::2";
+/// Loading (or emptying) 100,000 routes into FRR and its kernel FIB on a
+/// loaded two-core machine.
+const LOAD: Duration = Duration::from_secs(600);
+/// "Promptly": what a stop may take at most here; the real time is printed.
+const PROMPT: Duration = Duration::from_secs(30);
+/// A prefix outside the benchmark set, for the reload test.
+const EXTRA: &str = "2001:db8:ffff::/48";
+/// Between two polls of FRR's table and FIB (each lists up to 100,000
+/// routes: polling faster slows FRR down on a loaded machine).
+const POLL: Duration = Duration::from_millis(250);
+
+const PROGRAMS: &[&str] = &["/usr/lib/frr/zebra", "/usr/lib/frr/bgpd", "vtysh"];
+
+fn lab() -> Lab {
+    Lab::from_clab(&repo_root().join("topologies/bench/bench.clab.yml"))
+}
+
+/// pop1 of topologies/bench, healthy from the start, announcing the
+/// 100,000 benchmark prefixes (and `extra`), stopping in `shutdown` mode.
+fn pop_yaml(shutdown: &str, extra: Option<&str>) -> String {
+    let mut list = mrt::bench_prefix_list(N as u32);
+    if let Some(p) = extra {
+        list.insert_str(list.len() - 1, &format!(", \"{p}\""));
+    }
+    let yaml = topology_file("bench/anypop/pop1.yaml")
+        .replace(
+            "    prefixes: [\"2001:db8:100::/48\"]",
+            &format!("    prefixes: {list}"),
+        )
+        .replace(
+            "  shutdown: withdraw\n",
+            &format!("  shutdown: {shutdown}\n"),
+        );
+    assert!(yaml.contains(&format!("shutdown: {shutdown}")));
+    yaml
+}
+
+/// Routes from pop1 in FRR's table, how many are stale, and BGP routes in
+/// r1's kernel FIB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Counts {
+    table: u64,
+    stale: u64,
+    fib: u64,
+}
+
+fn counts(lab: &Lab, r1: &Frr) -> Counts {
+    let (table, stale) = r1
+        .prefix_counts(POP1, "ipv6")
+        .unwrap_or((u64::MAX, u64::MAX));
+    Counts {
+        table,
+        stale,
+        fib: lab.bgp_routes("r1", 6).len() as u64,
+    }
+}
+
+/// Starts pop1 and waits until FRR holds all its routes, fresh, in table
+/// and FIB; returns how long that took.
+fn start_loaded(lab: &Lab, r1: &Frr, yaml: &str, want: u64) -> (PopNode, Duration) {
+    // The first call builds the binary: not part of the time.
+    anypop_bin();
+    let t = Instant::now();
+    let pop1 = PopNode::start(lab, "pop1", yaml);
+    let loaded = wait_until_every(LOAD, POLL, || {
+        counts(lab, r1)
+            == Counts {
+                table: want,
+                stale: 0,
+                fib: want,
+            }
+    });
+    assert!(
+        loaded,
+        "FRR did not load {want} routes: {:?}\nanypop log:\n{}",
+        counts(lab, r1),
+        pop1.proc.log()
+    );
+    (pop1, t.elapsed())
+}
+
+/// How FRR emptied: whether table and FIB were empty in time, the most
+/// stale routes any sample showed, and when each was first seen empty
+/// (since `t0`).
+struct Emptying {
+    emptied: bool,
+    max_stale: u64,
+    table_empty: Option<Duration>,
+    fib_empty: Option<Duration>,
+}
+
+/// Samples FRR until its table and FIB hold none of pop1's routes (at most
+/// `bound`); every sample records how many routes were stale.
+fn wait_empty(lab: &Lab, r1: &Frr, t0: Instant, bound: Duration) -> Emptying {
+    let mut max_stale = 0;
+    let mut table_empty = None;
+    let mut fib_empty = None;
+    let emptied = wait_until_every(bound, POLL, || {
+        let c = counts(lab, r1);
+        if c.stale != u64::MAX {
+            max_stale = max_stale.max(c.stale);
+        }
+        if c.table == 0 && table_empty.is_none() {
+            table_empty = Some(t0.elapsed());
+        }
+        if c.fib == 0 && fib_empty.is_none() {
+            fib_empty = Some(t0.elapsed());
+        }
+        table_empty.is_some() && fib_empty.is_some()
+    });
+    Emptying {
+        emptied,
+        max_stale,
+        table_empty,
+        fib_empty,
+    }
+}
+
+fn secs(d: Option<Duration>) -> f64 {
+    d.map_or(f64::NAN, |d| d.as_secs_f64())
+}
+
+/// `/messageStats/updatesRecv` of FRR's view of pop1.
+fn updates_received(r1: &Frr) -> u64 {
+    r1.neighbor(POP1)
+        .and_then(|n| {
+            n.pointer("/messageStats/updatesRecv")
+                .and_then(|v| v.as_u64())
+        })
+        .expect("FRR's neighbor pop1 with message statistics")
+}
+
+#[test]
+fn bgp_scale_sigterm_withdraw_empties_frr_promptly_without_stale_routes() {
+    if !lab_available(
+        "bgp_scale_sigterm_withdraw_empties_frr_promptly_without_stale_routes",
+        PROGRAMS,
+    ) {
+        return;
+    }
+    let lab = lab();
+    let r1 = Frr::start(&lab, "r1", &topology_file("bench/frr/r1/frr.conf"));
+    let (mut pop1, load) = start_loaded(&lab, &r1, &pop_yaml("withdraw", None), N);
+
+    let t0 = Instant::now();
+    pop1.proc.signal(libc::SIGTERM);
+    let Emptying {
+        emptied,
+        max_stale,
+        table_empty,
+        fib_empty,
+    } = wait_empty(&lab, &r1, t0, PROMPT);
+    let exit = pop1.proc.wait_exit(WAIT);
+    let exited = t0.elapsed();
+    println!(
+        "{N} prefixes, shutdown: withdraw: FRR loaded in {:.1} s; after SIGTERM \
+         FRR's table empty in {:.2} s, FIB empty in {:.2} s, anypop exited by {:.2} s",
+        load.as_secs_f64(),
+        secs(table_empty),
+        secs(fib_empty),
+        exited.as_secs_f64(),
+    );
+    assert!(
+        emptied,
+        "FRR still holds routes {PROMPT:?} after SIGTERM: {:?}",
+        counts(&lab, &r1)
+    );
+    assert_eq!(max_stale, 0, "FRR marked routes stale");
+    assert_eq!(exit, Some(0), "anypop did not exit cleanly");
+    // FRR got the Cease / Administrative Shutdown as a Hard Reset.
+    let n = r1.neighbor(POP1).expect("neighbor");
+    assert_eq!(
+        n.get("lastNotificationHardReset").and_then(|v| v.as_bool()),
+        Some(true),
+        "no Hard Reset in FRR's view: {n}"
+    );
+    let reason = n
+        .get("lastNotificationReason")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    assert!(reason.contains("Administrative Shutdown"), "{n}");
+    // And it stays empty (nothing comes back stale later).
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        counts(&lab, &r1),
+        Counts {
+            table: 0,
+            stale: 0,
+            fib: 0
+        }
+    );
+}
+
+#[test]
+fn bgp_scale_graceful_restart_stop_keeps_routes_stale_and_restart_takes_them_over() {
+    if !lab_available(
+        "bgp_scale_graceful_restart_stop_keeps_routes_stale_and_restart_takes_them_over",
+        PROGRAMS,
+    ) {
+        return;
+    }
+    let lab = lab();
+    let r1 = Frr::start(&lab, "r1", &topology_file("bench/frr/r1/frr.conf"));
+    let yaml = pop_yaml("graceful_restart", None);
+    let (mut pop1, _) = start_loaded(&lab, &r1, &yaml, N);
+    let monitor = RouteMonitor::start(&lab, "r1");
+    std::thread::sleep(Duration::from_millis(200));
+
+    let t0 = Instant::now();
+    pop1.proc.signal(libc::SIGTERM);
+    assert_eq!(
+        pop1.proc.wait_exit(WAIT),
+        Some(0),
+        "anypop did not exit cleanly"
+    );
+    let stopped = t0.elapsed();
+    // Every route stays, stale, and in the FIB.
+    assert!(
+        wait_until_every(PROMPT, POLL, || counts(&lab, &r1).stale == N),
+        "routes not kept stale: {:?}",
+        counts(&lab, &r1)
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        counts(&lab, &r1),
+        Counts {
+            table: N,
+            stale: N,
+            fib: N
+        }
+    );
+    let n = r1.neighbor(POP1).expect("neighbor");
+    assert_eq!(
+        n.get("lastNotificationHardReset").and_then(|v| v.as_bool()),
+        Some(false),
+        "a plain Cease keeps the routes: {n}"
+    );
+
+    // Restarted, anypop takes them over: fresh again, none deleted.
+    let t1 = Instant::now();
+    let (_pop1, _) = start_loaded(&lab, &r1, &yaml, N);
+    let taken_over = t1.elapsed();
+    println!(
+        "{N} prefixes, shutdown: graceful_restart: anypop exited {:.2} s after SIGTERM, \
+         FRR kept all {N} stale in its FIB; restarted, anypop refreshed them all \
+         (none stale) {:.1} s after its start",
+        stopped.as_secs_f64(),
+        taken_over.as_secs_f64()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let deleted = monitor.deletions_of("proto bgp");
+    assert!(
+        deleted.is_empty(),
+        "{} routes left r1's FIB during stop and restart, e.g. {:?}",
+        deleted.len(),
+        deleted.first()
+    );
+    assert_eq!(counts(&lab, &r1).stale, 0);
+}
+
+#[test]
+fn bgp_scale_reload_changes_only_what_changed() {
+    if !lab_available("bgp_scale_reload_changes_only_what_changed", PROGRAMS) {
+        return;
+    }
+    let lab = lab();
+    let r1 = Frr::start(&lab, "r1", &topology_file("bench/frr/r1/frr.conf"));
+    let (pop1, _) = start_loaded(&lab, &r1, &pop_yaml("withdraw", None), N);
+    // Let End-of-RIB and any late update pass.
+    std::thread::sleep(Duration::from_secs(2));
+    let monitor = RouteMonitor::start(&lab, "r1");
+    std::thread::sleep(Duration::from_millis(200));
+    let session = r1.session_identity(POP1).expect("established");
+    let before = updates_received(&r1);
+
+    // Same config: nothing sent, nothing changes.
+    pop1.proc.signal(libc::SIGHUP);
+    pop1.proc.wait_for_log("reloaded", Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(5));
+    let after = counts(&lab, &r1);
+    assert_eq!(
+        after,
+        Counts {
+            table: N,
+            stale: 0,
+            fib: N
+        }
+    );
+    assert_eq!(
+        updates_received(&r1),
+        before,
+        "UPDATEs sent on a reload that changed nothing"
+    );
+    assert_eq!(r1.session_identity(POP1), Some(session), "session reset");
+
+    // One prefix more, then one less: one UPDATE each, nothing else moves.
+    for (extra, want) in [(Some(EXTRA), N + 1), (None, N)] {
+        let before = updates_received(&r1);
+        pop1.rewrite_config(&pop_yaml("withdraw", extra));
+        pop1.proc.signal(libc::SIGHUP);
+        assert!(
+            wait_until_every(LOAD, POLL, || counts(&lab, &r1)
+                == Counts {
+                    table: want,
+                    stale: 0,
+                    fib: want
+                }),
+            "after reload: {:?}",
+            counts(&lab, &r1)
+        );
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(
+            updates_received(&r1),
+            before + 1,
+            "one UPDATE for one prefix"
+        );
+        assert_eq!(r1.session_identity(POP1), Some(session), "session reset");
+    }
+    let deleted = monitor.deletions_of("proto bgp");
+    assert!(
+        deleted.len() == 1 && deleted[0].contains("2001:db8:ffff::/48"),
+        "FIB deletions other than the removed prefix: {} e.g. {:?}",
+        deleted.len(),
+        deleted.first()
+    );
+}
