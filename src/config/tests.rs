@@ -447,7 +447,7 @@ fn bad_prefixes() {
         "is an address, not a prefix: expected address/length; did you mean 203.0.113.7/32?",
     );
     assert_error(&errs, "pops[0].prefixes[4]", "did you mean 2001:db8::/48?");
-    assert_error(&errs, "pops[0].prefixes[5]", "listed twice");
+    assert_error(&errs, "pops[0].prefixes[5]", "listed twice (also pops[0].prefixes[0])");
     assert_eq!(errs.len(), 5, "{errs:?}");
 }
 

@@ -24,18 +24,21 @@ pub(super) fn pop(
 ) -> Option<Pop> {
     let name = cx.name(&format!("{path}.name"), &raw.name);
     let mut prefixes: Vec<IpNet> = Vec::new();
+    // Where each prefix was first listed: a PoP may list 100,000.
+    let mut seen: BTreeMap<IpNet, usize> = BTreeMap::new();
     for (k, s) in raw.prefixes.iter().enumerate() {
         let p = format!("{path}.prefixes[{k}]");
         let Some(net) = cx.ok(&p, parse_prefix(s)) else {
             continue;
         };
-        if let Some(j) = prefixes.iter().position(|n| *n == net) {
+        if let Some(j) = seen.get(&net) {
             cx.err(
                 p,
                 format!("{net} is listed twice (also {path}.prefixes[{j}])"),
             );
             continue;
         }
+        seen.insert(net, k);
         // The node's own PoP: a prefix no session can carry is a mistake.
         if let Some(bgp) = local_bgp.filter(|b| !b.peers.is_empty()) {
             let v4 = matches!(net, IpNet::V4(_));
