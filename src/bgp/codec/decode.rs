@@ -65,6 +65,16 @@ fn decode_open(frame: &[u8]) -> Result<PeerOpen, Notification> {
             4u16.to_be_bytes(),
         ));
     }
+    // Hold time 1 or 2: its own subcode with the hold time as data (RFC
+    // 4271 §6.2), not the parser's generic OPEN error.
+    let hold_time = u16::from_be_bytes([body[3], body[4]]);
+    if hold_time == 1 || hold_time == 2 {
+        return Err(Notification::new(
+            err::OPEN,
+            err::UNACCEPTABLE_HOLD_TIME,
+            hold_time.to_be_bytes(),
+        ));
+    }
     let mut ctx = BgpParsingContext::default();
     let msg = BgpMessage::parse(&mut SliceReader::new(frame), &mut ctx)
         .map_err(|e| Notification::new(err::OPEN, 0, format!("{e}").into_bytes()))?;
@@ -393,19 +403,43 @@ mod tests {
         }
     }
 
-    #[test]
-    fn unsupported_version() {
-        let mut bytes = encode_open(&LocalOpen {
+    fn open_bytes(hold_time: u16) -> Vec<u8> {
+        encode_open(&LocalOpen {
             asn: 65001,
-            hold_time: 9,
+            hold_time,
             bgp_id: Ipv4Addr::new(192, 0, 2, 1),
             families: vec![Family::Ipv4],
             graceful_restart: None,
             restarted: false,
         })
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn unsupported_version() {
+        let mut bytes = open_bytes(9);
         bytes[19] = 3;
         let e = decode(&frame_of(&bytes).unwrap().unwrap()).unwrap_err();
         assert_eq!((e.code, e.subcode, e.data), (2, 1, vec![0, 4]));
+    }
+
+    #[test]
+    fn hold_time_one_or_two_is_unacceptable_hold_time() {
+        // RFC 4271 §6.2: 2/6 with the offending hold time as data.
+        for hold in [1u16, 2] {
+            let bytes = open_bytes(hold);
+            let e = decode(&frame_of(&bytes).unwrap().unwrap()).unwrap_err();
+            assert_eq!(
+                (e.code, e.subcode, e.data),
+                (2, 6, hold.to_be_bytes().to_vec())
+            );
+        }
+        for hold in [0u16, 3, 65535] {
+            let Ok(Received::Open(o)) = decode(&frame_of(&open_bytes(hold)).unwrap().unwrap())
+            else {
+                panic!("hold time {hold} refused");
+            };
+            assert_eq!(o.hold_time, hold);
+        }
     }
 }
