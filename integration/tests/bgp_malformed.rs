@@ -1,6 +1,7 @@
 //! Malformed input: a test peer written here (raw TCP, hand-encoded
 //! messages) completes the OPEN handshake with anypop and then sends a
-//! truncated UPDATE, a bad marker, and attributes with wrong lengths.
+//! truncated UPDATE, a bad marker, an unrecognized well-known attribute,
+//! and attributes with wrong lengths.
 //! anypop must answer per RFC 4271 / RFC 7606, keep running, reconnect to
 //! the peer, and its session with a real FRR router must not notice.
 
@@ -94,6 +95,13 @@ fn bgp_malformed_input_gets_rfc_answers_and_isolation() {
             "bad marker",
             rawbgp::bad_marker(),
             Expect::Notification(1, &[1]),
+        ),
+        // RFC 4271 6.3: an unrecognized well-known attribute (type 99,
+        // optional bit clear); RFC 7606 does not change it.
+        (
+            "unrecognized well-known attribute",
+            rawbgp::unrecognized_well_known(RAW_AS, nh, Ipv4Addr::new(198, 51, 100, 128), 25),
+            Expect::Notification(3, &[2]),
         ),
         // RFC 7606 7.4: MED with a wrong length is treat-as-withdraw.
         (

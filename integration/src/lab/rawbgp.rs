@@ -55,11 +55,24 @@ pub fn open(asn: u32, hold: u16, router_id: Ipv4Addr) -> Vec<u8> {
 /// A well-formed IPv4 UPDATE announcing `prefix/len` with ORIGIN IGP, an
 /// AS_PATH of `[asn]` and NEXT_HOP `nh`.
 pub fn update_v4(asn: u32, nh: Ipv4Addr, prefix: Ipv4Addr, len: u8) -> Vec<u8> {
+    update_body(&mandatory_attrs(asn, nh), prefix, len)
+}
+
+/// ORIGIN IGP, AS_PATH `[asn]`, NEXT_HOP `nh`.
+fn mandatory_attrs(asn: u32, nh: Ipv4Addr) -> Vec<u8> {
     let mut attrs = vec![0x40, 1, 1, 0]; // ORIGIN IGP
     attrs.extend_from_slice(&[0x40, 2, 6, 2, 1]); // AS_PATH: one AS_SEQUENCE of 1
     attrs.extend_from_slice(&asn.to_be_bytes());
     attrs.extend_from_slice(&[0x40, 3, 4]);
     attrs.extend_from_slice(&nh.octets());
+    attrs
+}
+
+/// A valid UPDATE plus attribute type 99 flagged well-known (0x40): RFC
+/// 4271 6.3 Unrecognized Well-known Attribute, 3/2.
+pub fn unrecognized_well_known(asn: u32, nh: Ipv4Addr, prefix: Ipv4Addr, len: u8) -> Vec<u8> {
+    let mut attrs = mandatory_attrs(asn, nh);
+    attrs.extend_from_slice(&[0x40, 99, 2, 0xab, 0xcd]);
     update_body(&attrs, prefix, len)
 }
 
@@ -107,11 +120,7 @@ pub fn attr_length_overrun(asn: u32, nh: Ipv4Addr) -> Vec<u8> {
 /// otherwise consistent attribute list. RFC 7606 7.4: treat-as-withdraw
 /// (session stays up); RFC 4271 alone: Attribute Length Error 3/5.
 pub fn med_wrong_length(asn: u32, nh: Ipv4Addr, prefix: Ipv4Addr, len: u8) -> Vec<u8> {
-    let mut attrs = vec![0x40, 1, 1, 0];
-    attrs.extend_from_slice(&[0x40, 2, 6, 2, 1]);
-    attrs.extend_from_slice(&asn.to_be_bytes());
-    attrs.extend_from_slice(&[0x40, 3, 4]);
-    attrs.extend_from_slice(&nh.octets());
+    let mut attrs = mandatory_attrs(asn, nh);
     attrs.extend_from_slice(&[0x80, 4, 3, 0, 0, 7]);
     update_body(&attrs, prefix, len)
 }

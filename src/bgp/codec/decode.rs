@@ -1,13 +1,15 @@
 //! Decoding of one framed message into a [`Received`] value: OPEN through
 //! netgauze-bgp-pkt's parser (capabilities included), UPDATEs by our own
 //! scanner that counts routes without storing them (RFC 4271 §6.3 with the
-//! RFC 7606 revisions), the rest by hand (they are a few fixed fields).
+//! RFC 7606 revisions; an attribute type is "recognized" when IANA assigned
+//! it), the rest by hand (they are a few fixed fields).
 //!
 //! Must not decide what to do about a message; errors are the
 //! [`Notification`] the caller sends.
 
 use bytes::Buf;
 use netgauze_bgp_pkt::capabilities::BgpCapability;
+use netgauze_bgp_pkt::iana::PathAttributeType;
 use netgauze_bgp_pkt::wire::deserializer::BgpParsingContext;
 use netgauze_bgp_pkt::BgpMessage;
 use netgauze_parse_utils::reader::SliceReader;
@@ -193,6 +195,16 @@ pub fn scan_update(body: &[u8]) -> Result<UpdateSummary, Notification> {
         }
         let value = &a[hdr..hdr + len];
         attr_count += 1;
+        // RFC 4271 §6.3 (RFC 7606 keeps it): a well-known attribute (optional
+        // bit clear) of a type we do not know ends the session with 3/2 and
+        // the attribute (type, length and value) as data.
+        if flags & 0x80 == 0 && PathAttributeType::try_from(code).is_err() {
+            return Err(Notification::new(
+                err::UPDATE,
+                err::UNRECOGNIZED_WELL_KNOWN_ATTRIBUTE,
+                &a[..hdr + len],
+            ));
+        }
         match code {
             // RFC 7606 §7: fixed-length well-known attributes with a wrong
             // length are treat-as-withdraw.
@@ -329,6 +341,38 @@ mod tests {
         let s = scan_update(&body).unwrap();
         assert!(s.malformed.is_some());
         assert_eq!(s.announced, 1);
+    }
+
+    #[test]
+    fn unrecognized_well_known_attribute_is_3_2_with_the_attribute() {
+        // ORIGIN, AS_PATH, NEXT_HOP, then type 99 with the optional bit
+        // clear (0x40: well-known, transitive), one NLRI.
+        let unknown = [0x40u8, 99, 2, 0xab, 0xcd];
+        let mut attrs = vec![0x40u8, 1, 1, 0, 0x40, 2, 0, 0x40, 3, 4, 192, 0, 2, 1];
+        attrs.extend_from_slice(&unknown);
+        let mut body = vec![0, 0, 0, attrs.len() as u8];
+        body.extend_from_slice(&attrs);
+        body.extend_from_slice(&[24, 203, 0, 113]);
+        let e = scan_update(&body).unwrap_err();
+        assert_eq!((e.code, e.subcode), (3, 2));
+        assert_eq!(e.data, unknown, "the attribute is the data");
+        // Extended length: the data keeps the 2-byte length.
+        let unknown_ext = [0x50u8, 99, 0, 1, 7];
+        let body = [&[0u8, 0, 0, 5][..], &unknown_ext].concat();
+        let e = scan_update(&body).unwrap_err();
+        assert_eq!((e.code, e.subcode, e.data), (3, 2, unknown_ext.to_vec()));
+        // The same type as optional (0xc0): ignored (optional transitive).
+        let body = [0u8, 0, 0, 5, 0xc0, 99, 2, 0xab, 0xcd];
+        assert!(scan_update(&body).is_ok());
+        // Known well-known and optional types sent with the optional bit
+        // clear are not "unrecognized".
+        for code in [1u8, 2, 5, 6, 8, 16, 32] {
+            let body = [0u8, 0, 0, 3, 0x40, code, 0];
+            assert!(
+                scan_update(&body).map_or_else(|e| e.subcode != 2, |_| true),
+                "type {code}"
+            );
+        }
     }
 
     #[test]

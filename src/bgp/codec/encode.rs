@@ -135,6 +135,9 @@ pub fn encode_notification(n: &Notification) -> Result<Vec<u8>, EncodeError> {
             (3, 1) => BgpNotificationMessage::UpdateMessageError(
                 UpdateMessageError::MalformedAttributeList { value },
             ),
+            (3, 2) => BgpNotificationMessage::UpdateMessageError(
+                UpdateMessageError::UnrecognizedWellKnownAttribute { value },
+            ),
             (3, 9) => BgpNotificationMessage::UpdateMessageError(
                 UpdateMessageError::OptionalAttributeError { value },
             ),
@@ -256,6 +259,9 @@ mod tests {
             (2, 2),
             (2, 6),
             (3, 1),
+            (3, 2),
+            (3, 9),
+            (3, 10),
             (4, 0),
             (5, 1),
             (5, 2),

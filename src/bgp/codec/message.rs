@@ -100,6 +100,7 @@ pub mod err {
     pub const UNACCEPTABLE_HOLD_TIME: u8 = 6;
     // UPDATE message error subcodes.
     pub const MALFORMED_ATTRIBUTE_LIST: u8 = 1;
+    pub const UNRECOGNIZED_WELL_KNOWN_ATTRIBUTE: u8 = 2;
     pub const OPTIONAL_ATTRIBUTE_ERROR: u8 = 9;
     pub const INVALID_NETWORK_FIELD: u8 = 10;
     // FSM error subcodes (RFC 6608).
@@ -198,6 +199,7 @@ impl std::fmt::Display for Notification {
             (2, 7) => "open message error / unsupported capability",
             (2, _) => "open message error",
             (3, 1) => "update message error / malformed attribute list",
+            (3, 2) => "update message error / unrecognized well-known attribute",
             (3, _) => "update message error",
             (4, _) => "hold timer expired",
             (5, _) => "finite state machine error",
