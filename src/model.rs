@@ -198,6 +198,9 @@ pub struct Peer {
     /// Only accept the session (never connect).
     pub passive: bool,
     pub hold_time: Duration,
+    /// The shortest hold time we accept from the peer; zero: any, even 0
+    /// (no keepalives).
+    pub min_hold_time: Duration,
     pub connect_retry: Duration,
     pub md5_password_file: Option<PathBuf>,
     pub ttl_security: bool,

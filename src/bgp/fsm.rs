@@ -72,6 +72,9 @@ pub struct FsmConfig {
     pub router_id: Ipv4Addr,
     /// Our proposed hold time in seconds (0 or >= 3).
     pub hold_time: u16,
+    /// The shortest hold time we accept from the peer, in seconds; 0
+    /// accepts 0 (no keepalives) too.
+    pub min_hold_time: u16,
     /// Base connect-retry time; the backoff grows from it.
     pub connect_retry: Duration,
     /// Never connect; wait for the peer.
@@ -584,7 +587,7 @@ impl Fsm {
                 o.my_as.to_be_bytes(),
             ));
         }
-        if o.hold_time == 1 || o.hold_time == 2 {
+        if o.hold_time == 1 || o.hold_time == 2 || o.hold_time < self.cfg.min_hold_time {
             return Err(Notification::new(
                 err::OPEN,
                 err::UNACCEPTABLE_HOLD_TIME,
@@ -644,6 +647,7 @@ mod tests {
             remote_asn: 65000,
             router_id: RID,
             hold_time: 9,
+            min_hold_time: 0,
             connect_retry: Duration::from_secs(2),
             passive,
             families: vec![Family::Ipv4, Family::Ipv6],
@@ -803,6 +807,32 @@ mod tests {
             // Automatic restart after the backoff.
             let d = f.next_deadline().unwrap();
             assert_eq!(f.handle(Event::Tick, d), vec![Action::Connect]);
+        }
+    }
+
+    #[test]
+    fn hold_time_below_the_minimum_is_unacceptable() {
+        // min_hold_time 9: 0 (no keepalives) and 3..8 are refused with 2/6
+        // and the offered hold time as data; 9 and more are accepted.
+        let mut c = cfg(false);
+        c.min_hold_time = 9;
+        for (hold, ok) in [(0u16, false), (3, false), (8, false), (9, true), (90, true)] {
+            let t = Instant::now();
+            let mut f = open_sent(c.clone(), t);
+            let a = f.handle(msg(Received::Open(peer_open(hold))), t);
+            if ok {
+                assert_eq!(f.state(), State::OpenConfirm, "hold {hold}: {a:?}");
+            } else {
+                assert!(
+                    a.contains(&Action::SendNotification(Notification::new(
+                        err::OPEN,
+                        err::UNACCEPTABLE_HOLD_TIME,
+                        hold.to_be_bytes()
+                    ))),
+                    "hold {hold}: {a:?}"
+                );
+                assert_eq!(f.state(), State::Idle);
+            }
         }
     }
 

@@ -325,6 +325,7 @@ pub(crate) async fn run(
             remote_asn: p.peer.remote_asn,
             router_id: p.router_id,
             hold_time: p.peer.hold_time.as_secs().min(u16::MAX as u64) as u16,
+            min_hold_time: p.peer.min_hold_time.as_secs().min(u16::MAX as u64) as u16,
             connect_retry: p.peer.connect_retry,
             passive: p.peer.passive,
             families,

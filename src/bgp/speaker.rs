@@ -545,6 +545,7 @@ mod tests {
                 local_address: None,
                 passive: false,
                 hold_time: Duration::from_secs(9),
+                min_hold_time: Duration::from_secs(3),
                 connect_retry: Duration::from_secs(1),
                 md5_password_file: None,
                 ttl_security: false,

@@ -58,6 +58,7 @@ pub struct RawBgp {
     #[serde(default)]
     pub shutdown: RawShutdown,
     pub graceful_restart: Option<RawDuration>,
+    pub min_hold_time: Option<RawDuration>,
     #[serde(default)]
     pub peers: Vec<RawPeer>,
 }
@@ -82,6 +83,7 @@ pub struct RawPeer {
     #[serde(default)]
     pub passive: bool,
     pub hold_time: Option<RawDuration>,
+    pub min_hold_time: Option<RawDuration>,
     pub connect_retry: Option<RawDuration>,
     pub md5_password_file: Option<PathBuf>,
     #[serde(default)]

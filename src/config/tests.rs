@@ -364,6 +364,51 @@ pops:
     assert_error(&errors(&conflict), "bgp.graceful_restart", "relies on it");
 }
 
+#[test]
+fn min_hold_time_global_and_per_peer() {
+    let yaml = |bgp: &str, peer: &str| {
+        format!(
+            "{NODE}bgp:\n{bgp}  peers:\n    - {{name: r1, address: 192.0.2.254, remote_asn: 64500{peer}}}\npops:\n  - {{name: a, prefixes: [203.0.113.0/24]}}\n"
+        )
+    };
+    // Default: 3 s, so a peer offering 0 (no keepalives) is refused.
+    let c = valid(&yaml("", ""));
+    assert_eq!(c.bgp.peers[0].min_hold_time, DEFAULT_MIN_HOLD_TIME);
+    assert_eq!(DEFAULT_MIN_HOLD_TIME, Duration::from_secs(3));
+    // Global, and a peer's own value wins.
+    let c = valid(&yaml("  min_hold_time: 9s\n", ""));
+    assert_eq!(c.bgp.peers[0].min_hold_time, Duration::from_secs(9));
+    let c = valid(&yaml("  min_hold_time: 9s\n", ", min_hold_time: 20s"));
+    assert_eq!(c.bgp.peers[0].min_hold_time, Duration::from_secs(20));
+    // 0 allows sessions without keepalives; our own hold time 0 needs it.
+    let c = valid(&yaml("", ", min_hold_time: 0s, hold_time: 0s"));
+    assert_eq!(c.bgp.peers[0].min_hold_time, Duration::ZERO);
+    assert_error(
+        &errors(&yaml("", ", hold_time: 0s")),
+        "bgp.peers[0].hold_time",
+        "min_hold_time: 0s",
+    );
+    // Our offer below the minimum cannot work.
+    assert_error(
+        &errors(&yaml("  min_hold_time: 45s\n", ", hold_time: 30s")),
+        "bgp.peers[0].hold_time",
+        "30s is below the minimum hold time 45s",
+    );
+    // Out of range or fractional, at either level.
+    for bad in ["1s", "2s", "1500ms", "70000s"] {
+        assert_error(
+            &errors(&yaml(&format!("  min_hold_time: {bad}\n"), "")),
+            "bgp.min_hold_time",
+            "0 (allow no keepalives) or 3 to 65535 whole seconds",
+        );
+        assert_error(
+            &errors(&yaml("", &format!(", min_hold_time: {bad}"))),
+            "bgp.peers[0].min_hold_time",
+            "0 (allow no keepalives) or 3 to 65535 whole seconds",
+        );
+    }
+}
+
 // ---------------------------------------------------------------- serde errors
 
 #[test]
@@ -447,7 +492,11 @@ fn bad_prefixes() {
         "is an address, not a prefix: expected address/length; did you mean 203.0.113.7/32?",
     );
     assert_error(&errs, "pops[0].prefixes[4]", "did you mean 2001:db8::/48?");
-    assert_error(&errs, "pops[0].prefixes[5]", "listed twice (also pops[0].prefixes[0])");
+    assert_error(
+        &errs,
+        "pops[0].prefixes[5]",
+        "listed twice (also pops[0].prefixes[0])",
+    );
     assert_eq!(errs.len(), 5, "{errs:?}");
 }
 

@@ -164,6 +164,7 @@ fn negotiate(o: PeerOpen) -> Negotiated {
         remote_asn: 65000,
         router_id: Ipv4Addr::new(192, 0, 2, 2),
         hold_time: 9,
+        min_hold_time: 3,
         connect_retry: Duration::from_secs(1),
         passive: false,
         families: vec![Family::Ipv4, Family::Ipv6],

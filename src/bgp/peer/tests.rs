@@ -24,6 +24,7 @@ fn cfg(gr: Option<u16>) -> PeerConfig {
             remote_asn: 65000,
             router_id: RID,
             hold_time: 9,
+            min_hold_time: 3,
             connect_retry: Duration::from_secs(1),
             passive: false,
             families: vec![Family::Ipv4, Family::Ipv6],

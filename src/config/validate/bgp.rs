@@ -14,6 +14,10 @@ pub const DEFAULT_BGP_PORT: u16 = 179;
 /// Default hold time we offer (RFC 4271 suggests 90 s; anycast wants faster
 /// detection of a dead speaker).
 pub const DEFAULT_HOLD_TIME: Duration = Duration::from_secs(30);
+/// Default shortest hold time accepted from a peer: RFC 4271's smallest
+/// non-zero one, so only 0 (a session without keepalives, which never
+/// notices a dead peer) is refused.
+pub const DEFAULT_MIN_HOLD_TIME: Duration = Duration::from_secs(3);
 /// Default wait between connection attempts.
 pub const DEFAULT_CONNECT_RETRY: Duration = Duration::from_secs(5);
 /// Restart time advertised unless `graceful_restart: off`: a controller
@@ -62,6 +66,8 @@ pub(super) fn bgp(cx: &mut Ctx, raw: &RawBgp, node_asn: u32) -> BgpConfig {
         Some(None) => Some(DEFAULT_GRACEFUL_RESTART),
         None => None,
     };
+    let min_hold = min_hold_time(cx, "bgp.min_hold_time", raw.min_hold_time.as_ref())
+        .unwrap_or(DEFAULT_MIN_HOLD_TIME);
     let mut peers = Vec::new();
     let mut names: BTreeMap<&str, usize> = BTreeMap::new();
     let mut endpoints: BTreeMap<(IpAddr, u16), usize> = BTreeMap::new();
@@ -78,7 +84,7 @@ pub(super) fn bgp(cx: &mut Ctx, raw: &RawBgp, node_asn: u32) -> BgpConfig {
         } else {
             names.insert(&rp.name, i);
         }
-        if let Some(p) = peer(cx, &path, rp, node_asn, listen.is_some()) {
+        if let Some(p) = peer(cx, &path, rp, node_asn, listen.is_some(), min_hold) {
             match endpoints.get(&(p.address, p.port)) {
                 Some(j) => cx.err(
                     format!("{path}.address"),
@@ -99,7 +105,32 @@ pub(super) fn bgp(cx: &mut Ctx, raw: &RawBgp, node_asn: u32) -> BgpConfig {
     }
 }
 
-fn peer(cx: &mut Ctx, path: &str, raw: &RawPeer, node_asn: u32, listening: bool) -> Option<Peer> {
+/// `min_hold_time` (global or a peer's): 0 or 3 to 65535 whole seconds;
+/// `None` if absent or invalid (reported).
+fn min_hold_time(cx: &mut Ctx, path: &str, raw: Option<&RawDuration>) -> Option<Duration> {
+    let d = cx.duration(path, raw)??;
+    let s = d.as_secs();
+    if d.subsec_nanos() != 0 || s == 1 || s == 2 || s > 65535 {
+        cx.err(
+            path,
+            format!(
+                "{} is not a valid minimum hold time: expected 0 (allow no keepalives) or 3 to 65535 whole seconds",
+                format_duration(d)
+            ),
+        );
+        return None;
+    }
+    Some(d)
+}
+
+fn peer(
+    cx: &mut Ctx,
+    path: &str,
+    raw: &RawPeer,
+    node_asn: u32,
+    listening: bool,
+    min_hold: Duration,
+) -> Option<Peer> {
     let name = cx.name(&format!("{path}.name"), &raw.name);
     let address = cx.ok(&format!("{path}.address"), parse_ip(&raw.address));
     let port = raw.port.unwrap_or(DEFAULT_BGP_PORT);
@@ -146,6 +177,30 @@ fn peer(cx: &mut Ctx, path: &str, raw: &RawPeer, node_asn: u32, listening: bool)
             d
         }
     };
+    let min_hold_time = min_hold_time(
+        cx,
+        &format!("{path}.min_hold_time"),
+        raw.min_hold_time.as_ref(),
+    )
+    .unwrap_or(min_hold);
+    if hold_time.is_zero() && !min_hold_time.is_zero() {
+        cx.err(
+            format!("{path}.hold_time"),
+            format!(
+                "0 (no keepalives) is below the minimum hold time {}: set min_hold_time: 0s on this peer to allow sessions without keepalives",
+                format_duration(min_hold_time)
+            ),
+        );
+    } else if !hold_time.is_zero() && hold_time < min_hold_time {
+        cx.err(
+            format!("{path}.hold_time"),
+            format!(
+                "{} is below the minimum hold time {}: no session could agree on it",
+                format_duration(hold_time),
+                format_duration(min_hold_time)
+            ),
+        );
+    }
     let connect_retry =
         match cx.duration(&format!("{path}.connect_retry"), raw.connect_retry.as_ref())? {
             None => DEFAULT_CONNECT_RETRY,
@@ -222,6 +277,7 @@ fn peer(cx: &mut Ctx, path: &str, raw: &RawPeer, node_asn: u32, listening: bool)
         local_address,
         passive: raw.passive,
         hold_time,
+        min_hold_time,
         connect_retry,
         md5_password_file: raw.md5_password_file.clone(),
         ttl_security: raw.ttl_security,
