@@ -1,6 +1,7 @@
 //! Socket options BGP needs that tokio does not expose: TCP MD5 signatures
 //! (RFC 2385, `TCP_MD5SIG`) and GTSM (RFC 5082, `IP_MINTTL` /
-//! `IPV6_MINHOPCOUNT` 255 with outgoing TTL 255). Linux only.
+//! `IPV6_MINHOPCOUNT` 255 with outgoing TTL 255), on connecting, accepted
+//! and listening sockets. Linux only.
 //!
 //! Both must be set before `connect`/`listen`: the kernel signs (and checks)
 //! the SYN already.
@@ -123,10 +124,74 @@ pub fn set_gtsm(fd: &impl AsRawFd, v6: bool) -> io::Result<()> {
     }
 }
 
+/// GTSM on a listening socket (`v6`: an IPv6 socket, which also carries
+/// IPv4-mapped peers). `send_255`: SYN-ACKs leave with TTL 255, which a
+/// GTSM router dialing us requires (it drops anything less). `require_255`:
+/// SYNs arriving with a TTL below 255 are dropped before a connection
+/// exists; the kernel applies this to every source, so only when every
+/// peer that may connect uses GTSM. Either off restores the default.
+/// Accepted connections inherit both.
+pub fn set_listener_gtsm(
+    fd: &impl AsRawFd,
+    v6: bool,
+    send_255: bool,
+    require_255: bool,
+) -> io::Result<()> {
+    let ttl: libc::c_int = if send_255 { 255 } else { -1 };
+    let min: libc::c_int = if require_255 { 255 } else { 0 };
+    if v6 {
+        setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, &ttl)?;
+        setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_MINHOPCOUNT, &min)?;
+    }
+    setsockopt(fd, libc::IPPROTO_IP, libc::IP_TTL, &ttl)?;
+    setsockopt(fd, libc::IPPROTO_IP, libc::IP_MINTTL, &min)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
+
+    fn getsockopt_int(fd: &impl AsRawFd, level: libc::c_int, name: libc::c_int) -> libc::c_int {
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `v` and `len` are live and sized for an int option.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                level,
+                name,
+                (&mut v as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0, "getsockopt: {}", io::Error::last_os_error());
+        v
+    }
+
+    #[test]
+    fn listener_gtsm_sets_and_clears_min_ttl_and_ttl() {
+        let s = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (ip, ttl, min) = (libc::IPPROTO_IP, libc::IP_TTL, libc::IP_MINTTL);
+        set_listener_gtsm(&s, false, true, true).unwrap();
+        assert_eq!(getsockopt_int(&s, ip, min), 255);
+        assert_eq!(getsockopt_int(&s, ip, ttl), 255);
+        // Mixed peers: SYN-ACKs still at 255, no minimum.
+        set_listener_gtsm(&s, false, true, false).unwrap();
+        assert_eq!(getsockopt_int(&s, ip, min), 0);
+        assert_eq!(getsockopt_int(&s, ip, ttl), 255);
+        set_listener_gtsm(&s, false, false, false).unwrap();
+        assert_eq!(getsockopt_int(&s, ip, min), 0);
+        assert_ne!(getsockopt_int(&s, ip, ttl), 255);
+        let Ok(s6) = std::net::TcpListener::bind("[::1]:0") else {
+            return; // no IPv6 on this machine
+        };
+        set_listener_gtsm(&s6, true, true, true).unwrap();
+        let ip6 = libc::IPPROTO_IPV6;
+        assert_eq!(getsockopt_int(&s6, ip6, libc::IPV6_MINHOPCOUNT), 255);
+        assert_eq!(getsockopt_int(&s6, ip6, libc::IPV6_UNICAST_HOPS), 255);
+        assert_eq!(getsockopt_int(&s6, ip, min), 255);
+    }
 
     #[test]
     fn md5_key_file_trims_newline_and_checks_length() {

@@ -118,6 +118,8 @@ struct PeerTask {
 struct ListenPeer {
     tx: mpsc::Sender<PeerCmd>,
     md5: Option<Vec<u8>>,
+    /// GTSM (`ttl_security`).
+    gtsm: bool,
 }
 
 struct Manager {
@@ -315,6 +317,7 @@ impl Manager {
                     ListenPeer {
                         tx: t.tx.clone(),
                         md5,
+                        gtsm: t.params.peer.ttl_security,
                     },
                 )
             })
@@ -420,7 +423,10 @@ async fn listen(addr: SocketAddr, mut peers: watch::Receiver<Arc<BTreeMap<IpAddr
             Ok(s)
         })
         .and_then(|s| {
-            install_md5(&s, addr, &peers.borrow_and_update());
+            let p = peers.borrow_and_update();
+            install_md5(&s, addr, &p);
+            apply_gtsm(&s, addr, &p);
+            drop(p);
             s.listen(1024)
         }) {
         Ok(l) => l,
@@ -443,7 +449,9 @@ async fn listen(addr: SocketAddr, mut peers: watch::Receiver<Arc<BTreeMap<IpAddr
                 if r.is_err() {
                     return;
                 }
-                install_md5(&listener, addr, &peers.borrow_and_update());
+                let p = peers.borrow_and_update();
+                install_md5(&listener, addr, &p);
+                apply_gtsm(&listener, addr, &p);
             }
             r = listener.accept() => match r {
                 Ok((stream, remote)) => {
@@ -492,6 +500,26 @@ async fn sleep_until_opt(at: Option<std::time::Instant>) {
     }
 }
 
+/// What GTSM the listener gets: (SYN-ACKs with TTL 255, SYNs below 255
+/// dropped). The first as soon as one peer uses GTSM; the second only when
+/// all do (it applies to every source), else their connections are checked
+/// once accepted.
+fn listener_gtsm(peers: &BTreeMap<IpAddr, ListenPeer>) -> (bool, bool) {
+    let any = peers.values().any(|p| p.gtsm);
+    (any, any && peers.values().all(|p| p.gtsm))
+}
+
+fn apply_gtsm(
+    sock: &impl std::os::fd::AsRawFd,
+    addr: SocketAddr,
+    peers: &BTreeMap<IpAddr, ListenPeer>,
+) {
+    let (send, require) = listener_gtsm(peers);
+    if let Err(e) = sockopt::set_listener_gtsm(sock, addr.is_ipv6(), send, require) {
+        warn!(%addr, error = %e, "cannot set GTSM on the BGP listener");
+    }
+}
+
 fn install_md5(
     sock: &impl std::os::fd::AsRawFd,
     addr: SocketAddr,
@@ -527,6 +555,25 @@ mod tests {
     use std::net::Ipv4Addr;
     use std::time::SystemTime;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn listener_gtsm_requires_255_only_when_every_peer_uses_it() {
+        let (tx, _rx) = mpsc::channel(1);
+        let peer = |gtsm| ListenPeer {
+            tx: tx.clone(),
+            md5: None,
+            gtsm,
+        };
+        let ip = |i: u8| IpAddr::from([192, 0, 2, i]);
+        let mut peers = BTreeMap::new();
+        assert_eq!(listener_gtsm(&peers), (false, false));
+        peers.insert(ip(1), peer(true));
+        assert_eq!(listener_gtsm(&peers), (true, true));
+        peers.insert(ip(2), peer(false));
+        assert_eq!(listener_gtsm(&peers), (true, false), "mixed");
+        peers.remove(&ip(1));
+        assert_eq!(listener_gtsm(&peers), (false, false));
+    }
     use tokio::net::{TcpListener, TcpStream};
 
     fn node() -> Node {
