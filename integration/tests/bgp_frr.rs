@@ -309,6 +309,7 @@ fn bgp_frr_graceful_restart_after_kill_shows_stale_routes() {
 }
 
 const MD5_PASSWORD: &str = "lab-md5-s3cret";
+const MD5_ROTATED: &str = "lab-md5-rotated";
 
 fn frr_conf_with_md5() -> String {
     topology_file("frr-anycast/frr/r1/frr.conf").replace(
@@ -331,16 +332,42 @@ fn pop1_with_md5(lab: &Lab, password: &str) -> PopNode {
 }
 
 #[test]
-fn bgp_frr_md5_right_password_establishes() {
-    if !lab_available("bgp_frr_md5_right_password_establishes", PROGRAMS) {
+fn bgp_frr_md5_right_password_establishes_and_follows_a_rotated_key() {
+    if !lab_available(
+        "bgp_frr_md5_right_password_establishes_and_follows_a_rotated_key",
+        PROGRAMS,
+    ) {
         return;
     }
     let lab = lab();
     let r1 = Frr::start(&lab, "r1", &frr_conf_with_md5());
-    let _pop1 = pop1_with_md5(&lab, MD5_PASSWORD);
+    let pop1 = pop1_with_md5(&lab, MD5_PASSWORD);
     assert!(
         r1.wait_established(POP1_V4, WAIT),
         "MD5 session with the right password did not come up"
+    );
+    assert!(r1.wait_path(V4, POP1_V4, WAIT, |_| true).is_some());
+
+    // Key rotation: FRR gets the new password (it resets the session),
+    // anypop's key file gets it too and a reload (same config, new file
+    // content) makes anypop dial with it: the session comes back.
+    let (ups, _) = r1.session_identity(POP1_V4).expect("neighbor");
+    r1.vtysh_lines(&[
+        "configure terminal",
+        "router bgp 65000",
+        &format!("neighbor 192.0.2.2 password {MD5_ROTATED}"),
+    ])
+    .expect("change FRR's password");
+    std::fs::write(lab.dir().join("md5.pw"), format!("{MD5_ROTATED}\n")).unwrap();
+    pop1.proc.signal(libc::SIGHUP);
+    assert!(
+        wait_until(WAIT, || r1
+            .session_identity(POP1_V4)
+            .is_some_and(|(n, _)| n > ups)
+            && r1.peer_state(POP1_V4).as_deref() == Some("Established")),
+        "no session with the rotated key: {:?}\nanypop log:\n{}",
+        r1.peer_state(POP1_V4),
+        pop1.proc.log()
     );
     assert!(r1.wait_path(V4, POP1_V4, WAIT, |_| true).is_some());
 }

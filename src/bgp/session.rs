@@ -34,7 +34,7 @@ use super::eor::local_health_known;
 use super::fsm::{FsmConfig, State};
 use super::lograte::ConnectFailLog;
 use super::peer::{self, ConnId, Input, Message, Output, PeerConfig, Report, Routes};
-use super::sockopt;
+use super::sockopt::{self, Md5Key};
 use super::speaker::{SHUTDOWN_FLUSH_TIMEOUT, SHUTDOWN_TIMEOUT};
 use crate::core::Snapshot;
 use crate::model::{Peer, PeerName, ShutdownMode};
@@ -136,6 +136,9 @@ pub(crate) struct SessionParams {
     pub peer: Peer,
     pub router_id: Ipv4Addr,
     pub graceful_restart: Option<Duration>,
+    /// The content of `peer.md5_password_file`, read when the config was
+    /// applied (start, reload), or why it could not be read.
+    pub md5: Option<Result<Md5Key, String>>,
 }
 
 /// What a connection's reader reports.
@@ -287,9 +290,9 @@ pub(crate) async fn run(
     status_tx: watch::Sender<BTreeMap<PeerName, PeerStatus>>,
     bfd: Option<watch::Receiver<crate::bfd::SessionStatus>>,
 ) {
-    let md5 = match &p.peer.md5_password_file {
-        Some(path) => match sockopt::read_md5_key(path) {
-            Ok(k) => Some(k),
+    let md5 = match &p.md5 {
+        Some(r) => match r {
+            Ok(k) => Some(k.bytes().to_vec()),
             Err(e) => {
                 // Without the key the session cannot come up; say so and
                 // keep the task alive (status shows the error) so a reload

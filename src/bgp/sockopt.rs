@@ -25,6 +25,28 @@ struct TcpMd5Sig {
     key: [u8; MD5_MAX_KEY_LEN],
 }
 
+/// A TCP MD5 key as read from its file: compared by content (a rotated
+/// key is a changed peer), never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Md5Key(Vec<u8>);
+
+impl Md5Key {
+    /// Reads `path` (see [`read_md5_key`]).
+    pub fn read(path: &Path) -> io::Result<Md5Key> {
+        read_md5_key(path).map(Md5Key)
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Md5Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Md5Key(<{} bytes>)", self.0.len())
+    }
+}
+
 /// Reads an MD5 password file: the whole file minus trailing newlines.
 pub fn read_md5_key(path: &Path) -> io::Result<Vec<u8>> {
     let raw = std::fs::read(path)?;

@@ -148,12 +148,19 @@ fn params(node: &Node, bgp: &BgpConfig, peer: &Peer) -> SessionParams {
         peer: peer.clone(),
         router_id: node.router_id,
         graceful_restart: bgp.graceful_restart,
+        // Read on every start and reload: a rotated key (same file, new
+        // content) makes a changed peer.
+        md5: peer
+            .md5_password_file
+            .as_ref()
+            .map(|f| sockopt::Md5Key::read(f).map_err(|e| e.to_string())),
     }
 }
 
-/// Whether two peer configurations would run the same session.
+/// Whether two peer configurations would run the same session (the MD5
+/// key by content: its `Debug` form hides it).
 fn same(a: &SessionParams, b: &SessionParams) -> bool {
-    format!("{a:?}") == format!("{b:?}")
+    a.md5 == b.md5 && format!("{a:?}") == format!("{b:?}")
 }
 
 impl Manager {
@@ -229,10 +236,7 @@ impl Manager {
             if p.tx.send(PeerCmd::Stop(n, done)).await.is_ok() {
                 // Wait for the task itself so its last status update lands
                 // before the entry is removed.
-                if tokio::time::timeout(STOP_BOUND, &mut p.join)
-                    .await
-                    .is_err()
-                {
+                if tokio::time::timeout(STOP_BOUND, &mut p.join).await.is_err() {
                     p.join.abort();
                 }
             } else {
@@ -306,12 +310,10 @@ impl Manager {
             .peers
             .values()
             .map(|t| {
-                let md5 = t
-                    .params
-                    .peer
-                    .md5_password_file
-                    .as_ref()
-                    .and_then(|f| sockopt::read_md5_key(f).ok());
+                let md5 = match &t.params.md5 {
+                    Some(Ok(k)) => Some(k.bytes().to_vec()),
+                    _ => None,
+                };
                 (
                     t.params.peer.address.to_canonical(),
                     ListenPeer {
@@ -416,6 +418,8 @@ async fn listen(addr: SocketAddr, mut peers: watch::Receiver<Arc<BTreeMap<IpAddr
         SocketAddr::V4(_) => TcpSocket::new_v4(),
         SocketAddr::V6(_) => TcpSocket::new_v6(),
     };
+    // The keys on the listening socket, by (mapped) address.
+    let mut md5_installed: BTreeMap<IpAddr, Vec<u8>> = BTreeMap::new();
     let listener = match sock
         .and_then(|s| {
             s.set_reuseaddr(true)?;
@@ -424,7 +428,7 @@ async fn listen(addr: SocketAddr, mut peers: watch::Receiver<Arc<BTreeMap<IpAddr
         })
         .and_then(|s| {
             let p = peers.borrow_and_update();
-            install_md5(&s, addr, &p);
+            sync_md5(&s, addr, &p, &mut md5_installed);
             apply_gtsm(&s, addr, &p);
             drop(p);
             s.listen(1024)
@@ -450,7 +454,7 @@ async fn listen(addr: SocketAddr, mut peers: watch::Receiver<Arc<BTreeMap<IpAddr
                     return;
                 }
                 let p = peers.borrow_and_update();
-                install_md5(&listener, addr, &p);
+                sync_md5(&listener, addr, &p, &mut md5_installed);
                 apply_gtsm(&listener, addr, &p);
             }
             r = listener.accept() => match r {
@@ -520,23 +524,52 @@ fn apply_gtsm(
     }
 }
 
-fn install_md5(
+/// Makes the listener's MD5 keys those of `peers`: new and changed keys
+/// installed, keys of removed peers (or of peers that dropped MD5) deleted,
+/// so a removed peer's old key never blocks that address. `installed` is
+/// what the socket holds.
+fn sync_md5(
     sock: &impl std::os::fd::AsRawFd,
     addr: SocketAddr,
     peers: &BTreeMap<IpAddr, ListenPeer>,
+    installed: &mut BTreeMap<IpAddr, Vec<u8>>,
 ) {
-    for (ip, p) in peers {
-        let Some(key) = &p.md5 else { continue };
-        // On an IPv6 socket, IPv4 peers arrive as IPv4-mapped addresses.
-        let ip = match (addr, ip) {
-            (SocketAddr::V6(_), IpAddr::V4(v4)) => IpAddr::V6(v4.to_ipv6_mapped()),
-            _ => *ip,
-        };
-        if let (SocketAddr::V4(_), IpAddr::V6(_)) = (addr, ip) {
+    let wanted: BTreeMap<IpAddr, &Vec<u8>> = peers
+        .iter()
+        .filter_map(|(ip, p)| {
+            let key = p.md5.as_ref()?;
+            // On an IPv6 socket, IPv4 peers arrive as IPv4-mapped addresses.
+            match (addr, ip) {
+                (SocketAddr::V6(_), IpAddr::V4(v4)) => Some((IpAddr::V6(v4.to_ipv6_mapped()), key)),
+                (SocketAddr::V4(_), IpAddr::V6(_)) => None,
+                _ => Some((*ip, key)),
+            }
+        })
+        .collect();
+    installed.retain(|ip, _| {
+        if wanted.contains_key(ip) {
+            return true;
+        }
+        match sockopt::set_md5(sock, *ip, &[]) {
+            Ok(()) => {
+                info!(peer = %ip, "MD5 key removed from the BGP listener");
+                false
+            }
+            Err(e) => {
+                warn!(peer = %ip, error = %e, "cannot remove MD5 key from the listener");
+                true
+            }
+        }
+    });
+    for (ip, key) in wanted {
+        if installed.get(&ip) == Some(key) {
             continue;
         }
-        if let Err(e) = sockopt::set_md5(sock, ip, key) {
-            warn!(peer = %ip, error = %e, "cannot install MD5 key on the listener");
+        match sockopt::set_md5(sock, ip, key) {
+            Ok(()) => {
+                installed.insert(ip, key.clone());
+            }
+            Err(e) => warn!(peer = %ip, error = %e, "cannot install MD5 key on the listener"),
         }
     }
 }
@@ -555,6 +588,7 @@ mod tests {
     use std::net::Ipv4Addr;
     use std::time::SystemTime;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
 
     #[test]
     fn listener_gtsm_requires_255_only_when_every_peer_uses_it() {
@@ -574,7 +608,6 @@ mod tests {
         peers.remove(&ip(1));
         assert_eq!(listener_gtsm(&peers), (false, false));
     }
-    use tokio::net::{TcpListener, TcpStream};
 
     fn node() -> Node {
         crate::testutil::node("n1", Some("pop1"), Ipv4Addr::new(192, 0, 2, 2), 65001)
@@ -945,6 +978,105 @@ mod tests {
         snap_tx.send_replace(snapshot(4, Some(true), &["203.0.113.0/24"], &cfg));
         let mut r = FakeRouter::handshake(&l).await;
         assert_eq!(r.until_eor().await, 1);
+        h.shutdown().await;
+    }
+
+    /// The first NOTIFICATION `r` receives, within 10 s.
+    async fn notification(r: &mut FakeRouter) -> Notification {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if let Received::Notification(n) = r.next().await {
+                    return n;
+                }
+            }
+        })
+        .await
+        .expect("a NOTIFICATION within 10 s")
+    }
+
+    #[tokio::test]
+    async fn md5_key_rotated_in_its_file_restarts_the_session_on_reload() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("r1.md5");
+        std::fs::write(&key, "old-key\n").unwrap();
+        sockopt::set_md5(&l, lo, b"old-key").unwrap();
+        let mut cfg = bgp(l.local_addr().unwrap().port(), None, ShutdownMode::Withdraw);
+        cfg.peers[0].md5_password_file = Some(key.clone());
+        let (snap_tx, snap_rx) = watch::channel(snapshot(1, Some(true), &["203.0.113.0/24"], &cfg));
+        let h = spawn(snap_rx);
+        let mut r = FakeRouter::handshake(&l).await;
+        r.until_eor().await;
+        // Both sides rotate the key; the config itself (the path) is the same.
+        std::fs::write(&key, "new-key\n").unwrap();
+        sockopt::set_md5(&l, lo, b"new-key").unwrap();
+        snap_tx.send_replace(snapshot(2, Some(true), &["203.0.113.0/24"], &cfg));
+        // The old session ends with Cease/other configuration change and a
+        // new one comes up: the router only accepts it signed with the new key.
+        let n = notification(&mut r).await;
+        assert_eq!((n.code, n.subcode), (6, 6));
+        let mut r = tokio::time::timeout(Duration::from_secs(10), FakeRouter::handshake(&l))
+            .await
+            .expect("a session signed with the new key");
+        assert_eq!(r.until_eor().await, 1);
+        h.shutdown().await;
+    }
+
+    /// Connects to `port` on 127.0.0.1 without MD5: `Some(true)` connected,
+    /// `Some(false)` no answer within 500 ms (an MD5 key for 127.0.0.1 on
+    /// the listener drops unsigned SYNs), `None` refused (nothing listens).
+    async fn unsigned_connect(port: u16) -> Option<bool> {
+        let c = TcpStream::connect(("127.0.0.1", port));
+        match tokio::time::timeout(Duration::from_millis(500), c).await {
+            Ok(Ok(_)) => Some(true),
+            Ok(Err(_)) => None,
+            Err(_) => Some(false),
+        }
+    }
+
+    #[tokio::test]
+    async fn listener_deletes_the_md5_key_of_a_removed_peer() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("r1.md5");
+        std::fs::write(&key, "s3cret\n").unwrap();
+        let mut cfg = bgp(179, None, ShutdownMode::Withdraw);
+        cfg.listen = Some(SocketAddr::from(([127, 0, 0, 1], port)));
+        cfg.peers[0].passive = true;
+        cfg.peers[0].md5_password_file = Some(key);
+        let (snap_tx, snap_rx) = watch::channel(snapshot(1, Some(true), &[], &cfg));
+        let h = spawn(snap_rx);
+        // Listening with the peer's key: unsigned SYNs from it go unanswered.
+        let mut keyed = false;
+        for _ in 0..40 {
+            match unsigned_connect(port).await {
+                Some(false) => {
+                    keyed = true;
+                    break;
+                }
+                Some(true) => panic!("unsigned connection accepted despite the MD5 key"),
+                None => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        assert!(keyed, "listener never came up with the key");
+        // The peer is removed: its key goes, the address connects again
+        // (and is turned away as unconfigured, after the handshake).
+        let mut without = cfg.clone();
+        without.peers.clear();
+        snap_tx.send_replace(snapshot(2, Some(true), &[], &without));
+        let mut open = false;
+        for _ in 0..20 {
+            if unsigned_connect(port).await == Some(true) {
+                open = true;
+                break;
+            }
+        }
+        assert!(open, "the removed peer's MD5 key is still on the listener");
         h.shutdown().await;
     }
 
