@@ -1113,36 +1113,6 @@ fn record_without_ipv6_is_nodata_not_fail_open() {
     );
 }
 
-/// Benchmark harness (not a test): serves the DNS part of the config file
-/// in `ANYPOP_DNS_BENCH_CONFIG` with every PoP up until killed. Used by
-/// integration/bench/dns.sh when `anypop run` does not serve DNS.
-#[test]
-#[ignore]
-fn bench_harness() {
-    let Ok(path) = std::env::var("ANYPOP_DNS_BENCH_CONFIG") else {
-        eprintln!("set ANYPOP_DNS_BENCH_CONFIG");
-        return;
-    };
-    let cfg = Arc::new(crate::config::load(std::path::Path::new(&path)).expect("config"));
-    let names: Vec<String> = cfg.pops.keys().map(|p| p.to_string()).collect();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let states: Vec<(&str, PopState)> =
-            names.iter().map(|n| (n.as_str(), PopState::Up)).collect();
-        let mut s = snapshot((*cfg).clone(), &states, Instant::now());
-        s.config = cfg.clone();
-        let (_tx, rx) = tokio::sync::watch::channel(Arc::new(s));
-        let server = super::serve(cfg, rx, DnsStats::new()).await.expect("serve");
-        eprintln!("bench harness serving on {:?}", server.udp_addrs());
-        loop {
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-        }
-    });
-}
-
 /// A zone with a country/continent `geo` record and a `nearest` record,
 /// in the test config with the test database (a Frankfurt, b New York,
 /// c Tokyo).
