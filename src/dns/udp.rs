@@ -353,3 +353,76 @@ pub(super) fn udp_worker(
         batch.send_ready(fd);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The batch on real loopback sockets: one `recvmmsg` takes every
+    //! queued datagram up to [`UDP_BATCH`], one `sendmmsg` sends each
+    //! answer back to its own source.
+
+    use super::*;
+    use std::net::UdpSocket;
+
+    #[test]
+    fn one_batch_takes_the_queued_datagrams_and_answers_each_source() {
+        let server = bind_udp("127.0.0.1:0".parse().unwrap(), 1)
+            .unwrap()
+            .pop()
+            .unwrap();
+        let to = server.local_addr().unwrap();
+        let clients: Vec<UdpSocket> = (0..4)
+            .map(|_| {
+                let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                c
+            })
+            .collect();
+        // 40 datagrams, queued before the first receive (loopback delivers
+        // during sendto): client k sends payloads k, k+4, k+8, ...
+        let total = UDP_BATCH + 8;
+        for i in 0..total {
+            let payload = [i as u8; 12];
+            clients[i % 4].send_to(&payload, to).unwrap();
+        }
+        let fd = server.as_raw_fd();
+        let mut batch = Batch::new();
+        let mut got = Vec::new();
+        for want in [UDP_BATCH, total - UDP_BATCH] {
+            let n = batch.receive(fd).unwrap();
+            assert_eq!(
+                n, want,
+                "one recvmmsg takes what is queued, up to the batch"
+            );
+            batch.ready.clear();
+            for i in 0..n {
+                let len = batch.recv[i].msg_len as usize;
+                let q = batch.queries[i * MAX_QUERY..i * MAX_QUERY + len].to_vec();
+                let src = source(&batch.sources[i], batch.recv[i].msg_hdr.msg_namelen).unwrap();
+                assert_eq!(q.len(), 12);
+                assert_eq!(src, clients[q[0] as usize % 4].local_addr().unwrap());
+                got.push(q[0]);
+                // The answer: the payload's first byte and a marker.
+                batch.answers[i] = vec![q[0], 0xAA];
+                batch.ready.push(i);
+            }
+            batch.send_ready(fd);
+        }
+        got.sort_unstable();
+        assert_eq!(got, (0..total as u8).collect::<Vec<_>>());
+        for (k, c) in clients.iter().enumerate() {
+            let mut seen = Vec::new();
+            for _ in 0..total / 4 {
+                let mut buf = [0u8; 16];
+                let (len, from) = c.recv_from(&mut buf).unwrap();
+                assert_eq!(from, to);
+                assert_eq!(&buf[1..len], &[0xAA]);
+                seen.push(buf[0]);
+            }
+            let want: Vec<u8> = (0..total as u8).filter(|i| *i as usize % 4 == k).collect();
+            assert_eq!(
+                seen, want,
+                "client {k} gets exactly its own answers, in order"
+            );
+        }
+    }
+}
