@@ -163,6 +163,29 @@ fn tcp_query(id: u16, name: &str) -> Vec<u8> {
     m
 }
 
+/// When the attackers stop: when told (also when the test unwinds: the
+/// [`StopOnDrop`] guard) and at the latest at a hard deadline, so no load
+/// loop outlives a hung test.
+struct Stop {
+    flag: AtomicBool,
+    hard_deadline: Instant,
+}
+
+impl Stop {
+    fn now(&self) -> bool {
+        self.flag.load(Relaxed) || Instant::now() >= self.hard_deadline
+    }
+}
+
+/// Tells the attackers to stop when dropped.
+struct StopOnDrop(Arc<Stop>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.flag.store(true, Relaxed);
+    }
+}
+
 /// What the attacker did (client side).
 #[derive(Default)]
 struct Counters {
@@ -242,16 +265,11 @@ struct Client {
 /// Runs `clients` slow clients against `dst` until `stop`, one tick every
 /// 200 ms; a closed connection is reconnected on a later tick (at most 64
 /// connects per tick, so a tick stays short).
-fn slow_clients(
-    mut clients: Vec<Client>,
-    dst: SocketAddrV4,
-    stop: Arc<AtomicBool>,
-    c: Arc<Counters>,
-) {
+fn slow_clients(mut clients: Vec<Client>, dst: SocketAddrV4, stop: Arc<Stop>, c: Arc<Counters>) {
     let pipeline = tcp_query(7, "www.anycast.test").repeat(20);
     let trickle = tcp_query(8, "www.anycast.test");
     let http_head = b"GET /v1/state HTTP/1.1\r\nHost: 198.51.100.1\r\nX-Slow: ".to_vec();
-    while !stop.load(Relaxed) {
+    while !stop.now() {
         let tick = Instant::now();
         let mut connects = 0;
         for cl in clients.iter_mut() {
@@ -296,11 +314,11 @@ fn slow_clients(
 /// Connection storms on port 179: connect and close, connect and send
 /// garbage, connect and hold (up to 50 held, oldest dropped), paced at
 /// about 200 connects per second per thread.
-fn bgp_storm(seed: usize, stop: Arc<AtomicBool>, c: Arc<Counters>) {
+fn bgp_storm(seed: usize, stop: Arc<Stop>, c: Arc<Counters>) {
     let dst = SocketAddrV4::new(POP1_ATK, 179);
     let mut held: std::collections::VecDeque<TcpStream> = Default::default();
     let mut i = seed;
-    while !stop.load(Relaxed) {
+    while !stop.now() {
         i += 1;
         match connect_from(atk_addr(i), dst, &c) {
             Some(mut s) => {
@@ -330,7 +348,7 @@ fn bgp_storm(seed: usize, stop: Arc<AtomicBool>, c: Arc<Counters>) {
 /// The UDP flood: 16 sockets on attacker addresses, paced at
 /// [`FLOOD_QPS`], nine steered queries for one NXDOMAIN; answers drained
 /// and counted (rate limiting drops or truncates most of them).
-fn udp_flood(stop: Arc<AtomicBool>, c: Arc<Counters>) {
+fn udp_flood(stop: Arc<Stop>, c: Arc<Counters>) {
     let dst = SocketAddr::from((POP1_ATK, 53));
     let socks: Vec<UdpSocket> = (0..16)
         .filter_map(|i| {
@@ -352,7 +370,7 @@ fn udp_flood(stop: Arc<AtomicBool>, c: Arc<Counters>) {
     let start = Instant::now();
     let mut sent: u64 = 0;
     let mut buf = [0u8; 1500];
-    while !stop.load(Relaxed) {
+    while !stop.now() {
         let due = (start.elapsed().as_secs_f64() * FLOOD_QPS as f64) as u64;
         while sent < due {
             let s = &socks[sent as usize % socks.len()];
@@ -491,7 +509,11 @@ fn hostile_load_keeps_dns_bgp_api_and_checks_and_resources_return() {
     let base_rss = rss_kib(pid as i32).expect("anypop RSS");
 
     // ---------------------------------------------------------- the load
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(Stop {
+        flag: AtomicBool::new(false),
+        hard_deadline: Instant::now() + LOAD + Duration::from_secs(60),
+    });
+    let stop_guard = StopOnDrop(stop.clone());
     let c = Arc::new(Counters::default());
     let load = {
         let (stop, c) = (stop.clone(), c.clone());
@@ -565,7 +587,7 @@ fn hostile_load_keeps_dns_bgp_api_and_checks_and_resources_return() {
         std::thread::sleep(Duration::from_millis(1000));
     }
     let legit = legit.join().expect("legitimate client thread");
-    stop.store(true, Relaxed);
+    drop(stop_guard);
     for t in load {
         t.join().expect("load thread");
     }
