@@ -37,6 +37,8 @@ pub mod kind {
     pub enum Check {}
     /// A BGP peer.
     pub enum Peer {}
+    /// An anypop node of a fleet.
+    pub enum Node {}
 }
 
 /// The name of a PoP.
@@ -45,6 +47,8 @@ pub type PopName = Name<kind::Pop>;
 pub type CheckName = Name<kind::Check>;
 /// The name of a BGP peer.
 pub type PeerName = Name<kind::Peer>;
+/// The name of an anypop node in a fleet (its `node.name`).
+pub type NodeName = Name<kind::Node>;
 
 impl<K> Name<K> {
     /// Validates `s` as a name; the error says what was expected.
@@ -110,6 +114,15 @@ impl<K> Serialize for Name<K> {
     }
 }
 
+/// Names read from the outside (a peer's report) are validated like names
+/// in the config: an invalid one is a deserialization error.
+impl<'de, K> serde::Deserialize<'de> for Name<K> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        Name::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 impl<K> fmt::Display for Name<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -139,6 +152,9 @@ pub struct Config {
     pub pops: BTreeMap<PopName, Pop>,
     pub dns: DnsConfig,
     pub api: ApiConfig,
+    /// The other nodes of this node's fleet; `None`: this node decides
+    /// alone.
+    pub fleet: Option<FleetConfig>,
 }
 
 impl Config {
@@ -146,6 +162,43 @@ impl Config {
     pub fn local_pop(&self) -> Option<&Pop> {
         self.node.pop.as_ref().and_then(|p| self.pops.get(p))
     }
+
+    /// Who decides `pop`'s inside verdict and admin state.
+    pub fn role(&self, pop: &PopName) -> Role {
+        let Some(fleet) = &self.fleet else {
+            return Role::Local;
+        };
+        match fleet.owners.get(pop) {
+            None => Role::Local,
+            Some(owners) if owners.contains(&fleet.me) => Role::Own,
+            Some(_) => Role::Peer,
+        }
+    }
+
+    /// Whether this node runs `check` of `pop`: every check without a
+    /// fleet and for PoPs no fleet node owns; the `inside` and `both`
+    /// checks of its own PoP; the `outside` and `both` checks of PoPs
+    /// other nodes own.
+    pub fn runs_here(&self, pop: &PopName, check: &Check) -> bool {
+        match self.role(pop) {
+            Role::Local => true,
+            Role::Own => check.vantage != Vantage::Outside,
+            Role::Peer => check.vantage != Vantage::Inside,
+        }
+    }
+}
+
+/// How this node relates to a PoP (see [`Config::role`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// No fleet, or no fleet node owns the PoP: this node decides it from
+    /// all of its checks, as a node without a fleet does.
+    Local,
+    /// This node owns the PoP: its inside verdict and admin state.
+    Own,
+    /// Another fleet node owns it: this node is a vantage point.
+    Peer,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -331,6 +384,30 @@ pub struct Check {
     pub fall: u32,
     /// Each wait is shortened by a random amount up to this.
     pub jitter: Duration,
+    /// Which fleet nodes run the check (ignored without a fleet).
+    pub vantage: Vantage,
+}
+
+/// Where a check runs in a fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Vantage {
+    /// Only on the PoP's owner node(s): part of its inside verdict.
+    Inside,
+    /// Only on the other nodes: their outside-in verdict of the PoP.
+    Outside,
+    /// On the owner (inside verdict) and on the others (outside-in).
+    Both,
+}
+
+impl Vantage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Vantage::Inside => "inside",
+            Vantage::Outside => "outside",
+            Vantage::Both => "both",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -452,6 +529,30 @@ pub struct IfName(pub String);
 impl fmt::Display for IfName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+impl Probe {
+    /// Whether other nodes can run this probe against the PoP: it tests
+    /// the network path to a service (tcp, http, dns), not the host it runs
+    /// on (exec, file).
+    pub fn outside_capable(&self) -> bool {
+        match self {
+            Probe::Tcp { .. } | Probe::Http { .. } | Probe::Dns { .. } => true,
+            Probe::Exec { .. } | Probe::File { .. } => false,
+        }
+    }
+
+    /// The probe kind as written in the config (`tcp`, `https`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Probe::Tcp { .. } => "tcp",
+            Probe::Http { tls: false, .. } => "http",
+            Probe::Http { tls: true, .. } => "https",
+            Probe::Dns { .. } => "dns",
+            Probe::Exec { .. } => "exec",
+            Probe::File { .. } => "file",
+        }
     }
 }
 
@@ -729,6 +830,125 @@ pub struct ApiConfig {
     /// Require the token for read endpoints too.
     pub protect_reads: bool,
 }
+
+// ---------------------------------------------------------------- fleet
+
+/// This node's fleet: the other nodes, who owns which PoP, the timings of
+/// pulling their reports and the rules of the merge.
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetConfig {
+    /// This node's name (`node.name`).
+    pub me: NodeName,
+    /// The other nodes, by name.
+    pub peers: BTreeMap<NodeName, FleetPeer>,
+    /// The owner nodes of every PoP some fleet node owns (`pops[].owners`,
+    /// or the nodes whose `pop` it is). PoPs absent here are decided by
+    /// every node alone.
+    pub owners: BTreeMap<PopName, Vec<NodeName>>,
+    pub pull_interval: Duration,
+    pub stale_after: Duration,
+    pub timeout: Duration,
+    /// Long-poll peers instead of plain polling.
+    pub stream: bool,
+    /// Fresh vantage points that must see a PoP unreachable (and outnumber
+    /// those that reach it) before DNS steers away from it. At least 2.
+    pub unreachable_quorum: u32,
+    /// Forward admin calls for another node's PoP to its owner.
+    pub forward_admin: bool,
+    /// How long a graceful drain waits for the peers to confirm its DNS step.
+    pub drain_ack_timeout: Duration,
+    /// `None`: the fail-static rule is off.
+    pub fail_static: Option<FailStatic>,
+}
+
+impl FleetConfig {
+    /// The PoPs `node` owns.
+    pub fn owned_by<'a>(&'a self, node: &'a NodeName) -> impl Iterator<Item = &'a PopName> + 'a {
+        self.owners
+            .iter()
+            .filter(move |(_, o)| o.contains(node))
+            .map(|(p, _)| p)
+    }
+
+    /// Every node of the fleet (this one and its peers), in name order.
+    pub fn nodes(&self) -> Vec<NodeName> {
+        let mut v: Vec<NodeName> = self.peers.keys().cloned().collect();
+        v.push(self.me.clone());
+        v.sort();
+        v
+    }
+}
+
+/// Another node of the fleet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FleetPeer {
+    pub name: NodeName,
+    /// The PoP it owns (`None`: a vantage point and DNS server only).
+    pub pop: Option<PopName>,
+    pub url: PeerUrl,
+    /// Its API token, sent on every request.
+    pub token_file: Option<PathBuf>,
+    /// CA certificates for its https certificate (`None`: system bundle).
+    pub ca_file: Option<PathBuf>,
+}
+
+/// The base URL of a peer's API, taken apart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeerUrl {
+    pub tls: bool,
+    /// Host name or address (IPv6 without brackets).
+    pub host: String,
+    pub port: u16,
+    /// Path prefix without a trailing `/` (empty for none).
+    pub base_path: String,
+}
+
+impl PeerUrl {
+    /// The URL of `path` (which starts with `/`) on this API.
+    pub fn join(&self, path: &str) -> String {
+        format!("{self}{path}")
+    }
+}
+
+impl fmt::Display for PeerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "https" } else { "http" };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        write!(f, "{scheme}://{host}:{}{}", self.port, self.base_path)
+    }
+}
+
+/// The fail-static rule: hold health-driven withdrawals while the same
+/// failure shows on at least `fraction` of the PoPs and on `min_pops`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct FailStatic {
+    pub fraction: f64,
+    pub min_pops: u32,
+    /// How long a health-driven withdrawal of the own PoP waits for the
+    /// fleet view to show whether the failure is shared.
+    pub window: Duration,
+}
+
+/// Default interval between pulls of a peer's report.
+pub const DEFAULT_PULL_INTERVAL: Duration = Duration::from_secs(1);
+/// Default age after which a peer's report counts as unknown.
+pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(5);
+/// Default bound of one request to a peer (beyond a long-poll's wait).
+pub const DEFAULT_FLEET_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default quorum of vantage points for outside-in unreachability.
+pub const DEFAULT_UNREACHABLE_QUORUM: u32 = 2;
+/// Default wait for peers to confirm a drain's DNS step.
+pub const DEFAULT_DRAIN_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default fail-static rule.
+pub const DEFAULT_FAIL_STATIC: FailStatic = FailStatic {
+    fraction: 0.5,
+    min_pops: 2,
+    window: Duration::from_secs(2),
+};
 
 // ---------------------------------------------------------------- defaults
 

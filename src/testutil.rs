@@ -73,6 +73,7 @@ pub(crate) fn config(node: Node, pops: impl IntoIterator<Item = Pop>) -> Config 
             token_file: None,
             protect_reads: false,
         },
+        fleet: None,
     }
 }
 

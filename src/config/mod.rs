@@ -187,4 +187,6 @@ pub fn default_config() -> Config {
 }
 
 #[cfg(test)]
+mod fleet_tests;
+#[cfg(test)]
 mod tests;

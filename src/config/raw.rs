@@ -23,6 +23,7 @@ pub struct RawConfig {
     pub dns: Option<RawDns>,
     #[serde(default)]
     pub api: RawApi,
+    pub fleet: Option<RawFleet>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,6 +130,7 @@ pub struct RawPop {
     pub announce: RawAnnounce,
     #[serde(default)]
     pub drain: RawDrain,
+    pub owners: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -269,6 +271,16 @@ pub struct RawCheck {
     pub rise: Option<u64>,
     pub fall: Option<u64>,
     pub jitter: Option<RawDuration>,
+    // fleet
+    pub vantage: Option<RawVantage>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawVantage {
+    Inside,
+    Outside,
+    Both,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -597,5 +609,67 @@ mod tests {
         assert_eq!(text("true").as_deref(), Ok("true"));
         let err = text("{a: 1}").expect_err("a map is no text");
         assert!(err.contains("expected a string"), "{err}");
+    }
+}
+
+// ---------------------------------------------------------------- fleet
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFleet {
+    #[serde(default)]
+    pub peers: Vec<RawFleetPeer>,
+    pub pull_interval: Option<RawDuration>,
+    pub stale_after: Option<RawDuration>,
+    pub timeout: Option<RawDuration>,
+    pub stream: Option<bool>,
+    pub unreachable_quorum: Option<u64>,
+    pub forward_admin: Option<bool>,
+    pub drain_ack_timeout: Option<RawDuration>,
+    pub fail_static: Option<RawFailStatic>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFleetPeer {
+    pub name: String,
+    pub pop: Option<String>,
+    pub url: String,
+    pub token_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `fail_static: off` or `{fraction, min_pops, window}`.
+#[derive(Debug)]
+pub enum RawFailStatic {
+    Off,
+    On(RawFailStaticRule),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFailStaticRule {
+    pub fraction: Option<f64>,
+    pub min_pops: Option<u64>,
+    pub window: Option<RawDuration>,
+}
+
+impl<'de> Deserialize<'de> for RawFailStatic {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Word(String),
+            Rule(RawFailStaticRule),
+        }
+        match Either::deserialize(d)
+            .map_err(|_| de::Error::custom("expected `off` or {fraction, min_pops, window}"))?
+        {
+            Either::Word(w) if w == "off" => Ok(RawFailStatic::Off),
+            Either::Word(w) => Err(de::Error::custom(format!(
+                "{w:?}: expected `off` or {{fraction, min_pops, window}}"
+            ))),
+            Either::Rule(r) => Ok(RawFailStatic::On(r)),
+        }
     }
 }

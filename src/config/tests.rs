@@ -7,14 +7,14 @@ use super::*;
 use crate::model::*;
 
 /// The errors for `yaml`, displayed (`path: message`); panics if it is valid.
-fn errors(yaml: &str) -> Vec<String> {
+pub(super) fn errors(yaml: &str) -> Vec<String> {
     match parse(yaml) {
         Ok(_) => panic!("expected errors, config was accepted:\n{yaml}"),
         Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
     }
 }
 
-fn valid(yaml: &str) -> Config {
+pub(super) fn valid(yaml: &str) -> Config {
     match parse(yaml) {
         Ok(c) => c,
         Err(e) => panic!("expected a valid config, got:\n{e}\n---\n{yaml}"),
@@ -23,7 +23,7 @@ fn valid(yaml: &str) -> Config {
 
 /// Asserts one error is at exactly `path` and its message contains `fragment`.
 #[track_caller]
-fn assert_error(errs: &[String], path: &str, fragment: &str) {
+pub(super) fn assert_error(errs: &[String], path: &str, fragment: &str) {
     let prefix = format!("{path}: ");
     assert!(
         errs.iter()

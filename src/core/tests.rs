@@ -38,6 +38,7 @@ fn pop(n: &str, prefixes: &[&str]) -> Pop {
         rise: 3,
         fall: 2,
         jitter: DEFAULT_JITTER,
+        vantage: Vantage::Both,
     }];
     p.announce.normal.med = Some(10);
     p.drain_dns_wait = Some(Duration::from_secs(30));

@@ -417,6 +417,7 @@ mod tests {
             rise,
             fall,
             jitter: timing.jitter,
+            vantage: model::Vantage::Both,
         }
     }
 

@@ -340,16 +340,68 @@ pub(super) fn check(cx: &mut Ctx, path: &str, raw: &RawCheck) -> Option<Check> {
     };
     let timing = timing(cx, path, raw, default_fall);
     let (interval, fast_interval, timeout, rise, fall, jitter) = timing?;
+    let probe = probe?;
+    let vantage = vantage(cx, path, raw.vantage, &probe);
     Some(Check {
         name: name?,
-        probe: probe?,
+        probe,
         interval,
         fast_interval,
         timeout,
         rise,
         fall,
         jitter,
+        vantage,
     })
+}
+
+/// Where the check runs in a fleet: `inside` for probes of the host
+/// itself and for targets on loopback (other nodes would probe
+/// themselves), else `both` unless the config says otherwise.
+fn vantage(cx: &mut Ctx, path: &str, raw: Option<RawVantage>, probe: &Probe) -> Vantage {
+    let on_self = self_target(probe);
+    let refuse = |cx: &mut Ctx, why: String| {
+        cx.err(format!("{path}.vantage"), format!("{why}; expected inside"));
+        Vantage::Inside
+    };
+    match raw {
+        None if probe.outside_capable() && on_self.is_none() => Vantage::Both,
+        None | Some(RawVantage::Inside) => Vantage::Inside,
+        Some(_) if !probe.outside_capable() => refuse(
+            cx,
+            format!("a {} check runs on the PoP's own host only", probe.kind()),
+        ),
+        Some(_) if on_self.is_some() => refuse(
+            cx,
+            format!(
+                "target {} is a loopback address: other nodes would probe themselves",
+                on_self.unwrap_or_default()
+            ),
+        ),
+        Some(RawVantage::Outside) => Vantage::Outside,
+        Some(RawVantage::Both) => Vantage::Both,
+    }
+}
+
+/// The probe's target if it is this host (loopback, unspecified or
+/// `localhost`), as written.
+fn self_target(probe: &Probe) -> Option<String> {
+    let local_host = |h: &str| {
+        let h = h.trim_end_matches('.').to_ascii_lowercase();
+        h == "localhost"
+            || h.ends_with(".localhost")
+            || h.parse::<std::net::IpAddr>()
+                .is_ok_and(|a| a.is_loopback() || a.is_unspecified())
+    };
+    match probe {
+        Probe::Tcp { target } | Probe::Http { target, .. } if local_host(&target.host) => {
+            Some(target.to_string())
+        }
+        Probe::Dns { server, .. } if server.ip().is_loopback() || server.ip().is_unspecified() => {
+            Some(server.to_string())
+        }
+        _ => None,
+    }
 }
 
 type Timing = (Duration, Duration, Duration, u32, u32, Duration);
@@ -580,7 +632,7 @@ fn parse_host_port(s: &str) -> Result<HostPort, String> {
 }
 
 /// `http[s]://host[:port][/path]` → (tls, target, path with query).
-fn parse_url(s: &str) -> Result<(bool, HostPort, String), String> {
+pub(super) fn parse_url(s: &str) -> Result<(bool, HostPort, String), String> {
     let t = s.trim();
     let bad = |why: &str| format!("{s:?} is not a valid URL: {why}");
     let (tls, rest) = if let Some(r) = t.strip_prefix("http://") {

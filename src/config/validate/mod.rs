@@ -6,7 +6,8 @@
 //!
 //! One file per section of the config file: [`node`], [`bgp`], [`pops`],
 //! [`checks`] (`pops[].checks`), [`dns`], [`zones`] (`dns.zones`),
-//! [`steering`] (steered records) and [`api`]; [`common`] holds what they
+//! [`steering`] (steered records), [`api`] and [`fleet`] (with
+//! `pops[].owners`); [`common`] holds what they
 //! share (the error collector and scalar parsers). This module only runs
 //! the sections in order and checks what spans them. Validation reads no
 //! file except the MaxMind database named by `dns.geoip`.
@@ -22,6 +23,7 @@ mod bgp;
 mod checks;
 mod common;
 mod dns;
+mod fleet;
 mod node;
 mod pops;
 mod steering;
@@ -99,6 +101,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
         },
     };
     let api = api(&mut cx, &raw.api);
+    let fleet = fleet::fleet(&mut cx, &raw, node.pop.as_ref(), &pop_index);
     if let Some(listen) = api.listen {
         if dns.listen.contains(&listen) {
             cx.err(
@@ -114,6 +117,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
             pops,
             dns,
             api,
+            fleet,
         })
     } else {
         Err(cx.errors)
