@@ -93,5 +93,6 @@ pub(crate) fn pop_status(
         checks: std::collections::BTreeMap::new(),
         admin: None,
         admin_unsaved: None,
+        fail_static: None,
     }
 }

@@ -16,6 +16,17 @@ pub fn secs(t: SystemTime) -> f64 {
     (s * 1000.0).round() / 1000.0
 }
 
+/// The time `secs` seconds after the Unix epoch (the epoch for negative,
+/// infinite or NaN values): the inverse of [`secs`] for values read from
+/// the wire.
+pub fn from_secs(secs: f64) -> SystemTime {
+    if secs.is_finite() && secs > 0.0 && secs < 1e12 {
+        UNIX_EPOCH + std::time::Duration::from_secs_f64(secs)
+    } else {
+        UNIX_EPOCH
+    }
+}
+
 /// Serializes a time as [`secs`]:
 /// `#[serde(serialize_with = "crate::unix_time::serialize")]`.
 pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -54,6 +65,15 @@ mod tests {
         assert_eq!(secs(t), 1_763_890_000.5);
         assert_eq!(secs(UNIX_EPOCH + Duration::from_micros(1_999_600)), 2.0);
         assert_eq!(secs(UNIX_EPOCH - Duration::from_secs(5)), 0.0);
+    }
+
+    #[test]
+    fn from_secs_inverts_secs_and_clamps_nonsense() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_763_890_000_500);
+        assert_eq!(from_secs(secs(t)), t);
+        for bad in [-1.0, f64::NAN, f64::INFINITY, 1e300] {
+            assert_eq!(from_secs(bad), UNIX_EPOCH);
+        }
     }
 
     #[test]

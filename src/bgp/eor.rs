@@ -130,6 +130,7 @@ mod tests {
                 config: Arc::new(crate::testutil::config(node, [])),
                 pops,
                 announcements: Arc::new(BTreeMap::new()),
+                fleet: None,
             }
         };
         assert!(!local_health_known(&snap(Some("pop1"), None)));

@@ -664,6 +664,7 @@ mod tests {
                 checks: BTreeMap::new(),
                 admin: None,
                 admin_unsaved: None,
+                fail_static: None,
             },
         );
         let attrs = RouteAttrs {
@@ -693,6 +694,7 @@ mod tests {
                     })
                     .collect(),
             ),
+            fleet: None,
         })
     }
 

@@ -147,6 +147,9 @@ pub struct Override {
 pub struct DrainTimings {
     pub dns_wait: Duration,
     pub settle: Duration,
+    /// In a fleet, the longest wait for the other nodes to confirm the DNS
+    /// step before `dns_wait` starts ([`confirm_dns`]); zero otherwise.
+    pub ack: Duration,
 }
 
 /// A phase change to report.
@@ -168,7 +171,7 @@ pub fn start_drain(
     t: DrainTimings,
 ) -> Override {
     let (phase, phase_ends) = match mode {
-        DrainMode::Graceful => (Phase::DnsRemoved, Some(now + t.dns_wait)),
+        DrainMode::Graceful => (Phase::DnsRemoved, Some(now + t.ack + t.dns_wait)),
         DrainMode::Immediate => (Phase::Drained, None),
     };
     Override {
@@ -248,11 +251,24 @@ pub fn clamp_expiry(ov: &mut Override) -> bool {
     }
 }
 
+/// Every node of the fleet has confirmed the DNS step of a drain at `now`
+/// (or the wait for them is over): the DNS wait runs from now, so the
+/// `dns_removed` phase ends `dns_wait` after the last node stopped
+/// answering with the PoP (never later than first planned).
+pub fn confirm_dns(ov: &Override, now: Instant, t: DrainTimings) -> Override {
+    let mut ov = ov.clone();
+    if ov.phase == Phase::DnsRemoved {
+        let end = now + t.dns_wait;
+        ov.phase_ends = Some(ov.phase_ends.map_or(end, |e| e.min(end)));
+    }
+    ov
+}
+
 /// After a restart, recompute monotonic deadlines of a loaded override: a
 /// drain that was in progress resumes its current phase from the start.
 pub fn resume(mut ov: Override, now: Instant, t: DrainTimings) -> Override {
     ov.phase_ends = match ov.phase {
-        Phase::DnsRemoved => Some(now + t.dns_wait),
+        Phase::DnsRemoved => Some(now + t.ack + t.dns_wait),
         Phase::Shutdown | Phase::Restoring => Some(now + t.settle),
         Phase::Drained | Phase::Disabled => None,
     };
@@ -266,6 +282,7 @@ mod tests {
     const T: DrainTimings = DrainTimings {
         dns_wait: Duration::from_secs(30),
         settle: Duration::from_secs(10),
+        ack: Duration::ZERO,
     };
 
     #[tokio::test(start_paused = true)]
@@ -322,6 +339,42 @@ mod tests {
         let (after, step) = advance(&ramp, now + T.settle, T).expect("ramp over");
         assert!(after.is_none());
         assert_eq!(step.to, None);
+    }
+
+    /// In a fleet the DNS step first waits for the other nodes (at most
+    /// `ack`); their confirmation starts the DNS wait.
+    #[test]
+    fn dns_wait_starts_when_the_fleet_confirms() {
+        let t = DrainTimings {
+            ack: Duration::from_secs(10),
+            ..T
+        };
+        let now = Instant::now();
+        let ov = start_drain(
+            DrainMode::Graceful,
+            "x".into(),
+            "y".into(),
+            SystemTime::UNIX_EPOCH,
+            None,
+            now,
+            t,
+        );
+        assert_eq!(ov.phase_ends, Some(now + Duration::from_secs(40)));
+        let confirmed = confirm_dns(&ov, now + Duration::from_secs(2), t);
+        assert_eq!(confirmed.phase_ends, Some(now + Duration::from_secs(32)));
+        // Confirmation after the wait ran out never delays the drain.
+        let late = confirm_dns(&ov, now + Duration::from_secs(15), t);
+        assert_eq!(late.phase_ends, ov.phase_ends);
+        // Other phases are left alone.
+        let shut = Override {
+            phase: Phase::Shutdown,
+            ..ov.clone()
+        };
+        assert_eq!(confirm_dns(&shut, now, t), shut);
+        assert_eq!(
+            resume(ov, now, t).phase_ends,
+            Some(now + Duration::from_secs(40))
+        );
     }
 
     #[test]

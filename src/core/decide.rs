@@ -249,18 +249,19 @@ fn extend_unique<T: PartialEq + Clone>(into: &mut Vec<T>, from: &[T]) {
 }
 
 /// What BGP must advertise: the local PoP's prefixes with the attributes of
-/// their disposition. Prefixes absent from the result are withdrawn.
+/// their disposition, from the health its announcement follows (its own
+/// inside verdict; see `fleet::announce_health`) and its admin phase.
+/// Prefixes absent from the result are withdrawn.
 pub fn desired_announcements(
     config: &Config,
-    pops: &BTreeMap<PopName, PopStatus>,
-    phases: &BTreeMap<PopName, Phase>,
+    healthy: Option<bool>,
+    phase: Option<Phase>,
 ) -> BTreeMap<IpNet, Announcement> {
     let mut out = BTreeMap::new();
     let Some(pop) = config.local_pop() else {
         return out;
     };
-    let healthy = pops.get(&pop.name).and_then(|p| p.healthy);
-    let Some(mode) = disposition(&pop.announce, healthy, phases.get(&pop.name).copied()) else {
+    let Some(mode) = disposition(&pop.announce, healthy, phase) else {
         return out;
     };
     let attrs = attrs_for(&pop.announce, mode);

@@ -30,17 +30,25 @@ pub enum EventKind {
     /// Saving the admin state file failed, or succeeded again after a
     /// failure.
     Persist,
+    /// The fleet: a peer's report became fresh or stale, a PoP's owner and
+    /// the outside disagree (or agree again), another node's PoP changed
+    /// its admin state, a drain's DNS step was confirmed by the fleet.
+    Fleet,
+    /// A safety rule acted: fail static started or ended.
+    Safety,
 }
 
 impl EventKind {
     /// Every kind, in the order above.
-    pub const ALL: [EventKind; 6] = [
+    pub const ALL: [EventKind; 8] = [
         EventKind::PopState,
         EventKind::Check,
         EventKind::DrainStep,
         EventKind::Admin,
         EventKind::Reload,
         EventKind::Persist,
+        EventKind::Fleet,
+        EventKind::Safety,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -51,6 +59,8 @@ impl EventKind {
             EventKind::Admin => "admin",
             EventKind::Reload => "reload",
             EventKind::Persist => "persist",
+            EventKind::Fleet => "fleet",
+            EventKind::Safety => "safety",
         }
     }
 }

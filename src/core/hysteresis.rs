@@ -10,10 +10,10 @@
 //! consecutive successes make it `Up`. A result that agrees with the verdict
 //! resets the opposite streak.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The verdict of a check after hysteresis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Unknown,

@@ -32,6 +32,7 @@ pub mod clock;
 pub mod decide;
 pub mod effect;
 pub mod event;
+pub mod fleet;
 #[cfg(test)]
 mod golden;
 pub mod hysteresis;
@@ -56,7 +57,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::model::{CheckName, Config, PopName};
+use crate::model::{CheckName, Config, PopName, Role};
 use admin::{DrainTimings, Override, Phase};
 use hysteresis::Verdict;
 use persist::SaveFailure;
@@ -99,6 +100,8 @@ pub enum Input {
         id: u64,
         result: Result<(), SaveFailure>,
     },
+    /// A peer's report, or a failed pull of it.
+    Fleet(fleet::FleetInput),
 }
 
 /// What other tasks hold to talk to the core.
@@ -140,9 +143,16 @@ pub const INPUT_QUEUE: usize = 4096;
 
 /// Mutable runtime state of one PoP, owned by the core.
 struct PopRuntime {
+    /// The checks this node runs for the PoP.
     checks: BTreeMap<CheckName, CheckStatus>,
+    /// This node's own verdict from those checks.
     healthy: Option<bool>,
+    /// When `healthy` last changed.
+    healthy_since: SystemTime,
+    /// The state DNS and the API follow (the fleet verdict with a fleet).
     state: PopState,
+    /// Its health (the fleet's health verdict with a fleet).
+    shown_healthy: Option<bool>,
     reason: String,
     since: SystemTime,
     changed_at: Instant,
@@ -167,6 +177,8 @@ pub struct Core {
     pending: Vec<Event>,
     /// Pinged from [`Core::run`] when the service manager watches us.
     watchdog: Option<Watchdog>,
+    /// Peers' reports, this node's report and the fleet view.
+    fleet: fleet::FleetState,
 }
 
 impl Core {
@@ -200,6 +212,7 @@ impl Core {
             config: config.clone(),
             pops: BTreeMap::new(),
             announcements: Arc::new(BTreeMap::new()),
+            fleet: None,
         };
         let (snap_tx, snapshots) = watch::channel(Arc::new(empty));
         let (events_tx, _) = broadcast::channel(EVENT_REPLAY * 4);
@@ -218,6 +231,7 @@ impl Core {
             event_seq: 0,
             pending: Vec::new(),
             watchdog: None,
+            fleet: fleet::FleetState::new(now),
         };
         core.install_config(config, now);
         for (pop, ov) in core.overrides.clone() {
@@ -243,6 +257,10 @@ impl Core {
         core.recompute(now);
         // A clamped expiry is written back.
         core.sync_if_dirty(now);
+        let restored: Vec<PopName> = core.overrides.keys().cloned().collect();
+        for pop in restored {
+            core.fleet_wait_for_acks(&pop, now);
+        }
         let handle = CoreHandle {
             inputs: tx,
             snapshots,
@@ -347,6 +365,7 @@ impl Core {
                 let _ = reply.send((self.recent.iter().cloned().collect(), rx));
             }
             Input::Saved { id, result } => self.on_saved(id, result, now),
+            Input::Fleet(f) => self.on_fleet(f, now),
         }
     }
 
@@ -372,7 +391,7 @@ impl Core {
         for (name, pop) in &config.pops {
             let old = self.pops.remove(name);
             let mut checks = BTreeMap::new();
-            for c in &pop.checks {
+            for c in pop.checks.iter().filter(|c| config.runs_here(name, c)) {
                 let prev = old.as_ref().and_then(|o| o.checks.get(&c.name));
                 checks.insert(
                     c.name.clone(),
@@ -390,6 +409,8 @@ impl Core {
                 None => PopRuntime {
                     checks,
                     healthy: None,
+                    healthy_since: now.wall,
+                    shown_healthy: None,
                     state: PopState::Down,
                     reason: "waiting for first check results".into(),
                     since: now.wall,
@@ -416,6 +437,7 @@ impl Core {
         self.saving.set_dir(config.node.state_dir.clone());
         self.pops = pops;
         self.config = config;
+        self.fleet_config();
     }
 
     /// Applies a probe result: the check's hysteresis, then the PoP's
@@ -444,27 +466,76 @@ impl Core {
 
     /// Recomputes PoP states and announcements and publishes a snapshot.
     fn recompute(&mut self, now: Now) {
-        let mut state_events = Vec::new();
+        self.fleet_acks(now);
+        // This node's own verdict of every PoP.
+        let mut local: BTreeMap<PopName, fleet::Local> = BTreeMap::new();
+        let mut local_reason: BTreeMap<PopName, String> = BTreeMap::new();
         for (name, rt) in self.pops.iter_mut() {
             let Some(pop) = self.config.pops.get(name) else {
                 continue;
             };
             let health = decide::pop_health(pop.combine, &rt.checks, rt.healthy);
-            let admin = self.overrides.get(name);
-            let state = decide::pop_state(health.healthy, admin.map(|o| o.phase));
-            // The first verdict is news even when the state stays `down`.
-            let first_verdict = rt.healthy.is_none() && health.healthy.is_some();
-            rt.healthy = health.healthy;
-            let reason = decide::pop_reason(pop.combine, &rt.checks, health, admin);
-            if state != rt.state || first_verdict {
-                state_events.push((name.clone(), format!("pop {name} {state}: {reason}")));
+            if health.healthy != rt.healthy {
+                rt.healthy_since = now.wall;
             }
-            if state != rt.state {
-                rt.state = state;
+            rt.healthy = health.healthy;
+            let own_admin = match self.config.role(name) {
+                Role::Peer => None,
+                Role::Own | Role::Local => self.overrides.get(name),
+            };
+            local_reason.insert(
+                name.clone(),
+                decide::pop_reason(pop.combine, &rt.checks, health, own_admin),
+            );
+            local.insert(
+                name.clone(),
+                fleet::Local {
+                    health: health.healthy,
+                    since: rt.healthy_since,
+                    reason: decide::pop_reason(pop.combine, &rt.checks, health, None),
+                    checks: rt
+                        .checks
+                        .iter()
+                        .map(|(c, s)| (c.clone(), s.state.verdict))
+                        .collect(),
+                    admin: own_admin.map(|ov| admin_status(ov, now)),
+                },
+            );
+        }
+        let fleet = self.merge_fleet(&local, now);
+        // What DNS and the API follow: the fleet verdict, or this node's.
+        let mut state_events = Vec::new();
+        let mut shown: BTreeMap<PopName, fleet::Decided> = BTreeMap::new();
+        for (name, rt) in self.pops.iter_mut() {
+            let decided = match fleet.as_ref().and_then(|f| Core::fleet_pop(&f.view, name)) {
+                Some(d) => d,
+                None => {
+                    let admin = self.overrides.get(name);
+                    fleet::Decided {
+                        state: decide::pop_state(rt.healthy, admin.map(|o| o.phase)),
+                        healthy: rt.healthy,
+                        reason: local_reason.remove(name).unwrap_or_default(),
+                        admin: admin.map(|ov| admin_status(ov, now)),
+                        fail_static: None,
+                    }
+                }
+            };
+            // The first verdict is news even when the state stays `down`.
+            let first_verdict = rt.shown_healthy.is_none() && decided.healthy.is_some();
+            rt.shown_healthy = decided.healthy;
+            if decided.state != rt.state || first_verdict {
+                state_events.push((
+                    name.clone(),
+                    format!("pop {name} {}: {}", decided.state, decided.reason),
+                ));
+            }
+            if decided.state != rt.state {
+                rt.state = decided.state;
                 rt.since = now.wall;
                 rt.changed_at = now.mono;
             }
-            rt.reason = reason;
+            rt.reason = decided.reason.clone();
+            shown.insert(name.clone(), decided);
         }
         for (pop, msg) in state_events {
             self.event(EventKind::PopState, Some(pop), None, msg, now);
@@ -474,41 +545,33 @@ impl Core {
             .pops
             .iter()
             .map(|(name, rt)| {
-                let admin = self.overrides.get(name).map(|ov| AdminStatus {
-                    kind: if ov.phase == Phase::Disabled {
-                        AdminKind::Disable
-                    } else {
-                        AdminKind::Drain
-                    },
-                    reason: ov.reason.clone(),
-                    who: ov.who.clone(),
-                    step: ov.phase,
-                    next_at: [ov.phase_ends.map(|e| now.wall_at(e)), ov.until]
-                        .into_iter()
-                        .flatten()
-                        .min(),
-                    until: ov.until,
-                });
+                let d = shown.remove(name);
                 let status = PopStatus {
                     state: rt.state,
-                    healthy: rt.healthy,
+                    healthy: rt.shown_healthy,
                     serves_dns: rt.state == PopState::Up,
                     reason: rt.reason.clone(),
                     since: rt.since,
                     changed_at: rt.changed_at,
                     checks: rt.checks.clone(),
-                    admin,
+                    admin: d.as_ref().and_then(|d| d.admin.clone()),
                     admin_unsaved: unsaved.remove(name),
+                    fail_static: d.and_then(|d| d.fail_static),
                 };
                 (name.clone(), status)
             })
             .collect();
-        let phases: BTreeMap<PopName, Phase> = self
-            .overrides
-            .iter()
-            .map(|(p, o)| (p.clone(), o.phase))
-            .collect();
-        let desired = decide::desired_announcements(&self.config, &pops, &phases);
+        let own = self.config.node.pop.clone();
+        let inside = own
+            .as_ref()
+            .and_then(|p| self.pops.get(p))
+            .and_then(|rt| rt.healthy);
+        let healthy = self.announce_health(inside, now);
+        let phase = own
+            .as_ref()
+            .and_then(|p| self.overrides.get(p))
+            .map(|o| o.phase);
+        let desired = decide::desired_announcements(&self.config, healthy, phase);
         let prev = self.snap_tx.borrow().clone();
         let announcements = decide::reuse_if_equal(&prev.announcements, desired);
         self.version += 1;
@@ -518,6 +581,7 @@ impl Core {
             config: self.config.clone(),
             pops,
             announcements,
+            fleet: fleet.map(Arc::new),
         };
         self.snap_tx.send_replace(Arc::new(snap));
         for ev in std::mem::take(&mut self.pending) {
@@ -559,14 +623,41 @@ impl Core {
     }
 }
 
+/// The admin state of an override as the snapshot shows it.
+fn admin_status(ov: &Override, now: Now) -> AdminStatus {
+    AdminStatus {
+        kind: if ov.phase == Phase::Disabled {
+            AdminKind::Disable
+        } else {
+            AdminKind::Drain
+        },
+        reason: ov.reason.clone(),
+        who: ov.who.clone(),
+        step: ov.phase,
+        since: ov.since,
+        next_at: [ov.phase_ends.map(|e| now.wall_at(e)), ov.until]
+            .into_iter()
+            .flatten()
+            .min(),
+        until: ov.until,
+    }
+}
+
 /// The waits of a graceful drain of `pop`: its configured DNS wait (or the
-/// longest TTL among steered records that can answer with it) and settle.
+/// longest TTL among steered records that can answer with it), settle,
+/// and in a fleet with peers, for a PoP this node owns, the longest wait
+/// for the peers to confirm the DNS step.
 pub fn drain_timings(config: &Config, pop: &PopName) -> DrainTimings {
     let Some(p) = config.pops.get(pop) else {
         return DrainTimings {
             dns_wait: std::time::Duration::ZERO,
             settle: std::time::Duration::ZERO,
+            ack: std::time::Duration::ZERO,
         };
+    };
+    let ack = match &config.fleet {
+        Some(f) if config.role(pop) == Role::Own && !f.peers.is_empty() => f.drain_ack_timeout,
+        _ => std::time::Duration::ZERO,
     };
     let max_ttl = config
         .dns
@@ -584,6 +675,7 @@ pub fn drain_timings(config: &Config, pop: &PopName) -> DrainTimings {
             .drain_dns_wait
             .unwrap_or(std::time::Duration::from_secs(u64::from(max_ttl))),
         settle: p.drain_settle,
+        ack,
     }
 }
 

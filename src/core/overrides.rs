@@ -245,13 +245,16 @@ impl Core {
     }
 
     /// Puts a change in force (its event is published with the snapshot).
+    /// A drain of an own PoP in a fleet then waits for the other nodes to
+    /// confirm its DNS step.
     fn apply(&mut self, c: Change, now: Now) {
         match c.new {
             Some(ov) => self.overrides.insert(c.pop.clone(), ov),
             None => self.overrides.remove(&c.pop),
         };
-        self.event(c.kind, Some(c.pop), None, c.message, now);
+        self.event(c.kind, Some(c.pop.clone()), None, c.message, now);
         self.recompute(now);
+        self.fleet_wait_for_acks(&c.pop, now);
     }
 
     /// Emits a save of `content`; returns its id.
@@ -451,18 +454,21 @@ impl Core {
             .unwrap_or_default()
     }
 
-    /// The earliest drain phase end, auto-undrain or save retry.
+    /// The earliest drain phase end, auto-undrain, save retry or fleet
+    /// deadline (a report going stale, a confirmation wait, the end of a
+    /// fail-static window).
     pub(super) fn next_deadline(&self, now: Now) -> Option<Instant> {
         self.overrides
             .values()
             .flat_map(|ov| [ov.phase_ends, ov.until.map(|u| now.mono_at(u))])
             .flatten()
             .chain(self.saving.deadline())
+            .chain(self.fleet_deadline())
             .min()
     }
 
     /// Applies every timed step that is due at `now` (drain phases,
-    /// auto-undrain) and retries a failed save.
+    /// auto-undrain, fleet deadlines) and retries a failed save.
     pub(super) fn on_timer(&mut self, now: Now) {
         let mut changes = Vec::new();
         for (pop, ov) in &self.overrides {
@@ -493,6 +499,9 @@ impl Core {
             }
         }
         let retry = self.saving.deadline().is_some_and(|t| t <= now.mono);
+        if self.fleet_deadline().is_some_and(|t| t <= now.mono) {
+            self.recompute(now);
+        }
         if changes.is_empty() && !retry {
             return;
         }

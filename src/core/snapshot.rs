@@ -30,6 +30,9 @@ pub struct Snapshot {
     /// Shared between snapshots while unchanged: consumers may skip work
     /// when `Arc::ptr_eq` says it is the same set.
     pub announcements: Arc<BTreeMap<IpNet, Announcement>>,
+    /// With a fleet: this node's report, the fleet view and the peers.
+    #[serde(skip)]
+    pub fleet: Option<Arc<super::fleet::FleetSnapshot>>,
 }
 
 impl Snapshot {
@@ -85,13 +88,18 @@ pub struct PopStatus {
     #[serde(skip)]
     pub changed_at: Instant,
     pub checks: BTreeMap<CheckName, CheckStatus>,
-    /// Admin override, if any (drain, disable).
+    /// Admin override, if any (drain, disable): this node's for the PoPs
+    /// it decides, the owner's for a PoP another fleet node owns.
     pub admin: Option<AdminStatus>,
     /// Set while this PoP's admin state in force (`admin`) is not what the
     /// state file holds because saving it failed: the error. Absent from
     /// the JSON otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_unsaved: Option<String>,
+    /// While the fleet's fail-static rule holds this PoP: why. Absent
+    /// from the JSON otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fail_static: Option<String>,
 }
 
 /// A check as the core last decided it.
@@ -139,6 +147,10 @@ pub struct AdminStatus {
     /// Current step of the drain choreography (`dns_removed`, `shutdown`,
     /// `drained`, `restoring`) or `disabled`.
     pub step: Phase,
+    /// Wall-clock time the drain or disable was asked for (in fleet
+    /// reports; not part of the `/v1/pops` format).
+    #[serde(skip)]
+    pub since: SystemTime,
     /// Wall-clock time when the next step or the auto-undrain happens,
     /// whichever comes first.
     #[serde(serialize_with = "crate::unix_time::serialize_opt")]
@@ -148,7 +160,7 @@ pub struct AdminStatus {
     pub until: Option<SystemTime>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AdminKind {
     Drain,

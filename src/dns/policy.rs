@@ -821,6 +821,7 @@ pub(crate) mod tests {
                     checks: BTreeMap::new(),
                     admin: None,
                     admin_unsaved: None,
+                    fail_static: None,
                 },
             );
         }
@@ -830,6 +831,7 @@ pub(crate) mod tests {
             config: Arc::new(config),
             pops,
             announcements: Default::default(),
+            fleet: None,
         }
     }
 

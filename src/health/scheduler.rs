@@ -183,19 +183,24 @@ impl Supervisor {
         }
     }
 
-    /// Makes the running checks those of `config`.
+    /// Makes the running checks those of `config` that run on this node
+    /// ([`model::Config::runs_here`]: in a fleet, `file` and `exec` checks only on
+    /// the owner's node).
     fn reconcile(&mut self, config: &Config, core: &CoreHandle) {
         let wanted: BTreeMap<CheckId, &model::Check> = config
             .pops
             .values()
             .flat_map(|pop| {
-                pop.checks.iter().map(|c| {
-                    let id = CheckId {
-                        pop: pop.name.clone(),
-                        check: c.name.clone(),
-                    };
-                    (id, c)
-                })
+                pop.checks
+                    .iter()
+                    .filter(|c| config.runs_here(&pop.name, c))
+                    .map(|c| {
+                        let id = CheckId {
+                            pop: pop.name.clone(),
+                            check: c.name.clone(),
+                        };
+                        (id, c)
+                    })
             })
             .collect();
         let before = self.tasks.len();

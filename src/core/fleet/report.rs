@@ -1,0 +1,219 @@
+//! What a node publishes to its fleet (`GET /v1/fleet/report`, format 1)
+//! and the checks a report from a peer must pass before it is used.
+//!
+//! The types are the wire format: serde in both directions, times as Unix
+//! seconds, unknown fields ignored (fields can be added within a format).
+//! [`build`] makes this node's report from its own state, pure: the same
+//! inputs give the same report, and `revision` only moves when the content
+//! does, so long-polling peers wake up for changes only.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use super::super::admin::Phase;
+use super::super::hysteresis::Verdict;
+use super::super::snapshot::{AdminKind, AdminStatus};
+use super::Local;
+use crate::model::{CheckName, Config, FleetPeer, NodeName, PopName, Role};
+use crate::unix_time;
+
+/// The report format this node writes and reads.
+pub const REPORT_FORMAT: u32 = 1;
+
+/// One node's report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub format: u32,
+    /// The publisher (`node.name`).
+    pub node: NodeName,
+    /// The publisher's own PoP (`node.pop`).
+    pub pop: Option<PopName>,
+    /// Random per process start: revisions count from 1 again with a new
+    /// instance.
+    pub instance: String,
+    /// Increases whenever the content changes (not for `generated_at`).
+    pub revision: u64,
+    /// Increases with every change of the admin state of the publisher's
+    /// own PoPs.
+    pub admin_revision: u64,
+    /// When the publisher built it (its clock; for humans only).
+    pub generated_at: f64,
+    /// Its owned PoPs (inside view) and the PoPs it probes from outside.
+    pub pops: BTreeMap<PopName, PopReport>,
+    /// For each peer: the report of it this node acts on.
+    #[serde(default)]
+    pub applied: BTreeMap<NodeName, Applied>,
+}
+
+/// What the publisher says about one PoP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PopReport {
+    pub role: ReportRole,
+    /// Inside verdict (owner) or outside-in verdict (vantage).
+    pub verdict: Verdict,
+    /// When `verdict` last changed (the publisher's clock).
+    pub decided_at: f64,
+    #[serde(default)]
+    pub reason: String,
+    /// The verdict of each check run for it.
+    #[serde(default)]
+    pub checks: BTreeMap<CheckName, Verdict>,
+    /// The owner's admin state (owner entries only).
+    #[serde(default)]
+    pub admin: Option<ReportAdmin>,
+}
+
+/// Whether a [`PopReport`] is the owner's or a vantage point's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportRole {
+    Owner,
+    Vantage,
+}
+
+/// An owner's drain or disable, as published.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportAdmin {
+    pub kind: AdminKind,
+    pub step: Phase,
+    pub reason: String,
+    pub who: String,
+    pub since: f64,
+    pub next_at: Option<f64>,
+    pub until: Option<f64>,
+}
+
+impl ReportAdmin {
+    fn new(a: &AdminStatus) -> ReportAdmin {
+        ReportAdmin {
+            kind: a.kind,
+            step: a.step,
+            reason: a.reason.clone(),
+            who: a.who.clone(),
+            since: unix_time::secs(a.since),
+            next_at: a.next_at.map(unix_time::secs),
+            until: a.until.map(unix_time::secs),
+        }
+    }
+
+    /// The admin state as this node shows it.
+    pub fn status(&self) -> AdminStatus {
+        AdminStatus {
+            kind: self.kind,
+            reason: self.reason.clone(),
+            who: self.who.clone(),
+            step: self.step,
+            since: unix_time::from_secs(self.since),
+            next_at: self.next_at.map(unix_time::from_secs),
+            until: self.until.map(unix_time::from_secs),
+        }
+    }
+}
+
+/// Which report of a peer a node acts on: the confirmation a drain's DNS
+/// step waits for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    pub instance: String,
+    pub admin_revision: u64,
+}
+
+/// Why a peer's report is not used.
+pub fn check(peer: &FleetPeer, r: &Report) -> Result<(), String> {
+    if r.format != REPORT_FORMAT {
+        return Err(format!(
+            "report format {} is not supported (this node reads format {REPORT_FORMAT}); upgrade the older node",
+            r.format
+        ));
+    }
+    if r.node != peer.name {
+        return Err(format!(
+            "the report is from node {:?}, expected {:?}: check fleet.peers[].url",
+            r.node.as_str(),
+            peer.name.as_str()
+        ));
+    }
+    if r.pop != peer.pop {
+        let show = |p: &Option<PopName>| p.as_ref().map_or("none".to_string(), |p| p.to_string());
+        return Err(format!(
+            "node {} says its pop is {}, this config says {}: the configs disagree",
+            peer.name,
+            show(&r.pop),
+            show(&peer.pop)
+        ));
+    }
+    Ok(())
+}
+
+/// This node's report: its own PoPs' inside view and admin state, its
+/// outside-in view of the PoPs other nodes own (those it probes), and the
+/// peer reports it acts on. `prev` is its previous report (revisions).
+pub fn build(
+    config: &Config,
+    instance: &str,
+    local: &BTreeMap<PopName, Local>,
+    applied: BTreeMap<NodeName, Applied>,
+    prev: Option<&Report>,
+    now: SystemTime,
+) -> Option<Report> {
+    let fleet = config.fleet.as_ref()?;
+    let mut pops = BTreeMap::new();
+    for (name, l) in local {
+        let role = match config.role(name) {
+            Role::Own => ReportRole::Owner,
+            Role::Peer if !l.checks.is_empty() => ReportRole::Vantage,
+            Role::Peer | Role::Local => continue,
+        };
+        pops.insert(
+            name.clone(),
+            PopReport {
+                role,
+                verdict: match l.health {
+                    Some(true) => Verdict::Up,
+                    Some(false) => Verdict::Down,
+                    None => Verdict::Unknown,
+                },
+                decided_at: unix_time::secs(l.since),
+                reason: l.reason.clone(),
+                checks: l.checks.clone(),
+                admin: match role {
+                    ReportRole::Owner => l.admin.as_ref().map(ReportAdmin::new),
+                    ReportRole::Vantage => None,
+                },
+            },
+        );
+    }
+    let mut r = Report {
+        format: REPORT_FORMAT,
+        node: fleet.me.clone(),
+        pop: config.node.pop.clone(),
+        instance: instance.to_string(),
+        revision: 1,
+        admin_revision: 1,
+        generated_at: unix_time::secs(now),
+        pops,
+        applied,
+    };
+    if let Some(p) = prev.filter(|p| p.instance == instance) {
+        let admin = |r: &Report| -> Vec<(PopName, Option<ReportAdmin>)> {
+            r.pops
+                .iter()
+                .filter(|(_, p)| p.role == ReportRole::Owner)
+                .map(|(n, p)| (n.clone(), p.admin.clone()))
+                .collect()
+        };
+        r.admin_revision = p.admin_revision + u64::from(admin(p) != admin(&r));
+        let same = p.node == r.node
+            && p.pop == r.pop
+            && p.pops == r.pops
+            && p.applied == r.applied
+            && p.admin_revision == r.admin_revision;
+        r.revision = p.revision + u64::from(!same);
+        if same {
+            r.generated_at = p.generated_at;
+        }
+    }
+    Some(r)
+}

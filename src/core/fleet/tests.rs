@@ -1,0 +1,871 @@
+//! The merge: one test per row of the truth table in docs/fleet.md, the
+//! admin and fail-static rules, the report's revisions, and properties over
+//! random inputs (stale reports never count, one vantage point never steers
+//! a PoP out, the owner's `down` and the admin state always win).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use proptest::prelude::*;
+use tokio::time::Instant;
+
+use super::merge::{self, FleetView, PeerReport, Reach, Sources};
+use super::report::{self, Applied, PopReport, Report, ReportAdmin, ReportRole};
+use super::Local;
+use crate::core::admin::Phase;
+use crate::core::hysteresis::Verdict;
+use crate::core::snapshot::{AdminKind, PopState};
+use crate::model::{Config, Name, NodeName, PopName};
+
+/// Node `a` of a fleet a, b, c (each owning the PoP of its name) and `d`
+/// (a DNS-only node). Every PoP has an outside-capable tcp check `web` and
+/// an inside-only `maintenance` file check.
+fn config() -> Config {
+    config_with("")
+}
+
+fn config_with(extra: &str) -> Config {
+    let mut pops = String::new();
+    for (p, ip) in [("a", "192.0.2.1"), ("b", "192.0.2.2"), ("c", "192.0.2.3")] {
+        pops.push_str(&format!(
+            "  - name: {p}
+    addresses: [{ip}]
+    checks:
+      - {{name: web, type: tcp, target: \"{ip}:80\"}}
+      - {{name: maintenance, type: file, path: /etc/anypop/maintenance}}
+"
+        ));
+    }
+    let yaml = format!(
+        "node: {{name: a, pop: a}}
+pops:
+{pops}fleet:
+  peers:
+    - {{name: b, pop: b, url: \"http://192.0.2.12:8080\"}}
+    - {{name: c, pop: c, url: \"http://192.0.2.13:8080\"}}
+    - {{name: d, url: \"http://192.0.2.14:8080\"}}
+{extra}"
+    );
+    match crate::config::parse(&yaml) {
+        Ok(c) => c,
+        Err(e) => panic!("test config: {e}"),
+    }
+}
+
+fn n<K>(s: &str) -> Name<K> {
+    Name::parse(s).expect("name")
+}
+
+fn verdict(h: Option<bool>) -> Verdict {
+    match h {
+        Some(true) => Verdict::Up,
+        Some(false) => Verdict::Down,
+        None => Verdict::Unknown,
+    }
+}
+
+/// This node's own view: its PoP `a` from the inside, `b` and `c` from
+/// the outside (`None` in `outside`: it does not probe that PoP).
+fn local(
+    inside: Option<bool>,
+    outside: &[(&str, Option<Option<bool>>)],
+) -> BTreeMap<PopName, Local> {
+    let mut m = BTreeMap::new();
+    m.insert(
+        n("a"),
+        Local {
+            health: inside,
+            since: SystemTime::UNIX_EPOCH,
+            reason: String::new(),
+            checks: [(n("web"), verdict(inside))].into_iter().collect(),
+            admin: None,
+        },
+    );
+    for (p, h) in outside {
+        m.insert(
+            n(p),
+            Local {
+                health: h.flatten(),
+                since: SystemTime::UNIX_EPOCH,
+                reason: String::new(),
+                checks: match h {
+                    Some(h) => [(n("web"), verdict(*h))].into_iter().collect(),
+                    None => BTreeMap::new(),
+                },
+                admin: None,
+            },
+        );
+    }
+    m
+}
+
+/// A report of `node` (owning `pop`, if any): its inside verdict and admin
+/// state of its PoP, and outside-in verdicts of others.
+struct R {
+    node: &'static str,
+    pop: Option<&'static str>,
+    inside: Option<bool>,
+    admin: Option<Phase>,
+    outside: Vec<(&'static str, Option<bool>)>,
+}
+
+fn report(r: &R) -> Report {
+    let mut pops = BTreeMap::new();
+    if let Some(p) = r.pop {
+        pops.insert(
+            n(p),
+            PopReport {
+                role: ReportRole::Owner,
+                verdict: verdict(r.inside),
+                decided_at: 1.0,
+                reason: format!("inside {:?}", r.inside),
+                checks: [(n("web"), verdict(r.inside))].into_iter().collect(),
+                admin: r.admin.map(|step| ReportAdmin {
+                    kind: if step == Phase::Disabled {
+                        AdminKind::Disable
+                    } else {
+                        AdminKind::Drain
+                    },
+                    step,
+                    reason: "maintenance".into(),
+                    who: "alice".into(),
+                    since: 1.0,
+                    next_at: None,
+                    until: None,
+                }),
+            },
+        );
+    }
+    for (p, h) in &r.outside {
+        pops.insert(
+            n(p),
+            PopReport {
+                role: ReportRole::Vantage,
+                verdict: verdict(*h),
+                decided_at: 1.0,
+                reason: String::new(),
+                checks: [(n("web"), verdict(*h))].into_iter().collect(),
+                admin: None,
+            },
+        );
+    }
+    Report {
+        format: report::REPORT_FORMAT,
+        node: n(r.node),
+        pop: r.pop.map(n),
+        instance: format!("i-{}", r.node),
+        revision: 1,
+        admin_revision: 1,
+        generated_at: 1.0,
+        pops,
+        applied: BTreeMap::new(),
+    }
+}
+
+const STALE: Duration = Duration::from_secs(60);
+
+/// Peers' reports, received at `now` (fresh) or `now - STALE` (stale).
+fn peers(now: Instant, reports: &[(R, bool)]) -> BTreeMap<NodeName, PeerReport> {
+    reports
+        .iter()
+        .map(|(r, fresh)| {
+            let received = if *fresh { now } else { now - STALE };
+            (
+                n(r.node),
+                PeerReport {
+                    report: Some(Arc::new(report(r))),
+                    received: Some(received),
+                },
+            )
+        })
+        .collect()
+}
+
+fn merge_at(
+    config: &Config,
+    local: &BTreeMap<PopName, Local>,
+    peers: &BTreeMap<NodeName, PeerReport>,
+    previous: Option<&FleetView>,
+    now: Instant,
+) -> FleetView {
+    let fleet = config.fleet.as_ref().expect("fleet");
+    merge::merge(
+        &Sources {
+            config,
+            fleet,
+            local,
+            peers,
+            previous,
+        },
+        now,
+    )
+}
+
+/// PoP `c` as node `a` sees it: owner `c` says `owner` (`None`: unknown;
+/// `stale`: its report is old), vantage points a, b, d say `votes`.
+fn pop_c(owner: Option<bool>, owner_fresh: bool, votes: [Option<bool>; 3]) -> (FleetView, Instant) {
+    pop_c_after(owner, owner_fresh, votes, None)
+}
+
+fn pop_c_after(
+    owner: Option<bool>,
+    owner_fresh: bool,
+    votes: [Option<bool>; 3],
+    previous: Option<&FleetView>,
+) -> (FleetView, Instant) {
+    let now = Instant::now() + STALE * 2;
+    let config = config();
+    let [va, vb, vd] = votes;
+    let local = local(Some(true), &[("b", Some(Some(true))), ("c", Some(va))]);
+    let peers = peers(
+        now,
+        &[
+            (
+                R {
+                    node: "b",
+                    pop: Some("b"),
+                    inside: Some(true),
+                    admin: None,
+                    outside: vec![("a", Some(true)), ("c", vb)],
+                },
+                true,
+            ),
+            (
+                R {
+                    node: "c",
+                    pop: Some("c"),
+                    inside: owner,
+                    admin: None,
+                    outside: vec![],
+                },
+                owner_fresh,
+            ),
+            (
+                R {
+                    node: "d",
+                    pop: None,
+                    inside: None,
+                    admin: None,
+                    outside: vec![("a", Some(true)), ("b", Some(true)), ("c", vd)],
+                },
+                true,
+            ),
+        ],
+    );
+    (merge_at(&config, &local, &peers, previous, now), now)
+}
+
+fn c_of(v: &FleetView) -> &merge::PopView {
+    &v.pops[&n("c")]
+}
+
+const UP: Option<bool> = Some(true);
+const DOWN: Option<bool> = Some(false);
+const UNK: Option<bool> = None;
+
+// --- The truth table of docs/fleet.md, one test per row. ---
+
+#[test]
+fn row_owner_up_reachable_is_up() {
+    let (v, _) = pop_c(UP, true, [UP, UP, DOWN]);
+    let c = c_of(&v);
+    assert_eq!(c.reachability, Reach::Reachable);
+    assert_eq!((c.reachable, c.unreachable), (2, 1));
+    assert_eq!((c.health, c.state), (Some(true), PopState::Up));
+    assert!(
+        c.why.contains("owner up; reachable from 2 of 3"),
+        "{}",
+        c.why
+    );
+}
+
+#[test]
+fn row_owner_up_outside_unknown_is_up() {
+    let (v, _) = pop_c(UP, true, [UNK, UNK, DOWN]);
+    let c = c_of(&v);
+    assert_eq!(c.reachability, Reach::Unknown);
+    assert_eq!((c.health, c.state), (Some(true), PopState::Up));
+    assert!(c.why.contains("outside-in undecided"), "{}", c.why);
+}
+
+#[test]
+fn row_owner_up_unreachable_is_steered_away() {
+    let (v, _) = pop_c(UP, true, [DOWN, DOWN, UP]);
+    let c = c_of(&v);
+    assert_eq!(c.reachability, Reach::Unreachable);
+    assert_eq!((c.health, c.state), (Some(false), PopState::Down));
+    assert!(c.disagrees());
+    assert!(c.why.contains("steered away"), "{}", c.why);
+}
+
+#[test]
+fn row_owner_down_reachable_is_down() {
+    let (v, _) = pop_c(DOWN, true, [UP, UP, UP]);
+    let c = c_of(&v);
+    assert_eq!(c.reachability, Reach::Reachable);
+    assert_eq!((c.health, c.state), (Some(false), PopState::Down));
+    assert!(c.why.starts_with("owner down"), "{}", c.why);
+}
+
+#[test]
+fn row_owner_down_outside_unknown_is_down() {
+    let (v, _) = pop_c(DOWN, true, [UNK, UNK, UNK]);
+    let c = c_of(&v);
+    assert_eq!(c.reachability, Reach::Unknown);
+    assert_eq!((c.health, c.state), (Some(false), PopState::Down));
+}
+
+#[test]
+fn row_owner_down_unreachable_is_down() {
+    let (v, _) = pop_c(DOWN, true, [DOWN, DOWN, DOWN]);
+    let c = c_of(&v);
+    assert_eq!(c.reachability, Reach::Unreachable);
+    assert_eq!((c.health, c.state), (Some(false), PopState::Down));
+    assert!(!c.disagrees());
+}
+
+#[test]
+fn row_owner_unknown_reachable_is_up() {
+    // The owner's report is stale: it said down, which no longer counts.
+    let (v, _) = pop_c(DOWN, false, [UP, UNK, UNK]);
+    let c = c_of(&v);
+    assert_eq!(c.owner.verdict, Verdict::Unknown);
+    assert_eq!(c.owner.reported, Some(Verdict::Down));
+    assert_eq!(c.reachability, Reach::Reachable);
+    assert_eq!((c.health, c.state), (Some(true), PopState::Up));
+    assert!(c.why.contains("owner unknown"), "{}", c.why);
+}
+
+#[test]
+fn row_owner_unknown_outside_unknown_holds_the_last_verdict() {
+    // Never decided: undecided, not in DNS.
+    let (first, _) = pop_c(UNK, true, [UNK, UNK, UNK]);
+    assert_eq!(c_of(&first).health, None);
+    assert_eq!(c_of(&first).state, PopState::Down);
+    // Up before: stays up when the owner goes silent and nobody probes.
+    let (up, _) = pop_c(UP, true, [UNK, UNK, UNK]);
+    let (held, _) = pop_c_after(DOWN, false, [UNK, UNK, UNK], Some(&up));
+    assert_eq!(
+        (c_of(&held).health, c_of(&held).state),
+        (Some(true), PopState::Up)
+    );
+    assert!(
+        c_of(&held).why.contains("nothing fresh"),
+        "{}",
+        c_of(&held).why
+    );
+    // Down before: stays down.
+    let (down, _) = pop_c(DOWN, true, [UNK, UNK, UNK]);
+    let (held, _) = pop_c_after(UP, false, [UNK, UNK, UNK], Some(&down));
+    assert_eq!(c_of(&held).health, Some(false));
+}
+
+#[test]
+fn row_owner_unknown_unreachable_is_down() {
+    let (v, _) = pop_c(UP, false, [DOWN, DOWN, UNK]);
+    let c = c_of(&v);
+    assert_eq!(c.owner.verdict, Verdict::Unknown);
+    assert_eq!(c.reachability, Reach::Unreachable);
+    assert_eq!((c.health, c.state), (Some(false), PopState::Down));
+}
+
+// --- Quorum and admin state. ---
+
+#[test]
+fn one_vantage_point_alone_never_steers_out() {
+    let (v, _) = pop_c(UP, true, [DOWN, UNK, UNK]);
+    assert_eq!(c_of(&v).reachability, Reach::Unknown);
+    assert_eq!(c_of(&v).health, Some(true));
+    // Two against two: not more unreachable than reachable.
+    assert_eq!(merge::quorum(2, 2, 2), Reach::Reachable);
+    assert_eq!(merge::quorum(0, 2, 2), Reach::Unreachable);
+    assert_eq!(merge::quorum(0, 2, 3), Reach::Unknown);
+}
+
+#[test]
+fn stale_vantage_votes_do_not_count() {
+    let now = Instant::now() + STALE * 2;
+    let config = config();
+    let local = local(
+        Some(true),
+        &[("b", Some(Some(true))), ("c", Some(Some(false)))],
+    );
+    let stale_d = R {
+        node: "d",
+        pop: None,
+        inside: None,
+        admin: None,
+        outside: vec![("c", Some(false))],
+    };
+    let peers = peers(now, &[(stale_d, false)]);
+    let v = merge_at(&config, &local, &peers, None, now);
+    let c = c_of(&v);
+    assert_eq!((c.reachable, c.unreachable), (0, 1));
+    assert!(!c.vantage[&n("d")].fresh);
+    assert_eq!(c.reachability, Reach::Unknown);
+}
+
+#[test]
+fn the_owners_admin_state_wins_and_outlives_its_report() {
+    for (phase, state) in [
+        (Phase::DnsRemoved, PopState::Draining),
+        (Phase::Shutdown, PopState::Draining),
+        (Phase::Drained, PopState::Draining),
+        (Phase::Restoring, PopState::Draining),
+        (Phase::Disabled, PopState::Disabled),
+    ] {
+        for fresh in [true, false] {
+            let now = Instant::now() + STALE * 2;
+            let config = config();
+            let local = local(
+                Some(true),
+                &[("b", Some(Some(true))), ("c", Some(Some(true)))],
+            );
+            let c = R {
+                node: "c",
+                pop: Some("c"),
+                inside: Some(true),
+                admin: Some(phase),
+                outside: vec![],
+            };
+            let v = merge_at(&config, &local, &peers(now, &[(c, fresh)]), None, now);
+            let c = c_of(&v);
+            assert_eq!(c.state, state, "{phase:?} fresh={fresh}");
+            let a = c.admin.as_ref().expect("admin");
+            assert_eq!((a.from.as_str(), a.fresh), ("c", fresh));
+            assert!(
+                c.why.contains("by alice: maintenance (owner c"),
+                "{}",
+                c.why
+            );
+        }
+    }
+}
+
+#[test]
+fn own_pop_uses_own_verdict_and_admin() {
+    let now = Instant::now();
+    let config = config();
+    let mut local = local(Some(false), &[]);
+    let v = merge_at(&config, &local, &BTreeMap::new(), None, now);
+    assert_eq!(v.pops[&n("a")].health, Some(false));
+    assert!(v.pops[&n("a")].owner.fresh);
+    local.get_mut(&n("a")).expect("a").health = Some(true);
+    let v = merge_at(&config, &local, &BTreeMap::new(), None, now);
+    assert_eq!(v.pops[&n("a")].state, PopState::Up);
+}
+
+// --- Fail static. ---
+
+#[test]
+fn a_check_failing_on_most_pops_holds_their_verdicts() {
+    let now = Instant::now() + STALE * 2;
+    let config = config();
+    let peers_up = peers(
+        now,
+        &[
+            (
+                R {
+                    node: "b",
+                    pop: Some("b"),
+                    inside: Some(true),
+                    admin: None,
+                    outside: vec![],
+                },
+                true,
+            ),
+            (
+                R {
+                    node: "c",
+                    pop: Some("c"),
+                    inside: Some(true),
+                    admin: None,
+                    outside: vec![],
+                },
+                true,
+            ),
+        ],
+    );
+    let before = merge_at(&config, &local(Some(true), &[]), &peers_up, None, now);
+    assert!(before.pops.values().all(|p| p.state == PopState::Up));
+    // `web` fails on a and b (2 of 3 ≥ 0.5, ≥ 2 PoPs): held; c is fine.
+    let peers_down = peers(
+        now,
+        &[
+            (
+                R {
+                    node: "b",
+                    pop: Some("b"),
+                    inside: Some(false),
+                    admin: None,
+                    outside: vec![],
+                },
+                true,
+            ),
+            (
+                R {
+                    node: "c",
+                    pop: Some("c"),
+                    inside: Some(true),
+                    admin: None,
+                    outside: vec![],
+                },
+                true,
+            ),
+        ],
+    );
+    let held = merge_at(
+        &config,
+        &local(Some(false), &[]),
+        &peers_down,
+        Some(&before),
+        now,
+    );
+    for p in ["a", "b"] {
+        let v = &held.pops[&n(p)];
+        assert_eq!(v.state, PopState::Up, "{p}: {}", v.why);
+        assert!(v.inside_held);
+        let why = v.fail_static.as_deref().expect("fail static");
+        assert!(
+            why.contains("check web fails on 2 of 3 PoPs (a, b)"),
+            "{why}"
+        );
+        assert!(v.why.starts_with("fail static: "), "{}", v.why);
+    }
+    assert!(held.pops[&n("c")].fail_static.is_none());
+    // Never brings up a PoP that was not up.
+    let cold = merge_at(&config, &local(Some(false), &[]), &peers_down, None, now);
+    assert_eq!(cold.pops[&n("a")].health, None);
+    // Off: the failures count as usual.
+    let off = config_with("  fail_static: off\n");
+    let v = merge_at(
+        &off,
+        &local(Some(false), &[]),
+        &peers_down,
+        Some(&before),
+        now,
+    );
+    assert_eq!(v.pops[&n("a")].state, PopState::Down);
+    assert_eq!(v.pops[&n("b")].state, PopState::Down);
+}
+
+#[test]
+fn a_failure_on_one_pop_is_not_held() {
+    let now = Instant::now() + STALE * 2;
+    let config = config();
+    let before = merge_at(
+        &config,
+        &local(Some(true), &[]),
+        &BTreeMap::new(),
+        None,
+        now,
+    );
+    let up = |node: &'static str| R {
+        node,
+        pop: Some(node),
+        inside: Some(true),
+        admin: None,
+        outside: vec![],
+    };
+    let peers = peers(now, &[(up("b"), true), (up("c"), true)]);
+    let v = merge_at(
+        &config,
+        &local(Some(false), &[]),
+        &peers,
+        Some(&before),
+        now,
+    );
+    assert_eq!(v.pops[&n("a")].state, PopState::Down);
+    assert!(v.pops[&n("a")].fail_static.is_none());
+}
+
+#[test]
+fn announcement_waits_for_the_window_and_holds_shared_failures() {
+    let t0 = Instant::now();
+    let w = Some(Duration::from_secs(2));
+    // Up and up: nothing to hold.
+    assert_eq!(
+        merge::announce_health(Some(true), false, Some(true), t0, w, t0),
+        (Some(true), None)
+    );
+    // Just went down: held until the window ends.
+    assert_eq!(
+        merge::announce_health(
+            Some(false),
+            false,
+            Some(true),
+            t0,
+            w,
+            t0 + Duration::from_secs(1)
+        ),
+        (Some(true), Some(t0 + Duration::from_secs(2)))
+    );
+    // The window is over: withdrawn.
+    assert_eq!(
+        merge::announce_health(
+            Some(false),
+            false,
+            Some(true),
+            t0,
+            w,
+            t0 + Duration::from_secs(2)
+        ),
+        (Some(false), None)
+    );
+    // Shared failure: held as long as it lasts.
+    assert_eq!(
+        merge::announce_health(
+            Some(false),
+            true,
+            Some(true),
+            t0,
+            w,
+            t0 + Duration::from_secs(60)
+        ),
+        (Some(true), None)
+    );
+    // Never up: nothing to hold; rule off: no window.
+    assert_eq!(
+        merge::announce_health(Some(false), true, None, t0, w, t0),
+        (Some(false), None)
+    );
+    assert_eq!(
+        merge::announce_health(Some(false), false, Some(true), t0, None, t0),
+        (Some(false), None)
+    );
+}
+
+// --- The report. ---
+
+#[test]
+fn report_revision_moves_with_content_only() {
+    let config = config();
+    let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let l = local(Some(true), &[("b", Some(Some(true))), ("c", None)]);
+    let r1 = report::build(&config, "x", &l, BTreeMap::new(), None, t).expect("report");
+    assert_eq!((r1.revision, r1.admin_revision), (1, 1));
+    assert_eq!(r1.pops[&n("a")].role, ReportRole::Owner);
+    assert_eq!(r1.pops[&n("b")].role, ReportRole::Vantage);
+    assert!(!r1.pops.contains_key(&n("c")), "c is not probed");
+    let later = t + Duration::from_secs(5);
+    let r2 = report::build(&config, "x", &l, BTreeMap::new(), Some(&r1), later).expect("report");
+    assert_eq!(r2, r1);
+    let applied: BTreeMap<NodeName, Applied> = [(
+        n("b"),
+        Applied {
+            instance: "i".into(),
+            admin_revision: 3,
+        },
+    )]
+    .into_iter()
+    .collect();
+    let r3 = report::build(&config, "x", &l, applied, Some(&r2), later).expect("report");
+    assert_eq!((r3.revision, r3.admin_revision), (2, 1));
+    // A new instance starts again at 1.
+    let r4 = report::build(&config, "y", &l, BTreeMap::new(), Some(&r3), later).expect("report");
+    assert_eq!((r4.revision, r4.admin_revision), (1, 1));
+    // The wire format round-trips.
+    let json = serde_json::to_string(&r3).expect("json");
+    let back: Report = serde_json::from_str(&json).expect("parse");
+    assert_eq!(back, r3);
+}
+
+#[test]
+fn report_checks_catch_wiring_mistakes() {
+    let config = config();
+    let fleet = config.fleet.as_ref().expect("fleet");
+    let b = &fleet.peers[&n("b")];
+    let mut r = report(&R {
+        node: "b",
+        pop: Some("b"),
+        inside: Some(true),
+        admin: None,
+        outside: vec![],
+    });
+    assert_eq!(report::check(b, &r), Ok(()));
+    r.node = n("c");
+    assert!(report::check(b, &r).is_err_and(|e| e.contains("check fleet.peers[].url")));
+    r.node = n("b");
+    r.pop = Some(n("c"));
+    assert!(report::check(b, &r).is_err_and(|e| e.contains("the configs disagree")));
+    r.pop = Some(n("b"));
+    r.format = 2;
+    assert!(report::check(b, &r).is_err_and(|e| e.contains("format 2")));
+}
+
+// --- Properties. ---
+
+fn h() -> impl Strategy<Value = Option<bool>> {
+    prop_oneof![Just(None), Just(Some(true)), Just(Some(false))]
+}
+
+fn phase() -> impl Strategy<Value = Option<Phase>> {
+    prop_oneof![
+        4 => Just(None),
+        1 => Just(Some(Phase::DnsRemoved)),
+        1 => Just(Some(Phase::Drained)),
+        1 => Just(Some(Phase::Disabled)),
+    ]
+}
+
+/// One random peer: present or not, fresh or stale, its inside verdict,
+/// admin state and outside-in verdicts of a, b, c.
+#[derive(Debug, Clone)]
+struct Gen {
+    present: bool,
+    fresh: bool,
+    inside: Option<bool>,
+    admin: Option<Phase>,
+    outside: [Option<Option<bool>>; 3],
+}
+
+fn gen() -> impl Strategy<Value = Gen> {
+    (
+        any::<bool>(),
+        any::<bool>(),
+        h(),
+        phase(),
+        prop::array::uniform3(prop::option::of(h())),
+    )
+        .prop_map(|(present, fresh, inside, admin, outside)| Gen {
+            present,
+            fresh,
+            inside,
+            admin,
+            outside,
+        })
+}
+
+#[derive(Debug, Clone)]
+struct World {
+    inside: Option<bool>,
+    outside: [Option<Option<bool>>; 2],
+    peers: [Gen; 3],
+    previous: [Option<bool>; 3],
+}
+
+fn world() -> impl Strategy<Value = World> {
+    (
+        h(),
+        prop::array::uniform2(prop::option::of(h())),
+        prop::array::uniform3(gen()),
+        prop::array::uniform3(h()),
+    )
+        .prop_map(|(inside, outside, peers, previous)| World {
+            inside,
+            outside,
+            peers,
+            previous,
+        })
+}
+
+const NODES: [(&str, Option<&str>); 3] = [("b", Some("b")), ("c", Some("c")), ("d", None)];
+const POPS: [&str; 3] = ["a", "b", "c"];
+
+/// The merge of `w` (with the stale peers' verdicts replaced by `flip`ped
+/// ones when `flip_stale`).
+fn run(w: &World, flip_stale: bool, now: Instant) -> FleetView {
+    let config = config();
+    let local = local(w.inside, &[("b", w.outside[0]), ("c", w.outside[1])]);
+    let mut reports = Vec::new();
+    for ((node, pop), g) in NODES.iter().zip(&w.peers) {
+        if !g.present {
+            continue;
+        }
+        let flip = |x: Option<bool>| {
+            if flip_stale && !g.fresh {
+                x.map(|b| !b).or(Some(false))
+            } else {
+                x
+            }
+        };
+        let outside = POPS
+            .iter()
+            .zip(g.outside)
+            .filter(|(p, _)| Some(**p) != *pop)
+            .filter_map(|(p, o)| o.map(|o| (*p, flip(o))))
+            .collect();
+        reports.push((
+            R {
+                node,
+                pop: *pop,
+                inside: flip(g.inside),
+                admin: g.admin,
+                outside,
+            },
+            g.fresh,
+        ));
+    }
+    let peers = peers(now, &reports);
+    let mut previous = FleetView::default();
+    for (p, prev) in POPS.iter().zip(w.previous) {
+        let mut v = merge_at(&config, &local, &BTreeMap::new(), None, now).pops[&n(p)].clone();
+        v.health = prev;
+        previous.pops.insert(n(p), v);
+    }
+    merge_at(&config, &local, &peers, Some(&previous), now)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// What a stale report says never matters (its admin state aside,
+    /// which is kept on purpose).
+    #[test]
+    fn stale_report_content_never_counts(w in world()) {
+        let now = Instant::now() + STALE * 2;
+        let a = run(&w, false, now);
+        let b = run(&w, true, now);
+        for p in POPS {
+            prop_assert_eq!(a.pops[&n(p)].health, b.pops[&n(p)].health, "pop {}", p);
+            prop_assert_eq!(a.pops[&n(p)].state, b.pops[&n(p)].state, "pop {}", p);
+        }
+    }
+
+    /// With every peer silent, a PoP another node owns is never taken
+    /// down: it keeps its last verdict or is up from this node's probes.
+    #[test]
+    fn silent_peers_never_turn_a_pop_down(mut w in world()) {
+        for g in &mut w.peers { g.fresh = false; }
+        let v = run(&w, false, Instant::now() + STALE * 2);
+        for (i, p) in ["b", "c"].iter().enumerate() {
+            let health = v.pops[&n(p)].health;
+            prop_assert!(health == Some(true) || health == w.previous[i + 1], "pop {}: {:?}", p, health);
+        }
+    }
+
+    /// One vantage point that cannot reach a PoP never takes it down.
+    #[test]
+    fn one_vantage_point_never_makes_a_pop_down(w in world()) {
+        let v = run(&w, false, Instant::now() + STALE * 2);
+        for (i, p) in POPS.iter().enumerate() {
+            let pv = &v.pops[&n(p)];
+            if pv.owner.verdict != Verdict::Down && pv.unreachable <= 1 {
+                prop_assert!(
+                    pv.health == Some(true) || pv.health == w.previous[i],
+                    "pop {}: {:?} ({})", p, pv.health, pv.why
+                );
+            }
+        }
+    }
+
+    /// A fresh owner's `down` always wins over the outside's reachable
+    /// (unless fail static holds a shared failure), and an admin state
+    /// always wins over health.
+    #[test]
+    fn owner_down_and_admin_always_win(w in world()) {
+        let v = run(&w, false, Instant::now() + STALE * 2);
+        for p in POPS {
+            let pv = &v.pops[&n(p)];
+            if pv.owner.verdict == Verdict::Down && !pv.inside_held {
+                prop_assert_eq!(pv.health, Some(false));
+            }
+            match pv.admin.as_ref().map(|a| a.status.step) {
+                Some(Phase::Disabled) => prop_assert_eq!(pv.state, PopState::Disabled),
+                Some(_) => prop_assert_eq!(pv.state, PopState::Draining),
+                None => prop_assert_eq!(pv.state == PopState::Up, pv.health == Some(true)),
+            }
+        }
+    }
+}
