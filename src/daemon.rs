@@ -278,6 +278,8 @@ pub async fn run(path: Option<PathBuf>) -> Result<(), RunError> {
         metrics.clone(),
         bgp_status.clone(),
     );
+    let fleet_clients = crate::fleet::Clients::default();
+    let pullers = crate::fleet::supervise(handle.clone(), fleet_clients.clone());
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let api_task = api_listener.map(|listener| {
@@ -285,6 +287,7 @@ pub async fn run(path: Option<PathBuf>) -> Result<(), RunError> {
             .with_metrics(metrics.clone())
             .with_dns_stats(dns_stats.clone())
             .with_bgp(bgp_status)
+            .with_fleet_clients(fleet_clients.clone())
             .with_reload(reloads.hook());
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
@@ -321,6 +324,7 @@ pub async fn run(path: Option<PathBuf>) -> Result<(), RunError> {
         t.abort();
     }
     checks.stop();
+    drop(pullers);
     speaker.shutdown().await;
     let _ = stop_tx.send(true);
     if let Some(t) = api_task {

@@ -19,6 +19,7 @@ pub mod core;
 pub mod ctl;
 pub mod daemon;
 pub mod dns;
+pub mod fleet;
 pub mod geoip;
 pub mod health;
 pub mod manual;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 
 use super::dto::{self, AdminResult, ChecksView, PopView, PopsView, StateView};
 use super::error::ApiError;
+use super::fleet::{self, Action};
 use super::{AppState, CORE_TIMEOUT};
 use crate::core::admin::{AdminCommand, AdminError};
 use crate::core::{Input, Snapshot};
@@ -191,6 +192,11 @@ pub async fn reload(State(s): State<AppState>) -> Result<Response, ApiError> {
 
 // ---------------------------------------------------------------- admin
 
+/// The PoP a command is for.
+fn pop_of(cmd: &AdminCommand) -> PopName {
+    cmd.pop().clone()
+}
+
 /// The PoP and body of an admin request, with extractor failures as JSON
 /// errors (bad percent-encoding, body too large).
 fn admin_input(
@@ -253,6 +259,7 @@ async fn run_admin(s: &AppState, cmd: AdminCommand) -> Result<Response, ApiError
 
 pub async fn drain(
     State(s): State<AppState>,
+    headers: HeaderMap,
     name: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -266,11 +273,15 @@ pub async fn drain(
         mode: dto::mode(b.mode.as_deref())?,
         force: b.force,
     };
+    if let Some(r) = fleet::forward(&s, &pop_of(&cmd), Action::Drain, &headers, &body).await {
+        return r;
+    }
     run_admin(&s, cmd).await
 }
 
 pub async fn undrain(
     State(s): State<AppState>,
+    headers: HeaderMap,
     name: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -281,11 +292,15 @@ pub async fn undrain(
         who: dto::text("who", b.who, "api")?,
         mode: dto::mode(b.mode.as_deref())?,
     };
+    if let Some(r) = fleet::forward(&s, &pop_of(&cmd), Action::Undrain, &headers, &body).await {
+        return r;
+    }
     run_admin(&s, cmd).await
 }
 
 pub async fn disable(
     State(s): State<AppState>,
+    headers: HeaderMap,
     name: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -297,11 +312,15 @@ pub async fn disable(
         who: dto::text("who", b.who, "api")?,
         force: b.force,
     };
+    if let Some(r) = fleet::forward(&s, &pop_of(&cmd), Action::Disable, &headers, &body).await {
+        return r;
+    }
     run_admin(&s, cmd).await
 }
 
 pub async fn enable(
     State(s): State<AppState>,
+    headers: HeaderMap,
     name: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -311,5 +330,8 @@ pub async fn enable(
         pop,
         who: dto::text("who", b.who, "api")?,
     };
+    if let Some(r) = fleet::forward(&s, &pop_of(&cmd), Action::Enable, &headers, &body).await {
+        return r;
+    }
     run_admin(&s, cmd).await
 }

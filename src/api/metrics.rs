@@ -207,6 +207,8 @@ struct Recorded {
     /// Whether the last reload (or the start) loaded the config, and when
     /// the config last loaded (Unix time; `None`: at start).
     last_reload_ok: Option<(bool, Option<f64>)>,
+    /// (pop, result) → admin calls forwarded to the PoP's owner.
+    fleet_forwarded: BTreeMap<(String, String), u64>,
 }
 
 /// The metrics registry of one process. Cheap to share (`Arc<Metrics>`).
@@ -285,6 +287,17 @@ impl Metrics {
         *r.events.entry(kind.to_string()).or_default() += 1;
     }
 
+    /// Records one admin call for another node's PoP: `ok`, `refused` or
+    /// `unreachable`.
+    pub fn fleet_forwarded(&self, pop: &str, result: &str) {
+        let Ok(mut r) = self.recorded.lock() else {
+            return;
+        };
+        *r.fleet_forwarded
+            .entry((pop.to_string(), result.to_string()))
+            .or_default() += 1;
+    }
+
     /// Adds a source of families written at every scrape.
     pub fn add_source(&self, source: MetricsSource) {
         if let Ok(mut s) = self.sources.write() {
@@ -312,6 +325,7 @@ impl Metrics {
         );
         x.sample("anypop_start_time_seconds", &[], self.started);
         snapshot_families(&mut x, snap);
+        fleet_families(&mut x, snap);
         if let Ok(r) = self.recorded.lock() {
             recorded_families(&mut x, &r);
             reload_families(&mut x, &r, self.started);
@@ -429,6 +443,123 @@ fn snapshot_families(x: &mut Exposition, snap: &Snapshot) {
     }
 }
 
+/// The fleet's families (only with `fleet:`): per peer and per PoP.
+fn fleet_families(x: &mut Exposition, snap: &Snapshot) {
+    let Some(f) = snap.fleet.as_deref() else {
+        return;
+    };
+    let now = tokio::time::Instant::now();
+    x.family(
+        "anypop_fleet_peer_fresh",
+        Kind::Gauge,
+        "1 while the peer's report is fresh (younger than fleet.stale_after).",
+    );
+    for (name, p) in &f.peers {
+        let v = if p.fresh { 1.0 } else { 0.0 };
+        x.sample("anypop_fleet_peer_fresh", &[("peer", name.as_str())], v);
+    }
+    x.family(
+        "anypop_fleet_peer_report_age_seconds",
+        Kind::Gauge,
+        "Age of the last report received from the peer.",
+    );
+    for (name, p) in &f.peers {
+        if let Some(r) = p.received {
+            let age = now.saturating_duration_since(r).as_secs_f64();
+            x.sample(
+                "anypop_fleet_peer_report_age_seconds",
+                &[("peer", name.as_str())],
+                age,
+            );
+        }
+    }
+    x.family(
+        "anypop_fleet_peer_pulls_total",
+        Kind::Counter,
+        "Reports received from the peer.",
+    );
+    for (name, p) in &f.peers {
+        x.sample(
+            "anypop_fleet_peer_pulls_total",
+            &[("peer", name.as_str())],
+            p.pulls as f64,
+        );
+    }
+    x.family(
+        "anypop_fleet_peer_pull_errors_total",
+        Kind::Counter,
+        "Failed pulls of the peer's report.",
+    );
+    for (name, p) in &f.peers {
+        x.sample(
+            "anypop_fleet_peer_pull_errors_total",
+            &[("peer", name.as_str())],
+            p.pull_errors as f64,
+        );
+    }
+    x.family(
+        "anypop_fleet_pop_verdict",
+        Kind::Gauge,
+        "The PoP's fleet verdict: 1 for the current one, 0 for the others.",
+    );
+    for (name, v) in &f.view.pops {
+        let current = fleet_verdict(v);
+        for verdict in ["up", "down", "draining", "disabled", "unknown"] {
+            x.sample(
+                "anypop_fleet_pop_verdict",
+                &[("pop", name.as_str()), ("verdict", verdict)],
+                if verdict == current { 1.0 } else { 0.0 },
+            );
+        }
+    }
+    for (metric, help, reachable) in [
+        (
+            "anypop_fleet_pop_vantage_unreachable",
+            "Fresh vantage points that see the PoP unreachable.",
+            false,
+        ),
+        (
+            "anypop_fleet_pop_vantage_reachable",
+            "Fresh vantage points that see the PoP reachable.",
+            true,
+        ),
+    ] {
+        x.family(metric, Kind::Gauge, help);
+        for (name, v) in &f.view.pops {
+            let n = if reachable {
+                v.reachable
+            } else {
+                v.unreachable
+            };
+            x.sample(metric, &[("pop", name.as_str())], f64::from(n));
+        }
+    }
+    x.family(
+        "anypop_fleet_pop_fail_static",
+        Kind::Gauge,
+        "1 while the fail-static rule holds the PoP.",
+    );
+    for (name, v) in &f.view.pops {
+        let held = if v.fail_static.is_some() { 1.0 } else { 0.0 };
+        x.sample(
+            "anypop_fleet_pop_fail_static",
+            &[("pop", name.as_str())],
+            held,
+        );
+    }
+}
+
+/// A PoP's fleet verdict as a word (`/v1/fleet` `verdict`).
+pub fn fleet_verdict(v: &crate::core::fleet::PopView) -> &'static str {
+    match (v.state, v.health) {
+        (PopState::Up, _) => "up",
+        (PopState::Draining, _) => "draining",
+        (PopState::Disabled, _) => "disabled",
+        (PopState::Down, None) => "unknown",
+        (PopState::Down, Some(_)) => "down",
+    }
+}
+
 fn recorded_families(x: &mut Exposition, r: &Recorded) {
     x.family(
         "anypop_check_results_total",
@@ -461,6 +592,20 @@ fn recorded_families(x: &mut Exposition, r: &Recorded) {
     );
     for (kind, n) in &r.events {
         x.sample("anypop_events_total", &[("kind", kind)], *n as f64);
+    }
+    if !r.fleet_forwarded.is_empty() {
+        x.family(
+            "anypop_fleet_admin_forwarded_total",
+            Kind::Counter,
+            "Admin calls for a PoP another fleet node owns, by result (ok, refused, unreachable).",
+        );
+        for ((pop, result), n) in &r.fleet_forwarded {
+            x.sample(
+                "anypop_fleet_admin_forwarded_total",
+                &[("pop", pop), ("result", result)],
+                *n as f64,
+            );
+        }
     }
     x.family(
         "anypop_api_requests_total",

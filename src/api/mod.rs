@@ -19,6 +19,7 @@
 pub mod auth;
 pub mod dto;
 pub mod error;
+pub mod fleet;
 mod handlers;
 pub mod metrics;
 pub mod openapi;
@@ -113,6 +114,9 @@ pub struct AppState {
     pub readiness: Arc<Readiness>,
     pub reload: Option<ReloadFn>,
     pub peers: Option<PeersFn>,
+    /// Clients of the fleet's peers (forwarded admin calls), shared with
+    /// the pullers.
+    pub fleet_clients: crate::fleet::Clients,
     /// Permits for concurrent event streams.
     streams: Arc<tokio::sync::Semaphore>,
     /// Flips to true when the server shuts down; ends event streams.
@@ -135,6 +139,7 @@ impl AppState {
             readiness: Arc::new(readiness),
             reload: None,
             peers: None,
+            fleet_clients: Default::default(),
             streams: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_STREAMS)),
             stop,
             stop_tx: Arc::new(stop_tx),
@@ -159,6 +164,12 @@ impl AppState {
 
     pub fn with_reload(mut self, f: ReloadFn) -> AppState {
         self.reload = Some(f);
+        self
+    }
+
+    /// Shares the fleet's peer clients (with the pullers).
+    pub fn with_fleet_clients(mut self, c: crate::fleet::Clients) -> AppState {
+        self.fleet_clients = c;
         self
     }
 
@@ -226,6 +237,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/checks", get(handlers::checks))
         .route("/v1/explain", get(handlers::explain))
         .route("/v1/events", get(sse::events))
+        .route("/v1/fleet", get(fleet::view))
+        .route("/v1/fleet/report", get(fleet::report))
         .route("/metrics", get(handlers::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_read));
     let writes = Router::new()

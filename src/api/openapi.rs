@@ -26,6 +26,8 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("get", "/readyz"),
     ("get", "/metrics"),
     ("get", "/v1/openapi.json"),
+    ("get", "/v1/fleet"),
+    ("get", "/v1/fleet/report"),
 ];
 
 fn r(name: &str) -> Value {
@@ -118,6 +120,25 @@ pub fn document() -> Value {
         json!({"description": "Metrics.", "content": {"text/plain": {"schema": {"type": "string"}}}}),
     );
     metrics["summary"] = json!("Prometheus metrics (text exposition format 0.0.4).");
+    let fleet = read_op(
+        "The fleet view: peers, and per PoP the owner's verdict, each vantage point's, the admin state and the fleet verdict (docs/fleet.md).",
+        ok_json("The fleet view (`enabled: false` without `fleet:`).", r("Fleet")),
+    );
+    let mut report = read_op(
+        "This node's fleet report (format 1), read by its peers; long-poll with wait/after/instance.",
+        ok_json("The report.", r("FleetReport")),
+    );
+    report["parameters"] = json!([
+        {"name": "wait", "in": "query", "required": false, "schema": {"type": "string"},
+         "description": "Hold the request up to this long (e.g. 1s, 500ms; at most 60s) while the report is still revision `after` of `instance`."},
+        {"name": "after", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0},
+         "description": "The revision the caller has."},
+        {"name": "instance", "in": "query", "required": false, "schema": {"type": "string"},
+         "description": "The instance the caller's revision belongs to."},
+    ]);
+    report["responses"]["400"] = err("Unknown query parameter or a malformed value.");
+    report["responses"]["404"] = err("This node has no fleet: section.");
+    report["responses"]["422"] = err("wait is not a duration or longer than 60s.");
 
     json!({
         "openapi": "3.1.0",
@@ -155,6 +176,8 @@ pub fn document() -> Value {
                 "503": ok_json("Not ready; `waiting` lists what is not up yet.", r("Ready")),
             }}},
             "/metrics": {"get": metrics},
+            "/v1/fleet": {"get": fleet},
+            "/v1/fleet/report": {"get": report},
             "/v1/openapi.json": {"get": {"summary": "This document.", "responses": {"200": ok_json("OpenAPI 3.1 document.", json!({"type": "object"}))}}},
         },
         "components": {
@@ -319,5 +342,78 @@ fn schemas() -> Value {
             "seq": {"type": "integer"}, "at": {"type": "number"}, "kind": {"type": "string"},
             "pop": {"type": ["string", "null"]}, "check": {"type": ["string", "null"]}, "message": {"type": "string"},
         }}));
+    fleet_schemas(&mut m);
     Value::Object(m)
+}
+
+/// `Fleet` (`GET /v1/fleet`) and `FleetReport` (`GET /v1/fleet/report`).
+fn fleet_schemas(m: &mut serde_json::Map<String, Value>) {
+    let verdict = json!({"type": "string", "enum": ["up", "down", "unknown"]});
+    let admin = json!({"type": ["object", "null"], "required": ["kind", "step", "reason", "who", "since"], "properties": {
+        "kind": {"type": "string", "enum": ["drain", "disable"]},
+        "step": {"type": "string", "description": "dns_removed, shutdown, drained, restoring or disabled"},
+        "reason": {"type": "string"}, "who": {"type": "string"},
+        "since": {"type": "number"}, "next_at": {"type": ["number", "null"]}, "until": {"type": ["number", "null"]},
+    }});
+    m.insert("FleetReport".into(), json!({"type": "object",
+        "required": ["format", "node", "pop", "instance", "revision", "admin_revision", "generated_at", "pops", "applied"],
+        "properties": {
+            "format": {"type": "integer", "description": "1"},
+            "node": {"type": "string"}, "pop": {"type": ["string", "null"]},
+            "instance": {"type": "string", "description": "Random per process start"},
+            "revision": {"type": "integer", "description": "Increases whenever the content changes"},
+            "admin_revision": {"type": "integer", "description": "Increases with every admin change of the publisher's own PoPs"},
+            "generated_at": {"type": "number"},
+            "pops": {"type": "object", "additionalProperties": {"type": "object",
+                "required": ["role", "verdict", "decided_at"], "properties": {
+                    "role": {"type": "string", "enum": ["owner", "vantage"]},
+                    "verdict": verdict,
+                    "decided_at": {"type": "number"},
+                    "reason": {"type": "string"},
+                    "checks": {"type": "object", "additionalProperties": verdict},
+                    "admin": admin,
+                }}},
+            "applied": {"type": "object", "description": "Per owning peer: the report of it this node's DNS answers from",
+                "additionalProperties": {"type": "object", "required": ["instance", "admin_revision"], "properties": {
+                    "instance": {"type": "string"}, "admin_revision": {"type": "integer"},
+                }}},
+        }}));
+    let age = json!({"type": ["number", "null"], "description": "Seconds"});
+    m.insert("Fleet".into(), json!({"type": "object", "required": ["enabled", "node", "pop", "peers", "pops"], "properties": {
+        "enabled": {"type": "boolean"},
+        "node": {"type": "string"}, "pop": {"type": ["string", "null"]},
+        "settings": {"type": "object"},
+        "instance": {"type": "string"}, "revision": {"type": "integer"},
+        "peers": {"type": "object", "additionalProperties": {"type": "object",
+            "required": ["pop", "url", "status", "age", "errors", "last_error", "pulls", "pull_errors"], "properties": {
+                "pop": {"type": ["string", "null"]}, "url": {"type": "string"},
+                "status": {"type": "string", "enum": ["fresh", "stale", "never"]},
+                "age": age, "instance": {"type": ["string", "null"]}, "revision": {"type": ["integer", "null"]},
+                "errors": {"type": "integer"}, "last_error": {"type": ["string", "null"]},
+                "pulls": {"type": "integer"}, "pull_errors": {"type": "integer"},
+            }}},
+        "pops": {"type": "object", "additionalProperties": {"type": "object",
+            "required": ["owners", "owner", "admin", "vantage", "reachability", "reachable", "unreachable", "fail_static", "verdict", "serves_dns", "why"],
+            "properties": {
+                "owners": {"type": "array", "items": {"type": "string"}},
+                "owner": {"type": "object", "required": ["verdict", "reported", "age", "fresh", "reason"], "properties": {
+                    "verdict": verdict, "reported": {"type": ["string", "null"]}, "age": age,
+                    "fresh": {"type": "boolean"}, "reason": {"type": "string"},
+                }},
+                "admin": {"type": ["object", "null"], "required": ["kind", "step", "reason", "who", "from"], "properties": {
+                    "kind": {"type": "string", "enum": ["drain", "disable"]}, "step": {"type": "string"},
+                    "reason": {"type": "string"}, "who": {"type": "string"},
+                    "next_at": {"type": ["number", "null"]}, "until": {"type": ["number", "null"]},
+                    "from": {"type": "string"}, "age": age,
+                }},
+                "vantage": {"type": "object", "additionalProperties": {"type": "object", "required": ["verdict", "age", "fresh"], "properties": {
+                    "verdict": {"type": "string", "enum": ["up", "down", "unknown", "not_probed"]}, "age": age, "fresh": {"type": "boolean"},
+                }}},
+                "reachability": {"type": "string", "enum": ["reachable", "unreachable", "unknown"]},
+                "reachable": {"type": "integer"}, "unreachable": {"type": "integer"},
+                "fail_static": {"type": ["string", "null"]},
+                "verdict": {"type": "string", "enum": ["up", "down", "draining", "disabled", "unknown"]},
+                "serves_dns": {"type": "boolean"}, "why": {"type": "string"},
+            }}},
+    }}));
 }

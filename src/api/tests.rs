@@ -1158,7 +1158,10 @@ async fn every_documented_endpoint_is_routed() {
         let (st, v) = call(&app, &method.to_uppercase(), &uri, Some(TOKEN), None).await;
         assert_ne!(st, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
         assert!(
-            st != StatusCode::NOT_FOUND || v["error"].as_str().is_some_and(|e| e.contains("PoP")),
+            st != StatusCode::NOT_FOUND
+                || v["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("PoP") || e.contains("fleet")),
             "{method} {uri} not routed: {v}"
         );
     }

@@ -92,9 +92,14 @@ pub fn summary(c: &Config) -> String {
             );
         }
         for ch in &p.checks {
+            let here = if c.runs_here(&p.name, ch) {
+                ""
+            } else {
+                " [runs on the owner only]"
+            };
             let _ = writeln!(
                 s,
-                "      {} {} every {} (timeout {}, rise {}, fall {})",
+                "      {} {} every {} (timeout {}, rise {}, fall {}){here}",
                 ch.name,
                 probe(&ch.probe),
                 format_duration(ch.interval),
@@ -110,6 +115,29 @@ pub fn summary(c: &Config) -> String {
                 action(p.announce.on_down),
                 action(p.announce.on_drain)
             );
+        }
+    }
+
+    if let Some(f) = &c.fleet {
+        let _ = writeln!(
+            s,
+            "fleet: node {}, {} peer(s), pull every {}{}, stale after {}, quorum {}",
+            f.me,
+            f.peers.len(),
+            format_duration(f.pull_interval),
+            if f.stream { " (long-poll)" } else { "" },
+            format_duration(f.stale_after),
+            f.unreachable_quorum
+        );
+        for p in f.peers.values() {
+            let pop = p
+                .pop
+                .as_ref()
+                .map_or("no PoP".to_string(), |x| format!("PoP {x}"));
+            let _ = writeln!(s, "  peer {} ({pop}) {}", p.name, p.url);
+        }
+        for (pop, owners) in &f.owners {
+            let _ = writeln!(s, "  PoP {pop} owned by {}", join(owners.iter()));
         }
     }
 

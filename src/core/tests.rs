@@ -837,3 +837,221 @@ async fn an_expiry_that_passed_while_stopped_undrains_at_start() {
         "{ev:?}"
     );
 }
+
+/// Node `a` of a fleet a, b: PoP a is its own, PoP b node b's; each PoP
+/// has one tcp check `edge` (both vantages: node a runs it for both) and
+/// an inside-only maintenance file check (node a runs b's never).
+fn fleet_config() -> Config {
+    let yaml = r#"
+node: {name: a, pop: a, router_id: 192.0.2.1, asn: 65001}
+pops:
+  - name: a
+    prefixes: [203.0.113.0/24]
+    addresses: [192.0.2.10]
+    drain: {dns_wait: 30s, settle: 10s}
+    checks:
+      - {name: edge, type: tcp, target: "192.0.2.10:80", rise: 1, fall: 1}
+      - {name: maint, type: file, path: /nonexistent/a, healthy_when: absent, rise: 1, fall: 1}
+  - name: b
+    prefixes: [203.0.113.0/24]
+    addresses: [192.0.2.20]
+    checks:
+      - {name: edge, type: tcp, target: "192.0.2.20:80", rise: 1, fall: 1}
+      - {name: maint, type: file, path: /nonexistent/b, healthy_when: absent, rise: 1, fall: 1}
+fleet:
+  peers:
+    - {name: b, pop: b, url: "http://192.0.2.2:8080"}
+  stale_after: 5s
+  drain_ack_timeout: 10s
+"#;
+    crate::config::parse(yaml).expect("fleet config")
+}
+
+/// Node b's report: PoP b from the inside (`up`, admin `phase`), PoP a
+/// from the outside, and which report of node a it acts on.
+fn b_report(revision: u64, phase: Option<Phase>, applied: Option<(&str, u64)>) -> Input {
+    use super::fleet::{Applied, PopReport, Report, ReportAdmin, ReportRole};
+    let pop = |role, admin| PopReport {
+        role,
+        verdict: Verdict::Up,
+        decided_at: 1.0,
+        reason: "check edge passed 1/1".into(),
+        checks: [(name("edge"), Verdict::Up)].into_iter().collect(),
+        admin,
+    };
+    let admin = phase.map(|step| ReportAdmin {
+        kind: crate::core::snapshot::AdminKind::Drain,
+        step,
+        reason: "maintenance".into(),
+        who: "alice via a".into(),
+        since: 1.0,
+        next_at: None,
+        until: None,
+    });
+    Input::Fleet(super::fleet::FleetInput::Report {
+        peer: name("b"),
+        report: Box::new(Report {
+            format: 1,
+            node: name("b"),
+            pop: Some(name("b")),
+            instance: "b-1".into(),
+            revision,
+            admin_revision: 1 + u64::from(phase.is_some()),
+            generated_at: 1.0,
+            pops: [
+                (name("b"), pop(ReportRole::Owner, admin)),
+                (name("a"), pop(ReportRole::Vantage, None)),
+            ]
+            .into_iter()
+            .collect(),
+            applied: applied
+                .map(|(i, r)| {
+                    (
+                        name("a"),
+                        Applied {
+                            instance: i.into(),
+                            admin_revision: r,
+                        },
+                    )
+                })
+                .into_iter()
+                .collect(),
+        }),
+    })
+}
+
+fn fleet_events(core: &mut Driven) -> Vec<String> {
+    let (tx, mut rx) = oneshot::channel();
+    core.input(Input::Subscribe { reply: tx });
+    let (events, _live) = rx.try_recv().expect("subscribe reply");
+    events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Fleet | EventKind::Safety))
+        .map(|e| e.message.clone())
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn fleet_view_follows_peer_reports_and_the_drain_waits_for_them() {
+    let mut core = Driven::new(fleet_config(), BTreeMap::new());
+    // Only its own PoP's file check runs here; both tcp checks do.
+    let s = core.snapshot();
+    let checks = |p: &str| {
+        s.pops[p]
+            .checks
+            .keys()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(checks("a"), ["edge", "maint"]);
+    assert_eq!(checks("b"), ["edge"]);
+    for (p, c) in [("a", "edge"), ("a", "maint"), ("b", "edge")] {
+        core.input(probe(p, c, true, "ok"));
+    }
+    let s = core.snapshot();
+    assert_eq!(s.pops["a"].state, PopState::Up);
+    // Nothing from b yet and its only vantage point (this node) reaches it.
+    assert_eq!(s.pops["b"].state, PopState::Up, "{}", s.pops["b"].reason);
+    let fleet = s.fleet.as_ref().expect("fleet snapshot");
+    assert_eq!(
+        fleet.report.pops[&name("a")].role,
+        super::fleet::ReportRole::Owner
+    );
+    assert_eq!(s.announcements.len(), 1);
+
+    // b drains its PoP: this node's DNS stops answering with it at once.
+    core.input(b_report(1, None, None));
+    core.input(b_report(2, Some(Phase::DnsRemoved), None));
+    let s = core.snapshot();
+    assert_eq!(s.pops["b"].state, PopState::Draining);
+    assert!(!s.pops["b"].serves_dns);
+    assert_eq!(
+        s.pops["b"].admin.as_ref().map(|a| a.who.as_str()),
+        Some("alice via a")
+    );
+    let fleet = s.fleet.as_ref().expect("fleet snapshot");
+    let applied = &fleet.report.applied[&name("b")];
+    assert_eq!(
+        (applied.instance.as_str(), applied.admin_revision),
+        ("b-1", 2)
+    );
+    // The drain of b leaves a as the last PoP of the prefix: guarded.
+    assert_eq!(
+        admin(&mut core, drain("a", DrainMode::Graceful, false)),
+        Err(AdminError::LastPop("a".into()))
+    );
+    core.input(b_report(3, None, None));
+    assert_eq!(core.snapshot().pops["b"].state, PopState::Up);
+
+    // Draining its own PoP: the DNS wait starts when b confirms.
+    admin(&mut core, drain("a", DrainMode::Graceful, false)).expect("drain");
+    let s = core.snapshot();
+    let report = &s.fleet.as_ref().expect("fleet").report;
+    let (instance, admin_revision) = (report.instance.clone(), report.admin_revision);
+    assert_eq!(admin_revision, 2);
+    tokio::time::advance(Duration::from_secs(4)).await;
+    core.input(b_report(4, None, Some((&instance, admin_revision))));
+    let events = fleet_events(&mut core);
+    assert!(
+        events
+            .iter()
+            .any(|e| e == "pop a out of DNS on every node (b confirmed): waiting 30s for caches"),
+        "{events:?}"
+    );
+    // 30 s after the confirmation (not after the drain): shutdown.
+    tokio::time::advance(Duration::from_secs(29)).await;
+    core.tick();
+    assert_eq!(
+        core.snapshot().pops["a"].admin.as_ref().map(|a| a.step),
+        Some(Phase::DnsRemoved)
+    );
+    tokio::time::advance(Duration::from_secs(1)).await;
+    core.input(b_report(4, None, Some((&instance, admin_revision))));
+    core.tick();
+    assert_eq!(
+        core.snapshot().pops["a"].admin.as_ref().map(|a| a.step),
+        Some(Phase::Shutdown)
+    );
+
+    // b goes silent: after stale_after its report is stale; its PoP keeps
+    // its verdict (this node still reaches it) and nothing is withdrawn.
+    tokio::time::advance(Duration::from_secs(6)).await;
+    core.tick();
+    let s = core.snapshot();
+    let fleet = s.fleet.as_ref().expect("fleet");
+    assert!(!fleet.peers[&name("b")].fresh);
+    assert_eq!(s.pops["b"].state, PopState::Up, "{}", s.pops["b"].reason);
+    assert!(fleet_events(&mut core)
+        .iter()
+        .any(|e| e.starts_with("peer b: report stale")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn drain_goes_on_when_a_fresh_peer_does_not_confirm() {
+    let mut core = Driven::new(fleet_config(), BTreeMap::new());
+    for (p, c) in [("a", "edge"), ("a", "maint"), ("b", "edge")] {
+        core.input(probe(p, c, true, "ok"));
+    }
+    core.input(b_report(1, None, None));
+    admin(&mut core, drain("a", DrainMode::Graceful, false)).expect("drain");
+    // b stays fresh but never confirms: after drain_ack_timeout (10 s)
+    // the DNS wait (30 s) starts.
+    for _ in 0..5 {
+        tokio::time::advance(Duration::from_secs(2)).await;
+        core.input(b_report(1, None, None));
+        core.tick();
+    }
+    let events = fleet_events(&mut core);
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("pop a: b did not confirm the DNS step within 10s")),
+        "{events:?}"
+    );
+    tokio::time::advance(Duration::from_secs(30)).await;
+    core.tick();
+    assert_eq!(
+        core.snapshot().pops["a"].admin.as_ref().map(|a| a.step),
+        Some(Phase::Shutdown)
+    );
+}

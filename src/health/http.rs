@@ -268,6 +268,28 @@ fn client_config(
     Ok(Arc::new(config))
 }
 
+/// The rustls client config of a verified https client: trusting the CA
+/// certificates of `ca_file` (PEM), or the system CA bundle.
+pub(crate) fn tls_config(ca_file: Option<&std::path::Path>) -> Result<Arc<ClientConfig>, String> {
+    client_config(false, || match ca_file {
+        None => system_roots(),
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("tls: reading {}: {e}", path.display()))?
+                .filter_map(Result::ok);
+            let mut store = RootCertStore::empty();
+            let (added, _ignored) = store.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(format!(
+                    "tls: no usable CA certificates in {}",
+                    path.display()
+                ));
+            }
+            Ok(Arc::new(store))
+        }
+    })
+}
+
 /// The system CA bundle, loaded once.
 fn system_roots() -> Result<Arc<RootCertStore>, String> {
     static ROOTS: OnceLock<Result<Arc<RootCertStore>, String>> = OnceLock::new();

@@ -1,0 +1,329 @@
+//! A two-node fleet on loopback with the real binary: node a
+//! (127.0.0.1) owns PoP a, node b (127.0.0.2) owns PoP b; each pulls the
+//! other's report over real HTTP with a token. A drain of PoP a through
+//! node a's API takes a out of node b's DNS (real `dig`) and the drain
+//! waits for b's confirmation; an admin call for PoP a made on node b is
+//! forwarded to node a; a node that stops leaves its PoP's last verdict in
+//! the other's DNS (stale is unknown, never down). No root, no network
+//! beyond loopback.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anypop_integration::{free_port, wait_until, write_file, Anypop};
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(30);
+
+struct Node {
+    name: &'static str,
+    ip: &'static str,
+    api: u16,
+    dns: u16,
+    token: String,
+}
+
+impl Node {
+    fn api(&self) -> String {
+        format!("{}:{}", self.ip, self.api)
+    }
+
+    /// `dig +short www.example.test A` against this node's DNS.
+    fn www(&self) -> Vec<String> {
+        let out = Command::new("dig")
+            .args([
+                &format!("@{}", self.ip),
+                "-p",
+                &self.dns.to_string(),
+                "+norecurse",
+                "+time=2",
+                "+tries=1",
+                "+short",
+                "www.example.test",
+                "A",
+            ])
+            .output()
+            .expect("run dig");
+        let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with(';'))
+            .map(String::from)
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// One HTTP/1.1 request with a JSON body; (status, JSON answer).
+    fn call(&self, method: &str, path: &str, body: &str) -> (u16, Value) {
+        self.call_with(method, path, body, "")
+    }
+
+    /// Like [`Node::call`] with extra header lines (`Name: value\r\n`).
+    fn call_with(&self, method: &str, path: &str, body: &str, headers: &str) -> (u16, Value) {
+        let addr = self.api();
+        let Ok(mut s) = TcpStream::connect(&addr) else {
+            return (0, Value::Null); // not listening (yet, or any more)
+        };
+        s.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.token,
+            body.len()
+        )
+        .expect("send");
+        let mut text = String::new();
+        s.read_to_string(&mut text).expect("read the answer");
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+
+    fn get(&self, path: &str) -> Value {
+        let (status, v) = self.call("GET", path, "");
+        assert_eq!(status, 200, "GET {path} on node {}: {v}", self.name);
+        v
+    }
+}
+
+fn config(dir: &Path, me: &Node, peer: &Node, peer_token: &Path) -> PathBuf {
+    let token = write_file(dir, &format!("{}.token", me.name), &me.token);
+    let mut pops = String::new();
+    for (p, ip) in [("a", "192.0.2.1"), ("b", "192.0.2.2")] {
+        pops.push_str(&format!(
+            "  - name: {p}
+    prefixes: [203.0.113.0/24]
+    addresses: [{ip}]
+    checks:
+      - {{name: maint, type: file, path: {maint}, healthy_when: absent, rise: 1, fall: 1}}
+    drain: {{dns_wait: 1s, settle: 1s}}
+",
+            maint = dir.join(format!("{p}-maint")).display(),
+        ));
+    }
+    let cfg = format!(
+        r#"node:
+  name: {me}
+  pop: {me}
+  router_id: {ip}
+  asn: 64512
+api:
+  listen: {ip}:{api}
+  token_file: {token}
+fleet:
+  peers:
+    - name: {peer}
+      pop: {peer}
+      url: http://{peer_ip}:{peer_api}
+      token_file: {peer_token}
+  pull_interval: 500ms
+  stale_after: 2s
+  timeout: 1s
+  drain_ack_timeout: 5s
+pops:
+{pops}dns:
+  listen: ["{ip}:{dns}"]
+  zones:
+    - origin: example.test.
+      ns: [ns1.example.test.]
+      soa: {{rname: hostmaster@example.test, serial: 1}}
+      records:
+        - {{name: ns1, type: A, values: [192.0.2.53]}}
+        - name: www
+          ttl: 5
+          steer: {{policy: failover, pops: [a, b]}}
+"#,
+        me = me.name,
+        ip = me.ip,
+        api = me.api,
+        dns = me.dns,
+        token = token.display(),
+        peer = peer.name,
+        peer_ip = peer.ip,
+        peer_api = peer.api,
+        peer_token = peer_token.display(),
+    );
+    write_file(dir, &format!("{}.yaml", me.name), &cfg)
+}
+
+fn start(config: &Path) -> Anypop {
+    Anypop::start(&["run", "--config", config.to_str().expect("utf8")])
+}
+
+/// The fleet verdict of `pop` in `node`'s `/v1/fleet`.
+fn verdict(node: &Node, pop: &str) -> String {
+    node.get("/v1/fleet")["pops"][pop]["verdict"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn drain_on_one_node_is_honoured_by_the_other_nodes_dns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = Node {
+        name: "a",
+        ip: "127.0.0.1",
+        api: free_port(),
+        dns: free_port(),
+        token: "fleet-token-a-81f3".into(),
+    };
+    let b = Node {
+        name: "b",
+        ip: "127.0.0.2",
+        api: free_port(),
+        dns: free_port(),
+        token: "fleet-token-b-2c7d".into(),
+    };
+    let a_token = dir.path().join("a.token");
+    let b_token = dir.path().join("b.token");
+    let ca = config(dir.path(), &a, &b, &b_token);
+    let cb = config(dir.path(), &b, &a, &a_token);
+    let pa = start(&ca);
+    let mut pb = start(&cb);
+
+    // Both nodes see each other fresh and both PoPs up.
+    for n in [&a, &b] {
+        let ok = wait_until(T, || {
+            let (st, f) = n.call("GET", "/v1/fleet", "");
+            st == 200
+                && f["peers"]
+                    .as_object()
+                    .is_some_and(|p| p.values().all(|x| x["status"] == "fresh"))
+                && f["pops"]["a"]["verdict"] == "up"
+                && f["pops"]["b"]["verdict"] == "up"
+        });
+        assert!(ok, "node {}: {}", n.name, n.get("/v1/fleet"));
+    }
+    let f = a.get("/v1/fleet");
+    assert_eq!(f["enabled"], true);
+    assert_eq!(f["pops"]["b"]["owners"], serde_json::json!(["b"]));
+    assert_eq!(f["pops"]["b"]["owner"]["verdict"], "up");
+    for n in [&a, &b] {
+        assert!(
+            wait_until(T, || n.www() == ["192.0.2.1"]),
+            "node {}: {:?}",
+            n.name,
+            n.www()
+        );
+    }
+    // The report endpoint: format 1, long-poll answers at once for an
+    // older revision.
+    let r = b.get("/v1/fleet/report");
+    assert_eq!(
+        (r["format"].as_u64(), r["node"].as_str()),
+        (Some(1), Some("b"))
+    );
+    assert_eq!(r["pops"]["b"]["role"], "owner");
+    let rev = r["revision"].as_u64().expect("revision");
+    let inst = r["instance"].as_str().expect("instance");
+    let r2 = b.get(&format!(
+        "/v1/fleet/report?wait=1s&after={}&instance={inst}",
+        rev.saturating_sub(1)
+    ));
+    assert_eq!(r2["node"], "b");
+
+    // Drain PoP a through node a: node b's DNS stops answering with a,
+    // and the DNS step waits for b's confirmation.
+    let (st, v) = a.call(
+        "POST",
+        "/v1/pops/a/drain",
+        r#"{"reason": "maintenance", "who": "alice"}"#,
+    );
+    assert_eq!(st, 200, "{v}");
+    assert!(
+        wait_until(T, || b.www() == ["192.0.2.2"]),
+        "node b still answers {:?}: {}",
+        b.www(),
+        b.get("/v1/fleet")
+    );
+    assert_eq!(a.www(), ["192.0.2.2"]);
+    assert_eq!(verdict(&b, "a"), "draining");
+    let f = b.get("/v1/fleet");
+    assert_eq!(f["pops"]["a"]["admin"]["from"], "a");
+    assert_eq!(f["pops"]["a"]["admin"]["who"], "alice");
+    pa.wait_for_log("out of DNS on every node (b confirmed)", T);
+    // Undrain: back in both nodes' DNS.
+    let (st, v) = a.call("POST", "/v1/pops/a/undrain", "{}");
+    assert_eq!(st, 200, "{v}");
+    for n in [&a, &b] {
+        assert!(
+            wait_until(T, || n.www() == ["192.0.2.1"]),
+            "node {}: {:?}",
+            n.name,
+            n.www()
+        );
+    }
+
+    // An admin call for PoP a on node b is forwarded to node a.
+    let (st, v) = b.call(
+        "POST",
+        "/v1/pops/a/disable",
+        r#"{"reason": "fibre cut", "who": "bob"}"#,
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["forwarded_to"]["node"], "a", "{v}");
+    assert!(v["applied_here"].is_boolean(), "{v}");
+    assert!(
+        wait_until(T, || verdict(&b, "a") == "disabled"),
+        "{}",
+        b.get("/v1/fleet")
+    );
+    let p = a.get("/v1/pops/a");
+    assert_eq!(p["admin"]["who"], "bob via b", "{p}");
+    assert_eq!(p["state"], "disabled");
+    for n in [&a, &b] {
+        assert!(
+            wait_until(T, || n.www() == ["192.0.2.2"]),
+            "node {}",
+            n.name
+        );
+    }
+    // The owner's refusal comes back as is (nothing to enable on b), and
+    // a call that was already forwarded is never forwarded again.
+    let (st, v) = a.call("POST", "/v1/pops/b/enable", "{}");
+    assert_eq!(st, 409, "{v}");
+    assert_eq!(v["forwarded_to"]["node"], "b", "{v}");
+    let (st, v) = a.call_with(
+        "POST",
+        "/v1/pops/b/drain",
+        "{}",
+        "X-Anypop-Forwarded-By: c\r\n",
+    );
+    assert_eq!(st, 409, "{v}");
+    assert_eq!(v["owner"]["node"], "b", "{v}");
+    assert_eq!(verdict(&a, "b"), "up");
+    let (st, v) = b.call("POST", "/v1/pops/a/enable", "{}");
+    assert_eq!(st, 200, "{v}");
+    for n in [&a, &b] {
+        assert!(
+            wait_until(T, || n.www() == ["192.0.2.1"]),
+            "node {}",
+            n.name
+        );
+    }
+
+    // Node b stops: after stale_after node a counts b's report as stale,
+    // PoP b keeps its last verdict (up) and node a keeps answering.
+    pb.kill();
+    let stale = wait_until(T, || a.get("/v1/fleet")["peers"]["b"]["status"] == "stale");
+    assert!(stale, "{}", a.get("/v1/fleet"));
+    let f = a.get("/v1/fleet");
+    assert_eq!(f["pops"]["b"]["verdict"], "up", "{f}");
+    assert_eq!(f["pops"]["b"]["owner"]["verdict"], "unknown", "{f}");
+    pa.wait_for_log("peer b: report stale", T);
+    assert_eq!(a.www(), ["192.0.2.1"]);
+    // With a drained too, the last PoP guard counts b as serving.
+    let (st, v) = a.call("POST", "/v1/pops/a/drain", r#"{"mode": "immediate"}"#);
+    assert_eq!(st, 200, "{v}");
+    assert!(wait_until(T, || a.www() == ["192.0.2.2"]), "{:?}", a.www());
+}
