@@ -150,6 +150,9 @@ pub enum CtlCommand {
     },
     /// Reload the config file on the server (like SIGHUP).
     Reload,
+    /// The fleet: peers and their reports, and per PoP the owner's
+    /// verdict, each vantage point's, the admin state and the fleet verdict.
+    Fleet,
 }
 
 /// Where and how to reach the API.
@@ -499,6 +502,7 @@ async fn dispatch(t: &Target, cmd: &CtlCommand) -> anyhow::Result<Result<Value, 
             call(t, Method::GET, &path, None).await
         }
         CtlCommand::Reload => call(t, Method::POST, "/v1/reload", None).await,
+        CtlCommand::Fleet => call(t, Method::GET, "/v1/fleet", None).await,
         CtlCommand::Events { .. } => bail!("events are streamed, not fetched"),
     }
 }
@@ -994,6 +998,118 @@ fn explain_text(v: &Value) -> String {
     out
 }
 
+/// An age in seconds as `0.2s` (one decimal below a minute), with `!`
+/// when the report it belongs to is stale.
+fn age_text(age: &Value, fresh: bool) -> String {
+    let mut t = match age.as_f64() {
+        Some(a) if a < 60.0 => format!("{a:.1}s"),
+        Some(a) => span(a),
+        None => return "-".into(),
+    };
+    if !fresh {
+        t.push('!');
+    }
+    t
+}
+
+/// A setting in seconds as a duration (`1s`, `500ms`).
+fn secs_text(v: &Value) -> String {
+    match v.as_f64() {
+        Some(x) if x.is_finite() && x >= 0.0 => {
+            crate::config::format_duration(Duration::from_secs_f64(x))
+        }
+        _ => s(v),
+    }
+}
+
+/// `GET /v1/fleet` as tables: the peers, then one row per PoP with one
+/// column per fleet node as a vantage point (`-` where it owns the PoP).
+fn fleet_text(v: &Value) -> String {
+    let empty = serde_json::Map::new();
+    let me = s(&v["node"]);
+    if v["enabled"] != Value::Bool(true) {
+        return format!("node {me}: no fleet (the config has no fleet: section)\n");
+    }
+    let st = &v["settings"];
+    let peers = v["peers"].as_object().unwrap_or(&empty);
+    let mut out = format!(
+        "node {me} (pop {}): {} peers, pull {}, stale after {}, quorum {}, {}\n\n",
+        s(&v["pop"]),
+        peers.len(),
+        secs_text(&st["pull_interval"]),
+        secs_text(&st["stale_after"]),
+        s(&st["unreachable_quorum"]),
+        if st["stream"] == Value::Bool(true) {
+            "streaming"
+        } else {
+            "polling"
+        }
+    );
+    let rows: Vec<Vec<String>> = peers
+        .iter()
+        .map(|(name, p)| {
+            vec![
+                name.clone(),
+                s(&p["pop"]),
+                s(&p["status"]),
+                age_text(&p["age"], true),
+                s(&p["errors"]),
+                s(&p["last_error"]),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &["PEER", "POP", "REPORT", "AGE", "ERRORS", "LAST ERROR"],
+        &rows,
+    ));
+    out.push('\n');
+    let mut nodes: Vec<String> = peers.keys().cloned().collect();
+    nodes.push(me.clone());
+    nodes.sort();
+    let rows: Vec<Vec<String>> = v["pops"]
+        .as_object()
+        .unwrap_or(&empty)
+        .iter()
+        .map(|(name, p)| {
+            let owners: Vec<String> = p["owners"]
+                .as_array()
+                .map(|a| a.iter().map(s).collect())
+                .unwrap_or_default();
+            let o = &p["owner"];
+            let fresh = o["fresh"] == Value::Bool(true);
+            let mut owner = format!("{} ({})", s(&o["verdict"]), owners.join(", "));
+            if !owners.contains(&me) && !owners.is_empty() {
+                let _ = write!(owner, " {}", age_text(&o["age"], fresh));
+            }
+            let mut row = vec![name.clone(), owner];
+            for n in &nodes {
+                let x = &p["vantage"][n.as_str()];
+                row.push(if owners.contains(n) || x.is_null() {
+                    "-".into()
+                } else if n == &me {
+                    s(&x["verdict"])
+                } else {
+                    let fresh = x["fresh"] == Value::Bool(true);
+                    format!("{} {}", s(&x["verdict"]), age_text(&x["age"], fresh))
+                });
+            }
+            row.push(if p["admin"].is_null() {
+                "-".into()
+            } else {
+                s(&p["admin"]["step"])
+            });
+            row.push(s(&p["verdict"]));
+            row.push(s(&p["why"]));
+            row
+        })
+        .collect();
+    let mut header: Vec<&str> = vec!["POP", "OWNER"];
+    header.extend(nodes.iter().map(String::as_str));
+    header.extend(["ADMIN", "FLEET", "WHY"]);
+    out.push_str(&table(&header, &rows));
+    out
+}
+
 /// Human rendering of a successful answer.
 fn human(cmd: &CtlCommand, v: &Value, now: f64) -> String {
     let empty = serde_json::Map::new();
@@ -1094,6 +1210,7 @@ fn human(cmd: &CtlCommand, v: &Value, now: f64) -> String {
             out
         }
         CtlCommand::Reload => format!("config reloaded (state version {})\n", s(&v["version"])),
+        CtlCommand::Fleet => fleet_text(v),
         CtlCommand::Explain { .. } => explain_text(v),
         CtlCommand::Events { .. } => String::new(),
     }
@@ -1229,6 +1346,47 @@ mod tests {
             "bfd": {"state": "down", "holds_bgp_down": true, "failures": 2}}}});
         let out = human(&CtlCommand::Peers, &peers, 100.0);
         assert!(out.contains("bfd=down (holds BGP down) flaps=2"), "{out}");
+    }
+
+    #[test]
+    fn fleet_matrix_shows_owners_vantage_points_and_staleness() {
+        let v = json!({"enabled": true, "node": "a", "pop": "a",
+            "settings": {"pull_interval": 1.0, "stale_after": 5.0, "stream": true, "unreachable_quorum": 2},
+            "peers": {
+                "b": {"pop": "b", "status": "fresh", "age": 0.21, "errors": 0, "last_error": null},
+                "c": {"pop": "c", "status": "stale", "age": 7.4, "errors": 4, "last_error": "connect refused"}},
+            "pops": {
+                "c": {"owners": ["c"], "owner": {"verdict": "unknown", "age": 7.4, "fresh": false},
+                      "admin": null,
+                      "vantage": {"a": {"verdict": "up", "age": 0.0, "fresh": true},
+                                  "b": {"verdict": "up", "age": 0.21, "fresh": true}},
+                      "verdict": "up", "why": "owner unknown; reachable from 2 of 2 vantage points"}}});
+        let out = fleet_text(&v);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[0],
+            "node a (pop a): 2 peers, pull 1s, stale after 5s, quorum 2, streaming"
+        );
+        assert!(
+            lines[4].starts_with("c     c    stale   7.4s  4       connect refused"),
+            "{out}"
+        );
+        assert!(lines[6].starts_with("POP  OWNER"), "{out}");
+        let cells: Vec<&str> = lines[7].split_whitespace().collect();
+        assert_eq!(
+            &cells[..9],
+            &["c", "unknown", "(c)", "7.4s!", "up", "up", "0.2s", "-", "-"],
+            "{out}"
+        );
+        assert!(
+            lines[7].ends_with("up     owner unknown; reachable from 2 of 2 vantage points"),
+            "{out}"
+        );
+        let off = json!({"enabled": false, "node": "a", "pop": null, "peers": {}, "pops": {}});
+        assert_eq!(
+            fleet_text(&off),
+            "node a: no fleet (the config has no fleet: section)\n"
+        );
     }
 
     #[test]

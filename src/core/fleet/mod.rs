@@ -73,6 +73,24 @@ pub struct PeerStatus {
     pub pull_errors: u64,
 }
 
+impl PeerStatus {
+    /// A configured peer before its first pull.
+    fn new(cfg: &crate::model::FleetPeer) -> PeerStatus {
+        PeerStatus {
+            pop: cfg.pop.clone(),
+            url: cfg.url.clone(),
+            fresh: false,
+            received: None,
+            instance: None,
+            revision: None,
+            errors: 0,
+            last_error: None,
+            pulls: 0,
+            pull_errors: 0,
+        }
+    }
+}
+
 /// The fleet part of a snapshot.
 #[derive(Debug, Clone)]
 pub struct FleetSnapshot {
@@ -143,18 +161,7 @@ impl Core {
             .fleet
             .peers
             .entry(peer.clone())
-            .or_insert_with(|| PeerStatus {
-                pop: cfg.pop.clone(),
-                url: cfg.url.clone(),
-                fresh: false,
-                received: None,
-                instance: None,
-                revision: None,
-                errors: 0,
-                last_error: None,
-                pulls: 0,
-                pull_errors: 0,
-            });
+            .or_insert_with(|| PeerStatus::new(cfg));
         match input {
             FleetInput::Report { report, .. } => {
                 st.pulls += 1;
@@ -199,18 +206,11 @@ impl Core {
             .reports
             .retain(|n, _| fleet.peers.contains_key(n));
         for (name, p) in &fleet.peers {
-            let st = self.fleet.peers.entry(name.clone()).or_insert(PeerStatus {
-                pop: p.pop.clone(),
-                url: p.url.clone(),
-                fresh: false,
-                received: None,
-                instance: None,
-                revision: None,
-                errors: 0,
-                last_error: None,
-                pulls: 0,
-                pull_errors: 0,
-            });
+            let st = self
+                .fleet
+                .peers
+                .entry(name.clone())
+                .or_insert_with(|| PeerStatus::new(p));
             st.pop = p.pop.clone();
             st.url = p.url.clone();
         }

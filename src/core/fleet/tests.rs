@@ -163,6 +163,17 @@ fn report(r: &R) -> Report {
     }
 }
 
+/// An owner's report of its PoP (named like the node) and nothing else.
+fn owner(node: &'static str, inside: Option<bool>) -> R {
+    R {
+        node,
+        pop: Some(node),
+        inside,
+        admin: None,
+        outside: vec![],
+    }
+}
+
 const STALE: Duration = Duration::from_secs(60);
 
 /// Peers' reports, received at `now` (fresh) or `now - STALE` (stale).
@@ -266,83 +277,123 @@ const UNK: Option<bool> = None;
 
 // --- The truth table of docs/fleet.md, one test per row. ---
 
+/// PoP c with owner `owner` (fresh or not) and vantage votes `votes` has
+/// the outside-in quorum `reach`, the fleet health `health` (and the state
+/// that follows), and a `why` containing `why`.
+#[track_caller]
+fn row(
+    (owner, fresh): (Option<bool>, bool),
+    votes: [Option<bool>; 3],
+    reach: Reach,
+    health: Option<bool>,
+    why: &str,
+) -> merge::PopView {
+    let (v, _) = pop_c(owner, fresh, votes);
+    let c = c_of(&v).clone();
+    let state = if health == Some(true) {
+        PopState::Up
+    } else {
+        PopState::Down
+    };
+    assert_eq!(c.reachability, reach, "{}", c.why);
+    assert_eq!((c.health, c.state), (health, state), "{}", c.why);
+    assert!(c.why.contains(why), "{:?} does not say {why:?}", c.why);
+    c
+}
+
 #[test]
 fn row_owner_up_reachable_is_up() {
-    let (v, _) = pop_c(UP, true, [UP, UP, DOWN]);
-    let c = c_of(&v);
-    assert_eq!(c.reachability, Reach::Reachable);
-    assert_eq!((c.reachable, c.unreachable), (2, 1));
-    assert_eq!((c.health, c.state), (Some(true), PopState::Up));
-    assert!(
-        c.why.contains("owner up; reachable from 2 of 3"),
-        "{}",
-        c.why
+    let c = row(
+        (UP, true),
+        [UP, UP, DOWN],
+        Reach::Reachable,
+        UP,
+        "owner up; reachable from 2 of 3",
     );
+    assert_eq!((c.reachable, c.unreachable), (2, 1));
 }
 
 #[test]
 fn row_owner_up_outside_unknown_is_up() {
-    let (v, _) = pop_c(UP, true, [UNK, UNK, DOWN]);
-    let c = c_of(&v);
-    assert_eq!(c.reachability, Reach::Unknown);
-    assert_eq!((c.health, c.state), (Some(true), PopState::Up));
-    assert!(c.why.contains("outside-in undecided"), "{}", c.why);
+    row(
+        (UP, true),
+        [UNK, UNK, DOWN],
+        Reach::Unknown,
+        UP,
+        "outside-in undecided",
+    );
 }
 
 #[test]
 fn row_owner_up_unreachable_is_steered_away() {
-    let (v, _) = pop_c(UP, true, [DOWN, DOWN, UP]);
-    let c = c_of(&v);
-    assert_eq!(c.reachability, Reach::Unreachable);
-    assert_eq!((c.health, c.state), (Some(false), PopState::Down));
+    let c = row(
+        (UP, true),
+        [DOWN, DOWN, UP],
+        Reach::Unreachable,
+        DOWN,
+        "steered away",
+    );
     assert!(c.disagrees());
-    assert!(c.why.contains("steered away"), "{}", c.why);
 }
 
 #[test]
 fn row_owner_down_reachable_is_down() {
-    let (v, _) = pop_c(DOWN, true, [UP, UP, UP]);
-    let c = c_of(&v);
-    assert_eq!(c.reachability, Reach::Reachable);
-    assert_eq!((c.health, c.state), (Some(false), PopState::Down));
-    assert!(c.why.starts_with("owner down"), "{}", c.why);
+    row(
+        (DOWN, true),
+        [UP, UP, UP],
+        Reach::Reachable,
+        DOWN,
+        "owner down",
+    );
 }
 
 #[test]
 fn row_owner_down_outside_unknown_is_down() {
-    let (v, _) = pop_c(DOWN, true, [UNK, UNK, UNK]);
-    let c = c_of(&v);
-    assert_eq!(c.reachability, Reach::Unknown);
-    assert_eq!((c.health, c.state), (Some(false), PopState::Down));
+    row(
+        (DOWN, true),
+        [UNK, UNK, UNK],
+        Reach::Unknown,
+        DOWN,
+        "owner down",
+    );
 }
 
 #[test]
 fn row_owner_down_unreachable_is_down() {
-    let (v, _) = pop_c(DOWN, true, [DOWN, DOWN, DOWN]);
-    let c = c_of(&v);
-    assert_eq!(c.reachability, Reach::Unreachable);
-    assert_eq!((c.health, c.state), (Some(false), PopState::Down));
+    let c = row(
+        (DOWN, true),
+        [DOWN, DOWN, DOWN],
+        Reach::Unreachable,
+        DOWN,
+        "owner down",
+    );
     assert!(!c.disagrees());
 }
 
 #[test]
 fn row_owner_unknown_reachable_is_up() {
     // The owner's report is stale: it said down, which no longer counts.
-    let (v, _) = pop_c(DOWN, false, [UP, UNK, UNK]);
-    let c = c_of(&v);
+    let c = row(
+        (DOWN, false),
+        [UP, UNK, UNK],
+        Reach::Reachable,
+        UP,
+        "owner unknown",
+    );
     assert_eq!(c.owner.verdict, Verdict::Unknown);
     assert_eq!(c.owner.reported, Some(Verdict::Down));
-    assert_eq!(c.reachability, Reach::Reachable);
-    assert_eq!((c.health, c.state), (Some(true), PopState::Up));
-    assert!(c.why.contains("owner unknown"), "{}", c.why);
 }
 
 #[test]
 fn row_owner_unknown_outside_unknown_holds_the_last_verdict() {
     // Never decided: undecided, not in DNS.
-    let (first, _) = pop_c(UNK, true, [UNK, UNK, UNK]);
-    assert_eq!(c_of(&first).health, None);
-    assert_eq!(c_of(&first).state, PopState::Down);
+    row(
+        (UNK, true),
+        [UNK, UNK, UNK],
+        Reach::Unknown,
+        UNK,
+        "nothing fresh",
+    );
     // Up before: stays up when the owner goes silent and nobody probes.
     let (up, _) = pop_c(UP, true, [UNK, UNK, UNK]);
     let (held, _) = pop_c_after(DOWN, false, [UNK, UNK, UNK], Some(&up));
@@ -351,7 +402,7 @@ fn row_owner_unknown_outside_unknown_holds_the_last_verdict() {
         (Some(true), PopState::Up)
     );
     assert!(
-        c_of(&held).why.contains("nothing fresh"),
+        c_of(&held).why.contains("nothing fresh: kept up"),
         "{}",
         c_of(&held).why
     );
@@ -363,11 +414,14 @@ fn row_owner_unknown_outside_unknown_holds_the_last_verdict() {
 
 #[test]
 fn row_owner_unknown_unreachable_is_down() {
-    let (v, _) = pop_c(UP, false, [DOWN, DOWN, UNK]);
-    let c = c_of(&v);
+    let c = row(
+        (UP, false),
+        [DOWN, DOWN, UNK],
+        Reach::Unreachable,
+        DOWN,
+        "owner unknown",
+    );
     assert_eq!(c.owner.verdict, Verdict::Unknown);
-    assert_eq!(c.reachability, Reach::Unreachable);
-    assert_eq!((c.health, c.state), (Some(false), PopState::Down));
 }
 
 // --- Quorum and admin state. ---
@@ -465,26 +519,8 @@ fn a_check_failing_on_most_pops_holds_their_verdicts() {
     let peers_up = peers(
         now,
         &[
-            (
-                R {
-                    node: "b",
-                    pop: Some("b"),
-                    inside: Some(true),
-                    admin: None,
-                    outside: vec![],
-                },
-                true,
-            ),
-            (
-                R {
-                    node: "c",
-                    pop: Some("c"),
-                    inside: Some(true),
-                    admin: None,
-                    outside: vec![],
-                },
-                true,
-            ),
+            (owner("b", Some(true)), true),
+            (owner("c", Some(true)), true),
         ],
     );
     let before = merge_at(&config, &local(Some(true), &[]), &peers_up, None, now);
@@ -493,26 +529,8 @@ fn a_check_failing_on_most_pops_holds_their_verdicts() {
     let peers_down = peers(
         now,
         &[
-            (
-                R {
-                    node: "b",
-                    pop: Some("b"),
-                    inside: Some(false),
-                    admin: None,
-                    outside: vec![],
-                },
-                true,
-            ),
-            (
-                R {
-                    node: "c",
-                    pop: Some("c"),
-                    inside: Some(true),
-                    admin: None,
-                    outside: vec![],
-                },
-                true,
-            ),
+            (owner("b", Some(false)), true),
+            (owner("c", Some(true)), true),
         ],
     );
     let held = merge_at(
@@ -561,14 +579,7 @@ fn a_failure_on_one_pop_is_not_held() {
         None,
         now,
     );
-    let up = |node: &'static str| R {
-        node,
-        pop: Some(node),
-        inside: Some(true),
-        admin: None,
-        outside: vec![],
-    };
-    let peers = peers(now, &[(up("b"), true), (up("c"), true)]);
+    let peers = peers(now, &[(owner("b", UP), true), (owner("c", UP), true)]);
     let v = merge_at(
         &config,
         &local(Some(false), &[]),
@@ -676,13 +687,7 @@ fn report_checks_catch_wiring_mistakes() {
     let config = config();
     let fleet = config.fleet.as_ref().expect("fleet");
     let b = &fleet.peers[&n("b")];
-    let mut r = report(&R {
-        node: "b",
-        pop: Some("b"),
-        inside: Some(true),
-        admin: None,
-        outside: vec![],
-    });
+    let mut r = report(&owner("b", Some(true)));
     assert_eq!(report::check(b, &r), Ok(()));
     r.node = n("c");
     assert!(report::check(b, &r).is_err_and(|e| e.contains("check fleet.peers[].url")));
