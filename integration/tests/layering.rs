@@ -8,7 +8,9 @@
 //! never pull a server type in, `dns` and `health` (which read the core's
 //! snapshots and send it inputs) cannot form a cycle with the core, and the
 //! health checks share no code with the DNS server (config types convert
-//! into the DNS library's, e.g. `RecordType::from(DnsType)`). Unit tests may
+//! into the DNS library's, e.g. `RecordType::from(DnsType)`); `fleet` (the
+//! pullers and the peer client) never names the API, BGP, BFD, DNS, `ctl`,
+//! the daemon or systemd. Unit tests may
 //! use any module and are not checked. Reads files only: no root, no
 //! network.
 
@@ -16,7 +18,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// The crate's top-level modules.
-const MODULES: [&str; 16] = [
+const MODULES: [&str; 17] = [
     "api",
     "bfd",
     "bgp",
@@ -25,6 +27,7 @@ const MODULES: [&str; 16] = [
     "ctl",
     "daemon",
     "dns",
+    "fleet",
     "geoip",
     "health",
     "manual",
@@ -65,6 +68,10 @@ const RULES: &[(&str, &[&str])] = &[
     (
         "dns",
         &["api", "bfd", "bgp", "ctl", "daemon", "health", "systemd"],
+    ),
+    (
+        "fleet",
+        &["api", "bfd", "bgp", "ctl", "daemon", "dns", "systemd"],
     ),
 ];
 
