@@ -539,7 +539,12 @@ impl Probe {
     pub fn outside_capable(&self) -> bool {
         match self {
             Probe::Tcp { .. } | Probe::Http { .. } | Probe::Dns { .. } => true,
-            Probe::Exec { .. } | Probe::File { .. } => false,
+            Probe::Exec { .. }
+            | Probe::File { .. }
+            | Probe::Process { .. }
+            | Probe::Systemd { .. }
+            | Probe::Interface { .. }
+            | Probe::Address { .. } => false,
         }
     }
 
@@ -552,6 +557,10 @@ impl Probe {
             Probe::Dns { .. } => "dns",
             Probe::Exec { .. } => "exec",
             Probe::File { .. } => "file",
+            Probe::Process { .. } => "process",
+            Probe::Systemd { .. } => "systemd",
+            Probe::Interface { .. } => "interface",
+            Probe::Address { .. } => "address",
         }
     }
 }
