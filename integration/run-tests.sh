@@ -14,6 +14,7 @@ PACKAGES=(
   dnsutils dnsperf knot   # dig, dnsperf and a reference DNS server
   iproute2 tcpdump procps # namespaces, captures, process tools
   dbus-daemon dbus-user-session # with systemd (below): a real systemd for the systemd checks
+  busybox nftables        # three-pop lab: PoP HTTP service, firewall rules
   ca-certificates
   chromium chromium-driver # the web view, driven headless through WebDriver
   prometheus              # promtool: alerting rules checked and unit-tested

@@ -19,11 +19,13 @@ pub mod anypop;
 pub mod bird;
 pub mod frr;
 pub mod gobgp;
+pub mod httpd;
 pub mod monitor;
 pub mod mrt;
 pub mod netns;
 pub mod pcap;
 pub mod rawbgp;
+pub mod three_pop;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

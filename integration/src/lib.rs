@@ -205,6 +205,56 @@ impl Drop for Anypop {
     }
 }
 
+/// A child process whose stdout lines are collected as they arrive (for
+/// streams such as `anypop ctl events --json`). Killed on drop.
+pub struct JsonLines {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl JsonLines {
+    /// Spawns `cmd` with stdout piped (stderr discarded).
+    pub fn spawn(cmd: &mut Command) -> JsonLines {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        if let Some(out) = child.stdout.take() {
+            let l = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    if let Ok(mut v) = l.lock() {
+                        v.push(line);
+                    }
+                }
+            });
+        }
+        JsonLines { child, lines }
+    }
+
+    /// Every line received so far that parses as JSON, oldest first.
+    pub fn values(&self) -> Vec<serde_json::Value> {
+        self.lines
+            .lock()
+            .map(|l| {
+                l.iter()
+                    .filter_map(|s| serde_json::from_str(s).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for JsonLines {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Polls `f` every 20 ms until it returns true or `timeout` passes.
 pub fn wait_until(timeout: Duration, f: impl FnMut() -> bool) -> bool {
     wait_until_every(timeout, Duration::from_millis(20), f)
@@ -331,6 +381,29 @@ pub fn http(
         .map(|a| vec![("Authorization", a)])
         .unwrap_or_default();
     let r = http_client::request(addr, method, path, &headers, b"")?;
+    Ok((r.status, r.text()))
+}
+
+/// Like [`http`], with an optional JSON body and `timeout` bounding the
+/// connect and each read ([`http_client::request_within`]).
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+    timeout: Duration,
+) -> std::io::Result<(u16, String)> {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers: Vec<(&str, &str)> = Vec::new();
+    if let Some(a) = auth.as_deref() {
+        headers.push(("Authorization", a));
+    }
+    if body.is_some() {
+        headers.push(("Content-Type", "application/json"));
+    }
+    let body = body.unwrap_or("").as_bytes();
+    let r = http_client::request_within(addr, method, path, &headers, body, timeout)?;
     Ok((r.status, r.text()))
 }
 

@@ -7,13 +7,13 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anypop_integration::{
-    anypop_bin, free_port, http, metric, run, wait_until, write_file, Anypop,
+    anypop_bin, free_port, http, metric, run, wait_until, write_file, Anypop, JsonLines,
 };
 use serde_json::Value;
 
@@ -131,31 +131,15 @@ dns:
 }
 
 /// `anypop ctl events` as a child process, its stdout lines collected.
-struct EventWatcher {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
+struct EventWatcher(JsonLines);
 
 impl EventWatcher {
     fn start(lab: &Lab, extra: &[&str]) -> EventWatcher {
-        let mut child = Command::new(anypop_bin())
-            .args(["ctl", "--api", &lab.api, "events", "--json"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn ctl events");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let out = child.stdout.take().expect("stdout");
-        let l = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Ok(mut v) = l.lock() {
-                    v.push(line);
-                }
-            }
-        });
-        EventWatcher { child, lines }
+        EventWatcher(JsonLines::spawn(
+            Command::new(anypop_bin())
+                .args(["ctl", "--api", &lab.api, "events", "--json"])
+                .args(extra),
+        ))
     }
 
     /// Waits until the replay has arrived: the subscription is live, so
@@ -166,14 +150,7 @@ impl EventWatcher {
     }
 
     fn messages(&self) -> Vec<Value> {
-        self.lines
-            .lock()
-            .map(|l| {
-                l.iter()
-                    .filter_map(|s| serde_json::from_str(s).ok())
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.0.values()
     }
 
     fn wait_for(&self, needle: &str) -> Vec<Value> {
@@ -184,13 +161,6 @@ impl EventWatcher {
         });
         assert!(ok, "no event {needle:?}; got {:#?}", self.messages());
         self.messages()
-    }
-}
-
-impl Drop for EventWatcher {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -3,8 +3,9 @@
 //! --config FILE` through [`crate::Anypop::start_cmd`] (killed on drop, log
 //! printed on failure), and flips the PoPs' `file` checks.
 //!
-//! Topology configs use `/run/anypop/<pop>.down` for their file checks and
-//! `/var/lib/anypop` as state dir; [`localize`] rewrites both to the lab
+//! Topology configs use `/run/anypop/<pop>.down` for their file checks,
+//! `/var/lib/anypop` as state dir and `/etc/anypop/` for files bound into
+//! the container (tokens); [`localize`] rewrites all three to the node's lab
 //! directory so parallel tests never share a path.
 
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ pub fn localize(yaml: &str, dir: &Path) -> String {
     let d = dir.display();
     yaml.replace("/run/anypop/", &format!("{d}/run/"))
         .replace("/var/lib/anypop", &format!("{d}/state"))
+        .replace("/etc/anypop/", &format!("{d}/etc/"))
 }
 
 /// Inserts extra lines into a peer's block (after its `address:` line):
@@ -65,9 +67,21 @@ pub struct PopNode {
 impl PopNode {
     /// Writes `yaml` (localised) and starts anypop in `node`'s namespace.
     pub fn start(lab: &Lab, node: &str, yaml: &str) -> PopNode {
+        Self::start_with_files(lab, node, yaml, &[])
+    }
+
+    /// Like [`PopNode::start`], first writing `files` (name, contents) into
+    /// the directory the topology's `/etc/anypop/` maps to (a token file
+    /// the config names, say).
+    pub fn start_with_files(lab: &Lab, node: &str, yaml: &str, files: &[(&str, &str)]) -> PopNode {
         let dir = lab.subdir(&format!("anypop-{node}"));
-        std::fs::create_dir_all(dir.join("run")).unwrap_or_else(|e| panic!("mkdir: {e}"));
-        std::fs::create_dir_all(dir.join("state")).unwrap_or_else(|e| panic!("mkdir: {e}"));
+        for sub in ["run", "state", "etc"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap_or_else(|e| panic!("mkdir: {e}"));
+        }
+        for (name, contents) in files {
+            let f = dir.join("etc").join(name);
+            std::fs::write(&f, contents).unwrap_or_else(|e| panic!("write {}: {e}", f.display()));
+        }
         let config = dir.join("anypop.yaml");
         std::fs::write(&config, localize(yaml, &dir)).unwrap_or_else(|e| panic!("write: {e}"));
         let ns = lab.ns(node).to_string();
@@ -98,6 +112,11 @@ impl PopNode {
     /// The config file anypop runs with.
     pub fn config(&self) -> &Path {
         &self.config
+    }
+
+    /// The directory the topology's `/etc/anypop/` maps to.
+    pub fn etc_dir(&self) -> PathBuf {
+        self.dir.join("etc")
     }
 
     /// Replaces the config file with `yaml` (localised); a SIGHUP makes

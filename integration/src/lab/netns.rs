@@ -3,9 +3,9 @@
 //! A lab is either built by hand ([`Lab::new`] + [`Lab::link`] +
 //! [`Lab::addr`]) or realised from a containerlab file ([`Lab::from_clab`]):
 //! every node becomes a namespace, every link a veth pair with the endpoint
-//! interface names, and the nodes' `exec:` lines that start with `ip ` are run
-//! inside the node's namespace (that is how the topology files assign
-//! addresses). Logical node names (`r1`) map to unique namespace names
+//! interface names, and the nodes' `exec:` lines that start with `ip ` or
+//! `sysctl ` are run inside the node's namespace (that is how the topology
+//! files assign addresses and routes and turn on forwarding). Logical node names (`r1`) map to unique namespace names
 //! (`ap<pid>x<n>-r1`), so identical topologies run side by side.
 
 use std::collections::BTreeMap;
@@ -79,8 +79,9 @@ impl Lab {
     }
 
     /// Realises a containerlab topology file: nodes, links, and the nodes'
-    /// `ip ...` exec lines. Other exec lines are ignored (they configure the
-    /// container images, which the tests replace with local daemons).
+    /// `ip ...` and `sysctl ...` exec lines (in file order). Other exec lines
+    /// are ignored (they start or configure software in the container
+    /// images, which the tests replace with local daemons).
     pub fn from_clab(path: &Path) -> Lab {
         let text = std::fs::read_to_string(path)
             .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
@@ -93,6 +94,10 @@ impl Lab {
         for (node, cmds) in &topo.nodes {
             for c in cmds {
                 let args: Vec<&str> = c.split_whitespace().collect();
+                if args.first() == Some(&"sysctl") {
+                    lab.exec_must(node, "sysctl", &args[1..]);
+                    continue;
+                }
                 if args.first() != Some(&"ip") {
                     continue;
                 }
