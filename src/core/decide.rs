@@ -257,25 +257,37 @@ pub fn desired_announcements(
     healthy: Option<bool>,
     phase: Option<Phase>,
 ) -> BTreeMap<IpNet, Announcement> {
-    let mut out = BTreeMap::new();
-    let Some(pop) = config.local_pop() else {
-        return out;
-    };
-    let Some(mode) = disposition(&pop.announce, healthy, phase) else {
-        return out;
-    };
-    let attrs = attrs_for(&pop.announce, mode);
-    for prefix in &pop.prefixes {
-        out.insert(
-            *prefix,
-            Announcement {
-                pop: pop.name.clone(),
-                mode,
-                attrs: attrs.clone(),
-            },
-        );
+    announcements_of(config, local_announcement(config, healthy, phase).as_ref())
+}
+
+/// The announcement every prefix of the local PoP gets (they all share one
+/// disposition), or `None` when none is advertised. Cheap: it does not
+/// look at the prefixes, so the core calls it on every input and rebuilds
+/// the map ([`announcements_of`]) only when this or the config changed.
+pub fn local_announcement(
+    config: &Config,
+    healthy: Option<bool>,
+    phase: Option<Phase>,
+) -> Option<Announcement> {
+    let pop = config.local_pop()?;
+    let mode = disposition(&pop.announce, healthy, phase)?;
+    Some(Announcement {
+        pop: pop.name.clone(),
+        mode,
+        attrs: attrs_for(&pop.announce, mode),
+    })
+}
+
+/// The local PoP's prefixes, each with `announcement` (none without one).
+/// One pass over the prefixes, built in bulk (no tree search per prefix).
+pub fn announcements_of(
+    config: &Config,
+    announcement: Option<&Announcement>,
+) -> BTreeMap<IpNet, Announcement> {
+    match (config.local_pop(), announcement) {
+        (Some(pop), Some(a)) => pop.prefixes.iter().map(|p| (*p, a.clone())).collect(),
+        _ => BTreeMap::new(),
     }
-    out
 }
 
 /// The drain guard: taking `target` out would leave no other PoP in

@@ -179,6 +179,9 @@ pub struct Core {
     watchdog: Option<Watchdog>,
     /// Peers' reports, this node's report and the fleet view.
     fleet: fleet::FleetState,
+    /// The config and local announcement the published announcements were
+    /// built from (see [`Core::recompute`]).
+    announced: Option<(Arc<Config>, Option<Announcement>)>,
 }
 
 impl Core {
@@ -232,6 +235,7 @@ impl Core {
             pending: Vec::new(),
             watchdog: None,
             fleet: fleet::FleetState::new(now),
+            announced: None,
         };
         core.install_config(config, now);
         for (pop, ov) in core.overrides.clone() {
@@ -571,9 +575,23 @@ impl Core {
             .as_ref()
             .and_then(|p| self.overrides.get(p))
             .map(|o| o.phase);
-        let desired = decide::desired_announcements(&self.config, healthy, phase);
+        let local = decide::local_announcement(&self.config, healthy, phase);
         let prev = self.snap_tx.borrow().clone();
-        let announcements = decide::reuse_if_equal(&prev.announcements, desired);
+        // The map (one entry per prefix, 100,000 at the scale the docs
+        // claim) is rebuilt only when the config or the local PoP's
+        // announcement changed; a probe or an event that changes neither
+        // publishes the same map.
+        let unchanged = self
+            .announced
+            .as_ref()
+            .is_some_and(|(cfg, a)| Arc::ptr_eq(cfg, &self.config) && *a == local);
+        let announcements = if unchanged {
+            prev.announcements.clone()
+        } else {
+            let desired = decide::announcements_of(&self.config, local.as_ref());
+            self.announced = Some((self.config.clone(), local));
+            decide::reuse_if_equal(&prev.announcements, desired)
+        };
         self.version += 1;
         let snap = Snapshot {
             version: self.version,
