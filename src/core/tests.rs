@@ -1055,3 +1055,87 @@ async fn drain_goes_on_when_a_fresh_peer_does_not_confirm() {
         Some(Phase::Shutdown)
     );
 }
+
+/// At the scale the docs claim (100,000 prefixes): probes that change
+/// nothing publish the same announcement map (not a rebuilt copy), a
+/// drain and an undrain change every prefix, a reload with the same
+/// content keeps the map and one with a prefix more adds exactly it.
+#[tokio::test(start_paused = true)]
+async fn announcements_at_100k_prefixes_follow_drain_and_reload() {
+    const N: u32 = 100_000;
+    let prefixes: Vec<String> = (0..N)
+        .map(|i| format!("2001:db8:{:x}:{:x}00::/56", 0x100 + i / 256, i % 256))
+        .collect();
+    let refs: Vec<&str> = prefixes.iter().map(String::as_str).collect();
+    let config = |extra: Option<&str>| {
+        let mut c = test_config(None);
+        let mut p = pop("fra1", &refs);
+        p.prefixes
+            .extend(extra.map(|e| e.parse::<ipnet::IpNet>().expect("prefix")));
+        c.pops.insert(name("fra1"), p);
+        c
+    };
+    let mut core = Driven::new(config(None), BTreeMap::new());
+    feed(&mut core, "fra1", true, 3);
+    feed(&mut core, "ams1", true, 3);
+    let up = core.snapshot();
+    assert_eq!(up.announcements.len(), N as usize);
+    assert!(up
+        .announcements
+        .values()
+        .all(|a| a.mode == AnnounceMode::Normal));
+    feed(&mut core, "fra1", true, 50);
+    assert!(Arc::ptr_eq(
+        &core.snapshot().announcements,
+        &up.announcements
+    ));
+
+    // Graceful drain: DNS first (routes unchanged), then every route GSHUT.
+    admin(&mut core, drain("fra1", DrainMode::Graceful, true)).expect("drain");
+    assert!(Arc::ptr_eq(
+        &core.snapshot().announcements,
+        &up.announcements
+    ));
+    tokio::time::advance(Duration::from_secs(30)).await;
+    core.tick();
+    let gshut = core.snapshot();
+    assert_eq!(gshut.announcements.len(), N as usize);
+    assert!(gshut
+        .announcements
+        .values()
+        .all(|a| a.mode == AnnounceMode::GracefulShutdown && a.attrs.local_pref == Some(0)));
+    feed(&mut core, "fra1", true, 10);
+    assert!(Arc::ptr_eq(
+        &core.snapshot().announcements,
+        &gshut.announcements
+    ));
+
+    let undrain = AdminCommand::Undrain {
+        pop: name("fra1"),
+        who: "test".into(),
+        mode: DrainMode::Immediate,
+    };
+    admin(&mut core, undrain).expect("undrain");
+    let back = core.snapshot();
+    assert_eq!(*back.announcements, *up.announcements);
+
+    // A reload with the same content keeps the map; a prefix more adds it.
+    let reload = |core: &mut Driven, c: Config| {
+        let (reply, _rx) = oneshot::channel();
+        core.input(Input::Reload {
+            config: Arc::new(c),
+            reply,
+        });
+    };
+    reload(&mut core, config(None));
+    assert!(Arc::ptr_eq(
+        &core.snapshot().announcements,
+        &back.announcements
+    ));
+    reload(&mut core, config(Some("2001:db8:ffff::/48")));
+    let more = core.snapshot();
+    assert_eq!(more.announcements.len(), N as usize + 1);
+    assert!(more
+        .announcements
+        .contains_key(&"2001:db8:ffff::/48".parse().expect("prefix")));
+}
