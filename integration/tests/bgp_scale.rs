@@ -1,6 +1,6 @@
 //! anypop with 100,000 prefixes against FRR 8.4 (topologies/bench: one IPv6
 //! session, graceful restart 120 s, the N bit negotiated): what a stop, a
-//! restart and a reload do at the scale the docs claim.
+//! restart, a reload and a drain do at the scale the docs claim.
 //!
 //! - SIGTERM with `shutdown: withdraw`: FRR's table and FIB are empty
 //!   promptly and no route is ever stale (withdrawals flushed, Hard Reset,
@@ -10,6 +10,9 @@
 //!   deleted from the FIB.
 //! - SIGHUP with the same config changes nothing on the router; with one
 //!   prefix added or removed, exactly that prefix changes.
+//! - `anypop ctl drain --force`: the API answers at once (DNS step), every
+//!   route gets GRACEFUL_SHUTDOWN, then all are withdrawn after the settle
+//!   time; `undrain` brings all back.
 //!
 //! The times measured are printed (`--nocapture`); the bounds are generous
 //! timeouts, not benchmarks.
@@ -17,7 +20,7 @@
 use std::time::{Duration, Instant};
 
 use anypop_integration::lab::anypop::PopNode;
-use anypop_integration::lab::frr::Frr;
+use anypop_integration::lab::frr::{communities, Frr};
 use anypop_integration::lab::monitor::RouteMonitor;
 use anypop_integration::lab::{lab_available, mrt, repo_root, topology_file, Lab, WAIT};
 use anypop_integration::{anypop_bin, wait_until_every};
@@ -348,5 +351,131 @@ fn bgp_scale_reload_changes_only_what_changed() {
         "FIB deletions other than the removed prefix: {} e.g. {:?}",
         deleted.len(),
         deleted.first()
+    );
+}
+
+/// `anypop ctl` in pop1's namespace, against its API; the exit status,
+/// stdout and stderr, and how long the call took.
+fn ctl(lab: &Lab, args: &[&str]) -> (bool, String, Duration) {
+    let t = Instant::now();
+    let out = lab
+        .cmd("pop1", &anypop_bin().to_string_lossy())
+        .args(["ctl", "--api", "127.0.0.1:8080", "--timeout", "60s"])
+        .args(args)
+        .output()
+        .expect("run anypop ctl");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text, t.elapsed())
+}
+
+/// Whether FRR's path for benchmark prefix `i` from pop1 carries
+/// GRACEFUL_SHUTDOWN (65535:0; FRR prints its well-known name).
+fn gshut(r1: &Frr, i: u32) -> bool {
+    let (a, l) = mrt::bench_prefix(i);
+    r1.path_from(&format!("{a}/{l}"), POP1).is_some_and(|p| {
+        communities(&p)
+            .iter()
+            .any(|c| c == "65535:0" || c == "graceful-shutdown")
+    })
+}
+
+#[test]
+fn bgp_scale_drain_gshuts_and_withdraws_everything_and_undrain_restores_it() {
+    if !lab_available(
+        "bgp_scale_drain_gshuts_and_withdraws_everything_and_undrain_restores_it",
+        PROGRAMS,
+    ) {
+        return;
+    }
+    let lab = lab();
+    let r1 = Frr::start(&lab, "r1", &topology_file("bench/frr/r1/frr.conf"));
+    // A settle long enough to see the GRACEFUL_SHUTDOWN of every route on
+    // a loaded machine before the withdrawal.
+    let yaml = pop_yaml("withdraw", None).replace(
+        "    announce:\n",
+        "    drain: {dns_wait: 0s, settle: 60s}\n    announce:\n",
+    );
+    assert!(yaml.contains("settle: 60s"));
+    let (pop1, _) = start_loaded(&lab, &r1, &yaml, N);
+    std::thread::sleep(Duration::from_secs(2));
+
+    // The API answers at once: DNS first.
+    let t0 = Instant::now();
+    let (ok, out, answered) = ctl(&lab, &["drain", "--force", "pop1"]);
+    assert!(
+        ok && out.contains("draining") && out.contains("dns off"),
+        "drain: {out}\nanypop log:\n{}",
+        pop1.proc.log()
+    );
+    // Then GRACEFUL_SHUTDOWN on every route (the first and the last of
+    // the 100,000, all fresh and in the FIB), then all withdrawn.
+    let gshut_all = wait_until_every(LOAD, POLL, || gshut(&r1, 0) && gshut(&r1, N as u32 - 1));
+    let gshut_at = t0.elapsed();
+    assert!(
+        gshut_all,
+        "no GRACEFUL_SHUTDOWN on the first and last prefix: {:?}\nanypop log:\n{}",
+        counts(&lab, &r1),
+        pop1.proc.log()
+    );
+    assert_eq!(
+        counts(&lab, &r1),
+        Counts {
+            table: N,
+            stale: 0,
+            fib: N
+        },
+        "routes lost before the settle time"
+    );
+    let Emptying {
+        emptied,
+        max_stale,
+        table_empty,
+        fib_empty,
+    } = wait_empty(&lab, &r1, t0, LOAD);
+    assert!(
+        emptied,
+        "not withdrawn after the drain: {:?}\nanypop log:\n{}",
+        counts(&lab, &r1),
+        pop1.proc.log()
+    );
+    assert_eq!(max_stale, 0);
+    // The API still answers while drained.
+    let (ok, out, _) = ctl(&lab, &["pops"]);
+    assert!(ok && out.contains("drained"), "{out}");
+
+    // Undrain: every route back, without GRACEFUL_SHUTDOWN.
+    let t1 = Instant::now();
+    let (ok, out, undrain_answered) = ctl(&lab, &["undrain", "--mode", "immediate", "pop1"]);
+    assert!(ok, "undrain: {out}\nanypop log:\n{}", pop1.proc.log());
+    let back = wait_until_every(LOAD, POLL, || {
+        counts(&lab, &r1)
+            == Counts {
+                table: N,
+                stale: 0,
+                fib: N,
+            }
+    });
+    let back_at = t1.elapsed();
+    assert!(
+        back,
+        "not back after undrain: {:?}\nanypop log:\n{}",
+        counts(&lab, &r1),
+        pop1.proc.log()
+    );
+    assert!(!gshut(&r1, 0) && !gshut(&r1, N as u32 - 1));
+    println!(
+        "{N} prefixes, drain --force: API answered in {:.2} s, GRACEFUL_SHUTDOWN on FRR \
+         by {:.1} s, FRR's table empty by {:.1} s, FIB empty by {:.1} s (settle 60 s); \
+         undrain answered in {:.2} s, all back by {:.1} s",
+        answered.as_secs_f64(),
+        gshut_at.as_secs_f64(),
+        secs(table_empty),
+        secs(fib_empty),
+        undrain_answered.as_secs_f64(),
+        back_at.as_secs_f64(),
     );
 }
