@@ -7,7 +7,8 @@
 //! [`Fsm::next_deadline`] and feeds `Event::Tick` with the current time. No
 //! I/O, no clock reads, no randomness except a seeded jitter generator, so
 //! every transition is unit-tested with scripted inputs, and a property test
-//! feeds it random event sequences and checks its invariants:
+//! and a fuzz target (`fuzz/`) feed it random event sequences and check its
+//! invariants ([`invariants`], test and fuzz builds only):
 //!
 //! - never Established without an OPEN sent and a valid OPEN and a
 //!   KEEPALIVE received on the current connection;
@@ -631,6 +632,10 @@ pub fn backoff_delay(base: Duration, failures: u32, cap: Duration) -> Duration {
     let factor = 1u32 << failures.min(16);
     base.saturating_mul(factor).min(cap.max(base))
 }
+
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod invariants;
 
 #[cfg(test)]
 mod tests {
@@ -1267,106 +1272,11 @@ mod tests {
             })
     }
 
-    /// What the test remembers about the current connection, from the
-    /// actions the FSM emitted.
-    #[derive(Default)]
-    struct Model {
-        open_sent: bool,
-        open_received: bool,
-    }
-
-    /// Checks every invariant after one step; `Err` describes a violation.
-    fn check(
-        f: &Fsm,
-        model: &mut Model,
-        before: State,
-        ev: &Event,
-        acts: &[Action],
-        now: Instant,
-    ) -> Result<(), String> {
-        let after = f.state();
-        let passive = f.config().passive;
-        for (i, a) in acts.iter().enumerate() {
-            match a {
-                Action::SendOpen(_) => model.open_sent = true,
-                Action::Close => *model = Model::default(),
-                Action::SendNotification(_) => {
-                    if !acts[i + 1..].contains(&Action::Close) {
-                        return Err(format!("NOTIFICATION without Close: {acts:?}"));
-                    }
-                    if after != State::Idle {
-                        return Err(format!("NOTIFICATION sent but state {after}"));
-                    }
-                }
-                Action::Connect if passive => return Err("a passive FSM dialed".into()),
-                Action::Established(_) if before == State::Established => {
-                    return Err("Established reported twice".into())
-                }
-                _ => {}
-            }
-        }
-        if before == State::OpenSent && after == State::OpenConfirm {
-            model.open_received = true;
-        }
-        if after == State::Established && before != State::Established {
-            let via_keepalive = matches!(ev, Event::Message(Received::Keepalive));
-            if !(model.open_sent && model.open_received && via_keepalive) {
-                return Err(format!(
-                    "Established without an OPEN exchange (sent {}, received {}, by {ev:?})",
-                    model.open_sent, model.open_received
-                ));
-            }
-            if !acts.iter().any(|a| matches!(a, Action::Established(_))) {
-                return Err("entered Established without reporting it".into());
-            }
-        }
-        let timers = f.timers();
-        match (after, f.negotiated()) {
-            (State::OpenConfirm | State::Established, Some(n)) => {
-                if n.hold_time > 0 {
-                    if n.hold_time < 3 || n.hold_time > f.config().hold_time {
-                        return Err(format!("negotiated hold time {}", n.hold_time));
-                    }
-                    if timers.hold.is_none() || timers.keepalive.is_none() {
-                        return Err(format!("hold time {} but timers {timers:?}", n.hold_time));
-                    }
-                    if n.keepalive >= Duration::from_secs(n.hold_time.into()) {
-                        return Err(format!(
-                            "keepalive {:?} >= hold {}",
-                            n.keepalive, n.hold_time
-                        ));
-                    }
-                } else if timers.hold.is_some() || timers.keepalive.is_some() {
-                    return Err(format!("hold time 0 but timers {timers:?}"));
-                }
-            }
-            (State::OpenConfirm | State::Established, None) => {
-                return Err(format!("{after} without a negotiated session"))
-            }
-            (_, Some(_)) => return Err(format!("{after} with a negotiated session")),
-            (_, None) => {
-                if after != State::OpenSent && (timers.hold.is_some() || timers.keepalive.is_some())
-                {
-                    return Err(format!("{after} with session timers {timers:?}"));
-                }
-            }
-        }
-        if let Some(d) = f.next_deadline() {
-            if d <= now {
-                return Err(format!("timer left expired in {after}: {timers:?}"));
-            }
-        }
-        if !f.is_running() && after == State::Idle && f.next_deadline().is_some() {
-            return Err("stopped FSM has an armed timer".into());
-        }
-        Ok(())
-    }
-
     /// Runs one random sequence; returns how many steps ended Established.
     fn run_sequence(c: FsmConfig, steps: Vec<Step>) -> Result<u32, TestCaseError> {
         let mut f = Fsm::new(c);
         let mut now = Instant::now();
-        let mut model = Model::default();
+        let mut checker = invariants::Checker::new();
         let mut established_steps = 0u32;
         for step in steps {
             let events = match step {
@@ -1382,13 +1292,9 @@ mod tests {
                 }
             };
             for ev in events {
-                let before = f.state();
-                let acts = f.handle(ev.clone(), now);
-                if let Err(e) = check(&f, &mut model, before, &ev, &acts, now) {
-                    return Err(TestCaseError::fail(format!(
-                        "{e} after {ev:?} in {before}: {acts:?}"
-                    )));
-                }
+                checker
+                    .handle(&mut f, ev, now)
+                    .map_err(TestCaseError::fail)?;
                 established_steps += u32::from(f.state() == State::Established);
             }
         }

@@ -24,8 +24,10 @@
 //! bytes on connection 3, half-close it, close it, record this). Connection
 //! ids are the task's; the driver never holds a socket, reads a clock or
 //! spawns anything, so every decision is unit-tested with scripted inputs,
-//! and a property test checks that random inputs never make it refer to a
-//! connection it was not given or has closed.
+//! and a property test and a fuzz target (`fuzz/`) check that random inputs
+//! keep its [`invariants`] (test and fuzz builds only): it never refers to
+//! a connection it was not given or has closed, never reaches Established
+//! without an OPEN exchange.
 //!
 //! Contract for the task: feed [`Input::Routes`] before [`Input::Start`];
 //! feed `Input::Tick` at [`Peer::next_deadline`]; when a write on a
@@ -805,6 +807,10 @@ pub fn next_hops(
 pub fn announce_families(negotiated: &[Family], ctx: &EncodeCtx) -> (Vec<Family>, Vec<Family>) {
     negotiated.iter().partition(|&&f| ctx.can_announce(f))
 }
+
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod invariants;
 
 #[cfg(test)]
 mod tests;

@@ -838,10 +838,8 @@ thread_local! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
-    /// Random inputs never panic the driver, and it only ever refers to
-    /// connections it was given and has not closed; it keeps at most one
-    /// connection for the session plus one held; `Done` comes once, only
-    /// after a stop, and nothing follows it. Run by
+    /// Random inputs never panic the driver and keep its [`invariants`]
+    /// (connections, the OPEN exchange, the hold timer, `Done`). Run by
     /// [`random_inputs_keep_connections_consistent_and_reach_sessions`].
     fn random_inputs_keep_connections_consistent(
         gr in proptest::option::of(Just(120u16)),
@@ -849,11 +847,7 @@ proptest! {
     ) {
         let mut p = Peer::new(cfg(gr));
         let mut now = Instant::now();
-        // Connections the driver was given and has not closed.
-        let mut open_conns: Vec<ConnId> = Vec::new();
-        let mut given: Vec<ConnId> = Vec::new();
-        let mut stopped = false;
-        let mut done = false;
+        let mut checker = invariants::Checker::new();
         let mut reached_established = false;
         p.handle(Input::Routes(routes(0, &["203.0.113.0/24"], true)), now);
         // The task starts every peer.
@@ -876,49 +870,11 @@ proptest! {
                 }
             };
             for input in inputs {
-                if done {
-                    // The task ends at Done.
-                    break;
-                }
-                // The task never hands out an id twice.
-                if let Input::Dialed { conn, .. } | Input::Accepted { conn, .. } = &input {
-                    if given.contains(conn) {
-                        continue;
-                    }
-                    given.push(*conn);
-                    open_conns.push(*conn);
-                }
-                stopped |= matches!(input, Input::Stop { .. } | Input::Shutdown { .. });
-                let outs = p.handle(input.clone(), now);
-                for o in &outs {
-                    prop_assert!(!done, "output after Done: {:?}", o);
-                    match o {
-                        Output::Send(c, _) | Output::HalfClose(c) => prop_assert!(
-                            open_conns.contains(c),
-                            "{:?} on a connection not open, after {:?}", o, input
-                        ),
-                        Output::Close(c) => {
-                            prop_assert!(open_conns.contains(c), "closed twice or unknown: {:?}", c);
-                            open_conns.retain(|x| x != c);
-                        }
-                        Output::Done => {
-                            prop_assert!(stopped, "Done without a stop");
-                            done = true;
-                        }
-                        _ => {}
-                    }
-                }
-                let in_use = usize::from(p.conn.is_some()) + usize::from(p.held.is_some());
-                prop_assert!(in_use <= 2);
-                if p.state() == State::Established {
-                    reached_established = true;
-                    prop_assert!(p.conn.is_some() && p.held.is_none());
-                }
-                if done {
-                    prop_assert!(open_conns.is_empty(), "done with open connections {:?}", open_conns);
-                }
+                checker.handle(&mut p, input, now).map_err(TestCaseError::fail)?;
+                reached_established |= p.state() == State::Established;
             }
         }
+        let done = checker.done();
         COVERAGE.with(|c| {
             let (e, d, n) = c.get();
             c.set((e + u32::from(reached_established), d + u32::from(done), n + 1));
