@@ -20,11 +20,14 @@ PACKAGES=(
   prometheus              # promtool: alerting rules checked and unit-tested
   systemd man-db          # systemd-analyze verify of the unit (and its man page)
   lintian                 # the Debian package is checked by lintian
+  g++                     # cargo fuzz builds libFuzzer (C++)
 )
 
-# cargo-deb builds the Debian package in the packaging test; pinned, and
-# installed into target/tools so nothing outside the tree changes.
+# cargo-deb builds the Debian package in the packaging test, cargo-fuzz runs
+# the fuzz targets (fuzz/run.sh); pinned, and installed into target/tools so
+# nothing outside the tree changes.
 CARGO_DEB_VERSION=3.8.0
+CARGO_FUZZ_VERSION=0.13.2
 
 if [ "${ANYPOP_SKIP_INSTALL:-0}" != 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "==> installing test dependencies: ${PACKAGES[*]}"
@@ -48,10 +51,15 @@ if [ "$("$TOOLS/bin/cargo-deb" --version 2>/dev/null)" != "cargo-deb $CARGO_DEB_
   echo "==> installing cargo-deb $CARGO_DEB_VERSION into $TOOLS"
   cargo install cargo-deb --version "$CARGO_DEB_VERSION" --locked --root "$TOOLS"
 fi
+if [ "$("$TOOLS/bin/cargo-fuzz" --version 2>/dev/null)" != "cargo-fuzz $CARGO_FUZZ_VERSION" ]; then
+  echo "==> installing cargo-fuzz $CARGO_FUZZ_VERSION into $TOOLS"
+  cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked --root "$TOOLS"
+fi
 export PATH="$TOOLS/bin:$PATH"
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
@@ -63,5 +71,11 @@ echo "==> cargo test"
 # same binary (no release build in the tests).
 cargo build -p anypop --bin anypop
 cargo test --workspace --no-fail-fast
+
+echo "==> fuzz targets (short run)"
+# A few seconds per target from the committed seeds, so a regression that
+# any of them finds quickly fails here; fuzz/run.sh without --short is the
+# full run (docs/development.md).
+fuzz/run.sh --short "${ANYPOP_FUZZ_SECONDS:-5}"
 
 echo "==> all tests passed"

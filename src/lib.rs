@@ -28,5 +28,8 @@ pub mod systemd;
 pub mod telemetry;
 pub mod unix_time;
 
-#[cfg(test)]
-pub(crate) mod testutil;
+/// Builders for unit tests and the fuzz targets (`fuzz/`); test and
+/// `cfg(fuzzing)` builds only.
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod testutil;

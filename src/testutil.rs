@@ -1,4 +1,5 @@
-//! Builders shared by the unit tests of several modules (test builds only).
+//! Builders shared by the unit tests of several modules and by the fuzz
+//! targets (test and `cfg(fuzzing)` builds only).
 
 use std::net::Ipv4Addr;
 
@@ -9,7 +10,7 @@ use crate::model::{
 
 /// A node named `name` in PoP `pop`, with no state directory (so nothing
 /// to do on a corrupt state file).
-pub(crate) fn node(name: &str, pop: Option<&str>, router_id: Ipv4Addr, asn: u32) -> Node {
+pub fn node(name: &str, pop: Option<&str>, router_id: Ipv4Addr, asn: u32) -> Node {
     Node {
         name: name.into(),
         pop: pop.map(|p| Name::parse(p).expect("valid PoP name")),
@@ -24,7 +25,7 @@ pub(crate) fn node(name: &str, pop: Option<&str>, router_id: Ipv4Addr, asn: u32)
 /// location or checks; `combine: all`; default route attributes, withdrawn
 /// when down or drained; no DNS wait and the default settle time on drain.
 /// Tests set the parts they exercise on the result.
-pub(crate) fn pop(name: &str) -> Pop {
+pub fn pop(name: &str) -> Pop {
     Pop {
         name: Name::parse(name).expect("valid PoP name"),
         prefixes: vec![],
@@ -47,7 +48,7 @@ pub(crate) fn pop(name: &str) -> Pop {
 /// or peers (shutdown withdraws, no graceful restart), no DNS listener,
 /// identity, zones, geoip or rate limit, no API listener or token. Tests
 /// set the parts they exercise on the result.
-pub(crate) fn config(node: Node, pops: impl IntoIterator<Item = Pop>) -> Config {
+pub fn config(node: Node, pops: impl IntoIterator<Item = Pop>) -> Config {
     Config {
         node,
         bgp: BgpConfig {
@@ -79,10 +80,7 @@ pub(crate) fn config(node: Node, pops: impl IntoIterator<Item = Pop>) -> Config 
 
 /// A PoP status in `state` with health `healthy`, no checks, no admin
 /// state, changed now.
-pub(crate) fn pop_status(
-    state: crate::core::PopState,
-    healthy: Option<bool>,
-) -> crate::core::PopStatus {
+pub fn pop_status(state: crate::core::PopState, healthy: Option<bool>) -> crate::core::PopStatus {
     crate::core::PopStatus {
         state,
         healthy,
@@ -94,5 +92,32 @@ pub(crate) fn pop_status(
         admin: None,
         admin_unsaved: None,
         fail_static: None,
+    }
+}
+
+/// A peer's OPEN from AS 65000 with identifier `bgp_id` and `hold_time`,
+/// offering `families` with route refresh and graceful restart (120 s,
+/// forwarding state kept for every family; the RFC 8538 N bit if `n_bit`).
+pub fn peer_open(
+    bgp_id: Ipv4Addr,
+    hold_time: u16,
+    families: &[crate::bgp::Family],
+    n_bit: bool,
+) -> crate::bgp::codec::PeerOpen {
+    crate::bgp::codec::PeerOpen {
+        version: 4,
+        my_as: 65000,
+        asn4: Some(65000),
+        hold_time,
+        bgp_id,
+        families: families.to_vec(),
+        mp_sent: true,
+        route_refresh: true,
+        graceful_restart: Some(crate::bgp::codec::PeerGracefulRestart {
+            restart_time: 120,
+            restarted: false,
+            notification: n_bit,
+            families: families.iter().map(|f| (*f, true)).collect(),
+        }),
     }
 }

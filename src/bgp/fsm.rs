@@ -662,22 +662,7 @@ mod tests {
     }
 
     fn peer_open(hold: u16) -> PeerOpen {
-        PeerOpen {
-            version: 4,
-            my_as: 65000,
-            asn4: Some(65000),
-            hold_time: hold,
-            bgp_id: PEER_ID,
-            families: vec![Family::Ipv4],
-            mp_sent: true,
-            route_refresh: true,
-            graceful_restart: Some(PeerGracefulRestart {
-                restart_time: 120,
-                restarted: false,
-                notification: true,
-                families: vec![(Family::Ipv4, true)],
-            }),
-        }
+        crate::testutil::peer_open(PEER_ID, hold, &[Family::Ipv4], true)
     }
 
     fn msg(r: Received) -> Event {

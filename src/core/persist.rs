@@ -228,14 +228,19 @@ pub fn load(dir: &Path) -> Result<BTreeMap<PopName, Override>, PersistError> {
             })
         }
     };
+    decode(&bytes, &path)
+}
+
+/// Decodes the content of the state file at `path` (named in errors).
+pub fn decode(bytes: &[u8], path: &Path) -> Result<BTreeMap<PopName, Override>, PersistError> {
     let corrupt = |detail: String| PersistError::Corrupt {
-        path: path.clone(),
+        path: path.to_path_buf(),
         detail,
     };
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(corrupt("the file is empty".into()));
     }
-    let de = &mut serde_json::Deserializer::from_slice(&bytes);
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
     let file: FileFormat<String> = serde_path_to_error::deserialize(de).map_err(|e| {
         let at = e.path().to_string();
         let inner = e.into_inner();

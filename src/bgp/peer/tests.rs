@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use bytes::BytesMut;
 use proptest::prelude::*;
 
-use super::super::codec::{decode, take_frame, PeerGracefulRestart, PeerOpen, UpdateSummary};
+use super::super::codec::{decode, take_frame, UpdateSummary};
 use super::*;
 use crate::core::AnnounceMode;
 use crate::model::{Name, RouteAttrs};
@@ -64,22 +64,12 @@ fn routes(version: u64, prefixes: &[&str], known: bool) -> Routes {
 }
 
 fn open(id: Ipv4Addr, n_bit: bool) -> Received {
-    Received::Open(PeerOpen {
-        version: 4,
-        my_as: 65000,
-        asn4: Some(65000),
-        hold_time: 9,
-        bgp_id: id,
-        families: vec![Family::Ipv4, Family::Ipv6],
-        mp_sent: true,
-        route_refresh: true,
-        graceful_restart: Some(PeerGracefulRestart {
-            restart_time: 120,
-            restarted: false,
-            notification: n_bit,
-            families: vec![(Family::Ipv4, true), (Family::Ipv6, true)],
-        }),
-    })
+    Received::Open(crate::testutil::peer_open(
+        id,
+        9,
+        &[Family::Ipv4, Family::Ipv6],
+        n_bit,
+    ))
 }
 
 const PEER_ID: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
