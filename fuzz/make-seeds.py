@@ -137,6 +137,7 @@ def admin():
         f'"until": {until}}}'
     )
     until = '{"secs_since_epoch": 1764464400, "nanos_since_epoch": 500}'
+    far = '{"secs_since_epoch": 9223372036854775000, "nanos_since_epoch": 0}'
     files = {
         "empty": '{"version": 1, "overrides": {}}',
         "drained": f'{{"version": 1, "overrides": {{"ams": {ov("drained", until)}}}}}',
@@ -147,6 +148,8 @@ def admin():
         )
         + "}}",
         "disabled": f'{{"version": 1, "overrides": {{"lon": {ov("disabled", "null")}, "gone": {ov("drained", until)}}}}}',
+        # Hand-edited: an auto-undrain as far away as the format allows.
+        "far": f'{{"version": 1, "overrides": {{"fra": {ov("drained", far)}}}}}',
     }
     for name, body in files.items():
         write("admin_state", f"{name}.json", body + "\n")
