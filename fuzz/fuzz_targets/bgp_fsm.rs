@@ -22,6 +22,8 @@ struct Setup {
     passive: bool,
     /// Our hold time (the config allows 0 or 3 and more).
     hold_time: u16,
+    /// The shortest hold time we accept (0 accepts 0).
+    min_hold_time: u16,
     connect_retry_ms: u16,
     graceful_restart: Option<u16>,
     seed: u64,
@@ -69,6 +71,7 @@ fuzz_target!(|input: Input| {
         remote_asn: PEER_ASN,
         router_id: RID,
         hold_time,
+        min_hold_time: s.min_hold_time,
         connect_retry: Duration::from_millis(s.connect_retry_ms.into()),
         passive: s.passive,
         families,

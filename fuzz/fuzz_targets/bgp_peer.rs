@@ -39,6 +39,7 @@ const LOCAL6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2)
 struct Setup {
     passive: bool,
     hold_time: u16,
+    min_hold_time: u16,
     graceful_restart: Option<u16>,
     seed: u64,
     ibgp: bool,
@@ -122,6 +123,7 @@ fuzz_target!(|script: Script| {
                 1 | 2 => 3,
                 h => h,
             },
+            min_hold_time: s.min_hold_time,
             connect_retry: Duration::from_secs(1),
             passive: s.passive,
             families: vec![Family::Ipv4, Family::Ipv6],
