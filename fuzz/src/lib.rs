@@ -56,6 +56,7 @@ pub fn snapshot(
         config,
         pops,
         announcements: Arc::new(BTreeMap::new()),
+        fleet: None,
     }
 }
 
