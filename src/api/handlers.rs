@@ -1,5 +1,7 @@
-//! Request handlers. Reads serialize the current snapshot; admin actions go
-//! to the core and answer with the snapshot that includes them.
+//! Request handlers. Reads convert the current snapshot into the response
+//! DTOs; admin actions go to the core and answer with the snapshot that
+//! includes them. Each handler carries its OpenAPI description
+//! (`#[utoipa::path]`), from which the document is generated.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -10,10 +12,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 use tokio::sync::oneshot;
 
-use super::dto::{self, AdminResult, ChecksView, PopView, PopsView, StateView};
+use super::dto::{self, AdminResult, Checks, ErrorBody, Pop, Pops, Ready, ReloadResult};
 use super::error::ApiError;
 use super::fleet::{self, Action};
 use super::{AppState, CORE_TIMEOUT};
@@ -22,16 +23,42 @@ use crate::core::{Input, Snapshot};
 use crate::dns::{Client, ExplainError};
 use crate::model::{Name, PopName};
 
+/// Read endpoints are open, or need the token with `api.protect_reads`.
+pub(super) const READ_401: &str =
+    "Reads are protected (api.protect_reads) and the token is missing or invalid.";
+
+#[utoipa::path(get, path = "/v1/state", tag = "read",
+    summary = "Everything: node, PoPs, checks, announcements, BGP peers, DNS zones.",
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The state.", body = dto::State),
+        (status = 401, description = READ_401, body = ErrorBody),
+    ))]
 pub async fn state(State(s): State<AppState>) -> Response {
     let snap = s.snapshot();
-    Json(StateView::new(&snap, s.peers_json())).into_response()
+    Json(dto::State::from_snapshot(&snap, s.peers())).into_response()
 }
 
+#[utoipa::path(get, path = "/v1/pops", tag = "read", summary = "All PoPs.",
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "PoPs by name.", body = Pops),
+        (status = 401, description = READ_401, body = ErrorBody),
+    ))]
 pub async fn pops(State(s): State<AppState>) -> Response {
     let snap = s.snapshot();
-    Json(PopsView::new(&snap)).into_response()
+    Json(Pops::from_snapshot(&snap)).into_response()
 }
 
+#[utoipa::path(get, path = "/v1/pops/{name}", tag = "read",
+    summary = "One PoP: state, reason, checks, admin override, prefixes.",
+    security((), ("bearer" = [])),
+    params(("name" = String, Path, description = "PoP name")),
+    responses(
+        (status = 200, description = "The PoP.", body = Pop),
+        (status = 401, description = READ_401, body = ErrorBody),
+        (status = 404, description = "Unknown PoP.", body = ErrorBody),
+    ))]
 pub async fn pop(
     State(s): State<AppState>,
     Path(name): Path<String>,
@@ -41,18 +68,43 @@ pub async fn pop(
         .pops
         .get_key_value(name.as_str())
         .ok_or_else(|| ApiError::unknown_pop(&name))?;
-    Ok(Json(PopView::new(&snap, key.as_str(), status)).into_response())
+    Ok(Json(Pop::from_snapshot(&snap, key.as_str(), status)).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/peers", tag = "read",
+    summary = "BGP peers: FSM state, uptime, prefixes advertised, BFD.",
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Peers by name (empty without BGP).", body = dto::Peers),
+        (status = 401, description = READ_401, body = ErrorBody),
+    ))]
 pub async fn peers(State(s): State<AppState>) -> Response {
-    Json(json!({ "peers": s.peers_json() })).into_response()
+    Json(dto::Peers { peers: s.peers() }).into_response()
 }
 
+#[utoipa::path(get, path = "/v1/checks", tag = "read",
+    summary = "Every check with its last result and rise/fall counters.",
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Checks.", body = Checks),
+        (status = 401, description = READ_401, body = ErrorBody),
+    ))]
 pub async fn checks(State(s): State<AppState>) -> Response {
     let snap = s.snapshot();
-    Json(ChecksView::new(&snap)).into_response()
+    Json(Checks::from_snapshot(&snap)).into_response()
 }
 
+#[utoipa::path(get, path = "/v1/explain", tag = "read",
+    summary = "Why a DNS query gets the answer it gets.",
+    security((), ("bearer" = [])),
+    params(dto::ExplainQuery),
+    responses(
+        (status = 200, description = "The explanation, from the DNS engine.", body = dto::Explanation),
+        (status = 400, description = "Unknown query parameter.", body = ErrorBody),
+        (status = 401, description = READ_401, body = ErrorBody),
+        (status = 422, description = "Missing name, unknown type, bad client address, or a name outside the zones.", body = ErrorBody),
+        (status = 500, description = "The zone data could not be compiled.", body = ErrorBody),
+    ))]
 pub async fn explain(
     State(s): State<AppState>,
     q: Result<Query<dto::ExplainQuery>, QueryRejection>,
@@ -69,7 +121,7 @@ pub async fn explain(
     };
     let snap = s.snapshot();
     match crate::dns::explain(&snap, tokio::time::Instant::now(), &name, &qtype, client) {
-        Ok(e) => Ok(Json(e).into_response()),
+        Ok(e) => Ok(Json(dto::Explanation::from(e)).into_response()),
         Err(e @ ExplainError::Name(_)) => Err(ApiError::invalid("name", e.to_string())),
         Err(e @ ExplainError::Type(_)) => Err(ApiError::invalid("type", e.to_string())),
         Err(e @ ExplainError::Zone(_)) => Err(ApiError::new(
@@ -121,6 +173,13 @@ fn query_error(e: QueryRejection) -> ApiError {
     }
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "read",
+    summary = "Prometheus metrics (text exposition format 0.0.4).",
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Metrics.", body = String, content_type = "text/plain; version=0.0.4"),
+        (status = 401, description = READ_401, body = ErrorBody),
+    ))]
 pub async fn metrics(State(s): State<AppState>) -> Response {
     let snap = s.snapshot();
     let text = s.metrics.render(&snap);
@@ -134,10 +193,20 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
         .into_response()
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "health", summary = "The process is alive.",
+    responses((status = 200, description = "Alive.", body = dto::Health)))]
 pub async fn healthz() -> Response {
-    Json(json!({"status": "ok"})).into_response()
+    Json(dto::Health {
+        status: "ok".into(),
+    })
+    .into_response()
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "health", summary = "Config loaded and listeners up.",
+    responses(
+        (status = 200, description = "Ready.", body = Ready),
+        (status = 503, description = "Not ready; `waiting` lists what is not up yet.", body = Ready),
+    ))]
 pub async fn readyz(State(s): State<AppState>) -> Response {
     let waiting = s.readiness.waiting();
     let status = if waiting.is_empty() {
@@ -147,13 +216,22 @@ pub async fn readyz(State(s): State<AppState>) -> Response {
     };
     (
         status,
-        Json(json!({"ready": waiting.is_empty(), "waiting": waiting})),
+        Json(Ready {
+            ready: waiting.is_empty(),
+            waiting,
+        }),
     )
         .into_response()
 }
 
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "health", summary = "This document.",
+    responses((status = 200, description = "OpenAPI 3.1 document.", body = Object)))]
 pub async fn openapi() -> Response {
-    Json(super::openapi::document()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        super::openapi::document_json(),
+    )
+        .into_response()
 }
 
 pub async fn not_found() -> ApiError {
@@ -167,6 +245,16 @@ pub async fn method_not_allowed() -> ApiError {
     )
 }
 
+#[utoipa::path(post, path = "/v1/reload", tag = "admin",
+    summary = "Reload the config file (same rules as SIGHUP).",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Reloaded.", body = ReloadResult),
+        (status = 401, description = "Missing or invalid bearer token.", body = ErrorBody),
+        (status = 422, description = "The new config is invalid; `errors` lists every problem. The running config is unchanged.", body = ErrorBody),
+        (status = 501, description = "Reload is not available in this process.", body = ErrorBody),
+        (status = 503, description = "Reload timed out.", body = ErrorBody),
+    ))]
 pub async fn reload(State(s): State<AppState>) -> Result<Response, ApiError> {
     let Some(f) = &s.reload else {
         return Err(ApiError::not_implemented(
@@ -175,7 +263,11 @@ pub async fn reload(State(s): State<AppState>) -> Result<Response, ApiError> {
     };
     match tokio::time::timeout(CORE_TIMEOUT, f()).await {
         Err(_) => Err(ApiError::unavailable("config reload timed out")),
-        Ok(Ok(version)) => Ok(Json(json!({"version": version, "reloaded": true})).into_response()),
+        Ok(Ok(version)) => Ok(Json(ReloadResult {
+            version,
+            reloaded: true,
+        })
+        .into_response()),
         Ok(Err(errors)) => {
             let mut e = ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -195,6 +287,43 @@ pub async fn reload(State(s): State<AppState>) -> Result<Response, ApiError> {
 /// The PoP a command is for.
 fn pop_of(cmd: &AdminCommand) -> PopName {
     cmd.pop().clone()
+}
+
+/// The answers of every admin action, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum AdminResponses {
+    /// The change is in force; the PoP as of the snapshot that includes it.
+    #[response(status = 200)]
+    Done(AdminResult),
+    /// Malformed body, wrong type or unknown field (`field` names it).
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// Missing or invalid bearer token.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// Unknown PoP.
+    #[response(status = 404)]
+    UnknownPop(ErrorBody),
+    /// Refused: last PoP serving traffic (use force), nothing to undo, or
+    /// another node's PoP with forwarding off (or already forwarded).
+    #[response(status = 409)]
+    Conflict(ErrorBody),
+    /// A value is not acceptable (`field` names it).
+    #[response(status = 422)]
+    Invalid(ErrorBody),
+    /// Admin state could not be persisted; nothing changed.
+    #[response(status = 500)]
+    NotSaved(ErrorBody),
+    /// The controller is shutting down or did not answer.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+    /// Another node owns the PoP and could not be reached.
+    #[response(status = 502)]
+    Unreachable(ErrorBody),
+    /// Another node owns the PoP and did not answer in time.
+    #[response(status = 504)]
+    TimedOut(ErrorBody),
 }
 
 /// The PoP and body of an admin request, with extractor failures as JSON
@@ -244,19 +373,25 @@ async fn run_admin(s: &AppState, cmd: AdminCommand) -> Result<Response, ApiError
             Ok(Ok(r)) => r.clone(),
             _ => s.snapshot(),
         };
-    let status = snap.pops.get(&pop);
+    let Some(status) = snap.pops.get(&pop) else {
+        return Err(ApiError::unknown_pop(pop.as_str()));
+    };
     let body = AdminResult {
         version,
         pop: pop.to_string(),
-        state: status.map(|p| p.state.to_string()).unwrap_or_default(),
-        serves_dns: status.is_some_and(|p| p.serves_dns),
-        admin: status
-            .and_then(|p| p.admin.as_ref())
-            .and_then(|a| serde_json::to_value(a).ok()),
+        state: status.state.into(),
+        serves_dns: status.serves_dns,
+        admin: status.admin.as_ref().map(dto::AdminStatus::from),
     };
     Ok(Json(body).into_response())
 }
 
+#[utoipa::path(post, path = "/v1/pops/{name}/drain", tag = "admin",
+    summary = "Drain a PoP (graceful choreography or immediate).",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "PoP name")),
+    request_body(content = Option<dto::DrainRequest>, content_type = "application/json"),
+    responses(AdminResponses))]
 pub async fn drain(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -264,7 +399,7 @@ pub async fn drain(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let (pop, body) = admin_input(&s, name, body)?;
-    let b: dto::DrainBody = dto::parse_body(&body)?;
+    let b: dto::DrainRequest = dto::parse_body(&body)?;
     let cmd = AdminCommand::Drain {
         pop,
         reason: dto::text("reason", b.reason, "drained via API")?,
@@ -279,6 +414,12 @@ pub async fn drain(
     run_admin(&s, cmd).await
 }
 
+#[utoipa::path(post, path = "/v1/pops/{name}/undrain", tag = "admin",
+    summary = "Undrain a PoP (ramp back, or immediate).",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "PoP name")),
+    request_body(content = Option<dto::UndrainRequest>, content_type = "application/json"),
+    responses(AdminResponses))]
 pub async fn undrain(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -286,7 +427,7 @@ pub async fn undrain(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let (pop, body) = admin_input(&s, name, body)?;
-    let b: dto::UndrainBody = dto::parse_body(&body)?;
+    let b: dto::UndrainRequest = dto::parse_body(&body)?;
     let cmd = AdminCommand::Undrain {
         pop,
         who: dto::text("who", b.who, "api")?,
@@ -298,6 +439,12 @@ pub async fn undrain(
     run_admin(&s, cmd).await
 }
 
+#[utoipa::path(post, path = "/v1/pops/{name}/disable", tag = "admin",
+    summary = "Disable a PoP: out of DNS, prefixes withdrawn.",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "PoP name")),
+    request_body(content = Option<dto::DisableRequest>, content_type = "application/json"),
+    responses(AdminResponses))]
 pub async fn disable(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -305,7 +452,7 @@ pub async fn disable(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let (pop, body) = admin_input(&s, name, body)?;
-    let b: dto::DisableBody = dto::parse_body(&body)?;
+    let b: dto::DisableRequest = dto::parse_body(&body)?;
     let cmd = AdminCommand::Disable {
         pop,
         reason: dto::text("reason", b.reason, "disabled via API")?,
@@ -318,6 +465,12 @@ pub async fn disable(
     run_admin(&s, cmd).await
 }
 
+#[utoipa::path(post, path = "/v1/pops/{name}/enable", tag = "admin",
+    summary = "Remove a PoP's admin override (disable or drain) at once.",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "PoP name")),
+    request_body(content = Option<dto::EnableRequest>, content_type = "application/json"),
+    responses(AdminResponses))]
 pub async fn enable(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -325,7 +478,7 @@ pub async fn enable(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let (pop, body) = admin_input(&s, name, body)?;
-    let b: dto::EnableBody = dto::parse_body(&body)?;
+    let b: dto::EnableRequest = dto::parse_body(&body)?;
     let cmd = AdminCommand::Enable {
         pop,
         who: dto::text("who", b.who, "api")?,

@@ -8,13 +8,16 @@
 //!
 //! Subsystems that are not the core plug in through optional hooks on
 //! [`AppState`]: the BGP speaker's status ([`AppState::with_bgp`], or any
-//! JSON source with [`AppState::with_peers`]), config reload
+//! source of [`dto::Peer`]s with [`AppState::with_peers`]), config reload
 //! ([`AppState::with_reload`]), DNS counters ([`AppState::with_dns_stats`])
 //! and other metric families ([`metrics::Metrics::add_source`]). DNS explain
 //! calls [`crate::dns::explain`] on the current snapshot. Probe results and
 //! core events are counted for `/metrics` by tasks [`serve_on`] starts. The
 //! web view ([`ui`], `/ui/`) is static files that use the API like any
 //! other client.
+//!
+//! The wire format belongs to [`dto`]; the OpenAPI document is generated
+//! from the DTOs and the routes ([`openapi`]).
 
 pub mod auth;
 pub mod dto;
@@ -38,7 +41,6 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -66,8 +68,8 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// A process passes [`crate::daemon::Reloads::hook`], the path SIGHUP takes.
 pub type ReloadFn = Arc<dyn Fn() -> BoxFuture<Result<u64, Vec<String>>> + Send + Sync>;
 
-/// BGP peer status as JSON (an object keyed by peer name).
-pub type PeersFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+/// BGP peer status, by peer name.
+pub type PeersFn = Arc<dyn Fn() -> BTreeMap<String, dto::Peer> + Send + Sync>;
 
 /// Readiness of the process for `/readyz`: a set of named parts (config,
 /// api, dns, bgp, ...) that each report ready.
@@ -188,7 +190,9 @@ impl AppState {
     /// `uptime_secs` per established session) and exports it at `/metrics`.
     pub fn with_bgp(self, status: watch::Receiver<crate::bgp::StatusMap>) -> AppState {
         self.metrics.add_source(metrics::bgp_source(status.clone()));
-        self.with_peers(Arc::new(move || peers_json(&status.borrow())))
+        self.with_peers(Arc::new(move || {
+            dto::peers::peers(&status.borrow(), std::time::SystemTime::now())
+        }))
     }
 
     /// Ends open event streams (called by [`serve_on`] on shutdown).
@@ -200,64 +204,29 @@ impl AppState {
         self.core.snapshots.borrow().clone()
     }
 
-    fn peers_json(&self) -> serde_json::Value {
+    fn peers(&self) -> BTreeMap<String, dto::Peer> {
         match &self.peers {
             Some(f) => f(),
-            None => serde_json::Value::Object(Default::default()),
+            None => BTreeMap::new(),
         }
     }
 }
 
-fn peers_json(peers: &crate::bgp::StatusMap) -> serde_json::Value {
-    let now = std::time::SystemTime::now();
-    let map = peers
-        .iter()
-        .map(|(name, p)| {
-            let mut v = serde_json::to_value(p).unwrap_or_default();
-            let uptime = p
-                .established_since
-                .and_then(|t| now.duration_since(t).ok())
-                .map(|d| d.as_secs());
-            if let Some(o) = v.as_object_mut() {
-                o.insert("uptime_secs".into(), uptime.into());
-            }
-            (name.to_string(), v)
-        })
-        .collect();
-    serde_json::Value::Object(map)
-}
-
-/// The whole API.
+/// The whole API: the documented routes of [`openapi::routes`] with their
+/// authorization layers.
 pub fn router(state: AppState) -> Router {
-    let reads = Router::new()
-        .route("/v1/state", get(handlers::state))
-        .route("/v1/pops", get(handlers::pops))
-        .route("/v1/pops/{name}", get(handlers::pop))
-        .route("/v1/peers", get(handlers::peers))
-        .route("/v1/checks", get(handlers::checks))
-        .route("/v1/explain", get(handlers::explain))
-        .route("/v1/events", get(sse::events))
-        .route("/v1/fleet", get(fleet::view))
-        .route("/v1/fleet/report", get(fleet::report))
-        .route("/metrics", get(handlers::metrics))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_read));
-    let writes = Router::new()
-        .route("/v1/pops/{name}/drain", post(handlers::drain))
-        .route("/v1/pops/{name}/undrain", post(handlers::undrain))
-        .route("/v1/pops/{name}/disable", post(handlers::disable))
-        .route("/v1/pops/{name}/enable", post(handlers::enable))
-        .route("/v1/reload", post(handlers::reload))
+    let openapi::Routes {
+        reads,
+        writes,
+        open,
+    } = openapi::routes();
+    let reads = reads.route_layer(middleware::from_fn_with_state(state.clone(), require_read));
+    let writes = writes
         .route_layer(middleware::from_fn_with_state(state.clone(), require_write))
         .layer(DefaultBodyLimit::max(MAX_BODY));
-    let open = Router::new()
-        .route("/healthz", get(handlers::healthz))
-        .route("/readyz", get(handlers::readyz))
-        .route("/v1/openapi.json", get(handlers::openapi))
-        .merge(ui::router());
-    Router::new()
-        .merge(reads)
-        .merge(writes)
-        .merge(open)
+    let (routes, _) = reads.merge(writes).merge(open).split_for_parts();
+    routes
+        .merge(ui::router())
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), record))

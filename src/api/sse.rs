@@ -25,6 +25,20 @@ use super::error::ApiError;
 use super::{AppState, CORE_TIMEOUT};
 use crate::core::{Event, Input};
 
+#[utoipa::path(get, path = "/v1/events", tag = "read",
+    summary = "Server-Sent Events: replay of recent events, then every state change live.",
+    security((), ("bearer" = [])),
+    params(
+        EventsQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Replay only events after this sequence number (sent by reconnecting browsers)."),
+    ),
+    responses(
+        (status = 200, description = "An event stream; each message has id = seq, event = kind, data = an Event as JSON. A client too slow to keep up gets `event: lagged` with `{\"missed\": n}`.",
+            body = String, content_type = "text/event-stream"),
+        (status = 400, description = "Bad query parameter.", body = super::dto::ErrorBody),
+        (status = 401, description = "Reads are protected (api.protect_reads) and the token is missing or invalid.", body = super::dto::ErrorBody),
+        (status = 503, description = "Too many open event streams, or the controller is shutting down.", body = super::dto::ErrorBody),
+    ))]
 pub async fn events(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -64,7 +78,7 @@ pub async fn events(
 }
 
 fn to_sse(e: &Event) -> SseEvent {
-    let data = serde_json::to_string(e).unwrap_or_else(|_| "{}".into());
+    let data = serde_json::to_string(&super::dto::Event::from(e)).unwrap_or_else(|_| "{}".into());
     SseEvent::default()
         .id(e.seq.to_string())
         .event(e.kind.as_str())
@@ -114,9 +128,9 @@ fn event_stream(
                     return Some((Ok(to_sse(&e)), st));
                 }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
-                    let ev = SseEvent::default()
-                        .event("lagged")
-                        .data(format!("{{\"missed\":{n}}}"));
+                    let data = serde_json::to_string(&super::dto::view::Lagged { missed: n })
+                        .unwrap_or_else(|_| "{}".into());
+                    let ev = SseEvent::default().event("lagged").data(data);
                     return Some((Ok(ev), st));
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,

@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tower::ServiceExt;
 
 use super::metrics::parse::{parse as parse_metrics, Parsed};
-use super::openapi::{document, ENDPOINTS};
+use super::openapi::document as openapi_document;
 use super::*;
 use crate::core::admin::AdminError;
 use crate::core::{Core, Event, ProbeOutcome, ProbeReport};
@@ -233,15 +233,18 @@ async fn state_pops_checks_peers_show_the_snapshot() {
 #[tokio::test]
 async fn peers_hook_is_served() {
     let core = real_core(&["ams"]).await;
-    let state = AppState::new(core, Auth::open()).with_peers(Arc::new(
-        || json!({"r1": {"state": "established", "uptime": 12}}),
-    ));
+    let state = AppState::new(core, Auth::open()).with_peers(Arc::new(|| {
+        let mut p = test_peer();
+        p.established_since = Some(SystemTime::now() - Duration::from_secs(12));
+        let p = dto::peers::Peer::new(&p, SystemTime::now());
+        BTreeMap::from([("r1".to_string(), p)])
+    }));
     let app = router(state);
     let (st, v) = call(&app, "GET", "/v1/peers", None, None).await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(v["peers"]["r1"]["state"], "established");
     let (_, v) = call(&app, "GET", "/v1/state", None, None).await;
-    assert_eq!(v["peers"]["r1"]["uptime"], 12);
+    assert_eq!(v["peers"]["r1"]["uptime_secs"], 12);
 }
 
 #[tokio::test]
@@ -1078,6 +1081,35 @@ async fn metrics_parse_and_counters_move() {
 
 // ------------------------------------------------------------ OpenAPI
 
+/// Every (method, path) the API serves, in OpenAPI path syntax: the
+/// generated document must list exactly these, and the router must serve
+/// them.
+const ENDPOINTS: &[(&str, &str)] = &[
+    ("get", "/v1/state"),
+    ("get", "/v1/pops"),
+    ("get", "/v1/pops/{name}"),
+    ("get", "/v1/peers"),
+    ("get", "/v1/checks"),
+    ("post", "/v1/pops/{name}/drain"),
+    ("post", "/v1/pops/{name}/undrain"),
+    ("post", "/v1/pops/{name}/disable"),
+    ("post", "/v1/pops/{name}/enable"),
+    ("get", "/v1/explain"),
+    ("get", "/v1/events"),
+    ("post", "/v1/reload"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+    ("get", "/v1/openapi.json"),
+    ("get", "/v1/fleet"),
+    ("get", "/v1/fleet/report"),
+];
+
+/// The generated document as JSON.
+fn document() -> Value {
+    serde_json::to_value(openapi_document()).expect("the document serializes")
+}
+
 fn resolve<'a>(doc: &'a Value, r: &str) -> Option<&'a Value> {
     let path = r.strip_prefix("#/")?;
     path.split('/').try_fold(doc, |v, seg| v.get(seg))
@@ -1168,11 +1200,31 @@ async fn every_documented_endpoint_is_routed() {
 }
 
 /// A small JSON Schema checker for the subset the document uses: type,
-/// required, properties, additionalProperties, items, enum, $ref.
+/// required, properties, additionalProperties, items, prefixItems, enum,
+/// $ref, allOf, oneOf, anyOf.
 fn conforms(doc: &Value, schema: &Value, v: &Value, at: &str) -> Result<(), String> {
     if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
         let s = resolve(doc, r).ok_or(format!("{at}: dangling {r}"))?;
         return conforms(doc, s, v, at);
+    }
+    for all in schema
+        .get("allOf")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        conforms(doc, all, v, at)?;
+    }
+    for key in ["oneOf", "anyOf"] {
+        if let Some(alts) = schema.get(key).and_then(Value::as_array) {
+            let errors: Vec<String> = alts
+                .iter()
+                .filter_map(|s| conforms(doc, s, v, at).err())
+                .collect();
+            if errors.len() == alts.len() {
+                return Err(format!("{at}: matches no {key} alternative: {errors:?}"));
+            }
+        }
     }
     if let Some(t) = schema.get("type") {
         let types: Vec<&str> = match t {
@@ -1225,6 +1277,13 @@ fn conforms(doc: &Value, schema: &Value, v: &Value, at: &str) -> Result<(), Stri
     }
     if let (Value::Array(items), Some(s)) = (v, schema.get("items")) {
         for (i, x) in items.iter().enumerate() {
+            if s.is_object() {
+                conforms(doc, s, x, &format!("{at}[{i}]"))?;
+            }
+        }
+    }
+    if let (Value::Array(items), Some(Value::Array(s))) = (v, schema.get("prefixItems")) {
+        for (i, (x, s)) in items.iter().zip(s).enumerate() {
             conforms(doc, s, x, &format!("{at}[{i}]"))?;
         }
     }
@@ -1300,10 +1359,8 @@ async fn responses_conform_to_the_documented_schemas() {
     .is_err());
 }
 
-#[tokio::test]
-async fn bgp_status_is_served_and_exported() {
-    let core = real_core(&["ams"]).await;
-    let peer = crate::bgp::PeerStatus {
+fn test_peer() -> crate::bgp::PeerStatus {
+    crate::bgp::PeerStatus {
         address: "192.0.2.254".parse().expect("ip"),
         remote_asn: 64500,
         local_asn: 64512,
@@ -1320,7 +1377,13 @@ async fn bgp_status_is_served_and_exported() {
         last_error: None,
         last_error_at: None,
         bfd: None,
-    };
+    }
+}
+
+#[tokio::test]
+async fn bgp_status_is_served_and_exported() {
+    let core = real_core(&["ams"]).await;
+    let peer = test_peer();
     let (tx, rx) = watch::channel(crate::bgp::StatusMap::from([(
         Name::parse("r1").expect("name"),
         peer,
@@ -1568,4 +1631,81 @@ async fn pops_carry_their_location_for_the_map() {
     assert_eq!(v["location"], json!({"lat": 52.37, "lon": 4.9}));
     let (_, v) = call(&app, "GET", "/v1/pops/fra", None, None).await;
     assert!(v["location"].is_null(), "no location configured: {v}");
+}
+
+// ------------------------------------------------------------ DTO wire
+
+/// The peer DTO writes exactly what the BGP status wrote before the DTOs
+/// owned the format (alphabetical keys, `uptime_secs` added).
+#[test]
+fn peer_dto_keeps_the_bgp_status_wire_format() {
+    let now = SystemTime::now();
+    let mut p = test_peer();
+    p.established_since = Some(now - Duration::from_secs(90));
+    p.families = vec![crate::bgp::Family::Ipv4, crate::bgp::Family::Ipv6];
+    p.last_error = Some("hold timer expired".into());
+    p.last_error_at = Some(now - Duration::from_millis(1500));
+    p.bfd = Some(crate::bfd::SessionStatus {
+        state: crate::bfd::State::AdminDown,
+        remote_state: crate::bfd::State::Init,
+        local_diag: crate::bfd::packet::Diag::PathDown,
+        remote_diag: crate::bfd::packet::Diag::Reserved(9),
+        local_discriminator: 7,
+        remote_discriminator: 9,
+        holds_bgp_down: false,
+        failures: 1,
+        flaps: 3,
+        held_until: None,
+        since: Some(now),
+        tx_interval_ms: Some(300),
+        detection_time_ms: None,
+        remote_control_plane_independent: true,
+        discarded: 4,
+        ttl_dropped: 5,
+        error: Some("bind failed".into()),
+    });
+    let mut want = serde_json::to_value(&p).expect("status");
+    want["uptime_secs"] = json!(90);
+    let got = serde_json::to_string(&dto::peers::Peer::new(&p, now)).expect("dto");
+    assert_eq!(got, want.to_string());
+    let back: dto::peers::Peer = serde_json::from_str(&got).expect("decodes");
+    assert_eq!(serde_json::to_string(&back).expect("dto"), got);
+}
+
+/// The explain DTO writes exactly what the DNS engine's explanation wrote
+/// before the DTOs owned the format.
+#[tokio::test]
+async fn explain_dto_keeps_the_dns_wire_format() {
+    let core = real_core(&["ams"]).await;
+    let snap = core.snapshots.borrow().clone();
+    for (name, qtype, client) in [
+        (
+            "www.example.test",
+            "A",
+            crate::dns::Client::from_ecs("198.51.100.7".parse().expect("ip"), 24),
+        ),
+        (
+            "www.example.test",
+            "AAAA",
+            crate::dns::Client::from_source("192.0.2.1".parse().expect("ip")),
+        ),
+        (
+            "nx.example.test",
+            "A",
+            crate::dns::Client::from_ecs("0.0.0.0".parse().expect("ip"), 0),
+        ),
+        (
+            "ns1.example.test",
+            "A",
+            crate::dns::Client::from_source("192.0.2.1".parse().expect("ip")),
+        ),
+    ] {
+        let e = crate::dns::explain(&snap, tokio::time::Instant::now(), name, qtype, client)
+            .expect("explained");
+        let want = serde_json::to_string(&e).expect("engine");
+        let got = serde_json::to_string(&dto::Explanation::from(e)).expect("dto");
+        assert_eq!(got, want, "{name} {qtype}");
+        let back: dto::Explanation = serde_json::from_str(&got).expect("decodes");
+        assert_eq!(serde_json::to_string(&back).expect("dto"), got);
+    }
 }
