@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use serde::Serialize;
 
 /// A validated name: 1–63 chars of `[A-Za-z0-9_.-]`, tagged with what it
 /// names. [`PopName`], [`CheckName`] and [`PeerName`] are distinct types, so
@@ -108,7 +107,7 @@ impl<K> std::hash::Hash for Name<K> {
     }
 }
 
-impl<K> Serialize for Name<K> {
+impl<K> serde::Serialize for Name<K> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.0)
     }
@@ -142,7 +141,7 @@ impl<K> std::borrow::Borrow<str> for Name<K> {
 }
 
 /// The whole validated configuration.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Config {
     pub node: Node,
     pub bgp: BgpConfig,
@@ -189,8 +188,7 @@ impl Config {
 }
 
 /// How this node relates to a PoP (see [`Config::role`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     /// No fleet, or no fleet node owns the PoP: this node decides it from
     /// all of its checks, as a node without a fleet does.
@@ -201,7 +199,7 @@ pub enum Role {
     Peer,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Node {
     pub name: String,
     /// The PoP this node belongs to (announces over BGP). `None`: DNS only.
@@ -217,7 +215,7 @@ pub struct Node {
 
 // ---------------------------------------------------------------- BGP
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct BgpConfig {
     /// Passive listener for configured neighbors; `None`: no listener.
     pub listen: Option<SocketAddr>,
@@ -228,8 +226,7 @@ pub struct BgpConfig {
     pub graceful_restart: Option<Duration>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShutdownMode {
     /// Withdraw every route, then send Cease.
     Withdraw,
@@ -238,7 +235,7 @@ pub enum ShutdownMode {
     GracefulRestart,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Peer {
     pub name: PeerName,
     pub address: IpAddr,
@@ -269,7 +266,7 @@ pub struct Peer {
 /// BFD timers of a peer: we send every `min_tx` once the session is Up,
 /// accept packets every `min_rx`, and the peer declares us down after
 /// `multiplier` missed packets (and we it, by its own interval).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BfdParams {
     pub min_tx: Duration,
     pub min_rx: Duration,
@@ -293,7 +290,7 @@ impl Peer {
 
 // ---------------------------------------------------------------- PoPs
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Pop {
     pub name: PopName,
     /// Anycast prefixes this PoP announces when healthy.
@@ -314,8 +311,7 @@ pub struct Pop {
 }
 
 /// How a PoP's check verdicts combine into the PoP's health.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Combine {
     All,
     Any,
@@ -324,7 +320,7 @@ pub enum Combine {
 
 /// BGP attributes of a PoP's prefixes, and what happens to them when the PoP
 /// fails or is drained.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AnnouncePolicy {
     /// Attributes while the PoP is up.
     pub normal: RouteAttrs,
@@ -339,8 +335,7 @@ pub struct AnnouncePolicy {
 }
 
 /// The fate of a prefix whose PoP is not healthy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailAction {
     Withdraw,
     /// Keep announcing with the `degraded` attributes.
@@ -350,7 +345,7 @@ pub enum FailAction {
 }
 
 /// Path attributes we control for an announced prefix.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct RouteAttrs {
     /// How many extra times our ASN is prepended to AS_PATH.
     pub prepend: u8,
@@ -368,7 +363,7 @@ pub const GRACEFUL_SHUTDOWN: (u16, u16) = (65535, 0);
 
 // ---------------------------------------------------------------- checks
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Check {
     pub name: CheckName,
     pub probe: Probe,
@@ -389,8 +384,7 @@ pub struct Check {
 }
 
 /// Where a check runs in a fleet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Vantage {
     /// Only on the PoP's owner node(s): part of its inside verdict.
     Inside,
@@ -410,8 +404,7 @@ impl Vantage {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Probe {
     Tcp {
         target: HostPort,
@@ -484,23 +477,17 @@ impl Probe {
 /// The environment of an `exec` check's command: it starts empty (the
 /// daemon's environment is not inherited), gets `PATH`, the daemon's
 /// variables named in `pass`, then `set` (which may override them).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExecEnv {
     /// Names passed through from the daemon's environment when it has them.
     pub pass: Vec<String>,
-    /// Explicit variables, in name order. Serialized as names only: the
-    /// values may be credentials.
-    #[serde(serialize_with = "env_names")]
+    /// Explicit variables, in name order. The values may be credentials:
+    /// they are never shown.
     pub set: Vec<(String, String)>,
 }
 
-fn env_names<S: serde::Serializer>(set: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(set.iter().map(|(name, _)| name))
-}
-
 /// Where a `process` check finds its pid.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PidSource {
     /// The first line of this file.
     PidFile(PathBuf),
@@ -510,8 +497,7 @@ pub enum PidSource {
 
 /// A systemd unit name with its suffix (`nginx.service`), as systemd
 /// accepts it: checked by the config.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnitName(pub String);
 
 impl fmt::Display for UnitName {
@@ -522,8 +508,7 @@ impl fmt::Display for UnitName {
 
 /// A network interface name the kernel accepts (1 to 15 bytes, no `/`,
 /// `:` or whitespace): checked by the config.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IfName(pub String);
 
 impl fmt::Display for IfName {
@@ -566,7 +551,7 @@ impl Probe {
 }
 
 /// A host (name or address) and port, as written by the user.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostPort {
     pub host: String,
     pub port: u16,
@@ -583,24 +568,16 @@ impl fmt::Display for HostPort {
 }
 
 /// DNS record types the config understands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum DnsType {
     A,
-    #[serde(rename = "AAAA")]
     Aaaa,
-    #[serde(rename = "CNAME")]
     Cname,
-    #[serde(rename = "TXT")]
     Txt,
-    #[serde(rename = "MX")]
     Mx,
-    #[serde(rename = "SRV")]
     Srv,
-    #[serde(rename = "CAA")]
     Caa,
-    #[serde(rename = "NS")]
     Ns,
-    #[serde(rename = "SOA")]
     Soa,
 }
 
@@ -639,8 +616,7 @@ impl DnsType {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DnsRcode {
     NoError,
     NxDomain,
@@ -650,7 +626,7 @@ pub enum DnsRcode {
 
 // ---------------------------------------------------------------- DNS
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct DnsConfig {
     /// UDP and TCP listeners; empty: no DNS server.
     pub listen: Vec<SocketAddr>,
@@ -669,15 +645,14 @@ pub struct DnsConfig {
 pub const MAX_UDP_WORKERS: usize = 256;
 
 /// A MaxMind-format database, opened once per config load and shared.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct GeoIp {
     pub database: PathBuf,
-    #[serde(skip)]
     pub db: Arc<crate::geoip::GeoDb>,
 }
 
 /// Response rate limiting (RRL) per client /24 (IPv4) or /56 (IPv6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
     /// Responses per second a client block may get.
     pub responses_per_second: u32,
@@ -689,7 +664,7 @@ pub struct RateLimit {
     pub window: Duration,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct DnsIdentity {
     /// Answer NSID (RFC 5001) with this text.
     pub nsid: Option<String>,
@@ -697,7 +672,7 @@ pub struct DnsIdentity {
     pub chaos: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Zone {
     /// Zone apex, lower case, fully qualified (`example.net.`).
     pub origin: String,
@@ -709,7 +684,7 @@ pub struct Zone {
     pub records: Vec<Record>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Soa {
     pub mname: String,
     pub rname: String,
@@ -721,7 +696,7 @@ pub struct Soa {
     pub minimum: u32,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Record {
     /// Owner name, lower case, fully qualified.
     pub name: String,
@@ -729,8 +704,7 @@ pub struct Record {
     pub data: RecordData,
 }
 
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone)]
 pub enum RecordData {
     /// Static record set of one type; values are in zone-file text form
     /// (already checked to parse for their type).
@@ -739,7 +713,7 @@ pub enum RecordData {
     Steered(Steering),
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Steering {
     pub policy: SteeringPolicy,
     /// TTL while a PoP of this record is draining or changed recently.
@@ -752,8 +726,7 @@ pub struct Steering {
     pub min_healthy_pops: u32,
 }
 
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "snake_case", tag = "policy")]
+#[derive(Debug, Clone)]
 pub enum SteeringPolicy {
     /// The first healthy PoP in order.
     Failover { pops: Vec<PopName> },
@@ -830,7 +803,7 @@ impl SteeringPolicy {
 
 // ---------------------------------------------------------------- API
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct ApiConfig {
     /// `None`: no API listener.
     pub listen: Option<SocketAddr>,
@@ -844,7 +817,7 @@ pub struct ApiConfig {
 
 /// This node's fleet: the other nodes, who owns which PoP, the timings of
 /// pulling their reports and the rules of the merge.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct FleetConfig {
     /// This node's name (`node.name`).
     pub me: NodeName,
@@ -889,7 +862,7 @@ impl FleetConfig {
 }
 
 /// Another node of the fleet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FleetPeer {
     pub name: NodeName,
     /// The PoP it owns (`None`: a vantage point and DNS server only).
@@ -902,7 +875,7 @@ pub struct FleetPeer {
 }
 
 /// The base URL of a peer's API, taken apart.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerUrl {
     pub tls: bool,
     /// Host name or address (IPv6 without brackets).
@@ -933,7 +906,7 @@ impl fmt::Display for PeerUrl {
 
 /// The fail-static rule: hold health-driven withdrawals while the same
 /// failure shows on at least `fraction` of the PoPs and on `min_pops`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FailStatic {
     pub fraction: f64,
     pub min_pops: u32,

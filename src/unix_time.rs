@@ -1,10 +1,8 @@
 //! Unix timestamps on the wire: seconds since 1970-01-01 UTC as a number
 //! with millisecond precision (`1763890000.5`), the form the API, the
-//! events and `anypop ctl` use. Conversion only: it never reads the clock.
+//! events and `anypop ctl` use (the DTOs call [`secs`]). Conversion only: it never reads the clock.
 
 use std::time::{SystemTime, UNIX_EPOCH};
-
-use serde::Serializer;
 
 /// Seconds since the Unix epoch, rounded to milliseconds; `0` for a time
 /// before the epoch.
@@ -27,37 +25,11 @@ pub fn from_secs(secs: f64) -> SystemTime {
     }
 }
 
-/// Serializes a time as [`secs`]:
-/// `#[serde(serialize_with = "crate::unix_time::serialize")]`.
-pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(secs(*t))
-}
-
-/// Serializes an optional time as [`secs`], or `null` when absent.
-pub fn serialize_opt<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
-    match t {
-        Some(t) => serialize(t, s),
-        None => s.serialize_none(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
-    use serde::Serialize;
-
     use super::*;
-
-    #[derive(Serialize)]
-    struct Stamps {
-        #[serde(serialize_with = "serialize")]
-        at: SystemTime,
-        #[serde(serialize_with = "serialize_opt")]
-        until: Option<SystemTime>,
-        #[serde(serialize_with = "serialize_opt")]
-        never: Option<SystemTime>,
-    }
 
     #[test]
     fn rounds_to_milliseconds_and_clamps_before_the_epoch() {
@@ -74,18 +46,5 @@ mod tests {
         for bad in [-1.0, f64::NAN, f64::INFINITY, 1e300] {
             assert_eq!(from_secs(bad), UNIX_EPOCH);
         }
-    }
-
-    #[test]
-    fn serializes_plain_and_optional_times() {
-        let stamps = Stamps {
-            at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_250),
-            until: Some(UNIX_EPOCH + Duration::from_secs(1_700_003_600)),
-            never: None,
-        };
-        assert_eq!(
-            serde_json::to_string(&stamps).expect("serializes"),
-            r#"{"at":1700000000.25,"until":1700003600.0,"never":null}"#
-        );
     }
 }

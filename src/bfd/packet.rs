@@ -20,8 +20,7 @@ pub const LEN: usize = 24;
 pub const VERSION: u8 = 1;
 
 /// Session state as carried in the Sta field (RFC 5880 §4.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum State {
     AdminDown,
     Down,
@@ -122,12 +121,6 @@ impl fmt::Display for Diag {
             Diag::ReverseConcatenatedPathDown => f.write_str("reverse concatenated path down"),
             Diag::Reserved(n) => write!(f, "reserved diagnostic {n}"),
         }
-    }
-}
-
-impl serde::Serialize for Diag {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
     }
 }
 

@@ -16,7 +16,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -38,7 +37,7 @@ pub const NOT_UP_WARNING: Duration = Duration::from_secs(30);
 pub type SessionKey = IpAddr;
 
 /// What the API and the BGP session see of one BFD session.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SessionStatus {
     pub state: State,
     pub remote_state: State,
@@ -54,10 +53,8 @@ pub struct SessionStatus {
     /// Failures counted by the flap damping.
     pub flaps: u32,
     /// Held Down by the flap damping until then.
-    #[serde(serialize_with = "crate::unix_time::serialize_opt")]
     pub held_until: Option<SystemTime>,
     /// Last state change (wall clock).
-    #[serde(serialize_with = "crate::unix_time::serialize_opt")]
     pub since: Option<SystemTime>,
     /// Periodic transmit interval (before jitter) and detection time, ms.
     pub tx_interval_ms: Option<u64>,

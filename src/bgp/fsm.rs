@@ -33,8 +33,7 @@ use tokio::time::Instant;
 use super::codec::{err, Family, LocalOpen, Notification, PeerOpen, Received};
 
 /// RFC 4271 session states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum State {
     Idle,
     Connect,

@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::BytesMut;
-use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpSocket, TcpStream};
@@ -46,14 +45,13 @@ use crate::model::{Peer, PeerName, ShutdownMode};
 pub const STOP_LINGER: Duration = SHUTDOWN_TIMEOUT.saturating_sub(Duration::from_millis(500));
 
 /// What the API and metrics see of one peer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PeerStatus {
     pub address: IpAddr,
     pub remote_asn: u32,
     pub local_asn: u32,
     pub state: State,
     /// Wall-clock time the session reached Established (`None` when down).
-    #[serde(serialize_with = "crate::unix_time::serialize_opt")]
     pub established_since: Option<SystemTime>,
     /// Families negotiated with the peer.
     pub families: Vec<Family>,
@@ -73,7 +71,6 @@ pub struct PeerStatus {
     /// connection is made.
     pub last_error: Option<String>,
     /// When `last_error` was recorded.
-    #[serde(serialize_with = "crate::unix_time::serialize_opt")]
     pub last_error_at: Option<SystemTime>,
     /// The BFD session to the peer, if `bfd` is configured.
     pub bfd: Option<crate::bfd::SessionStatus>,

@@ -27,8 +27,7 @@ use crate::model::PopName;
 pub const MAX_DRAIN: Duration = Duration::from_secs(365 * 86_400);
 
 /// How a drain (or undrain) proceeds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DrainMode {
     /// DNS first, wait, BGP graceful shutdown, wait, final action.
     #[default]

@@ -7,14 +7,11 @@
 use std::fmt;
 use std::time::SystemTime;
 
-use serde::Serialize;
-
 use crate::model::{CheckName, PopName};
 
 /// What an event is about. Its text form (`pop_state`, ...) is the SSE
 /// event name and the `kind` label of the events metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum EventKind {
     /// A PoP changed state (or got its first health verdict).
     PopState,
@@ -72,30 +69,14 @@ impl fmt::Display for EventKind {
 }
 
 /// One state change.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Event {
     /// Increases by one per event.
     pub seq: u64,
     /// Wall-clock time the core applied the change (its injected clock).
-    #[serde(serialize_with = "crate::unix_time::serialize")]
     pub at: SystemTime,
     pub kind: EventKind,
     pub pop: Option<PopName>,
     pub check: Option<CheckName>,
     pub message: String,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kinds_serialize_as_their_text() {
-        for k in EventKind::ALL {
-            assert_eq!(
-                serde_json::to_value(k).expect("serialize"),
-                serde_json::Value::String(k.as_str().to_string())
-            );
-        }
-    }
 }

@@ -22,7 +22,7 @@ pub enum Verdict {
 }
 
 /// Hysteresis state: the verdict and the current streaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckState {
     pub verdict: Verdict,
     /// Consecutive successes so far (0 after a failure).

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use ipnet::IpNet;
-use serde::Serialize;
 use tokio::time::Instant;
 
 use super::admin::Phase;
@@ -15,14 +14,12 @@ use super::hysteresis::CheckState;
 use crate::model::{CheckName, Config, PopName, RouteAttrs};
 
 /// One published state. Cheap to clone (`Arc` inside the watch channel).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Snapshot {
     /// Increases by one with every published change.
     pub version: u64,
     /// Wall-clock time of publication (for display only).
-    #[serde(serialize_with = "crate::unix_time::serialize")]
     pub published: SystemTime,
-    #[serde(skip)]
     pub config: Arc<Config>,
     pub pops: BTreeMap<PopName, PopStatus>,
     /// The routes BGP must advertise to every peer, by prefix. A prefix that
@@ -31,7 +28,6 @@ pub struct Snapshot {
     /// when `Arc::ptr_eq` says it is the same set.
     pub announcements: Arc<BTreeMap<IpNet, Announcement>>,
     /// With a fleet: this node's report, the fleet view and the peers.
-    #[serde(skip)]
     pub fleet: Option<Arc<super::fleet::FleetSnapshot>>,
 }
 
@@ -48,8 +44,7 @@ impl Snapshot {
 }
 
 /// Operational state of a PoP, the result of health and admin state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PopState {
     /// Healthy and in service.
     Up,
@@ -72,7 +67,7 @@ impl std::fmt::Display for PopState {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct PopStatus {
     pub state: PopState,
     /// Health alone (checks combined), ignoring admin state. `None` until
@@ -82,10 +77,8 @@ pub struct PopStatus {
     pub serves_dns: bool,
     /// Why the PoP is in its state, in words.
     pub reason: String,
-    #[serde(serialize_with = "crate::unix_time::serialize")]
     pub since: SystemTime,
     /// Monotonic time of the last state change (dynamic DNS TTLs).
-    #[serde(skip)]
     pub changed_at: Instant,
     pub checks: BTreeMap<CheckName, CheckStatus>,
     /// Admin override, if any (drain, disable): this node's for the PoPs
@@ -94,19 +87,16 @@ pub struct PopStatus {
     /// Set while this PoP's admin state in force (`admin`) is not what the
     /// state file holds because saving it failed: the error. Absent from
     /// the JSON otherwise.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_unsaved: Option<String>,
     /// While the fleet's fail-static rule holds this PoP: why. Absent
     /// from the JSON otherwise.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub fail_static: Option<String>,
 }
 
 /// A check as the core last decided it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct CheckStatus {
     /// Hysteresis state after the last probe result.
-    #[serde(flatten)]
     pub state: CheckState,
     pub rise: u32,
     pub fall: u32,
@@ -114,7 +104,6 @@ pub struct CheckStatus {
     /// Sequence number of the last probe report applied
     /// ([`super::ProbeReport::seq`]; 0: none yet). The scheduler waits for
     /// its report to show up here before it picks the next wait.
-    #[serde(skip)]
     pub seq: u64,
 }
 
@@ -127,19 +116,17 @@ impl CheckStatus {
 }
 
 /// The result of one probe.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeOutcome {
     pub ok: bool,
     /// What happened, in words (`connect refused`, `status 503`).
     pub detail: String,
-    #[serde(with = "millis")]
     pub took: Duration,
-    #[serde(serialize_with = "crate::unix_time::serialize")]
     pub at: SystemTime,
 }
 
 /// Operator overrides visible in the snapshot.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AdminStatus {
     pub kind: AdminKind,
     pub reason: String,
@@ -149,18 +136,15 @@ pub struct AdminStatus {
     pub step: Phase,
     /// Wall-clock time the drain or disable was asked for (in fleet
     /// reports; not part of the `/v1/pops` format).
-    #[serde(skip)]
     pub since: SystemTime,
     /// Wall-clock time when the next step or the auto-undrain happens,
     /// whichever comes first.
-    #[serde(serialize_with = "crate::unix_time::serialize_opt")]
     pub next_at: Option<SystemTime>,
     /// Wall-clock time of the auto-undrain (`duration` of the drain).
-    #[serde(serialize_with = "crate::unix_time::serialize_opt")]
     pub until: Option<SystemTime>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AdminKind {
     Drain,
@@ -168,8 +152,7 @@ pub enum AdminKind {
 }
 
 /// How a prefix is announced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AnnounceMode {
     Normal,
     Degraded,
@@ -177,17 +160,9 @@ pub enum AnnounceMode {
 }
 
 /// A desired route: the prefix's PoP, mode and exact attributes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Announcement {
     pub pop: PopName,
     pub mode: AnnounceMode,
     pub attrs: RouteAttrs,
-}
-
-mod millis {
-    use serde::Serializer;
-    use std::time::Duration;
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(d.as_secs_f64() * 1000.0)
-    }
 }

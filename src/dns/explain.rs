@@ -8,7 +8,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use hickory_proto::rr::{Name, RecordType};
-use serde::Serialize;
 use tokio::time::Instant;
 
 use super::answer::resolve;
@@ -19,7 +18,7 @@ use crate::core::Snapshot;
 use crate::geoip::{haversine_km, GeoInfo};
 use crate::model::PopName;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Explanation {
     pub name: String,
     pub qtype: String,
@@ -40,7 +39,7 @@ pub struct Explanation {
     pub steering: Option<SteeringExplanation>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct SteeringExplanation {
     /// The steered record (after following CNAMEs).
     pub record: String,
@@ -72,13 +71,13 @@ pub struct SteeringExplanation {
     pub decision: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct PopDistance {
     pub pop: PopName,
     pub km: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct ExcludedPop {
     pub pop: PopName,
     pub reason: Exclusion,

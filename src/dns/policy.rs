@@ -13,7 +13,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use ipnet::IpNet;
-use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::core::{PopState, Snapshot};
@@ -26,11 +25,9 @@ pub const CLIENT_PREFIX_V4: u8 = 24;
 pub const CLIENT_PREFIX_V6: u8 = 56;
 
 /// Address family of a steered answer (A or AAAA).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Family {
-    #[serde(rename = "A")]
     V4,
-    #[serde(rename = "AAAA")]
     V6,
 }
 
@@ -45,7 +42,7 @@ impl Family {
 
 /// The client a query is steered for: the EDNS Client Subnet (RFC 7871) if
 /// the query carried one, else the source address (as a full-length prefix).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Client {
     /// Address with the bits beyond `prefix` cleared.
     pub addr: IpAddr,
@@ -96,8 +93,7 @@ pub fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
 }
 
 /// Why a PoP of a record cannot be answered with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exclusion {
     Down,
     Draining,
@@ -114,7 +110,7 @@ pub enum Exclusion {
 }
 
 /// One possible answer of a plan: the PoPs and their addresses.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Variant {
     pub pops: Vec<PopName>,
     pub addrs: Vec<IpAddr>,
@@ -151,8 +147,7 @@ enum Selector {
 }
 
 /// Which rule of a plan decided a client's variant (for explain).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "rule", content = "value")]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Rule {
     /// The same answer for every client.
     Fixed,

@@ -14,13 +14,14 @@ use super::*;
 
 /// Fields whose numbers are masked, with their placeholder: wall-clock
 /// times (Unix seconds) and snapshot versions.
-const MASKED: [(&str, char); 6] = [
+const MASKED: [(&str, char); 7] = [
     ("published", 'T'),
     ("since", 'T'),
     ("at", 'T'),
     ("next_at", 'T'),
     ("until", 'T'),
     ("version", 'N'),
+    ("snapshot_version", 'N'),
 ];
 
 /// Replaces the number after every masked `"<field>":` with its
@@ -128,4 +129,100 @@ async fn responses_match_the_recorded_wire_format() {
         }
     }
     check("events", &lines.join("\n"));
+}
+
+/// A peer with every optional part present (BFD included), at fixed times:
+/// the peer DTO's wire format (alphabetical keys, `uptime_secs` added).
+#[test]
+fn peer_matches_the_recorded_wire_format() {
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_763_890_000);
+    let now = t0 + Duration::from_secs(90);
+    let mut p = test_peer();
+    p.established_since = Some(t0);
+    p.families = vec![crate::bgp::Family::Ipv4, crate::bgp::Family::Ipv6];
+    p.last_error = Some("hold timer expired".into());
+    p.last_error_at = Some(t0 - Duration::from_millis(1500));
+    p.bfd = Some(crate::bfd::SessionStatus {
+        state: crate::bfd::State::AdminDown,
+        remote_state: crate::bfd::State::Init,
+        local_diag: crate::bfd::packet::Diag::PathDown,
+        remote_diag: crate::bfd::packet::Diag::Reserved(9),
+        local_discriminator: 7,
+        remote_discriminator: 9,
+        holds_bgp_down: false,
+        failures: 1,
+        flaps: 3,
+        held_until: None,
+        since: Some(t0),
+        tx_interval_ms: Some(300),
+        detection_time_ms: None,
+        remote_control_plane_independent: true,
+        discarded: 4,
+        ttl_dropped: 5,
+        error: Some("bind failed".into()),
+    });
+    let got = serde_json::to_string(&dto::peers::Peer::new(&p, now)).expect("dto");
+    check("peer", &got);
+    let back: dto::peers::Peer = serde_json::from_str(&got).expect("decodes");
+    assert_eq!(serde_json::to_string(&back).expect("dto"), got);
+}
+
+/// `GET /v1/explain` for a steered name over ECS, a direct query for a
+/// zone without an AAAA answer, a name that does not exist and a
+/// nameserver's address. How long ago a PoP changed state (in the TTL's
+/// reason) is wall-clock time and masked like the times.
+#[tokio::test]
+async fn explanations_match_the_recorded_wire_format() {
+    let (app, _) = app(&["ams"], Auth::open()).await;
+    for (file, query) in [
+        (
+            "explain_steered",
+            "name=www.example.test&type=A&client=198.51.100.7/24",
+        ),
+        (
+            "explain_aaaa",
+            "name=www.example.test&type=AAAA&client=192.0.2.1",
+        ),
+        (
+            "explain_nxdomain",
+            "name=nx.example.test&type=A&client=0.0.0.0/0",
+        ),
+        (
+            "explain_ns",
+            "name=ns1.example.test&type=A&client=192.0.2.1",
+        ),
+    ] {
+        let got = body(&app, "GET", &format!("/v1/explain?{query}"), None).await;
+        check(file, &mask_ago(&got));
+        let back: dto::Explanation = serde_json::from_str(&got).expect("decodes");
+        assert_eq!(serde_json::to_string(&back).expect("dto"), got);
+    }
+}
+
+/// Replaces the duration in every `changed state <duration> ago` with `D`.
+fn mask_ago(text: &str) -> String {
+    const KEY: &str = "changed state ";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(KEY) {
+        out.push_str(&rest[..i + KEY.len()]);
+        rest = &rest[i + KEY.len()..];
+        match rest.find(" ago") {
+            Some(j) if !rest[..j].contains('"') => {
+                out.push('D');
+                rest = &rest[j..];
+            }
+            _ => {}
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[test]
+fn masking_the_age_of_a_state_change() {
+    assert_eq!(
+        mask_ago(r#"{"r":"PoP ams changed state 25.3ms ago (settle 60s)","x":"changed state"}"#),
+        r#"{"r":"PoP ams changed state D ago (settle 60s)","x":"changed state"}"#
+    );
 }

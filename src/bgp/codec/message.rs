@@ -21,8 +21,7 @@ pub const MSG_KEEPALIVE: u8 = 4;
 pub const MSG_ROUTE_REFRESH: u8 = 5;
 
 /// An address family we speak (unicast SAFI only).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Family {
     Ipv4,
     Ipv6,
