@@ -226,7 +226,7 @@ fn line(at: Duration, text: impl std::fmt::Display) -> String {
 }
 
 fn describe(a: &Announcement) -> String {
-    let mut s = format!("{} {}", a.pop, serde_plain(&a.mode));
+    let mut s = format!("{} {}", a.pop, a.mode.as_str());
     let at = &a.attrs;
     if at.prepend > 0 {
         s += &format!(" prepend={}", at.prepend);
@@ -254,13 +254,6 @@ fn describe(a: &Announcement) -> String {
         s += &format!(" large_communities={}", c.join(","));
     }
     s
-}
-
-fn serde_plain<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 /// Turns what the core publishes into transcript lines.

@@ -159,6 +159,17 @@ pub enum AnnounceMode {
     GracefulShutdown,
 }
 
+impl AnnounceMode {
+    /// The mode in words (`normal`, `degraded`, `graceful_shutdown`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnnounceMode::Normal => "normal",
+            AnnounceMode::Degraded => "degraded",
+            AnnounceMode::GracefulShutdown => "graceful_shutdown",
+        }
+    }
+}
+
 /// A desired route: the prefix's PoP, mode and exact attributes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Announcement {
