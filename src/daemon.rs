@@ -285,6 +285,7 @@ pub async fn run(path: Option<PathBuf>) -> Result<(), RunError> {
     let api_task = api_listener.map(|listener| {
         let state = AppState::new(handle.clone(), auth)
             .with_metrics(metrics.clone())
+            .with_api_config(&config.api)
             .with_dns_stats(dns_stats.clone())
             .with_bgp(bgp_status)
             .with_fleet_clients(fleet_clients.clone())

@@ -811,6 +811,14 @@ pub struct ApiConfig {
     pub token_file: Option<PathBuf>,
     /// Require the token for read endpoints too.
     pub protect_reads: bool,
+    /// Names accepted in the `Host` header besides the listen address
+    /// (lowercase, no port); `"*"` accepts any.
+    pub allowed_hosts: Vec<String>,
+    /// A client must send a request's headers (and a POST's body) within
+    /// this time, or the connection is closed.
+    pub header_read_timeout: Duration,
+    /// Open API connections at most; more are closed at once.
+    pub max_connections: usize,
 }
 
 // ---------------------------------------------------------------- fleet
@@ -931,6 +939,12 @@ pub const DEFAULT_FAIL_STATIC: FailStatic = FailStatic {
     min_pops: 2,
     window: Duration::from_secs(2),
 };
+/// Default [`ApiConfig::header_read_timeout`].
+pub const DEFAULT_API_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default [`ApiConfig::max_connections`].
+pub const DEFAULT_API_MAX_CONNECTIONS: usize = 256;
+/// Largest accepted [`ApiConfig::max_connections`].
+pub const MAX_API_CONNECTIONS: usize = 65_536;
 
 // ---------------------------------------------------------------- defaults
 

@@ -73,6 +73,9 @@ pub fn config(node: Node, pops: impl IntoIterator<Item = Pop>) -> Config {
             listen: None,
             token_file: None,
             protect_reads: false,
+            allowed_hosts: Vec::new(),
+            header_read_timeout: crate::model::DEFAULT_API_HEADER_READ_TIMEOUT,
+            max_connections: crate::model::DEFAULT_API_MAX_CONNECTIONS,
         },
         fleet: None,
     }

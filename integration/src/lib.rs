@@ -376,10 +376,14 @@ pub fn http(
     token: Option<&str>,
 ) -> std::io::Result<(u16, String)> {
     let auth = token.map(|t| format!("Bearer {t}"));
-    let headers: Vec<(&str, &str)> = auth
+    let mut headers: Vec<(&str, &str)> = auth
         .as_deref()
         .map(|a| vec![("Authorization", a)])
         .unwrap_or_default();
+    // The API refuses a POST that does not say JSON (even without a body).
+    if method == "POST" {
+        headers.push(("Content-Type", "application/json"));
+    }
     let r = http_client::request(addr, method, path, &headers, b"")?;
     Ok((r.status, r.text()))
 }

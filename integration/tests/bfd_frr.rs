@@ -145,8 +145,10 @@ impl Setup {
             .in_ns("pop1", || {
                 let mut s = TcpStream::connect("127.0.0.1:8080").ok()?;
                 s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-                s.write_all(b"GET /v1/peers HTTP/1.1\r\nHost: pop1\r\nConnection: close\r\n\r\n")
-                    .ok()?;
+                s.write_all(
+                    b"GET /v1/peers HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nConnection: close\r\n\r\n",
+                )
+                .ok()?;
                 let mut out = String::new();
                 s.read_to_string(&mut out).ok()?;
                 Some(out)

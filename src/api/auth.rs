@@ -6,7 +6,8 @@
 //! rotating the token needs no restart; if the file later becomes
 //! unreadable or empty, protected calls fail closed with a 500 naming the
 //! file. Mutating endpoints always require the token when one is
-//! configured; read endpoints require it only with `api.protect_reads`.
+//! configured; read endpoints require it only with `api.protect_reads`
+//! (which defaults to on for a listener off loopback with a token).
 //! Without a token file the API is open, which is only sensible on a
 //! loopback listener (the default). Tokens are compared in constant time.
 

@@ -253,7 +253,8 @@ pub async fn method_not_allowed() -> ApiError {
         (status = 401, description = "Missing or invalid bearer token.", body = ErrorBody),
         (status = 422, description = "The new config is invalid; `errors` lists every problem. The running config is unchanged.", body = ErrorBody),
         (status = 501, description = "Reload is not available in this process.", body = ErrorBody),
-        (status = 503, description = "Reload timed out.", body = ErrorBody),
+        (status = 500, description = "The reload task failed.", body = ErrorBody),
+        (status = 504, description = "The reload did not finish in time. It still runs to completion; its outcome shows in the events (kind `reload`) and the log.", body = ErrorBody),
     ))]
 pub async fn reload(State(s): State<AppState>) -> Result<Response, ApiError> {
     let Some(f) = &s.reload else {
@@ -261,14 +262,27 @@ pub async fn reload(State(s): State<AppState>) -> Result<Response, ApiError> {
             "config reload is not available in this process",
         ));
     };
-    match tokio::time::timeout(CORE_TIMEOUT, f()).await {
-        Err(_) => Err(ApiError::unavailable("config reload timed out")),
-        Ok(Ok(version)) => Ok(Json(ReloadResult {
+    // The reload runs on its own task: a caller that times out or hangs up
+    // never leaves it half done.
+    let task = tokio::spawn(f());
+    match tokio::time::timeout(s.reload_timeout, task).await {
+        Err(_) => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "config reload still running after {:?}: it will finish on its own; watch the events (kind reload) or the log for its outcome",
+                s.reload_timeout
+            ),
+        )),
+        Ok(Err(e)) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("config reload failed: {e}"),
+        )),
+        Ok(Ok(Ok(version))) => Ok(Json(ReloadResult {
             version,
             reloaded: true,
         })
         .into_response()),
-        Ok(Err(errors)) => {
+        Ok(Ok(Err(errors))) => {
             let mut e = ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!(

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use crate::core::hysteresis::Verdict;
-use crate::core::{AnnounceMode, PopState, Snapshot};
+use crate::core::{PopState, Snapshot};
 
 /// Upper bounds (seconds) of the latency histogram buckets.
 pub const LATENCY_BUCKETS: [f64; 14] = [
@@ -196,8 +196,11 @@ struct Recorded {
     check_results: BTreeMap<(String, String, &'static str), u64>,
     /// (pop, check) → probe latency.
     check_latency: BTreeMap<(String, String), Histogram>,
-    /// (method, route, status) → count.
-    api_requests: BTreeMap<(String, String, u16), u64>,
+    /// (method, route, status) → count. Methods and routes come from
+    /// fixed sets (see [`super::method_label`]).
+    api_requests: BTreeMap<(&'static str, String, u16), u64>,
+    /// Connections closed at once because the connection cap was reached.
+    api_connections_refused: u64,
     /// route → latency.
     api_latency: BTreeMap<String, Histogram>,
     /// event kind → count.
@@ -250,12 +253,12 @@ impl Metrics {
     }
 
     /// Records one API request (`route` is the route template, not the URI).
-    pub fn record_api(&self, method: &str, route: &str, status: u16, took: Duration) {
+    pub fn record_api(&self, method: &'static str, route: &str, status: u16, took: Duration) {
         let Ok(mut r) = self.recorded.lock() else {
             return;
         };
         *r.api_requests
-            .entry((method.to_string(), route.to_string(), status))
+            .entry((method, route.to_string(), status))
             .or_default() += 1;
         r.api_latency
             .entry(route.to_string())
@@ -277,6 +280,14 @@ impl Metrics {
             None => None,
         };
         r.last_reload_ok = Some((ok, last_ok_at));
+    }
+
+    /// Counts a connection closed because the API's connection cap was
+    /// reached.
+    pub fn record_api_connection_refused(&self) {
+        if let Ok(mut r) = self.recorded.lock() {
+            r.api_connections_refused += 1;
+        }
     }
 
     /// Records one core event (state change) by kind.
@@ -427,12 +438,7 @@ fn snapshot_families(x: &mut Exposition, snap: &Snapshot) {
     );
     let mut by: BTreeMap<(&str, &'static str), u64> = BTreeMap::new();
     for a in snap.announcements.values() {
-        let mode = match a.mode {
-            AnnounceMode::Normal => "normal",
-            AnnounceMode::Degraded => "degraded",
-            AnnounceMode::GracefulShutdown => "graceful_shutdown",
-        };
-        *by.entry((a.pop.as_str(), mode)).or_default() += 1;
+        *by.entry((a.pop.as_str(), a.mode.as_str())).or_default() += 1;
     }
     for ((pop, mode), n) in by {
         x.sample(
@@ -620,6 +626,16 @@ fn recorded_families(x: &mut Exposition, r: &Recorded) {
             *n as f64,
         );
     }
+    x.family(
+        "anypop_api_connections_refused_total",
+        Kind::Counter,
+        "API connections closed at once because api.max_connections were open.",
+    );
+    x.sample(
+        "anypop_api_connections_refused_total",
+        &[],
+        r.api_connections_refused as f64,
+    );
     x.family(
         "anypop_api_request_duration_seconds",
         Kind::Histogram,

@@ -17,12 +17,16 @@
 //! other client.
 //!
 //! The wire format belongs to [`dto`]; the OpenAPI document is generated
-//! from the DTOs and the routes ([`openapi`]).
+//! from the DTOs and the routes ([`openapi`]). Before authentication,
+//! [`guard`] checks `Host`, `Origin` and a POST's `Content-Type`;
+//! [`serve_on`] bounds connections and how long a client may take to send
+//! a request's headers.
 
 pub mod auth;
 pub mod dto;
 pub mod error;
 pub mod fleet;
+pub mod guard;
 mod handlers;
 pub mod metrics;
 pub mod openapi;
@@ -39,12 +43,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub use auth::Auth;
 pub use error::ApiError;
@@ -57,6 +62,10 @@ pub const MAX_BODY: usize = 64 * 1024;
 
 /// Default limit of concurrent `/v1/events` streams.
 pub const MAX_EVENT_STREAMS: usize = 64;
+
+/// Concurrent `/v1/events` streams one client address may hold, so one
+/// client cannot take every slot.
+pub const MAX_EVENT_STREAMS_PER_CLIENT: usize = 16;
 
 /// How long a handler waits for the core to answer.
 pub const CORE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -107,6 +116,30 @@ impl Readiness {
     }
 }
 
+/// The address of the client a request came from (set by [`serve_on`];
+/// absent in tests that call the router directly).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// Connection limits of the API server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// A client must send a request's headers (and a POST body) within this
+    /// time, or the connection is closed.
+    pub header_read_timeout: Duration,
+    /// Open connections at most; more are closed as soon as accepted.
+    pub max_connections: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> ServerLimits {
+        ServerLimits {
+            header_read_timeout: crate::model::DEFAULT_API_HEADER_READ_TIMEOUT,
+            max_connections: crate::model::DEFAULT_API_MAX_CONNECTIONS,
+        }
+    }
+}
+
 /// Everything a handler needs. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
@@ -119,8 +152,13 @@ pub struct AppState {
     /// Clients of the fleet's peers (forwarded admin calls), shared with
     /// the pullers.
     pub fleet_clients: crate::fleet::Clients,
-    /// Permits for concurrent event streams.
-    streams: Arc<tokio::sync::Semaphore>,
+    /// Slots for concurrent event streams.
+    streams: Arc<sse::Slots>,
+    /// Which `Host` values name this API.
+    pub hosts: Arc<guard::HostPolicy>,
+    pub limits: ServerLimits,
+    /// How long `POST /v1/reload` waits for the reload to finish.
+    pub reload_timeout: Duration,
     /// Flips to true when the server shuts down; ends event streams.
     stop: watch::Receiver<bool>,
     stop_tx: Arc<watch::Sender<bool>>,
@@ -142,7 +180,13 @@ impl AppState {
             reload: None,
             peers: None,
             fleet_clients: Default::default(),
-            streams: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_STREAMS)),
+            streams: Arc::new(sse::Slots::new(
+                MAX_EVENT_STREAMS,
+                MAX_EVENT_STREAMS_PER_CLIENT,
+            )),
+            hosts: Arc::new(guard::HostPolicy::default()),
+            limits: ServerLimits::default(),
+            reload_timeout: CORE_TIMEOUT,
             stop,
             stop_tx: Arc::new(stop_tx),
         }
@@ -158,9 +202,28 @@ impl AppState {
         self
     }
 
-    /// Limits concurrent `/v1/events` streams (default [`MAX_EVENT_STREAMS`]).
-    pub fn with_max_event_streams(mut self, n: usize) -> AppState {
-        self.streams = Arc::new(tokio::sync::Semaphore::new(n));
+    /// Limits concurrent `/v1/events` streams (default [`MAX_EVENT_STREAMS`]
+    /// in all, [`MAX_EVENT_STREAMS_PER_CLIENT`] per client address).
+    pub fn with_max_event_streams(mut self, total: usize, per_client: usize) -> AppState {
+        self.streams = Arc::new(sse::Slots::new(total, per_client));
+        self
+    }
+
+    /// Takes the names clients may address the API by and the connection
+    /// limits from the `api` config section.
+    pub fn with_api_config(mut self, api: &crate::model::ApiConfig) -> AppState {
+        self.hosts = Arc::new(guard::HostPolicy::new(&api.allowed_hosts));
+        self.limits = ServerLimits {
+            header_read_timeout: api.header_read_timeout,
+            max_connections: api.max_connections,
+        };
+        self
+    }
+
+    /// How long `POST /v1/reload` waits before answering 504 (the reload
+    /// itself always runs to completion); default [`CORE_TIMEOUT`].
+    pub fn with_reload_timeout(mut self, t: Duration) -> AppState {
+        self.reload_timeout = t;
         self
     }
 
@@ -221,14 +284,23 @@ pub fn router(state: AppState) -> Router {
         open,
     } = openapi::routes();
     let reads = reads.route_layer(middleware::from_fn_with_state(state.clone(), require_read));
+    // Layers run last-added first: the content type, then the token.
     let writes = writes
         .route_layer(middleware::from_fn_with_state(state.clone(), require_write))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            guard::require_json,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY));
     let (routes, _) = reads.merge(writes).merge(open).split_for_parts();
     routes
         .merge(ui::router())
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            guard::check_origin,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), record))
         .with_state(state)
 }
@@ -247,10 +319,12 @@ async fn require_write(State(s): State<AppState>, req: Request, next: Next) -> R
     }
 }
 
-/// Counts every request by method, route template and status.
+/// Counts every request by method, route template and status. Every label
+/// comes from a fixed set (methods outside it count as `OTHER`, paths that
+/// match no route as `unmatched`), so requests cannot add series.
 async fn record(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let start = tokio::time::Instant::now();
-    let method = req.method().as_str().to_string();
+    let method = method_label(req.method());
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -258,8 +332,24 @@ async fn record(State(s): State<AppState>, req: Request, next: Next) -> Response
         .unwrap_or_else(|| "unmatched".to_string());
     let resp = next.run(req).await;
     s.metrics
-        .record_api(&method, &route, resp.status().as_u16(), start.elapsed());
+        .record_api(method, &route, resp.status().as_u16(), start.elapsed());
     resp
+}
+
+/// The `method` label of a request: a standard method, or `OTHER`.
+pub fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
 }
 
 /// The API listener could not be opened.
@@ -296,31 +386,119 @@ pub async fn bind(listen: SocketAddr) -> Result<TcpListener, ServeError> {
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then ends event
-/// streams and waits for in-flight requests. Also counts core events into
-/// the metrics while it runs.
+/// streams and waits (up to [`CORE_TIMEOUT`]) for in-flight requests. Also
+/// counts core events into the metrics while it runs.
+///
+/// At most `state.limits.max_connections` connections are open at once (a
+/// connection over the cap is closed as soon as it is accepted, and
+/// counted); a client that does not send a request's headers within
+/// `state.limits.header_read_timeout` of the connection (or of its previous
+/// request) is closed.
 pub async fn serve_on(
     listener: TcpListener,
-    state: AppState,
+    mut state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let addr = listener.local_addr().ok();
+    let addr = listener.local_addr().map_err(ServeError::Serve)?;
+    state.hosts = Arc::new(state.hosts.as_ref().clone().with_listen(addr));
     let counter = tokio::spawn(count_events(state.clone()));
     let observer = tokio::spawn(observe_checks(state.clone()));
     state.readiness.set("api", true);
-    info!(listen = ?addr, "API listening");
-    let stopper = state.clone();
+    info!(listen = %addr, "API listening");
     let app = router(state.clone());
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            stopper.stop_streams();
-        })
+    let limits = state.limits;
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let (close_tx, close_rx) = watch::channel(false);
+    // Every connection task holds a sender; all are gone when all ended.
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(1);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, remote) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, most likely: back off.
+                    warn!("API accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            state.metrics.record_api_connection_refused();
+            debug!(%remote, "API connection cap reached: connection closed");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(serve_connection(
+            stream,
+            remote,
+            app.clone(),
+            limits,
+            close_rx.clone(),
+            (permit, done_tx.clone()),
+        ));
+    }
+    drop(listener);
+    state.stop_streams();
+    let _ = close_tx.send(true);
+    drop(done_tx);
+    if tokio::time::timeout(CORE_TIMEOUT, done_rx.recv())
         .await
-        .map_err(ServeError::Serve);
+        .is_err()
+    {
+        warn!("API connections still open after {CORE_TIMEOUT:?}: not waiting for them any longer");
+    }
     state.readiness.set("api", false);
     counter.abort();
     observer.abort();
-    result
+    Ok(())
+}
+
+/// One HTTP/1 connection until it ends, or until `close` asks for a
+/// graceful end (finish the request in flight, then close). `_held` is
+/// released when the connection ends.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    remote: SocketAddr,
+    app: Router,
+    limits: ServerLimits,
+    mut close: watch::Receiver<bool>,
+    _held: (
+        tokio::sync::OwnedSemaphorePermit,
+        tokio::sync::mpsc::Sender<()>,
+    ),
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+    let service =
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ClientAddr(remote));
+            app.clone().oneshot(req)
+        });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    debug!(%remote, "API connection ended: {e}");
+                }
+                return;
+            }
+            _ = close.wait_for(|c| *c), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
 }
 
 /// [`bind`] then [`serve_on`].

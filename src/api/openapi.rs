@@ -104,7 +104,42 @@ pub fn document() -> utoipa::openapi::OpenApi {
         .merge(open)
         .into_openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    add_guard_responses(&mut doc);
     doc
+}
+
+/// The answers of [`super::guard`], which every operation can give (403)
+/// and every POST (408, 413, 415), added to each operation.
+fn add_guard_responses(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{Content, Ref, ResponseBuilder};
+    let error = |text: &str| {
+        ResponseBuilder::new()
+            .description(text)
+            .content(
+                "application/json",
+                Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+            )
+            .build()
+    };
+    for item in doc.paths.paths.values_mut() {
+        let post = item.post.iter_mut().map(|op| (op, true));
+        for (op, is_post) in item.get.iter_mut().map(|op| (op, false)).chain(post) {
+            let r = &mut op.responses.responses;
+            r.entry("403".into()).or_insert_with(|| {
+                error("`Host` does not name this API (see api.allowed_hosts), or a browser request from another origin.").into()
+            });
+            if is_post {
+                r.entry("408".into()).or_insert_with(|| {
+                    error("The body did not arrive within api.header_read_timeout.").into()
+                });
+                r.entry("413".into())
+                    .or_insert_with(|| error("The body is larger than 64 KiB.").into());
+                r.entry("415".into()).or_insert_with(|| {
+                    error("The request lacks `Content-Type: application/json`.").into()
+                });
+            }
+        }
+    }
 }
 
 /// The document as JSON text, built once.

@@ -143,7 +143,8 @@ async fn call_raw(
     if let Some(t) = token {
         b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
     }
-    if body.is_some() {
+    // As `anypop ctl` does: every POST says JSON, with or without a body.
+    if method == "POST" {
         b = b.header(header::CONTENT_TYPE, "application/json");
     }
     let req = b
@@ -324,6 +325,162 @@ async fn protect_reads_guards_reads_but_not_health() {
         let (st, _) = call(&app, "GET", uri, None, None).await;
         assert_ne!(st, StatusCode::UNAUTHORIZED, "{uri}");
     }
+}
+
+// ------------------------------------------------------------ guards
+
+/// A request with extra headers; (status, JSON body).
+async fn call_with(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (StatusCode, Value) {
+    let mut b = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let req = b.body(Body::from(body.to_string())).expect("request");
+    let resp = app.clone().oneshot(req).await.expect("infallible");
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, v)
+}
+
+/// What a web page can send cross-site without a CORS preflight (a form,
+/// a `text/plain` fetch, no body at all) is refused before it does
+/// anything, and the PoP stays enabled.
+#[tokio::test]
+async fn posts_without_json_content_type_are_415() {
+    let (app, state) = app(&["ams", "fra"], Auth::open()).await;
+    for ct in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        None,
+    ] {
+        let headers: Vec<(&str, &str)> = ct.iter().map(|c| ("content-type", *c)).collect();
+        for body in [r#"{"reason":"x"}"#, ""] {
+            let (st, v) = call_with(&app, "POST", "/v1/pops/fra/disable", &headers, body).await;
+            assert_eq!(
+                st,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "{ct:?} {body:?}: {v}"
+            );
+            assert_error(&v, None);
+            assert!(
+                v["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("application/json")),
+                "{v}"
+            );
+        }
+        let (st, _) = call_with(&app, "POST", "/v1/reload", &headers, "").await;
+        assert_eq!(st, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
+    let snap = state.core.snapshots.borrow().clone();
+    assert!(snap.pops["fra"].admin.is_none(), "nothing was disabled");
+    let json = [("content-type", "application/json; charset=utf-8")];
+    let (st, v) = call_with(&app, "POST", "/v1/pops/fra/disable", &json, "").await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+}
+
+#[tokio::test]
+async fn foreign_host_and_origin_are_403_same_origin_passes() {
+    let (app, _) = app(&["ams", "fra"], Auth::open()).await;
+    let json = ("content-type", "application/json");
+    // DNS rebinding: the attacker's name in Host.
+    for (method, uri) in [("GET", "/v1/state"), ("POST", "/v1/pops/fra/disable")] {
+        let (st, v) = call_with(
+            &app,
+            method,
+            uri,
+            &[("host", "rebind.attacker.test:8080"), json],
+            "",
+        )
+        .await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{method} {uri}: {v}");
+        assert!(
+            v["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("api.allowed_hosts")),
+            "{v}"
+        );
+    }
+    // A page of another site, even with the right Host.
+    let (st, v) = call_with(
+        &app,
+        "POST",
+        "/v1/pops/fra/disable",
+        &[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "http://evil.example"),
+            json,
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cross-origin")),
+        "{v}"
+    );
+    let (st, _) = call_with(
+        &app,
+        "GET",
+        "/v1/state",
+        &[("host", "localhost:8080"), ("origin", "null")],
+        "",
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    // The API's own origin (a page it serves) and clients without Origin pass.
+    let (st, v) = call_with(
+        &app,
+        "POST",
+        "/v1/pops/fra/disable",
+        &[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "http://127.0.0.1:8080"),
+            json,
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, _) = call_with(&app, "GET", "/v1/state", &[("host", "localhost:8080")], "").await;
+    assert_eq!(st, StatusCode::OK);
+    // A name from api.allowed_hosts.
+    let (app, _) = {
+        let core = real_core(&["ams"]).await;
+        let mut api = config().api.clone();
+        api.allowed_hosts = vec!["anypop-fra1.example.net".into()];
+        let state = AppState::new(core, Auth::open()).with_api_config(&api);
+        (router(state.clone()), state)
+    };
+    let (st, _) = call_with(
+        &app,
+        "GET",
+        "/v1/state",
+        &[("host", "ANYPOP-fra1.example.net:8080")],
+        "",
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = call_with(
+        &app,
+        "GET",
+        "/v1/state",
+        &[("host", "other.example.net")],
+        "",
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
 }
 
 // ------------------------------------------------------------ admin
@@ -745,7 +902,7 @@ async fn core_failures_map_to_500_and_503() {
 #[tokio::test]
 async fn event_streams_are_limited_and_released() {
     let core = real_core(&["ams"]).await;
-    let app = router(AppState::new(core, Auth::open()).with_max_event_streams(2));
+    let app = router(AppState::new(core, Auth::open()).with_max_event_streams(2, 2));
     let a = open_events(&app, "/v1/events", None).await;
     let b = open_events(&app, "/v1/events", None).await;
     let (st, v) = call(&app, "GET", "/v1/events", None, None).await;
@@ -882,6 +1039,54 @@ async fn reload_takes_the_production_path() {
             .any(|(k, m)| k == "reload" && m == "configuration reloaded"),
         "{got:?}"
     );
+}
+
+/// A reload that outlives the API's wait still completes: the caller gets
+/// 504 saying so, and the new config is taken (reload event, new PoP).
+#[tokio::test]
+async fn reload_outliving_the_request_still_completes() {
+    let core = real_core(&["ams"]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("anypop.yaml");
+    let with_sin = CONFIG.replacen(
+        "\ndns:\n",
+        "\n  - name: sin\n    prefixes: [192.0.2.128/25]\n    checks:\n      - {name: flag, type: file, path: /nonexistent/anypop-api-reload, healthy_when: absent}\ndns:\n",
+        1,
+    );
+    std::fs::write(&path, with_sin).expect("write");
+    let inner = crate::daemon::Reloads::new(Some(path), core.clone()).hook();
+    // The production reload, after a pause longer than the API waits.
+    let slow: ReloadFn = Arc::new(move || {
+        let inner = inner.clone();
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            inner().await
+        })
+    });
+    let app = router(
+        AppState::new(core.clone(), Auth::open())
+            .with_reload(slow)
+            .with_reload_timeout(Duration::from_millis(50)),
+    );
+    let mut events = open_events(&app, "/v1/events", None).await;
+    let (st, v) = call(&app, "POST", "/v1/reload", None, None).await;
+    assert_eq!(st, StatusCode::GATEWAY_TIMEOUT, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("still running")),
+        "{v}"
+    );
+    let mut snaps = core.snapshots.clone();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        snaps.wait_for(|s| s.config.pops.contains_key("sin")),
+    )
+    .await
+    .expect("the reload finished after the request gave up")
+    .expect("core running");
+    let got = events.until(|m| m == "configuration reloaded").await;
+    assert!(got.iter().any(|(k, _)| k == "reload"), "{got:?}");
 }
 
 // ------------------------------------------------------------ explain
@@ -1077,6 +1282,37 @@ async fn metrics_parse_and_counters_move() {
         None
     );
     assert!(m2.get("anypop_snapshot_version", &[]) > m1.get("anypop_snapshot_version", &[]));
+}
+
+/// Made-up methods and paths, unauthenticated, add no series: methods
+/// outside the standard set count as OTHER, unknown paths as unmatched.
+#[tokio::test]
+async fn junk_methods_and_paths_add_no_metric_series() {
+    let (app, _) = app(&["ams"], Auth::with_token("t0k", true)).await;
+    for i in 0..20 {
+        let method = format!("BOGUSMETHOD{i}");
+        let _ = call_with(&app, &method, &format!("/v1/junk{i}"), &[], "").await;
+        let _ = call_with(&app, &method, "/v1/state", &[], "").await;
+        let _ = call_with(&app, "GET", &format!("/x/{i}"), &[], "").await;
+    }
+    let (_, _, bytes) = call_raw(&app, "GET", "/metrics", Some("t0k"), None).await;
+    let text = String::from_utf8(bytes).expect("utf8");
+    assert!(!text.contains("BOGUS") && !text.contains("junk"), "{text}");
+    let m = parse_metrics(&text).expect("parses");
+    let series: Vec<_> = m
+        .samples
+        .iter()
+        .filter(|s| s.name == "anypop_api_requests_total")
+        .collect();
+    assert!(series.len() <= 4, "{series:?}");
+    let other = [
+        ("method", "OTHER"),
+        ("route", "unmatched"),
+        ("status", "404"),
+    ];
+    assert_eq!(m.get("anypop_api_requests_total", &other), Some(20.0));
+    let unmatched = [("method", "GET"), ("route", "unmatched"), ("status", "404")];
+    assert_eq!(m.get("anypop_api_requests_total", &unmatched), Some(20.0));
 }
 
 // ------------------------------------------------------------ OpenAPI
@@ -1465,7 +1701,7 @@ async fn bgp_status_is_served_and_exported() {
 async fn raw_get(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.expect("write");
     let mut out = String::new();
     s.read_to_string(&mut out).await.expect("read");

@@ -479,11 +479,17 @@ pub struct RawApi {
     #[serde(default = "default_api_listen")]
     pub listen: Option<String>,
     pub token_file: Option<PathBuf>,
-    #[serde(default)]
-    pub protect_reads: bool,
+    /// Missing: on for a listener off loopback with a token, else off.
+    pub protect_reads: Option<bool>,
     /// Allow changes without a token on a non-loopback listener.
     #[serde(default)]
     pub allow_unauthenticated: bool,
+    /// Host names (or addresses) clients may use in `Host`, besides the
+    /// listen address; `"*"` accepts any.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    pub header_read_timeout: Option<RawDuration>,
+    pub max_connections: Option<u64>,
 }
 
 /// Default API listener.
@@ -498,8 +504,11 @@ impl Default for RawApi {
         RawApi {
             listen: default_api_listen(),
             token_file: None,
-            protect_reads: false,
+            protect_reads: None,
             allow_unauthenticated: false,
+            allowed_hosts: Vec::new(),
+            header_read_timeout: None,
+            max_connections: None,
         }
     }
 }
