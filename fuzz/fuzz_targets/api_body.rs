@@ -5,7 +5,8 @@
 #![no_main]
 
 use anypop::api::dto::{
-    drain_duration, mode, parse_body, text, DisableBody, DrainBody, EnableBody, UndrainBody,
+    drain_duration, mode, parse_body, text, DisableRequest, DrainRequest, EnableRequest,
+    UndrainRequest,
 };
 use anypop::api::error::ApiError;
 use libfuzzer_sys::fuzz_target;
@@ -24,21 +25,21 @@ fn check<T>(r: Result<T, ApiError>) -> Option<T> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    if let Some(b) = check(parse_body::<DrainBody>(data)) {
+    if let Some(b) = check(parse_body::<DrainRequest>(data)) {
         check(text("reason", b.reason, "drained"));
         check(text("who", b.who, "api"));
         check(mode(b.mode.as_deref()));
         check(drain_duration(b.duration.as_deref()));
     }
-    if let Some(b) = check(parse_body::<UndrainBody>(data)) {
+    if let Some(b) = check(parse_body::<UndrainRequest>(data)) {
         check(mode(b.mode.as_deref()));
         check(text("who", b.who, "api"));
     }
-    if let Some(b) = check(parse_body::<DisableBody>(data)) {
+    if let Some(b) = check(parse_body::<DisableRequest>(data)) {
         check(text("reason", b.reason, "disabled"));
         check(text("who", b.who, "api"));
     }
-    if let Some(b) = check(parse_body::<EnableBody>(data)) {
+    if let Some(b) = check(parse_body::<EnableRequest>(data)) {
         check(text("who", b.who, "api"));
     }
 });
