@@ -352,6 +352,15 @@ impl ThreePop {
         }
     }
 
+    /// `GET /v1/fleet` on node `name`: the node's fleet view
+    /// (`Value::Null` when the call failed).
+    pub fn fleet(&self, name: &str) -> Value {
+        match self.api(name, "GET", "/v1/fleet", None) {
+            (200, v) => v,
+            _ => Value::Null,
+        }
+    }
+
     /// `anypop ctl --config <node config> <args>` on PoP `name`'s host:
     /// (exit code, stdout, stderr).
     pub fn ctl(&self, name: &str, args: &[&str]) -> (i32, String, String) {
