@@ -2,7 +2,8 @@
 //! anypop nodes as a fleet, real FRR, real HTTP services) and measures how
 //! fast a change on one PoP reaches every node's DNS answers:
 //!
-//! 1. drain: from the moment before `POST /v1/pops/c/drain` (graceful)
+//! 1. drain: from the moment before `POST /v1/pops/c/drain` (graceful,
+//!    `force` because c alone announces its unicast prefix)
 //!    is sent to node a until the last of the three nodes answers `all.example.net`
 //!    without c (the call is forwarded to c's node, which publishes the
 //!    drain; a and b follow its report);
@@ -239,7 +240,9 @@ fn run_mode(stream: bool, reps: usize) {
                 "a",
                 "POST",
                 "/v1/pops/c/drain",
-                Some(r#"{"reason": "bench"}"#),
+                // c alone announces its unicast prefix: past the
+                // last-PoP guard.
+                Some(r#"{"reason": "bench", "force": true}"#),
             );
             if status != 200 {
                 eprintln!("drain: {status} {body}");
