@@ -3,8 +3,9 @@
 //! and HTTP service (busybox httpd), the two clients and the fleet switch,
 //! all from the topology's own files (clab file, frr.conf, anypop YAML,
 //! token, www/). [`ThreePop::start`] waits until the lab is converged: BGP
-//! up everywhere, the anycast and unicast prefixes in the transit's FIB and
-//! every node answering with every PoP.
+//! up everywhere, the anycast and unicast prefixes in the transit's FIB,
+//! every PoP up in every node's fleet view and every node answering with
+//! every PoP.
 //!
 //! The helpers act the way an operator or a client would — `dig` and HTTP
 //! from a client namespace, the API and `anypop ctl` from the PoP's own
@@ -218,7 +219,19 @@ impl ThreePop {
             "transit FIB never had the anycast and all unicast prefixes: {:?}",
             self.lab.bgp_routes("transit", 4)
         );
+        // A node that has no verdict yet fails open (answers with every
+        // PoP): wait for every node's fleet view to have every PoP up first.
         for server in POPS {
+            let ok = wait_until(WAIT, || {
+                self.fleet(server)["pops"].as_object().is_some_and(|m| {
+                    m.len() == POPS.len() && m.values().all(|v| v["verdict"] == "up")
+                })
+            });
+            assert!(
+                ok,
+                "node {server} never saw every PoP up: {:#}",
+                self.fleet(server)["pops"]
+            );
             let mut last = Err(String::new());
             let ok = wait_until(WAIT, || {
                 last = self.answers("client1", server, ALL);
