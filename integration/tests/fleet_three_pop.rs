@@ -82,7 +82,7 @@ fn reset(lab: &mut ThreePop) {
             } else {
                 "undrain"
             };
-            let (status, body) = lab.api(p, "POST", &format!("/v1/pops/{p}/{action}"), None);
+            let (status, body) = lab.api(p, "POST", &format!("/v1/pops/{p}/{action}"), Some("{}"));
             assert_eq!(status, 200, "reset: {action} {p}: {body:#}");
         }
     }
@@ -250,7 +250,7 @@ fn fleet_drain_through_another_node_leaves_every_dns_before_the_withdrawal() {
     }
 
     // Undrain through node a: c announces again and is back in every DNS.
-    let (status, body) = lab.api("a", "POST", "/v1/pops/c/undrain", None);
+    let (status, body) = lab.api("a", "POST", "/v1/pops/c/undrain", Some("{}"));
     assert_eq!(status, 200, "{body:#}");
     let ok = wait_until(WAIT, || {
         lab.transit_has_path(ANYCAST_PREFIX, "c")
