@@ -136,8 +136,16 @@ fn browser_style_requests_are_refused_and_ctl_still_works() {
         "reason=x",
     );
     assert_eq!(st, 415);
-    let (st, _) = request(&lab.api, "POST", "/v1/reload", &[&host], "");
-    assert_eq!(st, 415);
+    // A body without a type.
+    let (st, body) = request(
+        &lab.api,
+        "POST",
+        "/v1/pops/fra/disable",
+        &[&host],
+        r#"{"reason":"x"}"#,
+    );
+    assert_eq!(st, 415, "{body}");
+    assert!(body.contains("no body and no Content-Type"), "{body}");
     // JSON from a page of another site.
     let (st, body) = request(
         &lab.api,
@@ -177,6 +185,16 @@ fn browser_style_requests_are_refused_and_ctl_still_works() {
     let (code, out, err) = lab.ctl(&format!("localhost:{port}"), &["enable", "fra"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(fra_admin(&lab.api).is_null());
+    // What `curl -X POST http://node/v1/pops/fra/disable` sends: no body,
+    // no Content-Length, no Content-Type. It takes the defaults.
+    for (path, kind) in [
+        ("/v1/pops/fra/disable", Value::from("disable")),
+        ("/v1/pops/fra/enable", Value::Null),
+    ] {
+        let (st, body) = bare_post(&lab.api, path);
+        assert_eq!(st, 200, "{path}: {body}");
+        assert_eq!(fra_admin(&lab.api)["kind"], kind, "{path}");
+    }
     // A page the API serves itself (same origin) passes.
     let origin = format!("Origin: http://{}", lab.api);
     let (st, body) = request(
@@ -187,6 +205,27 @@ fn browser_style_requests_are_refused_and_ctl_still_works() {
         r#"{"reason":"same origin"}"#,
     );
     assert_eq!(st, 200, "{body}");
+}
+
+/// A POST exactly as `curl -X POST http://{api}{path}` sends it.
+fn bare_post(api: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(api).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {api}\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read the answer");
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, body.to_string())
 }
 
 #[test]

@@ -9,10 +9,14 @@
 //!   the API from a browser on this host (403). Same-origin requests, such
 //!   as a web view served by the API itself, pass; clients that are not
 //!   browsers send no `Origin`.
-//! - A POST must say `Content-Type: application/json` (415 otherwise),
-//!   even with an empty body: HTML forms and `text/plain` fetches, the
-//!   requests a browser sends cross-site without asking, never carry it.
-//!   Its body must arrive within the header-read timeout (408).
+//! - A POST with a body must say `Content-Type: application/json` (415
+//!   otherwise): HTML forms and `text/plain` fetches, the requests a
+//!   browser sends cross-site without asking, never carry it. A POST with
+//!   no body and no `Content-Type` (`curl -X POST .../undrain`) passes: a
+//!   browser sends that only from a script, which always sends `Origin`
+//!   cross-site. Any other `Content-Type` is refused even with an empty
+//!   body (an empty form). The body must arrive within the header-read
+//!   timeout (408).
 //!
 //! The decisions are pure functions over header values; the middleware
 //! only reads headers and buffers a POST body. It owns no state.
@@ -183,28 +187,34 @@ pub(super) async fn check_origin(State(s): State<AppState>, req: Request, next: 
     next.run(req).await
 }
 
-/// Requires a JSON content type on a POST and reads its body within the
-/// header-read timeout (a client that trickles a body is cut off like one
-/// that trickles headers).
+/// Requires a JSON content type on a POST that has a body (or a content
+/// type) and reads its body within the header-read timeout (a client that
+/// trickles a body is cut off like one that trickles headers).
 pub(super) async fn require_json(State(s): State<AppState>, req: Request, next: Next) -> Response {
     if req.method() != Method::POST {
         return next.run(req).await;
     }
-    if !is_json(req.headers()) {
-        return ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "a POST needs \"Content-Type: application/json\" (send {} or no body for the defaults)",
-        )
-        .into_response();
+    let typed = req.headers().contains_key(header::CONTENT_TYPE);
+    if typed && !is_json(req.headers()) {
+        return unsupported_type();
     }
     let (parts, body) = req.into_parts();
     match read_body(body, s.limits.header_read_timeout).await {
+        Ok(bytes) if !typed && !bytes.is_empty() => unsupported_type(),
         Ok(bytes) => {
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
         }
         Err(e) => e.into_response(),
     }
+}
+
+fn unsupported_type() -> Response {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "a POST body must be JSON with \"Content-Type: application/json\"; for the defaults send {} with that type, or no body and no Content-Type",
+    )
+    .into_response()
 }
 
 async fn read_body(body: Body, within: Duration) -> Result<axum::body::Bytes, ApiError> {

@@ -135,7 +135,7 @@ fn add_guard_responses(doc: &mut utoipa::openapi::OpenApi) {
                 r.entry("413".into())
                     .or_insert_with(|| error("The body is larger than 64 KiB.").into());
                 r.entry("415".into()).or_insert_with(|| {
-                    error("The request lacks `Content-Type: application/json`.").into()
+                    error("The request has a body (or a `Content-Type`) that is not `Content-Type: application/json`; a POST with no body and no `Content-Type` takes the defaults.").into()
                 });
             }
         }

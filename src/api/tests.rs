@@ -351,8 +351,9 @@ async fn call_with(
 }
 
 /// What a web page can send cross-site without a CORS preflight (a form,
-/// a `text/plain` fetch, no body at all) is refused before it does
-/// anything, and the PoP stays enabled.
+/// a `text/plain` fetch, a body without a type) is refused before it does
+/// anything, and the PoP stays enabled. A POST with no body and no type
+/// (`curl -X POST`) takes the defaults.
 #[tokio::test]
 async fn posts_without_json_content_type_are_415() {
     let (app, state) = app(&["ams", "fra"], Auth::open()).await;
@@ -363,7 +364,11 @@ async fn posts_without_json_content_type_are_415() {
         None,
     ] {
         let headers: Vec<(&str, &str)> = ct.iter().map(|c| ("content-type", *c)).collect();
-        for body in [r#"{"reason":"x"}"#, ""] {
+        let bodies: &[&str] = match ct {
+            Some(_) => &[r#"{"reason":"x"}"#, ""],
+            None => &[r#"{"reason":"x"}"#, "{}"],
+        };
+        for body in bodies {
             let (st, v) = call_with(&app, "POST", "/v1/pops/fra/disable", &headers, body).await;
             assert_eq!(
                 st,
@@ -374,18 +379,29 @@ async fn posts_without_json_content_type_are_415() {
             assert!(
                 v["error"]
                     .as_str()
-                    .is_some_and(|e| e.contains("application/json")),
+                    .is_some_and(|e| e.contains("\"Content-Type: application/json\"")
+                        && e.contains("no body and no Content-Type")),
                 "{v}"
             );
         }
-        let (st, _) = call_with(&app, "POST", "/v1/reload", &headers, "").await;
-        assert_eq!(st, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        if ct.is_some() {
+            let (st, _) = call_with(&app, "POST", "/v1/reload", &headers, "").await;
+            assert_eq!(st, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        }
     }
     let snap = state.core.snapshots.borrow().clone();
     assert!(snap.pops["fra"].admin.is_none(), "nothing was disabled");
     let json = [("content-type", "application/json; charset=utf-8")];
     let (st, v) = call_with(&app, "POST", "/v1/pops/fra/disable", &json, "").await;
     assert_eq!(st, StatusCode::OK, "{v}");
+    // No body, no type: the defaults.
+    let (st, v) = call_with(&app, "POST", "/v1/pops/fra/enable", &[], "").await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v) = call_with(&app, "POST", "/v1/pops/ams/drain", &[], "").await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let snap = state.core.snapshots.borrow().clone();
+    assert!(snap.pops["fra"].admin.is_none(), "fra enabled again");
+    assert!(snap.pops["ams"].admin.is_some(), "ams drained");
 }
 
 #[tokio::test]
