@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anypop_integration::{free_port, wait_until, write_file, Anypop};
+use anypop_integration::{free_port, metric, wait_until, write_file, Anypop};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(30);
@@ -64,9 +64,15 @@ impl Node {
 
     /// Like [`Node::call`] with extra header lines (`Name: value\r\n`).
     fn call_with(&self, method: &str, path: &str, body: &str, headers: &str) -> (u16, Value) {
+        let (status, text) = self.raw(method, path, body, headers);
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// One request; (status, body text). Status 0: not listening.
+    fn raw(&self, method: &str, path: &str, body: &str, headers: &str) -> (u16, String) {
         let addr = self.api();
         let Ok(mut s) = TcpStream::connect(&addr) else {
-            return (0, Value::Null); // not listening (yet, or any more)
+            return (0, String::new()); // not listening (yet, or any more)
         };
         s.set_read_timeout(Some(Duration::from_secs(20)))
             .expect("timeout");
@@ -85,7 +91,31 @@ impl Node {
             .and_then(|c| c.parse().ok())
             .unwrap_or(0);
         let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+        (status, body.to_string())
+    }
+
+    /// The value of `series` (exact, with labels) in this node's `/metrics`.
+    fn metric(&self, series: &str) -> Option<f64> {
+        let (status, text) = self.raw("GET", "/metrics", "", "");
+        assert_eq!(status, 200, "GET /metrics on node {}: {text}", self.name);
+        metric(&text, series)
+    }
+
+    /// `anypop_fleet_pop_verdict{pop, verdict}` for every verdict: the one
+    /// that is 1 (None unless exactly one is 1 and the others 0).
+    fn verdict_metric(&self, pop: &str) -> Option<&'static str> {
+        let (status, text) = self.raw("GET", "/metrics", "", "");
+        assert_eq!(status, 200, "GET /metrics on node {}: {text}", self.name);
+        let mut current = None;
+        for v in ["up", "down", "draining", "disabled", "unknown"] {
+            let series = format!(r#"anypop_fleet_pop_verdict{{pop="{pop}",verdict="{v}"}}"#);
+            match metric(&text, &series) {
+                Some(1.0) if current.is_none() => current = Some(v),
+                Some(0.0) => {}
+                _ => return None,
+            }
+        }
+        current
     }
 
     fn get(&self, path: &str) -> Value {
@@ -204,6 +234,31 @@ fn drain_on_one_node_is_honoured_by_the_other_nodes_dns() {
         });
         assert!(ok, "node {}: {}", n.name, n.get("/v1/fleet"));
     }
+    // The fleet metrics say the same: b fresh, its report younger than
+    // stale_after, every PoP up; pulls counted.
+    let fresh_b = r#"anypop_fleet_peer_fresh{peer="b"}"#;
+    let age_b = r#"anypop_fleet_peer_report_age_seconds{peer="b"}"#;
+    let pulls_b = r#"anypop_fleet_peer_pulls_total{peer="b"}"#;
+    let errors_b = r#"anypop_fleet_peer_pull_errors_total{peer="b"}"#;
+    let young = wait_until(T, || {
+        a.metric(fresh_b) == Some(1.0) && a.metric(age_b).is_some_and(|x| (0.0..2.0).contains(&x))
+    });
+    assert!(
+        young,
+        "node a: b fresh {:?}, age {:?}",
+        a.metric(fresh_b),
+        a.metric(age_b)
+    );
+    assert!(
+        a.metric(pulls_b).is_some_and(|n| n >= 1.0),
+        "{:?}",
+        a.metric(pulls_b)
+    );
+    for n in [&a, &b] {
+        for p in ["a", "b"] {
+            assert_eq!(n.verdict_metric(p), Some("up"), "node {}, pop {p}", n.name);
+        }
+    }
     let f = a.get("/v1/fleet");
     assert_eq!(f["enabled"], true);
     assert_eq!(f["pops"]["b"]["owners"], serde_json::json!(["b"]));
@@ -248,6 +303,8 @@ fn drain_on_one_node_is_honoured_by_the_other_nodes_dns() {
     );
     assert_eq!(a.www(), ["192.0.2.2"]);
     assert_eq!(verdict(&b, "a"), "draining");
+    assert_eq!(b.verdict_metric("a"), Some("draining"));
+    assert_eq!(b.verdict_metric("b"), Some("up"));
     let f = b.get("/v1/fleet");
     assert_eq!(f["pops"]["a"]["admin"]["from"], "a");
     assert_eq!(f["pops"]["a"]["admin"]["who"], "alice");
@@ -263,6 +320,11 @@ fn drain_on_one_node_is_honoured_by_the_other_nodes_dns() {
             n.www()
         );
     }
+    assert!(
+        wait_until(T, || b.verdict_metric("a") == Some("up")),
+        "{:?}",
+        b.verdict_metric("a")
+    );
 
     // An admin call for PoP a on node b is forwarded to node a.
     let (st, v) = b.call(
@@ -278,6 +340,7 @@ fn drain_on_one_node_is_honoured_by_the_other_nodes_dns() {
         "{}",
         b.get("/v1/fleet")
     );
+    assert_eq!(b.verdict_metric("a"), Some("disabled"));
     let p = a.get("/v1/pops/a");
     assert_eq!(p["admin"]["who"], "bob via b", "{p}");
     assert_eq!(p["state"], "disabled");
@@ -314,9 +377,28 @@ fn drain_on_one_node_is_honoured_by_the_other_nodes_dns() {
 
     // Node b stops: after stale_after node a counts b's report as stale,
     // PoP b keeps its last verdict (up) and node a keeps answering.
+    let errors_before = a.metric(errors_b).expect("pull errors of b");
     pb.kill();
     let stale = wait_until(T, || a.get("/v1/fleet")["peers"]["b"]["status"] == "stale");
     assert!(stale, "{}", a.get("/v1/fleet"));
+    // Metrics: b not fresh, its report older than stale_after and
+    // ageing, no more reports, failed pulls counted while it is down.
+    assert_eq!(a.metric(fresh_b), Some(0.0));
+    let age = a.metric(age_b).expect("age of b's last report");
+    assert!(age >= 2.0, "stale at {age}s");
+    let pulls = a.metric(pulls_b);
+    let more_errors = wait_until(T, || {
+        a.metric(errors_b).is_some_and(|n| n >= errors_before + 2.0)
+    });
+    assert!(
+        more_errors,
+        "pull errors {errors_before} -> {:?}: {}",
+        a.metric(errors_b),
+        a.get("/v1/fleet")["peers"]["b"]
+    );
+    assert_eq!(a.metric(pulls_b), pulls, "no report from a stopped node");
+    assert!(a.metric(age_b).is_some_and(|x| x > age), "the age grows");
+    assert_eq!(a.verdict_metric("b"), Some("up"), "stale is not down");
     let f = a.get("/v1/fleet");
     assert_eq!(f["pops"]["b"]["verdict"], "up", "{f}");
     assert_eq!(f["pops"]["b"]["owner"]["verdict"], "unknown", "{f}");
