@@ -15,7 +15,7 @@ PACKAGES=(
   iproute2 tcpdump procps # namespaces, captures, process tools
   dbus-daemon dbus-user-session # with systemd (below): a real systemd for the systemd checks
   busybox nftables        # three-pop lab: PoP HTTP service, firewall rules
-  ca-certificates
+  ca-certificates openssl stunnel4 # fleet: https peers behind a real TLS terminator
   chromium chromium-driver # the web view, driven headless through WebDriver
   prometheus              # promtool: alerting rules checked and unit-tested
   systemd man-db          # systemd-analyze verify of the unit (and its man page)

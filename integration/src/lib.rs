@@ -365,6 +365,7 @@ pub mod dns;
 pub mod http_client;
 pub mod lab;
 pub mod systemd;
+pub mod tls;
 pub mod webdriver;
 
 /// One HTTP/1.1 request without a body, with an optional bearer token

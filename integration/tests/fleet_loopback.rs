@@ -13,13 +13,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anypop_integration::{free_port, metric, wait_until, write_file, Anypop};
+use anypop_integration::tls::{self, Ca, Stunnel};
+use anypop_integration::{free_port, metric, tools_available, wait_until, write_file, Anypop};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(30);
 
 struct Node {
     name: &'static str,
+    pop: &'static str,
     ip: &'static str,
     api: u16,
     dns: u16,
@@ -94,18 +96,26 @@ impl Node {
         (status, body.to_string())
     }
 
+    /// This node's `/metrics`; empty while it does not listen.
+    fn metrics(&self) -> String {
+        let (status, text) = self.raw("GET", "/metrics", "", "");
+        assert!(
+            status == 200 || status == 0,
+            "GET /metrics on node {}: {status} {text}",
+            self.name
+        );
+        text
+    }
+
     /// The value of `series` (exact, with labels) in this node's `/metrics`.
     fn metric(&self, series: &str) -> Option<f64> {
-        let (status, text) = self.raw("GET", "/metrics", "", "");
-        assert_eq!(status, 200, "GET /metrics on node {}: {text}", self.name);
-        metric(&text, series)
+        metric(&self.metrics(), series)
     }
 
     /// `anypop_fleet_pop_verdict{pop, verdict}` for every verdict: the one
     /// that is 1 (None unless exactly one is 1 and the others 0).
     fn verdict_metric(&self, pop: &str) -> Option<&'static str> {
-        let (status, text) = self.raw("GET", "/metrics", "", "");
-        assert_eq!(status, 200, "GET /metrics on node {}: {text}", self.name);
+        let text = self.metrics();
         let mut current = None;
         for v in ["up", "down", "draining", "disabled", "unknown"] {
             let series = format!(r#"anypop_fleet_pop_verdict{{pop="{pop}",verdict="{v}"}}"#);
@@ -125,25 +135,74 @@ impl Node {
     }
 }
 
-fn config(dir: &Path, me: &Node, peer: &Node, peer_token: &Path) -> PathBuf {
+/// One entry of `fleet.peers`.
+struct Peer<'a> {
+    node: &'a Node,
+    /// Its base URL; `None`: `http://` its API address.
+    url: Option<String>,
+    ca_file: Option<&'a Path>,
+}
+
+impl<'a> Peer<'a> {
+    fn http(node: &'a Node) -> Peer<'a> {
+        Peer {
+            node,
+            url: None,
+            ca_file: None,
+        }
+    }
+}
+
+/// The config of a two-node fleet: `me` and `peer`, each owning its PoP.
+fn config(dir: &Path, me: &Node, peer: &Node) -> PathBuf {
+    fleet_config(dir, me, &[Peer::http(peer)], &[])
+}
+
+/// The config of `me` in a fleet with `peers` (their tokens in
+/// `<name>.token` in `dir`); PoPs a and b, `owners` lists a PoP's owners
+/// where several nodes own it. Node `n`'s maintenance file of PoP `p` is
+/// `<n>-<p>-maint` in `dir`.
+fn fleet_config(dir: &Path, me: &Node, peers: &[Peer], owners: &[(&str, &str)]) -> PathBuf {
     let token = write_file(dir, &format!("{}.token", me.name), &me.token);
     let mut pops = String::new();
     for (p, ip) in [("a", "192.0.2.1"), ("b", "192.0.2.2")] {
+        let owned = owners
+            .iter()
+            .find(|(pop, _)| *pop == p)
+            .map(|(_, list)| format!("    owners: {list}\n"))
+            .unwrap_or_default();
         pops.push_str(&format!(
             "  - name: {p}
-    prefixes: [203.0.113.0/24]
+{owned}    prefixes: [203.0.113.0/24]
     addresses: [{ip}]
     checks:
       - {{name: maint, type: file, path: {maint}, healthy_when: absent, rise: 1, fall: 1}}
     drain: {{dns_wait: 1s, settle: 1s}}
 ",
-            maint = dir.join(format!("{p}-maint")).display(),
+            maint = dir.join(format!("{}-{p}-maint", me.name)).display(),
+        ));
+    }
+    let mut fleet_peers = String::new();
+    for peer in peers {
+        let n = peer.node;
+        let url = peer
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", n.api()));
+        fleet_peers.push_str(&format!(
+            "    - {{name: {}, pop: {}, url: \"{url}\", token_file: {}{}}}\n",
+            n.name,
+            n.pop,
+            dir.join(format!("{}.token", n.name)).display(),
+            peer.ca_file
+                .map(|c| format!(", ca_file: {}", c.display()))
+                .unwrap_or_default(),
         ));
     }
     let cfg = format!(
         r#"node:
   name: {me}
-  pop: {me}
+  pop: {pop}
   router_id: {ip}
   asn: 64512
 api:
@@ -151,11 +210,7 @@ api:
   token_file: {token}
 fleet:
   peers:
-    - name: {peer}
-      pop: {peer}
-      url: http://{peer_ip}:{peer_api}
-      token_file: {peer_token}
-  pull_interval: 500ms
+{fleet_peers}  pull_interval: 500ms
   stale_after: 2s
   timeout: 1s
   drain_ack_timeout: 5s
@@ -173,14 +228,11 @@ pops:
           steer: {{policy: failover, pops: [a, b]}}
 "#,
         me = me.name,
+        pop = me.pop,
         ip = me.ip,
         api = me.api,
         dns = me.dns,
         token = token.display(),
-        peer = peer.name,
-        peer_ip = peer.ip,
-        peer_api = peer.api,
-        peer_token = peer_token.display(),
     );
     write_file(dir, &format!("{}.yaml", me.name), &cfg)
 }
@@ -202,6 +254,7 @@ fn drain_on_one_node_is_honoured_by_the_other_nodes_dns() {
     let dir = tempfile::tempdir().expect("tempdir");
     let a = Node {
         name: "a",
+        pop: "a",
         ip: "127.0.0.1",
         api: free_port(),
         dns: free_port(),
@@ -209,15 +262,14 @@ fn drain_on_one_node_is_honoured_by_the_other_nodes_dns() {
     };
     let b = Node {
         name: "b",
+        pop: "b",
         ip: "127.0.0.2",
         api: free_port(),
         dns: free_port(),
         token: "fleet-token-b-2c7d".into(),
     };
-    let a_token = dir.path().join("a.token");
-    let b_token = dir.path().join("b.token");
-    let ca = config(dir.path(), &a, &b, &b_token);
-    let cb = config(dir.path(), &b, &a, &a_token);
+    let ca = config(dir.path(), &a, &b);
+    let cb = config(dir.path(), &b, &a);
     let pa = start(&ca);
     let mut pb = start(&cb);
 
@@ -408,4 +460,139 @@ fn drain_on_one_node_is_honoured_by_the_other_nodes_dns() {
     let (st, v) = a.call("POST", "/v1/pops/a/drain", r#"{"mode": "immediate"}"#);
     assert_eq!(st, 200, "{v}");
     assert!(wait_until(T, || a.www() == ["192.0.2.2"]), "{:?}", a.www());
+}
+
+/// Node a pulls node b over https: b's API (plain HTTP on loopback) sits
+/// behind stunnel, a real TLS terminator, with a certificate of a private
+/// CA made at test time. With another CA, or a certificate for another
+/// name, every pull fails with a clear error and b's PoP stays unknown
+/// (never down); with the right `ca_file` (after a reload) reports flow
+/// and admin calls are forwarded over https.
+#[test]
+fn https_peer_behind_a_tls_terminator() {
+    if !tools_available(
+        "https_peer_behind_a_tls_terminator",
+        &tls::TOOLS,
+        "apt-get install openssl stunnel4",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let a = Node {
+        name: "a",
+        pop: "a",
+        ip: "127.0.0.1",
+        api: free_port(),
+        dns: free_port(),
+        token: "fleet-token-a-5d1e".into(),
+    };
+    let b = Node {
+        name: "b",
+        pop: "b",
+        ip: "127.0.0.2",
+        api: free_port(),
+        dns: free_port(),
+        token: "fleet-token-b-93ac".into(),
+    };
+    let fleet_ca = Ca::new(d, "fleet-ca");
+    let other_ca = Ca::new(d, "other-ca");
+    let (cert, key) = fleet_ca.issue("anypop-b", "IP:127.0.0.2");
+    let (xcert, xkey) = fleet_ca.issue("anypop-x", "DNS:anypop-x.example.net,IP:127.0.0.9");
+    let good = format!("127.0.0.2:{}", free_port());
+    let misnamed = format!("127.0.0.2:{}", free_port());
+    let _good = Stunnel::start(d, &good, &b.api(), &cert, &key);
+    let _misnamed = Stunnel::start(d, &misnamed, &b.api(), &xcert, &xkey);
+    let via = |addr: &str, ca: &Path| {
+        let p = Peer {
+            node: &b,
+            url: Some(format!("https://{addr}")),
+            ca_file: Some(ca),
+        };
+        fleet_config(d, &a, &[p], &[])
+    };
+    let _pb = start(&config(d, &b, &a));
+    let pa = start(&via(&good, &other_ca.pem()));
+    let peer_b = |what: &str| a.get("/v1/fleet")["peers"]["b"][what].clone();
+    let errors_b = r#"anypop_fleet_peer_pull_errors_total{peer="b"}"#;
+
+    // Signed by a CA a does not trust: pull errors, b never fresh, PoP b
+    // unknown (not down).
+    let failing = wait_until(T, || {
+        a.metric(errors_b).is_some_and(|n| n >= 2.0) && peer_b("last_error").is_string()
+    });
+    assert!(failing, "{}\n{}", a.get("/v1/fleet"), pa.log());
+    let error = peer_b("last_error").as_str().unwrap_or("").to_string();
+    eprintln!("another CA: {error}");
+    assert!(
+        error.contains("not signed by a trusted CA")
+            && error.contains(&other_ca.pem().display().to_string()),
+        "{error}"
+    );
+    assert_eq!(peer_b("status"), "never");
+    let f = a.get("/v1/fleet");
+    assert_eq!(f["pops"]["b"]["verdict"], "unknown", "{f}");
+    assert_eq!(f["pops"]["b"]["owner"]["verdict"], "unknown", "{f}");
+    assert_eq!(a.verdict_metric("b"), Some("unknown"));
+
+    // The fleet's CA: reports flow over https.
+    via(&good, &fleet_ca.pem());
+    let (st, v) = a.call("POST", "/v1/reload", "");
+    assert_eq!(st, 200, "{v}");
+    let fresh = wait_until(T, || {
+        let f = a.get("/v1/fleet");
+        f["peers"]["b"]["status"] == "fresh" && f["pops"]["b"]["verdict"] == "up"
+    });
+    assert!(fresh, "{}\n{}", a.get("/v1/fleet"), pa.log());
+    assert_eq!(a.get("/v1/fleet")["pops"]["b"]["owner"]["verdict"], "up");
+    // (b, which pulls a over http, must see a serving: else b is the
+    // last PoP and refuses the drain.)
+    assert!(
+        wait_until(T, || verdict(&b, "a") == "up"),
+        "{}",
+        b.get("/v1/fleet")
+    );
+    // An admin call for PoP b on node a is forwarded to b over https, and
+    // b's next report (over https) shows it on a.
+    let (st, v) = a.call(
+        "POST",
+        "/v1/pops/b/drain",
+        r#"{"mode": "immediate", "who": "tls"}"#,
+    );
+    assert_eq!(st, 200, "{v}\n{}", b.get("/v1/fleet"));
+    assert_eq!(v["forwarded_to"]["url"], format!("https://{good}"), "{v}");
+    assert!(
+        wait_until(T, || verdict(&a, "b") == "draining"),
+        "{}",
+        a.get("/v1/fleet")
+    );
+    assert_eq!(b.get("/v1/pops/b")["admin"]["who"], "tls via a");
+    let (st, v) = a.call("POST", "/v1/pops/b/undrain", "{}");
+    assert_eq!(st, 200, "{v}");
+    assert!(
+        wait_until(T, || verdict(&a, "b") == "up"),
+        "{}",
+        a.get("/v1/fleet")
+    );
+
+    // A certificate of the right CA for another name: pull errors that say
+    // so; b's report goes stale and PoP b keeps its last verdict.
+    let before = a.metric(errors_b).expect("pull errors");
+    via(&misnamed, &fleet_ca.pem());
+    let (st, v) = a.call("POST", "/v1/reload", "");
+    assert_eq!(st, 200, "{v}");
+    let failing = wait_until(T, || {
+        a.metric(errors_b).is_some_and(|n| n >= before + 2.0) && peer_b("status") == "stale"
+    });
+    assert!(failing, "{}\n{}", a.get("/v1/fleet"), pa.log());
+    let error = peer_b("last_error").as_str().unwrap_or("").to_string();
+    eprintln!("another name: {error}");
+    assert!(
+        error.contains("not valid for name \"127.0.0.2\""),
+        "{error}"
+    );
+    let f = a.get("/v1/fleet");
+    assert_eq!(f["pops"]["b"]["verdict"], "up", "{f}");
+    assert_eq!(f["pops"]["b"]["owner"]["verdict"], "unknown", "{f}");
+    assert_eq!(a.verdict_metric("b"), Some("up"));
 }

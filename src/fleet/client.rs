@@ -103,6 +103,33 @@ impl PeerClient {
         &self.peer
     }
 
+    /// A failed TLS handshake in words: with whom, why, and which CAs
+    /// were trusted (what an operator checks first).
+    fn tls_error(&self, e: &std::io::Error) -> String {
+        let trusted = match &self.peer.ca_file {
+            Some(f) => format!("the CAs in ca_file {}", f.display()),
+            None => "the system CA bundle (no ca_file)".to_string(),
+        };
+        let unknown_issuer = e
+            .get_ref()
+            .and_then(|i| i.downcast_ref::<rustls::Error>())
+            .is_some_and(|r| {
+                matches!(
+                    r,
+                    rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
+                )
+            });
+        let hint = if unknown_issuer {
+            " (the certificate is not signed by a trusted CA)"
+        } else {
+            ""
+        };
+        format!(
+            "tls handshake with {}:{} failed: {e}{hint}; trusted: {trusted}",
+            self.peer.url.host, self.peer.url.port
+        )
+    }
+
     /// The peer's token from its `token_file`, read at every request so
     /// that a rotated token is used at once.
     async fn token(&self) -> Result<Option<String>, CallError> {
@@ -172,7 +199,7 @@ impl PeerClient {
                     let tls = connector
                         .connect(name.clone(), stream)
                         .await
-                        .map_err(|e| CallError::Connect(format!("tls: {e}")))?;
+                        .map_err(|e| CallError::Connect(self.tls_error(&e)))?;
                     exchange(TokioIo::new(tls), req).await
                 }
             }
