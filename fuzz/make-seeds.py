@@ -15,6 +15,8 @@ committed; run.sh only reads it):
   configs, the built-in default config and fuzz/anypop.yaml.
 - api_body, admin_state: request bodies as `anypop ctl` and curl send them,
   and admin-state files as the core writes them.
+- fleet_report: the recorded fleet reports (src/fleet/wire/testdata/) and
+  the example in docs/fleet.md.
 - bgp_fsm, bgp_peer: none (structured inputs; they start from scratch).
 """
 import glob
@@ -155,6 +157,13 @@ def admin():
         write("admin_state", f"{name}.json", body + "\n")
 
 
+def fleet():
+    for path in sorted(glob.glob("src/fleet/wire/testdata/*.json")):
+        write("fleet_report", os.path.basename(path), open(path, "rb").read())
+    doc = open("docs/fleet.md").read().split("### `GET /v1/fleet/report`")[1]
+    write("fleet_report", "docs-example.json", doc.split("```json\n")[1].split("```")[0])
+
+
 if __name__ == "__main__":
     shutil.rmtree(OUT, ignore_errors=True)
     bgp()
@@ -162,5 +171,6 @@ if __name__ == "__main__":
     config()
     api()
     admin()
+    fleet()
     for t in sorted(os.listdir(OUT)):
         print(t, len(os.listdir(os.path.join(OUT, t))))

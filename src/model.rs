@@ -107,21 +107,6 @@ impl<K> std::hash::Hash for Name<K> {
     }
 }
 
-impl<K> serde::Serialize for Name<K> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
-    }
-}
-
-/// Names read from the outside (a peer's report) are validated like names
-/// in the config: an invalid one is a deserialization error.
-impl<'de, K> serde::Deserialize<'de> for Name<K> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
-        Name::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
-
 impl<K> fmt::Display for Name<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

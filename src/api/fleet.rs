@@ -25,6 +25,7 @@ use super::handlers::READ_401;
 use super::AppState;
 use crate::core::snapshot::{AdminKind, AdminStatus};
 use crate::fleet::client::{client_for, CallError};
+use crate::fleet::wire::ReportV1;
 use crate::model::{PopName, Role};
 
 /// Header of an admin call forwarded by another node (its name).
@@ -43,7 +44,7 @@ fn no_fleet() -> ApiError {
     security((), ("bearer" = [])),
     params(ReportQuery),
     responses(
-        (status = 200, description = "The report (format 1; docs/fleet.md).", body = Object),
+        (status = 200, description = "The report (format 1; docs/fleet.md).", body = ReportV1),
         (status = 400, description = "Unknown query parameter or a malformed value.", body = ErrorBody),
         (status = 401, description = READ_401, body = ErrorBody),
         (status = 404, description = "This node has no fleet: section.", body = ErrorBody),
@@ -81,10 +82,10 @@ pub async fn report(
         let changed = q.instance.as_deref() != Some(report.instance.as_str())
             || q.after != Some(report.revision);
         if changed || Instant::now() >= deadline || *stop.borrow() {
-            return Ok(Json(&*report).into_response());
+            return Ok(Json(ReportV1::from(&*report)).into_response());
         }
         tokio::select! {
-            r = snaps.changed() => if r.is_err() { return Ok(Json(&*report).into_response()) },
+            r = snaps.changed() => if r.is_err() { return Ok(Json(ReportV1::from(&*report)).into_response()) },
             _ = tokio::time::sleep_until(deadline) => {}
             _ = stop.changed() => {}
         }

@@ -1611,6 +1611,60 @@ async fn responses_conform_to_the_documented_schemas() {
     .is_err());
 }
 
+/// The fleet report is typed in the document (not a bare object): the
+/// recorded report conforms to it, and a report with a misspelt verdict,
+/// a missing field or an unknown role does not.
+#[test]
+fn the_fleet_report_schema_is_typed() {
+    let doc = document();
+    let schema = &doc["paths"]["/v1/fleet/report"]["get"]["responses"]["200"]["content"]
+        ["application/json"]["schema"];
+    assert_eq!(schema["$ref"], "#/components/schemas/ReportV1", "{schema}");
+    let report = &doc["components"]["schemas"]["ReportV1"];
+    let pop = &doc["components"]["schemas"]["PopReportV1"];
+    for (s, fields) in [
+        (
+            report,
+            &["format", "node", "instance", "revision", "pops"][..],
+        ),
+        (pop, &["role", "verdict", "decided_at"][..]),
+    ] {
+        for f in fields {
+            assert!(
+                s["required"]
+                    .as_array()
+                    .is_some_and(|r| r.contains(&json!(f))),
+                "{f} required: {s}"
+            );
+        }
+    }
+    assert_eq!(
+        report["properties"]["pops"]["additionalProperties"]["$ref"],
+        "#/components/schemas/PopReportV1"
+    );
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/fleet/wire/testdata/report.json"
+    );
+    let recorded: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("recorded report"))
+            .expect("json");
+    conforms(&doc, schema, &recorded, "$").expect("the recorded report conforms");
+    for (ptr, bad) in [
+        ("/pops/a/role", json!("transit")),
+        ("/pops/b/checks/web", json!(3)),
+        ("/pops/a/admin/step", json!("paused")),
+        ("/revision", json!("42")),
+    ] {
+        let mut v = recorded.clone();
+        *v.pointer_mut(ptr).expect(ptr) = bad;
+        assert!(conforms(&doc, schema, &v, "$").is_err(), "{ptr} accepted");
+    }
+    let mut v = recorded.clone();
+    v.as_object_mut().map(|o| o.remove("node"));
+    assert!(conforms(&doc, schema, &v, "$").is_err(), "no node accepted");
+}
+
 fn test_peer() -> crate::bgp::PeerStatus {
     crate::bgp::PeerStatus {
         address: "192.0.2.254".parse().expect("ip"),

@@ -10,11 +10,8 @@
 //! consecutive successes make it `Up`. A result that agrees with the verdict
 //! resets the opposite streak.
 
-use serde::{Deserialize, Serialize};
-
 /// The verdict of a check after hysteresis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Unknown,
     Up,

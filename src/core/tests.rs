@@ -891,7 +891,6 @@ fn b_report(revision: u64, phase: Option<Phase>, applied: Option<(&str, u64)>) -
     Input::Fleet(super::fleet::FleetInput::Report {
         peer: name("b"),
         report: Box::new(Report {
-            format: 1,
             node: name("b"),
             pop: Some(name("b")),
             instance: "b-1".into(),

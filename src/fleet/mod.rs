@@ -1,4 +1,5 @@
-//! The fleet's I/O: the client that talks to a peer's API ([`client`])
+//! The fleet's I/O: the client that talks to a peer's API ([`client`]),
+//! the report's wire format ([`wire`], served by the API and read here)
 //! and the task per peer that pulls its report into the core
 //! ([`puller`]). Forwarded admin calls use the same clients.
 //!
@@ -7,6 +8,7 @@
 
 pub mod client;
 pub mod puller;
+pub mod wire;
 
 pub use client::{CallError, Clients, PeerClient};
 pub use puller::{supervise, Pullers};

@@ -5,8 +5,8 @@
 //! config (started, stopped, restarted on a change).
 //!
 //! Decides nothing: whether a report counts (freshness, the merge) is the
-//! core's business. It only checks that a body is a report of the
-//! expected node ([`report::check`]).
+//! core's business. It only checks that a body is a report
+//! ([`wire::parse`]) of the expected node ([`report::check`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,6 +17,7 @@ use rand::Rng;
 use tracing::debug;
 
 use super::client::{client_for, Clients, PeerClient};
+use super::wire;
 use crate::core::fleet::{report, FleetInput, Report};
 use crate::core::{CoreHandle, Input};
 use crate::health::AbortOnDrop;
@@ -140,8 +141,7 @@ async fn fetch(spec: &Spec, client: &PeerClient, last: Option<&Report>) -> Resul
             .unwrap_or_else(|| text.chars().take(200).collect());
         return Err(format!("status {}: {detail}", answer.status.as_u16()));
     }
-    let got: Report = serde_json::from_slice(&answer.body)
-        .map_err(|e| format!("the answer is not a fleet report: {e}"))?;
+    let got = wire::parse(&answer.body).map_err(|e| e.to_string())?;
     report::check(&spec.peer, &got)?;
     Ok(got)
 }

@@ -1,7 +1,7 @@
 //! The fleet's DTOs: the merged view of `GET /v1/fleet` ([`FleetDto`]),
 //! built from the snapshot's fleet part. Converts only; the core decides
 //! the verdicts. (The peers' report of `GET /v1/fleet/report` is the
-//! fleet's own wire format, `core::fleet::report`.)
+//! fleet's own wire format, `fleet::wire`.)
 
 use std::collections::BTreeMap;
 

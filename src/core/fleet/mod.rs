@@ -28,7 +28,7 @@ use crate::model::{CheckName, NodeName, PeerUrl, PopName, Role};
 pub use merge::{
     AdminView, FleetView, OwnerView, PeerReport, PopView, Reach, VantageVerdict, VantageView,
 };
-pub use report::{Applied, PopReport, Report, ReportAdmin, ReportRole, REPORT_FORMAT};
+pub use report::{Applied, PopReport, Report, ReportAdmin, ReportRole};
 
 /// This node's own verdict of one PoP, as the merge and the report take
 /// it.

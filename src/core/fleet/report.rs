@@ -1,16 +1,14 @@
-//! What a node publishes to its fleet (`GET /v1/fleet/report`, format 1)
-//! and the checks a report from a peer must pass before it is used.
+//! What a node publishes to its fleet (`GET /v1/fleet/report`) and the
+//! checks a report from a peer must pass before it is used.
 //!
-//! The types are the wire format: serde in both directions, times as Unix
-//! seconds, unknown fields ignored (fields can be added within a format).
+//! These are the core's values, times as Unix seconds as the publisher
+//! stated them; the wire format and its parsing are `fleet::wire`'s.
 //! [`build`] makes this node's report from its own state, pure: the same
 //! inputs give the same report, and `revision` only moves when the content
 //! does, so long-polling peers wake up for changes only.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
-
-use serde::{Deserialize, Serialize};
 
 use super::super::admin::Phase;
 use super::super::hysteresis::Verdict;
@@ -19,13 +17,9 @@ use super::Local;
 use crate::model::{CheckName, Config, FleetPeer, NodeName, PopName, Role};
 use crate::unix_time;
 
-/// The report format this node writes and reads.
-pub const REPORT_FORMAT: u32 = 1;
-
 /// One node's report.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Report {
-    pub format: u32,
     /// The publisher (`node.name`).
     pub node: NodeName,
     /// The publisher's own PoP (`node.pop`).
@@ -43,38 +37,33 @@ pub struct Report {
     /// Its owned PoPs (inside view) and the PoPs it probes from outside.
     pub pops: BTreeMap<PopName, PopReport>,
     /// For each peer: the report of it this node acts on.
-    #[serde(default)]
     pub applied: BTreeMap<NodeName, Applied>,
 }
 
 /// What the publisher says about one PoP.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PopReport {
     pub role: ReportRole,
     /// Inside verdict (owner) or outside-in verdict (vantage).
     pub verdict: Verdict,
     /// When `verdict` last changed (the publisher's clock).
     pub decided_at: f64,
-    #[serde(default)]
     pub reason: String,
     /// The verdict of each check run for it.
-    #[serde(default)]
     pub checks: BTreeMap<CheckName, Verdict>,
     /// The owner's admin state (owner entries only).
-    #[serde(default)]
     pub admin: Option<ReportAdmin>,
 }
 
 /// Whether a [`PopReport`] is the owner's or a vantage point's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReportRole {
     Owner,
     Vantage,
 }
 
 /// An owner's drain or disable, as published.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ReportAdmin {
     pub kind: AdminKind,
     pub step: Phase,
@@ -114,7 +103,7 @@ impl ReportAdmin {
 
 /// Which report of a peer a node acts on: the confirmation a drain's DNS
 /// step waits for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {
     pub instance: String,
     pub admin_revision: u64,
@@ -122,12 +111,6 @@ pub struct Applied {
 
 /// Why a peer's report is not used.
 pub fn check(peer: &FleetPeer, r: &Report) -> Result<(), String> {
-    if r.format != REPORT_FORMAT {
-        return Err(format!(
-            "report format {} is not supported (this node reads format {REPORT_FORMAT}); upgrade the older node",
-            r.format
-        ));
-    }
     if r.node != peer.name {
         return Err(format!(
             "the report is from node {:?}, expected {:?}: check fleet.peers[].url",
@@ -186,7 +169,6 @@ pub fn build(
         );
     }
     let mut r = Report {
-        format: REPORT_FORMAT,
         node: fleet.me.clone(),
         pop: config.node.pop.clone(),
         instance: instance.to_string(),
