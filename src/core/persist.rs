@@ -2,7 +2,8 @@
 //! survive a crash or restart.
 //!
 //! The file is `<state_dir>/admin-state.json`, a small versioned JSON
-//! document. [`save`] replaces it atomically: the new content goes to a temp
+//! document whose shape this module owns (`FileFormat`, `FileOverride`,
+//! converted to and from the core's [`Override`], which has no serde). [`save`] replaces it atomically: the new content goes to a temp
 //! file in the same directory, is flushed to disk (`fsync`), renamed over the
 //! old file, and the directory itself is flushed so the rename is durable.
 //! A reader therefore sees either the old or the new file, never a torn one.
@@ -25,10 +26,11 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use super::admin::Override;
+use super::admin::{Override, Phase};
 use crate::model::{Name, PopName};
 
 /// Name of the state file inside the configured state directory.
@@ -91,7 +93,68 @@ impl From<&PersistError> for SaveFailure {
 #[serde(deny_unknown_fields)]
 struct FileFormat<K: Ord> {
     version: u32,
-    overrides: BTreeMap<K, Override>,
+    overrides: BTreeMap<K, FileOverride>,
+}
+
+/// One override on disk. Fields it does not know are ignored; the
+/// monotonic end of the current phase is never written (it is recomputed
+/// by [`super::admin::resume`]).
+#[derive(Serialize, Deserialize)]
+struct FileOverride {
+    phase: FilePhase,
+    reason: String,
+    who: String,
+    /// serde's form of a wall-clock time:
+    /// `{"secs_since_epoch": S, "nanos_since_epoch": N}`.
+    since: SystemTime,
+    until: Option<SystemTime>,
+}
+
+#[derive(Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum FilePhase {
+    DnsRemoved,
+    Shutdown,
+    Drained,
+    Restoring,
+    Disabled,
+}
+
+impl From<&Override> for FileOverride {
+    fn from(o: &Override) -> FileOverride {
+        FileOverride {
+            phase: match o.phase {
+                Phase::DnsRemoved => FilePhase::DnsRemoved,
+                Phase::Shutdown => FilePhase::Shutdown,
+                Phase::Drained => FilePhase::Drained,
+                Phase::Restoring => FilePhase::Restoring,
+                Phase::Disabled => FilePhase::Disabled,
+            },
+            reason: o.reason.clone(),
+            who: o.who.clone(),
+            since: o.since,
+            until: o.until,
+        }
+    }
+}
+
+impl From<FileOverride> for Override {
+    fn from(o: FileOverride) -> Override {
+        Override {
+            phase: match o.phase {
+                FilePhase::DnsRemoved => Phase::DnsRemoved,
+                FilePhase::Shutdown => Phase::Shutdown,
+                FilePhase::Drained => Phase::Drained,
+                FilePhase::Restoring => Phase::Restoring,
+                FilePhase::Disabled => Phase::Disabled,
+            },
+            reason: o.reason,
+            who: o.who,
+            since: o.since,
+            until: o.until,
+            phase_ends: None,
+        }
+    }
 }
 
 /// Path of the state file in `dir`.
@@ -115,7 +178,7 @@ pub fn save(dir: &Path, overrides: &BTreeMap<PopName, Override>) -> Result<(), P
         version: FORMAT_VERSION,
         overrides: overrides
             .iter()
-            .map(|(k, v)| (k.as_str(), v.clone()))
+            .map(|(k, v)| (k.as_str(), FileOverride::from(v)))
             .collect(),
     };
     let mut bytes = serde_json::to_vec_pretty(&body).map_err(|e| PersistError::Io {
@@ -260,7 +323,7 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<BTreeMap<PopName, Override>, 
         .into_iter()
         .map(|(k, v)| {
             Name::parse(&k)
-                .map(|n| (n, v))
+                .map(|n| (n, Override::from(v)))
                 .map_err(|e| corrupt(format!("overrides: {e}")))
         })
         .collect()
@@ -442,5 +505,47 @@ mod tests {
         assert!(remove_stale_temp_files(&dir.path().join("missing"))
             .expect("a missing directory has nothing stale")
             .is_empty());
+    }
+
+    /// Every phase, an auto-undrain with nanoseconds and one without, a
+    /// reason that needs escaping.
+    fn every_phase() -> BTreeMap<PopName, Override> {
+        let mut m = BTreeMap::new();
+        for (p, phase) in [
+            ("ams", Phase::DnsRemoved),
+            ("fra", Phase::Shutdown),
+            ("lon", Phase::Drained),
+            ("par", Phase::Restoring),
+            ("sin", Phase::Disabled),
+        ] {
+            m.insert(name(p), ov(phase, "fibre \"cut\" ü"));
+        }
+        if let Some(o) = m.get_mut("lon") {
+            o.until = Some(SystemTime::UNIX_EPOCH + Duration::new(1_700_003_600, 500));
+        }
+        if let Some(o) = m.get_mut("sin") {
+            o.until = None;
+        }
+        m
+    }
+
+    /// The file as written by the build whose core types carried serde
+    /// themselves (recorded once, never re-recorded): this build writes it
+    /// byte for byte the same and reads it back into the same overrides.
+    #[test]
+    fn the_file_format_is_unchanged() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("src/core/testdata/admin-state-v1.json");
+        let want = fs::read_to_string(&path).expect("recorded file");
+        let dir = tempfile::tempdir().expect("tempdir");
+        save(dir.path(), &every_phase()).expect("save");
+        assert_eq!(
+            fs::read_to_string(state_path(dir.path())).expect("read"),
+            want
+        );
+        assert_eq!(
+            decode(want.as_bytes(), &path).expect("decode"),
+            every_phase()
+        );
     }
 }
