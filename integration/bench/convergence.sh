@@ -13,16 +13,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-if [ "$(id -u)" != 0 ]; then
-  echo "convergence.sh: run as root (network namespaces)" >&2
-  exit 2
-fi
-for p in /usr/lib/frr/zebra /usr/lib/frr/bgpd /usr/lib/frr/bfdd vtysh ip curl python3; do
-  if ! command -v "$p" >/dev/null && [ ! -x "$p" ]; then
-    echo "convergence.sh: $p not found (apt-get install frr iproute2 curl python3-venv)" >&2
-    exit 2
-  fi
-done
+# shellcheck source=lib.sh
+. integration/bench/lib.sh
+bench_require convergence.sh "frr iproute2 curl python3-venv" \
+  /usr/lib/frr/zebra /usr/lib/frr/bgpd /usr/lib/frr/bfdd vtysh ip curl python3
 
 exabgp=(--exabgp-python "$PWD/target/exabgp-venv/bin/python")
 args=()
@@ -39,8 +33,6 @@ if [ -z "${ANYPOP_BIN:-}" ]; then
   ANYPOP_BIN="$PWD/target/release/anypop"
 fi
 
-# shellcheck source=lib.sh
-. integration/bench/lib.sh
 # Namespaces cv<pid>x*, lab directory /tmp/anypop-convergence-cv<pid>x-*.
 run_bench cv /tmp/anypop-convergence-cv \
   python3 integration/bench/convergence.py --anypop "$ANYPOP_BIN" "${exabgp[@]}" "${args[@]}"

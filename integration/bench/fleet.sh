@@ -11,22 +11,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-if [ "$(id -u)" != 0 ]; then
-  echo "fleet.sh: run as root (network namespaces)" >&2
-  exit 2
-fi
-for p in /usr/lib/frr/bgpd vtysh busybox ip; do
-  if ! command -v "$p" >/dev/null && [ ! -x "$p" ]; then
-    echo "fleet.sh: $p not found (apt-get install frr busybox iproute2)" >&2
-    exit 2
-  fi
-done
-
-cargo build --release --bin anypop -p anypop
-cargo build --release --bin bench_fleet -p anypop-integration
-
-export ANYPOP_BIN="$PWD/target/release/anypop"
 # shellcheck source=lib.sh
 . integration/bench/lib.sh
+bench_require fleet.sh "frr busybox nftables dnsutils iproute2" \
+  /usr/lib/frr/zebra /usr/lib/frr/bgpd vtysh busybox dig nft ss ip
+bench_build bench_fleet
 # Namespaces ap<pid>x*, lab directories /tmp/anypop-lab-ap<pid>x*.
 run_bench ap /tmp/anypop-lab-ap ./target/release/bench_fleet "$@"

@@ -1,4 +1,32 @@
-# Shared by the benchmark scripts (sourced, not run).
+# Shared by the benchmark scripts (sourced, not run, from the repository's
+# root).
+
+# bench_require SCRIPT PACKAGES PROGRAM...: exits with 2 unless run as root
+# with every PROGRAM on PATH (or an executable path); PACKAGES names the
+# Debian packages to install for them.
+bench_require() {
+  local script=$1 packages=$2 p
+  shift 2
+  if [ "$(id -u)" != 0 ]; then
+    echo "$script: run as root (network namespaces)" >&2
+    exit 2
+  fi
+  for p in "$@"; do
+    if ! command -v "$p" >/dev/null && [ ! -x "$p" ]; then
+      echo "$script: $p not found (apt-get install $packages)" >&2
+      exit 2
+    fi
+  done
+}
+
+# bench_build BENCH_BIN: builds anypop and the bench program BENCH_BIN
+# (package anypop-integration) in release mode, like every benchmark, and
+# exports ANYPOP_BIN for the bench's lab. One cargo call: built apart, the
+# two packages' dependency features differ and anypop is compiled twice.
+bench_build() {
+  cargo build --release -p anypop --bin anypop -p anypop-integration --bin "$1"
+  export ANYPOP_BIN="$PWD/target/release/anypop"
+}
 
 # run_bench NS_PREFIX DIR_PREFIX CMD...: runs CMD in the background and
 # waits for it. A bench names what it creates after its pid: namespaces

@@ -176,12 +176,7 @@ fn pos(events: &[Value], needle: &str) -> usize {
 fn dns_query(port: u16, name: &str) -> Option<Vec<u8>> {
     let sock = UdpSocket::bind("127.0.0.1:0").ok()?;
     sock.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-    for label in name.trim_end_matches('.').split('.') {
-        q.push(label.len() as u8);
-        q.extend_from_slice(label.as_bytes());
-    }
-    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let q = anypop_integration::dns::query_a(0x1234, name);
     sock.send_to(&q, ("127.0.0.1", port)).ok()?;
     let mut buf = [0u8; 1500];
     let (n, _) = sock.recv_from(&mut buf).ok()?;

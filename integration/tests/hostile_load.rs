@@ -144,25 +144,6 @@ fn atk_addr(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(198, 51, 100, 10 + (i % ATK_ADDRS as usize) as u8)
 }
 
-/// A DNS query (no length prefix) for `name` A with the given ID.
-fn query(id: u16, name: &str) -> Vec<u8> {
-    let mut q = id.to_be_bytes().to_vec();
-    q.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
-    for label in name.trim_end_matches('.').split('.') {
-        q.push(label.len() as u8);
-        q.extend_from_slice(label.as_bytes());
-    }
-    q.extend_from_slice(&[0, 0, 1, 0, 1]);
-    q
-}
-
-fn tcp_query(id: u16, name: &str) -> Vec<u8> {
-    let q = query(id, name);
-    let mut m = (q.len() as u16).to_be_bytes().to_vec();
-    m.extend_from_slice(&q);
-    m
-}
-
 /// When the attackers stop: when told (also when the test unwinds: the
 /// [`StopOnDrop`] guard) and at the latest at a hard deadline, so no load
 /// loop outlives a hung test.
@@ -266,8 +247,8 @@ struct Client {
 /// 200 ms; a closed connection is reconnected on a later tick (at most 64
 /// connects per tick, so a tick stays short).
 fn slow_clients(mut clients: Vec<Client>, dst: SocketAddrV4, stop: Arc<Stop>, c: Arc<Counters>) {
-    let pipeline = tcp_query(7, "www.anycast.test").repeat(20);
-    let trickle = tcp_query(8, "www.anycast.test");
+    let pipeline = dns::tcp_query_a(7, "www.anycast.test").repeat(20);
+    let trickle = dns::tcp_query_a(8, "www.anycast.test");
     let http_head = b"GET /v1/state HTTP/1.1\r\nHost: 198.51.100.1\r\nX-Slow: ".to_vec();
     while !stop.now() {
         let tick = Instant::now();
@@ -361,9 +342,9 @@ fn udp_flood(stop: Arc<Stop>, c: Arc<Counters>) {
     let queries: Vec<Vec<u8>> = (0..10u16)
         .map(|i| {
             if i == 9 {
-                query(i, "nx-flood.anycast.test")
+                dns::query_a(i, "nx-flood.anycast.test")
             } else {
-                query(i, "www.anycast.test")
+                dns::query_a(i, "www.anycast.test")
             }
         })
         .collect();

@@ -16,17 +16,23 @@
 //! every `pull_interval`, 1s). A UDP socket in client1's namespace asks
 //! each node in turn, one query in flight, so the resolution is the time
 //! of three queries (well under a millisecond on an idle machine).
-//! Between repetitions the PoP is restored and the bench waits until every
-//! node answers with it again.
+//! Each change comes after a pseudo-random pause of 0–1 s, so it falls at
+//! a random point of the pull and check intervals. Between repetitions
+//! the PoP is restored and the bench waits until every node answers with
+//! it again and every node's fleet view has shown it fully up (owner and
+//! every vantage point) for 2 s.
 //!
 //! Usage (as root): `bench_fleet [--reps N] [--skip stream|poll]...`.
-//! Prints min / median / max per mode and change; never asserts.
+//! Prints each repetition's per-node times, then per mode and change
+//! min / median / max of: node c's own DNS (the owner: for the failure,
+//! its check's detection), the last node's DNS (the figure of the issue)
+//! and the last node after c (what the fleet adds). Never asserts.
 
-use std::net::UdpSocket;
+use std::net::{Ipv4Addr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use anypop_integration::lab::three_pop::{self, ThreePop, ALL, POPS};
-use anypop_integration::wait_until;
+use anypop_integration::{dns, wait_until};
 
 /// A change that does not reach every node in this long is reported as a
 /// timeout instead of a number.
@@ -69,61 +75,6 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
-/// A DNS query for `name` A with id `id`, recursion not desired.
-fn query(id: u16, name: &str) -> Vec<u8> {
-    let mut q = id.to_be_bytes().to_vec();
-    q.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
-    for label in name.trim_end_matches('.').split('.') {
-        q.push(label.len() as u8);
-        q.extend_from_slice(label.as_bytes());
-    }
-    q.extend_from_slice(&[0, 0, 1, 0, 1]);
-    q
-}
-
-/// Skips a (possibly compressed) name at `i`; the index after it.
-fn skip_name(m: &[u8], mut i: usize) -> Option<usize> {
-    loop {
-        let len = *m.get(i)? as usize;
-        if len == 0 {
-            return Some(i + 1);
-        }
-        if len & 0xc0 == 0xc0 {
-            return Some(i + 2);
-        }
-        i += 1 + len;
-    }
-}
-
-/// The A records of a NOERROR answer with id `id`; `None` for anything
-/// else (another id, an error rcode, a truncated message).
-fn a_records(m: &[u8], id: u16) -> Option<Vec<[u8; 4]>> {
-    if m.len() < 12 || u16::from_be_bytes([m[0], m[1]]) != id || m[3] & 0x0f != 0 {
-        return None;
-    }
-    let qd = u16::from_be_bytes([m[4], m[5]]);
-    let an = u16::from_be_bytes([m[6], m[7]]);
-    let mut i = 12;
-    for _ in 0..qd {
-        i = skip_name(m, i)? + 4;
-    }
-    let mut out = Vec::new();
-    for _ in 0..an {
-        i = skip_name(m, i)?;
-        let rr = m.get(i..i + 10)?;
-        let (rtype, len) = (
-            u16::from_be_bytes([rr[0], rr[1]]),
-            u16::from_be_bytes([rr[8], rr[9]]) as usize,
-        );
-        let data = m.get(i + 10..i + 10 + len)?;
-        if rtype == 1 && len == 4 {
-            out.push([data[0], data[1], data[2], data[3]]);
-        }
-        i += 10 + len;
-    }
-    Some(out)
-}
-
 /// Asks the nodes from client1's namespace.
 struct Prober {
     sock: UdpSocket,
@@ -148,13 +99,13 @@ impl Prober {
     fn answers_with(&mut self, server: &str, pop: &str) -> Option<bool> {
         self.id = self.id.wrapping_add(1);
         let to = format!("{}:53", three_pop::pop(server).host_addr);
-        self.sock.send_to(&query(self.id, ALL), &to).ok()?;
+        self.sock.send_to(&dns::query_a(self.id, ALL), &to).ok()?;
         let mut buf = [0u8; 1500];
         loop {
             let n = self.sock.recv(&mut buf).ok()?;
-            if let Some(addrs) = a_records(&buf[..n], self.id) {
-                let want: std::net::Ipv4Addr = three_pop::pop(pop).service_addr.parse().ok()?;
-                return Some(addrs.iter().any(|a| *a == want.octets()));
+            if let Some(addrs) = dns::a_records(&buf[..n], self.id) {
+                let want: Ipv4Addr = three_pop::pop(pop).service_addr.parse().ok()?;
+                return Some(addrs.contains(&want));
             }
         }
     }
@@ -184,45 +135,151 @@ fn time_change(mut prober: Prober, trigger: impl FnOnce()) -> Vec<Option<Duratio
     watcher.join().unwrap_or_default()
 }
 
-/// Waits until every node answers with PoP c again and c's unicast
-/// prefix is in the transit's FIB.
-fn wait_restored(lab: &ThreePop) -> bool {
-    let mut prober = Prober::new(lab);
-    let back = prober.watch(Instant::now(), "c", true);
-    back.iter().all(Option::is_some)
-        && wait_until(LONG, || {
-            lab.transit_next_hop(three_pop::pop("c").unicast_prefix) == Some("c")
+/// How long PoP c must look fully restored in every node's fleet view
+/// before the next repetition: longer than a pull interval plus a round
+/// trip, so that no report decided during the last change is still on its
+/// way.
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// Whether node `server`'s fleet view has PoP c fully back: fleet verdict
+/// and owner verdict up, no admin state, every vantage point's fresh
+/// verdict up.
+fn c_settled_on(lab: &ThreePop, server: &str) -> bool {
+    let v = &lab.fleet(server)["pops"]["c"];
+    v["verdict"] == "up"
+        && v["owner"]["verdict"] == "up"
+        && v["admin"].is_null()
+        && v["vantage"].as_object().is_some_and(|m| {
+            m.values().all(|x| {
+                x["fresh"] == true && (x["verdict"] == "up" || x["verdict"] == "not_probed")
+            })
         })
 }
 
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+/// Waits until every node answers with PoP c again, c's unicast prefix is
+/// in the transit's FIB, and every node's fleet view has shown c fully
+/// back for [`SETTLE`] without a break. Without the last part a repetition
+/// could start while an outside-in "unreachable" from the last one is
+/// still on its way to a node (with polling, up to a pull interval), and
+/// that node would steer away from c before the change being timed.
+fn wait_restored(lab: &ThreePop) -> bool {
+    let mut prober = Prober::new(lab);
+    let back = prober.watch(Instant::now(), "c", true);
+    if !back.iter().all(Option::is_some) {
+        return false;
+    }
+    let fib = wait_until(LONG, || {
+        lab.transit_next_hop(three_pop::pop("c").unicast_prefix) == Some("c")
+    });
+    let deadline = Instant::now() + LONG;
+    let mut since: Option<Instant> = None;
+    while fib && Instant::now() < deadline {
+        if POPS.iter().all(|s| c_settled_on(lab, s)) {
+            let t = *since.get_or_insert_with(Instant::now);
+            if t.elapsed() >= SETTLE {
+                return true;
+            }
+        } else {
+            since = None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
 }
 
-/// min / median / max of the last node's times (`n` of them; timeouts
-/// are counted apart).
-fn summary(samples: &[Vec<Option<Duration>>]) -> String {
-    let mut last: Vec<Duration> = samples
+/// A pseudo-random pause of 0 to 1 s before each change, so that the
+/// change falls at a random point of the pull interval (1 s) and of c's
+/// check interval (500 ms) instead of always just after the pull or the
+/// check that ended the restore.
+fn random_phase(state: &mut u64) -> Duration {
+    // xorshift64
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    Duration::from_micros(*state % 1_000_000)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1000.0)
+}
+
+/// "min / median / max (n)" of `v` in milliseconds; the median of an even
+/// count is the mean of the two middle values.
+fn min_med_max(mut v: Vec<Duration>) -> String {
+    if v.is_empty() {
+        return "-".to_string();
+    }
+    v.sort();
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2
+    };
+    format!(
+        "{} / {} / {} ms (n={n})",
+        ms(v[0]),
+        ms(median),
+        ms(v[n - 1])
+    )
+}
+
+/// One table row per figure: the owner node c's own DNS, the last node's
+/// (the benchmark's figure), and the last node after c (the fleet's
+/// propagation from the owner to its peers). Repetitions in which a node
+/// never changed are counted apart.
+fn print_summary(mode: &str, change: &str, samples: &[Vec<Option<Duration>>]) {
+    let complete: Vec<Vec<Duration>> = samples
         .iter()
         .filter_map(|s| s.iter().copied().collect::<Option<Vec<_>>>())
-        .filter_map(|s| s.into_iter().max())
         .collect();
-    let timeouts = samples.len() - last.len();
-    last.sort();
-    if last.is_empty() {
-        return format!("no sample ({timeouts} timed out)");
-    }
-    let mut s = format!(
-        "min {}  median {}  max {}  (n={})",
-        ms(last[0]),
-        ms(last[last.len() / 2]),
-        ms(last[last.len() - 1]),
-        last.len()
+    let timeouts = samples.len() - complete.len();
+    let c = POPS.iter().position(|p| *p == "c").unwrap_or(2);
+    let last = |s: &Vec<Duration>| s.iter().copied().max().unwrap_or_default();
+    let owner: Vec<Duration> = complete.iter().map(|s| s[c]).collect();
+    let lasts: Vec<Duration> = complete.iter().map(last).collect();
+    let spread: Vec<Duration> = complete
+        .iter()
+        .map(|s| last(s).saturating_sub(s[c]))
+        .collect();
+    println!(
+        "{mode:6} {change:8} node c (owner) DNS   {}",
+        min_med_max(owner)
+    );
+    println!(
+        "{mode:6} {change:8} last node's DNS      {}",
+        min_med_max(lasts)
+    );
+    println!(
+        "{mode:6} {change:8} last node after c    {}",
+        min_med_max(spread)
     );
     if timeouts > 0 {
-        s.push_str(&format!(", {timeouts} timed out"));
+        println!(
+            "{mode:6} {change:8} {timeouts} repetition(s) without every node changing within {}s",
+            LONG.as_secs()
+        );
     }
-    s
+}
+
+/// Prints one repetition's per-node times (a, b, c) as it happens.
+fn print_rep(mode: &str, change: &str, i: usize, t: &[Option<Duration>]) {
+    let cols: Vec<String> = POPS
+        .iter()
+        .zip(t)
+        .map(|(p, d)| match d {
+            Some(d) => format!("{p} {}", ms(*d)),
+            None => format!("{p} -"),
+        })
+        .collect();
+    println!("{mode:6} {change:8} #{:<2} ms: {}", i + 1, cols.join("  "));
+}
+
+/// The load average (1, 5, 15 min) from /proc/loadavg.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".to_string())
 }
 
 /// One mode: a lab with `stream` set, then `reps` drains and `reps`
@@ -233,8 +290,15 @@ fn run_mode(stream: bool, reps: usize) {
         assert!(yaml.contains("\nfleet:\n"), "topology config has no fleet");
         yaml.replace("\nfleet:\n", &format!("\nfleet:\n  stream: {stream}\n"))
     });
+    println!("{mode}: lab converged, load average {}", loadavg());
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
+        | 1;
     let mut drains = Vec::new();
-    for _ in 0..reps {
+    for i in 0..reps {
+        std::thread::sleep(random_phase(&mut seed));
         let t = time_change(Prober::new(&lab), || {
             let (status, body) = lab.api(
                 "a",
@@ -248,6 +312,7 @@ fn run_mode(stream: bool, reps: usize) {
                 eprintln!("drain: {status} {body}");
             }
         });
+        print_rep(mode, "drain", i, &t);
         drains.push(t);
         let (status, body) = lab.api(
             "a",
@@ -261,9 +326,11 @@ fn run_mode(stream: bool, reps: usize) {
         }
     }
     let mut failures = Vec::new();
-    for _ in 0..reps {
+    for i in 0..reps {
+        std::thread::sleep(random_phase(&mut seed));
         let prober = Prober::new(&lab);
         let t = time_change(prober, || lab.service("c").stop());
+        print_rep(mode, "failure", i, &t);
         failures.push(t);
         lab.service("c").start_again();
         if !wait_restored(&lab) {
@@ -271,14 +338,9 @@ fn run_mode(stream: bool, reps: usize) {
             break;
         }
     }
-    println!(
-        "{mode:6}  drain c via node a -> last node's DNS without c:    {}",
-        summary(&drains)
-    );
-    println!(
-        "{mode:6}  c's service killed -> last node's DNS without c:    {}",
-        summary(&failures)
-    );
+    println!("{mode}: done, load average {}", loadavg());
+    print_summary(mode, "drain", &drains);
+    print_summary(mode, "failure", &failures);
 }
 
 fn main() {
@@ -293,7 +355,12 @@ fn main() {
         eprintln!("bench_fleet: run as root (network namespaces)");
         std::process::exit(2);
     }
-    println!("three-pop fleet, {} repetitions per change", args.reps);
+    println!(
+        "three-pop fleet, {} repetitions per change; anypop {}; load average {}",
+        args.reps,
+        anypop_integration::anypop_bin().display(),
+        loadavg()
+    );
     for stream in [true, false] {
         let mode = if stream { "stream" } else { "poll" };
         if !args.skip.iter().any(|s| s == mode) {
