@@ -1,11 +1,14 @@
 //! The `anypop` command line. Everything testable lives in the library;
-//! this file only parses arguments and maps results to exit codes.
+//! this file only parses arguments and maps results to exit codes. Output
+//! goes through [`anypop::ctl::output`], so a closed stdout ends a command
+//! as it ends `cat`, never with a panic.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+use anypop::ctl::output::{print, print_line};
 use anypop::telemetry::{self, LogFormat};
 
 /// Exit code for an invalid configuration.
@@ -92,8 +95,8 @@ fn main() -> ExitCode {
         }
         Command::CheckConfig { file } => match anypop::config::load(&file) {
             Ok(config) => {
-                print!("{}", anypop::config::summary(&config));
-                println!("{}: configuration is valid", file.display());
+                print(&anypop::config::summary(&config));
+                print_line(&format!("{}: configuration is valid", file.display()));
                 ExitCode::SUCCESS
             }
             Err(errors) => {
@@ -122,17 +125,19 @@ fn main() -> ExitCode {
             }
         }
         Command::PrintDefaultConfig => {
-            print!("{}", anypop::config::DEFAULT_CONFIG_YAML);
+            print(anypop::config::DEFAULT_CONFIG_YAML);
             ExitCode::SUCCESS
         }
         Command::Completions { shell } => {
-            anypop::manual::write_completions(Cli::command(), shell, &mut std::io::stdout());
+            let mut script = Vec::new();
+            anypop::manual::write_completions(Cli::command(), shell, &mut script);
+            print(&String::from_utf8_lossy(&script));
             ExitCode::SUCCESS
         }
         Command::ManPages { dir } => match anypop::manual::write_man_pages(Cli::command(), &dir) {
             Ok(files) => {
                 for f in files {
-                    println!("{}", f.display());
+                    print_line(&f.display().to_string());
                 }
                 ExitCode::SUCCESS
             }

@@ -12,14 +12,15 @@
 //!
 //! Exit codes: 0 success, 1 the API refused or failed the request (4xx/5xx,
 //! message on stderr), 2 the API could not be reached or the arguments are
-//! unusable.
+//! unusable. A reader that closes stdout early (`| head`) ends the command
+//! silently by SIGPIPE, as it ends `cat` ([`output`]).
 
 pub mod args;
 pub mod client;
+pub mod output;
 pub mod render;
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -60,7 +61,7 @@ fn pretty(v: &serde_json::Value) -> String {
 
 fn print_refused(r: &Refused, json: bool) {
     if json {
-        println!("{}", pretty(&r.json()));
+        output::print_line(&pretty(&r.json()));
     }
     eprintln!("{}", refused_text(r.status, r.error().as_ref(), &r.body));
 }
@@ -99,9 +100,9 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<i32> {
         }
     };
     if args.json {
-        println!("{}", pretty(&client::raw_json(&bytes)));
+        output::print_line(&pretty(&client::raw_json(&bytes)));
     } else {
-        print!("{}", human(&answer, now_secs()));
+        output::print(&human(&answer, now_secs()));
     }
     let admin = match &answer {
         Answer::Admin(a) => a.admin.clone(),
@@ -187,11 +188,11 @@ async fn follow(
             if let Some(next) = admin.and_then(|a| a.next_at) {
                 let _ = write!(line, " (next step in {})", span((next - now_secs()).ceil()));
             }
-            println!("{line}");
+            output::print_line(&line);
             last = step;
         }
         if done(admin) {
-            println!("pop {pop}: {} ({})", p.state.as_str(), p.reason);
+            output::print_line(&format!("pop {pop}: {} ({})", p.state.as_str(), p.reason));
             return Ok(0);
         }
     }
@@ -304,7 +305,6 @@ async fn events(
     }
     let mut parser = SseParser::default();
     let mut seen = 0usize;
-    let mut out = std::io::stdout();
     if count == Some(0) {
         return Ok(0);
     }
@@ -325,8 +325,7 @@ async fn events(
             } else {
                 render::event_line(msg.id.as_deref(), msg.event.as_deref(), &msg.data)
             };
-            writeln!(out, "{line}")?;
-            out.flush()?;
+            output::print_line(&line);
             seen += 1;
             if count.is_some_and(|c| seen >= c) {
                 return Ok(0);
