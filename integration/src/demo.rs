@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::http;
-use crate::{anypop_bin, free_port, wait_for, wait_until, write_file, Anypop};
+use crate::{anypop_bin, free_port, test_zone, wait_for, write_file, Anypop};
 
 /// How long the demo waits for anything (start, BGP, a state change).
 pub const WAIT: Duration = Duration::from_secs(30);
@@ -65,7 +65,7 @@ impl Demo {
              pops: []\napi: {{listen: off}}\ndns: {{listen: []}}\n"
         );
         let router_path = write_file(dir.path(), "r1.yaml", &router_cfg);
-        let router = Anypop::start(&["run", "--config", &path_str(&router_path)]);
+        let router = Anypop::run_config(&router_path);
 
         let token_lines = match &opts.token {
             Some(t) => {
@@ -101,24 +101,20 @@ bgp:
   peers:
     - {{name: r1, address: 127.0.0.1, port: {bgp}, remote_asn: 64500, hold_time: 9s, connect_retry: 1s, families: [ipv4, ipv6], next_hop_v6: "2001:db8::1"}}
 pops:
-{pops}dns:
-  listen: ["127.0.0.1:{dns}"]
-  zones:
-    - origin: example.test.
-      ns: [ns1.example.test.]
-      soa: {{rname: hostmaster@example.test, serial: 1}}
-      records:
-        - {{name: ns1, type: A, values: [192.0.2.53]}}
-        - name: www
-          ttl: 30
-          steer: {{policy: failover, pops: [ams, fra, lon]}}
-        - name: api
-          ttl: 30
-          steer: {{policy: weighted, weights: {{ams: 2, fra: 1, lon: 1}}}}
-api:
+{pops}{zone}api:
   listen: 127.0.0.1:{api_port}
 {token_lines}"#,
             state = dir.path().join("state").display(),
+            zone = test_zone(
+                &format!("127.0.0.1:{dns}"),
+                "        - name: www
+          ttl: 30
+          steer: {policy: failover, pops: [ams, fra, lon]}
+        - name: api
+          ttl: 30
+          steer: {policy: weighted, weights: {ams: 2, fra: 1, lon: 1}}
+",
+            ),
         );
         let config = write_file(dir.path(), "ams1.yaml", &cfg);
         let mut cmd = Command::new(anypop_bin());
@@ -136,11 +132,7 @@ api:
             router,
             node,
         };
-        let api = demo.api.clone();
-        let up = wait_until(WAIT, || {
-            http(&api, "GET", "/healthz", None).is_ok_and(|(s, _)| s == 200)
-        });
-        assert!(up, "demo node's API never answered:\n{}", demo.node.log());
+        demo.node.wait_http_ok(&demo.api, "/healthz", WAIT);
         demo
     }
 

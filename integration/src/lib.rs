@@ -114,6 +114,38 @@ impl Anypop {
         Self::start_cmd(Command::new(anypop_bin()).args(args))
     }
 
+    /// Starts `anypop run --config <config>`.
+    pub fn run_config(config: &Path) -> Anypop {
+        Self::start_cmd(
+            Command::new(anypop_bin())
+                .arg("run")
+                .arg("--config")
+                .arg(config),
+        )
+    }
+
+    /// [`Anypop::run_config`], then waits until `GET probe` (`/healthz`,
+    /// `/readyz`) on the API at `api` answers 200; panics with the log
+    /// after `timeout`.
+    pub fn start_ready(config: &Path, api: &str, probe: &str, timeout: Duration) -> Anypop {
+        let p = Self::run_config(config);
+        p.wait_http_ok(api, probe, timeout);
+        p
+    }
+
+    /// Waits until `GET path` on the API at `api` answers 200; panics with
+    /// the log after `timeout`.
+    pub fn wait_http_ok(&self, api: &str, path: &str, timeout: Duration) {
+        let ok = wait_until(timeout, || {
+            http(api, "GET", path, None).is_ok_and(|(s, _)| s == 200)
+        });
+        assert!(
+            ok,
+            "GET {path} on {api} never answered 200:\n{}",
+            self.log()
+        );
+    }
+
     /// Starts a prepared command (for `ip netns exec ... anypop`).
     pub fn start_cmd(cmd: &mut Command) -> Anypop {
         let mut child = cmd
@@ -317,6 +349,36 @@ pops:
 {checks}
 "#
     )
+}
+
+/// The `dns` section of the process-test configs: the server on `listen`
+/// (`ip:port`) and zone `example.test.` with its NS host `ns1`
+/// (192.0.2.53), then `records` (YAML list items indented eight spaces,
+/// each line ending in a newline).
+pub fn test_zone(listen: &str, records: &str) -> String {
+    format!(
+        r#"dns:
+  listen: ["{listen}"]
+  zones:
+    - origin: example.test.
+      ns: [ns1.example.test.]
+      soa: {{rname: hostmaster@example.test, serial: 1}}
+      records:
+        - {{name: ns1, type: A, values: [192.0.2.53]}}
+{records}"#
+    )
+}
+
+/// Runs `anypop ctl --api <api> --token-file <token_file> <args>` with no
+/// `ANYPOP_API`/`ANYPOP_TOKEN` from the environment; (exit code, stdout,
+/// stderr).
+pub fn ctl(api: &str, token_file: &Path, args: &[&str]) -> (i32, String, String) {
+    run(Command::new(anypop_bin())
+        .args(["ctl", "--api", api, "--token-file"])
+        .arg(token_file)
+        .args(args)
+        .env_remove("ANYPOP_TOKEN")
+        .env_remove("ANYPOP_API"))
 }
 
 /// Runs a command to completion and returns (exit code, stdout, stderr).

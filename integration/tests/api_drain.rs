@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anypop_integration::{
-    anypop_bin, free_port, http, metric, run, wait_until, write_file, Anypop, JsonLines,
+    anypop_bin, ctl, free_port, http, metric, run, test_zone, wait_until, write_file, Anypop,
+    JsonLines,
 };
 use serde_json::Value;
 
@@ -57,18 +58,11 @@ pops:
     addresses: [198.51.100.10]
     checks:
       - {{name: maint, type: file, path: {fra_maint}, healthy_when: absent, rise: 1, fall: 1}}
-dns:
-  listen: ["127.0.0.1:{dns}"]
-  zones:
-    - origin: example.test.
-      ns: [ns1.example.test.]
-      soa: {{rname: hostmaster@example.test, serial: 1}}
-      records:
-        - {{name: ns1, type: A, values: [192.0.2.53]}}
-        - name: www
-          ttl: 30
-          steer: {{policy: failover, pops: [ams, fra]}}
-"#,
+{zone}"#,
+            zone = test_zone(
+                &format!("127.0.0.1:{dns}"),
+                "        - name: www\n          ttl: 30\n          steer: {policy: failover, pops: [ams, fra]}\n",
+            ),
             state = state.display(),
             token = token.display(),
             ams_maint = dir.path().join("ams-maint").display(),
@@ -84,13 +78,7 @@ dns:
     }
 
     fn start(&self) -> Anypop {
-        let p = Anypop::start(&["run", "--config", self.config.to_str().expect("utf8")]);
-        let api = self.api.clone();
-        let up = wait_until(T, || {
-            http(&api, "GET", "/readyz", None).is_ok_and(|(s, _)| s == 200)
-        });
-        assert!(up, "API not ready:\n{}", p.log());
-        p
+        Anypop::start_ready(&self.config, &self.api, "/readyz", T)
     }
 
     fn token_file(&self) -> PathBuf {
@@ -103,14 +91,7 @@ dns:
 
     /// Runs `anypop ctl --api ... <args>`; (exit code, stdout, stderr).
     fn ctl(&self, args: &[&str]) -> (i32, String, String) {
-        run(Command::new(anypop_bin())
-            .arg("ctl")
-            .args(["--api", &self.api])
-            .arg("--token-file")
-            .arg(self.token_file())
-            .args(args)
-            .env_remove("ANYPOP_TOKEN")
-            .env_remove("ANYPOP_API"))
+        ctl(&self.api, &self.token_file(), args)
     }
 
     fn pop(&self, name: &str) -> Value {
@@ -513,4 +494,96 @@ fn ctl_takes_address_and_token_from_the_config() {
     let (code, out, err) = lab.ctl(&["reload"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("reloaded"), "{out}");
+}
+
+/// Runs `cmd` with its stdout a pipe whose reader has already gone (what
+/// `| head` leaves after its last line); its exit status and stderr.
+fn into_closed_pipe(cmd: &mut Command) -> (std::process::ExitStatus, String) {
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let stderr = child.stderr.take();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut e) = stderr {
+            let _ = e.read_to_string(&mut text);
+        }
+        text
+    });
+    let deadline = Instant::now() + T;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} still ran {T:?} after its reader went away");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status, reader.join().unwrap_or_default())
+}
+
+/// `anypop ctl ... | head` (seen with 100,000 prefixes): every output path
+/// of ctl, tables and `--json`, and `events` following the stream, into a
+/// pipe its reader has closed ends the way `cat` ends there (SIGPIPE,
+/// nothing on stderr), never with a panic or by hanging on; so do the
+/// other printing commands.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let lab = Lab::new();
+    let _p = lab.start();
+    lab.wait_pop("ams", "up", |v| v["state"] == "up");
+    let ctl_cmds: [&[&str]; 9] = [
+        &["status"],
+        &["pops"],
+        &["pop", "ams"],
+        &["checks"],
+        &["peers"],
+        &["fleet"],
+        &["explain", "www.example.test"],
+        &["events", "--replay", "5"],
+        &["events", "--replay", "5", "--count", "3"],
+    ];
+    let mut cases: Vec<Vec<String>> = Vec::new();
+    for args in ctl_cmds {
+        for json in [false, true] {
+            let mut c: Vec<String> = ["ctl", "--api", &lab.api, "--token-file"]
+                .map(String::from)
+                .into();
+            c.push(lab.token_file().display().to_string());
+            c.extend(args.iter().map(|a| a.to_string()));
+            if json {
+                c.push("--json".into());
+            }
+            cases.push(c);
+        }
+    }
+    for other in [
+        vec!["print-default-config".to_string()],
+        vec!["completions".into(), "bash".into()],
+        vec!["check-config".into(), lab.config.display().to_string()],
+    ] {
+        cases.push(other);
+    }
+    for args in cases {
+        let (status, err) = into_closed_pipe(
+            Command::new(anypop_bin())
+                .args(&args)
+                .env_remove("ANYPOP_TOKEN")
+                .env_remove("ANYPOP_API"),
+        );
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGPIPE),
+            "anypop {args:?}: {status:?}, stderr: {err}"
+        );
+        assert_eq!(err, "", "anypop {args:?}");
+    }
 }

@@ -8,11 +8,10 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anypop_integration::{
-    anypop_bin, free_port, http, http_client, metric, run, wait_until, write_file, Anypop,
+    ctl, free_port, http, http_client, metric, test_zone, wait_until, write_file, Anypop,
 };
 use serde_json::Value;
 
@@ -52,15 +51,8 @@ pops:
   - name: fra
     prefixes: [203.0.113.0/24]
     addresses: [198.51.100.10]
-dns:
-  listen: ["127.0.0.1:{dns}"]
-  zones:
-    - origin: example.test.
-      ns: [ns1.example.test.]
-      soa: {{rname: hostmaster@example.test, serial: 1}}
-      records:
-        - {{name: ns1, type: A, values: [192.0.2.53]}}
-"#,
+{zone}"#,
+            zone = test_zone(&format!("127.0.0.1:{dns}"), ""),
             state = dir.path().join("state").display(),
             extra = extra.replace("TOKEN_FILE", &token.display().to_string()),
         );
@@ -74,22 +66,11 @@ dns:
     }
 
     fn start(&self) -> Anypop {
-        let p = Anypop::start(&["run", "--config", self.config.to_str().expect("utf8")]);
-        let api = self.api.clone();
-        let up = wait_until(T, || {
-            http(&api, "GET", "/healthz", None).is_ok_and(|(s, _)| s == 200)
-        });
-        assert!(up, "API not up:\n{}", p.log());
-        p
+        Anypop::start_ready(&self.config, &self.api, "/healthz", T)
     }
 
     fn ctl(&self, api: &str, args: &[&str]) -> (i32, String, String) {
-        run(Command::new(anypop_bin())
-            .args(["ctl", "--api", api, "--token-file"])
-            .arg(&self.token)
-            .args(args)
-            .env_remove("ANYPOP_TOKEN")
-            .env_remove("ANYPOP_API"))
+        ctl(api, &self.token, args)
     }
 }
 

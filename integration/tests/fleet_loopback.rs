@@ -14,7 +14,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use anypop_integration::tls::{self, Ca, Stunnel};
-use anypop_integration::{free_port, metric, tools_available, wait_until, write_file, Anypop};
+use anypop_integration::{
+    free_port, metric, test_zone, tools_available, wait_until, write_file, Anypop,
+};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(30);
@@ -215,30 +217,18 @@ fleet:
   timeout: 1s
   drain_ack_timeout: 5s
 pops:
-{pops}dns:
-  listen: ["{ip}:{dns}"]
-  zones:
-    - origin: example.test.
-      ns: [ns1.example.test.]
-      soa: {{rname: hostmaster@example.test, serial: 1}}
-      records:
-        - {{name: ns1, type: A, values: [192.0.2.53]}}
-        - name: www
-          ttl: 5
-          steer: {{policy: failover, pops: [a, b]}}
-"#,
+{pops}{zone}"#,
+        zone = test_zone(
+            &format!("{}:{}", me.ip, me.dns),
+            "        - name: www\n          ttl: 5\n          steer: {policy: failover, pops: [a, b]}\n",
+        ),
         me = me.name,
         pop = me.pop,
         ip = me.ip,
         api = me.api,
-        dns = me.dns,
         token = token.display(),
     );
     write_file(dir, &format!("{}.yaml", me.name), &cfg)
-}
-
-fn start(config: &Path) -> Anypop {
-    Anypop::start(&["run", "--config", config.to_str().expect("utf8")])
 }
 
 /// The fleet verdict of `pop` in `node`'s `/v1/fleet`.
@@ -270,8 +260,8 @@ fn drain_on_one_node_is_honoured_by_the_other_nodes_dns() {
     };
     let ca = config(dir.path(), &a, &b);
     let cb = config(dir.path(), &b, &a);
-    let pa = start(&ca);
-    let mut pb = start(&cb);
+    let pa = Anypop::run_config(&ca);
+    let mut pb = Anypop::run_config(&cb);
 
     // Both nodes see each other fresh and both PoPs up.
     for n in [&a, &b] {
@@ -511,8 +501,8 @@ fn https_peer_behind_a_tls_terminator() {
         };
         fleet_config(d, &a, &[p], &[])
     };
-    let _pb = start(&config(d, &b, &a));
-    let pa = start(&via(&good, &other_ca.pem()));
+    let _pb = Anypop::run_config(&config(d, &b, &a));
+    let pa = Anypop::run_config(&via(&good, &other_ca.pem()));
     let peer_b = |what: &str| a.get("/v1/fleet")["peers"]["b"][what].clone();
     let errors_b = r#"anypop_fleet_peer_pull_errors_total{peer="b"}"#;
 
