@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::tests::{assert_error, errors, valid};
+use super::tests::{assert_error, assert_errors, errors, valid};
 use crate::model::*;
 
 /// Three PoPs a, b, c, each with a loopback http check, a service check on
@@ -207,17 +207,21 @@ fn ownership_errors_name_their_path() {
         "  - name: b\n    owners: [z, c, b, b]\n    addresses",
     );
     let errs = errors(&yaml);
-    assert_error(
+    assert_errors(
         &errs,
-        "pops[1].owners[0]",
-        "unknown node \"z\" (fleet nodes: a, b, c)",
+        "",
+        &[
+            (
+                "pops[1].owners[0]",
+                "unknown node \"z\" (fleet nodes: a, b, c)",
+            ),
+            (
+                "pops[1].owners[1]",
+                "node \"c\" does not own PoP \"b\": its pop is \"c\" (fleet.peers[1].pop)",
+            ),
+            ("pops[1].owners[3]", "node \"b\" is listed twice"),
+        ],
     );
-    assert_error(
-        &errs,
-        "pops[1].owners[1]",
-        "node \"c\" does not own PoP \"b\": its pop is \"c\" (fleet.peers[1].pop)",
-    );
-    assert_error(&errs, "pops[1].owners[3]", "node \"b\" is listed twice");
     let errs = errors("node: {name: a}\npops:\n  - {name: a, owners: [a]}\n");
     assert_error(&errs, "pops[0].owners", "only used with a fleet");
     // A node that claims a PoP whose list leaves it out.
@@ -244,27 +248,27 @@ fn peer_errors_name_their_path() {
     - {name: d, url: \"http://user@192.0.2.2/\", token_file: \"\"}
 ",
     ));
-    assert_error(
+    assert_errors(
         &errs,
-        "fleet.peers[0].pop",
-        "unknown PoP \"x\" (known PoPs: a, b, c)",
+        "",
+        &[
+            (
+                "fleet.peers[0].pop",
+                "unknown PoP \"x\" (known PoPs: a, b, c)",
+            ),
+            ("fleet.peers[0].url", "not an http:// or https:// URL"),
+            (
+                "fleet.peers[1].name",
+                "duplicate node \"b\" (first defined at fleet.peers[0])",
+            ),
+            ("fleet.peers[1].ca_file", "the url is http://"),
+            ("fleet.peers[2].name", "this node's own name"),
+            ("fleet.peers[3].name", "not a valid name"),
+            ("fleet.peers[3].url", "without query or fragment"),
+            ("fleet.peers[4].url", "user information"),
+            ("fleet.peers[4].token_file", "expected a file path"),
+        ],
     );
-    assert_error(
-        &errs,
-        "fleet.peers[0].url",
-        "not an http:// or https:// URL",
-    );
-    assert_error(
-        &errs,
-        "fleet.peers[1].name",
-        "duplicate node \"b\" (first defined at fleet.peers[0])",
-    );
-    assert_error(&errs, "fleet.peers[1].ca_file", "the url is http://");
-    assert_error(&errs, "fleet.peers[2].name", "this node's own name");
-    assert_error(&errs, "fleet.peers[3].name", "not a valid name");
-    assert_error(&errs, "fleet.peers[3].url", "without query or fragment");
-    assert_error(&errs, "fleet.peers[4].url", "user information");
-    assert_error(&errs, "fleet.peers[4].token_file", "expected a file path");
     let errs = errors("node: {name: \"a b\"}\nfleet: {peers: []}\n");
     assert_error(&errs, "node.name", "a fleet node's name");
 }
@@ -281,25 +285,25 @@ fn timing_and_rule_errors_name_their_path() {
   fail_static: {fraction: 0, min_pops: 1, window: 2m}
 ",
     ));
-    assert_error(
+    assert_errors(
         &errs,
-        "fleet.stale_after",
-        "at least twice pull_interval (2s)",
+        "",
+        &[
+            ("fleet.stale_after", "at least twice pull_interval (2s)"),
+            ("fleet.timeout", "shorter than stale_after (3s)"),
+            (
+                "fleet.unreachable_quorum",
+                "one vantage point must never steer a PoP out",
+            ),
+            ("fleet.drain_ack_timeout", "out of range"),
+            ("fleet.fail_static.fraction", "out of range"),
+            (
+                "fleet.fail_static.min_pops",
+                "one PoP's own failure is never held",
+            ),
+            ("fleet.fail_static.window", "out of range"),
+        ],
     );
-    assert_error(&errs, "fleet.timeout", "shorter than stale_after (3s)");
-    assert_error(
-        &errs,
-        "fleet.unreachable_quorum",
-        "one vantage point must never steer a PoP out",
-    );
-    assert_error(&errs, "fleet.drain_ack_timeout", "out of range");
-    assert_error(&errs, "fleet.fail_static.fraction", "out of range");
-    assert_error(
-        &errs,
-        "fleet.fail_static.min_pops",
-        "one PoP's own failure is never held",
-    );
-    assert_error(&errs, "fleet.fail_static.window", "out of range");
     let errs = errors(&three("  peers: []\n  pull_interval: 10ms\n"));
     assert_error(
         &errs,
@@ -327,14 +331,5 @@ fn vantage_errors_name_their_path() {
                 "{name: local, type: http, url: \"http://localhost:8000/\", vantage: outside}",
             ),
     );
-    assert_error(
-        &errs,
-        "pops[0].checks[2].vantage",
-        "a file check runs on the PoP's own host only; expected inside",
-    );
-    assert_error(
-        &errs,
-        "pops[0].checks[0].vantage",
-        "target localhost:8000 is a loopback address: other nodes would probe themselves; expected inside",
-    );
+    assert_errors(&errs, "", &[("pops[0].checks[2].vantage", "a file check runs on the PoP's own host only; expected inside"), ("pops[0].checks[0].vantage", "target localhost:8000 is a loopback address: other nodes would probe themselves; expected inside"),]);
 }
