@@ -38,7 +38,8 @@ see \fBbgp.shutdown\fR) and close the BGP sessions.
 \fB0\fR stopped cleanly, \fB1\fR a runtime error (a port that cannot be
 bound, an unreadable state file), \fB2\fR an invalid configuration.
 \fBanypop ctl\fR: \fB0\fR done, \fB1\fR refused by the API, \fB2\fR the API
-could not be reached.
+could not be reached. A command whose reader closes its stdout early ends
+silently by SIGPIPE, as \fBcat\fR(1) does.
 .SH SYSTEMD
 Under systemd (\fBType=notify\fR), anypop sends READY=1 once its listeners
 are bound and its first state is published, STATUS= with a one-line summary,
