@@ -207,10 +207,23 @@ fn drain_is_choreographed_persisted_and_undone() {
     );
     drop(events);
 
-    // kill -9 and restart: still drained, from the admin state file.
+    // kill -9 and restart: still drained, from the admin state file. The
+    // file is saved after the step is published: wait until it says
+    // drained, or the kill can land while the save is still on its way.
+    let file = lab.dir.path().join("state/admin-state.json");
+    let saved_phase = || {
+        std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .map(|v| v["overrides"]["ams"]["phase"].clone())
+    };
+    assert!(
+        wait_until(T, || saved_phase().is_some_and(|ph| ph == "drained")),
+        "admin state file never said drained: {:?}",
+        saved_phase()
+    );
     p.kill();
     drop(p);
-    assert!(lab.dir.path().join("state/admin-state.json").exists());
     let p = lab.start();
     let v = lab.pop("ams");
     assert_eq!(v["state"], "draining", "{v:#}\n{}", p.log());
