@@ -870,13 +870,24 @@ fleet:
 /// Node b's report: PoP b from the inside (`up`, admin `phase`), PoP a
 /// from the outside, and which report of node a it acts on.
 fn b_report(revision: u64, phase: Option<Phase>, applied: Option<(&str, u64)>) -> Input {
+    b_report_edge(revision, Verdict::Up, phase, applied)
+}
+
+/// [`b_report`] with PoP b's `edge` check (and so its inside verdict)
+/// saying `edge`.
+fn b_report_edge(
+    revision: u64,
+    edge: Verdict,
+    phase: Option<Phase>,
+    applied: Option<(&str, u64)>,
+) -> Input {
     use super::fleet::{Applied, PopReport, Report, ReportAdmin, ReportRole};
-    let pop = |role, admin| PopReport {
+    let pop = |role, admin, verdict| PopReport {
         role,
-        verdict: Verdict::Up,
+        verdict,
         decided_at: 1.0,
-        reason: "check edge passed 1/1".into(),
-        checks: [(name("edge"), Verdict::Up)].into_iter().collect(),
+        reason: format!("check edge {verdict:?}"),
+        checks: [(name("edge"), verdict)].into_iter().collect(),
         admin,
     };
     let admin = phase.map(|step| ReportAdmin {
@@ -898,8 +909,8 @@ fn b_report(revision: u64, phase: Option<Phase>, applied: Option<(&str, u64)>) -
             admin_revision: 1 + u64::from(phase.is_some()),
             generated_at: 1.0,
             pops: [
-                (name("b"), pop(ReportRole::Owner, admin)),
-                (name("a"), pop(ReportRole::Vantage, None)),
+                (name("b"), pop(ReportRole::Owner, admin, edge)),
+                (name("a"), pop(ReportRole::Vantage, None, Verdict::Up)),
             ]
             .into_iter()
             .collect(),
@@ -1025,13 +1036,20 @@ async fn fleet_view_follows_peer_reports_and_the_drain_waits_for_them() {
         .any(|e| e.starts_with("peer b: report stale")));
 }
 
-#[tokio::test(start_paused = true)]
-async fn drain_goes_on_when_a_fresh_peer_does_not_confirm() {
+/// Node a of [`fleet_config`] with every check up and node b's first
+/// report (b up) in.
+fn fleet_core_up() -> Driven {
     let mut core = Driven::new(fleet_config(), BTreeMap::new());
     for (p, c) in [("a", "edge"), ("a", "maint"), ("b", "edge")] {
         core.input(probe(p, c, true, "ok"));
     }
     core.input(b_report(1, None, None));
+    core
+}
+
+#[tokio::test(start_paused = true)]
+async fn drain_goes_on_when_a_fresh_peer_does_not_confirm() {
+    let mut core = fleet_core_up();
     admin(&mut core, drain("a", DrainMode::Graceful, false)).expect("drain");
     // b stays fresh but never confirms: after drain_ack_timeout (10 s)
     // the DNS wait (30 s) starts.
@@ -1053,6 +1071,83 @@ async fn drain_goes_on_when_a_fresh_peer_does_not_confirm() {
         core.snapshot().pops["a"].admin.as_ref().map(|a| a.step),
         Some(Phase::Shutdown)
     );
+}
+
+/// Fail static on the owner's BGP side. PoP a's `edge` fails first and,
+/// after the 2 s window, is withdrawn; then b reports the same check down
+/// (2 of 2 PoPs): the rule holds both, a is announced again and in DNS,
+/// the state and a `safety` event say why. b recovers first: the rule
+/// lets go, a (still failing) stays announced for another window, then is
+/// withdrawn; its own recovery announces it again.
+#[tokio::test(start_paused = true)]
+async fn fail_static_announces_again_a_pop_withdrawn_before_it_applied() {
+    let mut core = fleet_core_up();
+    assert_eq!(core.snapshot().announcements.len(), 1);
+
+    core.input(probe("a", "edge", false, "connect refused"));
+    let s = core.snapshot();
+    assert_eq!(s.pops["a"].state, PopState::Down, "{}", s.pops["a"].reason);
+    assert_eq!(s.announcements.len(), 1, "withdrawn inside the window");
+    tokio::time::advance(Duration::from_secs(2)).await;
+    core.tick();
+    let s = core.snapshot();
+    assert!(s.announcements.is_empty(), "not withdrawn after the window");
+    assert_eq!(s.pops["a"].fail_static, None);
+
+    // The same check fails on b: shared by 2 of 2 PoPs.
+    tokio::time::advance(Duration::from_secs(5)).await;
+    core.input(b_report_edge(2, Verdict::Down, None, None));
+    let s = core.snapshot();
+    for p in ["a", "b"] {
+        assert_eq!(s.pops[p].state, PopState::Up, "{p}: {}", s.pops[p].reason);
+        let why = s.pops[p].fail_static.as_deref().unwrap_or_default();
+        assert!(
+            why.contains("check edge fails on 2 of 2 PoPs (a, b)"),
+            "{p}: {why}"
+        );
+        assert!(
+            s.pops[p].reason.starts_with("fail static: "),
+            "{}",
+            s.pops[p].reason
+        );
+    }
+    assert_eq!(s.announcements.len(), 1, "a not announced again");
+    let events = fleet_events(&mut core);
+    for p in ["a", "b"] {
+        let start = format!("pop {p} fail static: check edge fails on 2 of 2 PoPs (a, b)");
+        assert!(events.iter().any(|e| e.starts_with(&start)), "{events:?}");
+    }
+    // Held as long as it lasts.
+    tokio::time::advance(Duration::from_secs(60)).await;
+    core.input(b_report_edge(3, Verdict::Down, None, None));
+    core.tick();
+    assert_eq!(core.snapshot().announcements.len(), 1);
+
+    // b recovers first: the rule ends; a still fails and gets a new window.
+    core.input(b_report_edge(4, Verdict::Up, None, None));
+    let s = core.snapshot();
+    for p in ["a", "b"] {
+        assert_eq!(s.pops[p].fail_static, None, "{p}");
+    }
+    assert_eq!(s.pops["a"].state, PopState::Down, "{}", s.pops["a"].reason);
+    assert_eq!(
+        s.announcements.len(),
+        1,
+        "withdrawn the instant the rule ended"
+    );
+    let events = fleet_events(&mut core);
+    for p in ["a", "b"] {
+        let over = format!("pop {p} fail static over: ");
+        assert!(events.iter().any(|e| e.starts_with(&over)), "{events:?}");
+    }
+    tokio::time::advance(Duration::from_secs(2)).await;
+    core.tick();
+    assert!(core.snapshot().announcements.is_empty(), "a still fails");
+
+    core.input(probe("a", "edge", true, "ok"));
+    let s = core.snapshot();
+    assert_eq!(s.pops["a"].state, PopState::Up, "{}", s.pops["a"].reason);
+    assert_eq!(s.announcements.len(), 1);
 }
 
 /// At the scale the docs claim (100,000 prefixes): probes that change

@@ -613,6 +613,7 @@ mod tests {
             checks: BTreeMap::new(),
             admin: None,
             admin_unsaved: None,
+            fail_static: None,
             prefixes: Vec::new(),
         };
         let pops = Pops {

@@ -327,6 +327,10 @@ pub struct Pop {
     /// be saved to the state file: the error (saving is retried every 5 s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_unsaved: Option<String>,
+    /// Present only while the fleet's fail-static rule holds the PoP: why
+    /// (a failure shared by most PoPs is not acted on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_static: Option<String>,
     pub prefixes: Vec<Prefix>,
 }
 
@@ -387,6 +391,7 @@ impl Pop {
                 .collect(),
             admin: status.admin.as_ref().map(AdminStatus::from),
             admin_unsaved: status.admin_unsaved.clone(),
+            fail_static: status.fail_static.clone(),
             prefixes,
         }
     }

@@ -11,7 +11,9 @@
 //! 4. Outside-in "unreachable" needs `unreachable_quorum` fresh vantage
 //!    points, more than see it reachable.
 //! 5. Fail static: a failure shared by at least `fraction` (and
-//!    `min_pops`) of the PoPs holds the previous verdict.
+//!    `min_pops`) of the PoPs holds the verdict the PoP had before its
+//!    owner went down (so a PoP whose failure was seen first, before the
+//!    rule applied, comes back with the others).
 //! 6. Nothing fresh at all: the previous verdict is held.
 //!
 //! PoPs no fleet node owns are decided by this node alone, as without a
@@ -81,6 +83,11 @@ pub struct PopView {
     pub fail_static: Option<String>,
     /// The fleet health verdict (`None`: undecided).
     pub health: Option<bool>,
+    /// The health it had before its current failure began — its owner
+    /// going down or the outside-in quorum finding it unreachable,
+    /// whichever came first (the health itself while neither is the
+    /// case): what fail static holds.
+    pub before_failure: Option<bool>,
     /// The fleet verdict: admin state, then health.
     pub state: PopState,
     /// The verdict, in words.
@@ -198,15 +205,17 @@ pub fn quorum(reachable: u32, unreachable: u32, quorum: u32) -> Reach {
     }
 }
 
-/// The fleet health verdict from the owner verdict and the quorum, holding
-/// `previous` where nothing decides (and where `held` says the owner's
-/// failure is a shared one). The reason is in words.
+/// The fleet health verdict from the owner verdict and the quorum. Where
+/// nothing decides, `previous` is held; where `held` says the owner's
+/// failure is a shared one, `before` (the health before that failure
+/// began) is. The reason is in words.
 pub fn health(
     owner: Verdict,
     held: bool,
     reach: Reach,
     counts: (u32, u32),
     previous: Option<bool>,
+    before: Option<bool>,
 ) -> (Option<bool>, String) {
     let (r, u) = counts;
     let outside = match reach {
@@ -214,7 +223,7 @@ pub fn health(
         Reach::Unreachable => format!("unreachable from {u} of {} vantage points", r + u),
         Reach::Unknown => "outside-in undecided".to_string(),
     };
-    let kept = |what: &str| match previous {
+    let kept = |what: &str, h: Option<bool>| match h {
         Some(true) => format!("{what}: kept up"),
         Some(false) => format!("{what}: kept down"),
         None => format!("{what}: undecided"),
@@ -224,16 +233,26 @@ pub fn health(
         (Verdict::Unknown, false, Reach::Unreachable) => {
             (Some(false), format!("owner unknown and {outside}"))
         }
-        (_, _, Reach::Unreachable) => (
+        (_, true, Reach::Unreachable) => (
+            Some(false),
+            format!("owner's failure is shared fleet-wide but {outside}: steered away"),
+        ),
+        (_, false, Reach::Unreachable) => (
             Some(false),
             format!("owner up but {outside}: steered away (the PoP keeps announcing)"),
         ),
-        (_, true, _) => (previous, kept("owner's failure is shared fleet-wide")),
+        (_, true, _) => (
+            before,
+            kept(
+                "owner's failure is shared fleet-wide, verdict from before it",
+                before,
+            ),
+        ),
         (Verdict::Up, false, _) => (Some(true), format!("owner up; {outside}")),
         (Verdict::Unknown, false, Reach::Reachable) => {
             (Some(true), format!("owner unknown; {outside}"))
         }
-        (Verdict::Unknown, false, Reach::Unknown) => (previous, kept("nothing fresh")),
+        (Verdict::Unknown, false, Reach::Unknown) => (previous, kept("nothing fresh", previous)),
     }
 }
 
@@ -261,10 +280,10 @@ pub fn merge(s: &Sources<'_>, now: Instant) -> FleetView {
             v.state = decide::pop_state(v.health, v.admin.as_ref().map(|a| a.status.step));
             continue;
         }
-        let previous = s
-            .previous
-            .and_then(|p| p.pops.get(name))
-            .and_then(|p| p.health);
+        let prev = s.previous.and_then(|p| p.pops.get(name));
+        let previous = prev.and_then(|p| p.health);
+        // Kept through the owner's failure: what fail static holds.
+        let before = prev.and_then(|p| p.before_failure);
         let (health, why) = health(
             v.owner.verdict,
             v.inside_held,
@@ -275,8 +294,17 @@ pub fn merge(s: &Sources<'_>, now: Instant) -> FleetView {
             },
             (v.reachable, v.unreachable),
             previous,
+            before,
         );
         v.health = health;
+        // A failure starts when the owner goes down or the outside cannot
+        // reach the PoP, whichever is seen first.
+        v.before_failure =
+            if v.owner.verdict == Verdict::Down || v.reachability == Reach::Unreachable {
+                before
+            } else {
+                health
+            };
         v.why = match &v.fail_static {
             Some(f) => format!("fail static: {f}; {why}"),
             None => why,
@@ -320,6 +348,7 @@ fn local_view(local: Option<&Local>, me: &NodeName) -> PopView {
         reach_held: false,
         fail_static: None,
         health,
+        before_failure: health,
         state: PopState::Down,
         why: local.map(|l| l.reason.clone()).unwrap_or_default(),
     }
@@ -474,6 +503,7 @@ fn fleet_pop(
         reach_held: false,
         fail_static: None,
         health: None,
+        before_failure: None,
         state: PopState::Down,
         why: String::new(),
     }
@@ -562,26 +592,29 @@ fn fail_static(pops: &mut BTreeMap<PopName, PopView>, config: &Config, rule: Fai
 }
 
 /// The health the node's own PoP's announcement follows: its inside
-/// verdict, except that a withdrawal is held while the fail-static rule
-/// holds the PoP (`held`), and for `window` after the verdict went down
-/// (`down_since`), so that a failure the other PoPs share is never
-/// withdrawn first and re-announced after. Returns the health and, while
-/// the window runs, when it ends.
+/// verdict, except that a PoP announced when its inside verdict went down
+/// (`before`) stays announced while the fail-static rule holds it
+/// (`held`; announced again if it was withdrawn before the rule applied),
+/// and for `window` after `since` — when the verdict went down, or when
+/// the rule last stopped holding it — so that a failure the other PoPs
+/// share is never withdrawn first and re-announced after, and a PoP whose
+/// recovery is seen a little later than the others' is not withdrawn in
+/// between. Returns the health and, while the window runs, when it ends.
 pub fn announce_health(
     inside: Option<bool>,
     held: bool,
-    previous: Option<bool>,
-    down_since: Instant,
+    before: Option<bool>,
+    since: Instant,
     window: Option<Duration>,
     now: Instant,
 ) -> (Option<bool>, Option<Instant>) {
-    if inside != Some(false) || previous != Some(true) {
+    if inside != Some(false) || before != Some(true) {
         return (inside, None);
     }
     if held {
         return (Some(true), None);
     }
-    match window.map(|w| down_since + w) {
+    match window.map(|w| since + w) {
         Some(end) if now < end => (Some(true), Some(end)),
         _ => (inside, None),
     }

@@ -124,8 +124,12 @@ pub(super) struct FleetState {
     acks: BTreeMap<PopName, Ack>,
     /// The health the own PoP's announcement followed last.
     announced: Option<bool>,
-    /// When the own PoP's inside verdict last went down (monotonic).
-    down_since: Option<Instant>,
+    /// While the own PoP's inside verdict is down: when it went down, or
+    /// when the fail-static rule last stopped holding it (monotonic), and
+    /// the health announced just before it went down.
+    down_since: Option<(Instant, Option<bool>)>,
+    /// The fail-static rule held the own PoP at the last recompute.
+    held: bool,
     /// End of the fail-static window of a held withdrawal.
     window_end: Option<Instant>,
 }
@@ -387,11 +391,6 @@ impl Core {
         let Some(fleet) = self.config.fleet.as_ref() else {
             return inside;
         };
-        if inside == Some(false) {
-            self.fleet.down_since.get_or_insert(now.mono);
-        } else {
-            self.fleet.down_since = None;
-        }
         let held = self
             .config
             .node
@@ -399,11 +398,24 @@ impl Core {
             .as_ref()
             .and_then(|p| self.fleet.view.as_ref()?.pops.get(p))
             .is_some_and(|v| v.inside_held);
+        if inside == Some(false) {
+            let announced = self.fleet.announced;
+            let since = self.fleet.down_since.get_or_insert((now.mono, announced));
+            if self.fleet.held && !held {
+                // The rule let go while the PoP still fails: the window
+                // runs again (recoveries are not seen at one instant either).
+                since.0 = now.mono;
+            }
+        } else {
+            self.fleet.down_since = None;
+        }
+        self.fleet.held = held;
+        let (since, before) = self.fleet.down_since.unwrap_or((now.mono, None));
         let (health, end) = merge::announce_health(
             inside,
             held,
-            self.fleet.announced,
-            self.fleet.down_since.unwrap_or(now.mono),
+            before,
+            since,
             fleet.fail_static.map(|f| f.window),
             now.mono,
         );

@@ -590,6 +590,192 @@ fn a_failure_on_one_pop_is_not_held() {
     assert!(v.pops[&n("a")].fail_static.is_none());
 }
 
+/// Node a's view of a world where the PoPs in `down` fail `web`: their
+/// owners say so from the inside and, with `outside`, every vantage point
+/// (a, b, c, d) cannot reach them either.
+fn shared_world(
+    down: &[&str],
+    outside: bool,
+    now: Instant,
+) -> (BTreeMap<PopName, Local>, BTreeMap<NodeName, PeerReport>) {
+    shared_world_seen(down, if outside { down } else { &[] }, now)
+}
+
+/// Node a's view of a world where the owners of the PoPs in `down` see
+/// `web` fail, and every vantage point (a, b, c, d) cannot reach the PoPs
+/// in `unreachable`.
+fn shared_world_seen(
+    down: &[&str],
+    unreachable: &[&str],
+    now: Instant,
+) -> (BTreeMap<PopName, Local>, BTreeMap<NodeName, PeerReport>) {
+    let up = |p: &str| Some(!down.contains(&p));
+    let seen = |p: &str| Some(!unreachable.contains(&p));
+    let local = local(up("a"), &[("b", Some(seen("b"))), ("c", Some(seen("c")))]);
+    let vantage = |me: &str| -> Vec<(&'static str, Option<bool>)> {
+        POPS.iter()
+            .filter(|p| **p != me)
+            .map(|p| (*p, seen(p)))
+            .collect()
+    };
+    let peers = peers(
+        now,
+        &[
+            (
+                R {
+                    outside: vantage("b"),
+                    ..owner("b", up("b"))
+                },
+                true,
+            ),
+            (
+                R {
+                    outside: vantage("c"),
+                    ..owner("c", up("c"))
+                },
+                true,
+            ),
+            (
+                R {
+                    node: "d",
+                    pop: None,
+                    inside: None,
+                    admin: None,
+                    outside: vantage("d"),
+                },
+                true,
+            ),
+        ],
+    );
+    (local, peers)
+}
+
+/// Every order of three items.
+fn orders(items: [&'static str; 3]) -> Vec<[&'static str; 3]> {
+    let [x, y, z] = items;
+    vec![
+        [x, y, z],
+        [x, z, y],
+        [y, x, z],
+        [y, z, x],
+        [z, x, y],
+        [z, y, x],
+    ]
+}
+
+/// One merge after another, each with the previous view, as node a runs
+/// them while the failures (and then the recoveries) arrive one PoP at a
+/// time, in every order, with and without the outside-in view failing
+/// too. With `min_pops` 2 (of 3 PoPs): the first PoP to fail is down on
+/// its own; once a second one fails both are held up — the first one
+/// comes back — and the third joins them; recoveries end the hold when
+/// fewer than two PoPs fail, and the last one to recover is down until it
+/// does. Nothing is ever down while the rule holds it.
+#[test]
+fn shared_failure_arriving_in_any_order_holds_every_pop_up() {
+    let config = config();
+    for outside in [false, true] {
+        for fail in orders(POPS) {
+            for recover in orders(POPS) {
+                let now = Instant::now() + STALE * 2;
+                let ctx = format!("outside {outside}, fail {fail:?}, recover {recover:?}");
+                let (l, p) = shared_world(&[], outside, now);
+                let mut view = merge_at(&config, &l, &p, None, now);
+                assert!(view.pops.values().all(|v| v.state == PopState::Up), "{ctx}");
+                // Failures, one PoP after another.
+                for k in 1..=3 {
+                    let down = &fail[..k];
+                    let (l, p) = shared_world(down, outside, now);
+                    view = merge_at(&config, &l, &p, Some(&view), now);
+                    for pop in POPS {
+                        let v = &view.pops[&n(pop)];
+                        let failing = down.contains(&pop);
+                        if k == 1 && failing {
+                            assert_eq!(v.state, PopState::Down, "{ctx}, {pop}: {}", v.why);
+                            assert!(v.fail_static.is_none(), "{ctx}, {pop}: {}", v.why);
+                        } else {
+                            assert_eq!(v.state, PopState::Up, "{ctx}, {pop}: {}", v.why);
+                            assert_eq!(v.fail_static.is_some(), failing, "{ctx}, {pop}: {}", v.why);
+                        }
+                        if failing && k > 1 {
+                            let why = v.fail_static.as_deref().unwrap_or_default();
+                            let shared = format!("{k} of 3 PoPs");
+                            assert!(why.contains(&shared), "{ctx}, {pop}: {why}");
+                            assert!(v.why.starts_with("fail static: "), "{ctx}: {}", v.why);
+                        }
+                    }
+                }
+                // Recoveries, one PoP after another.
+                for k in 1..=3 {
+                    let down = &recover[k..];
+                    let (l, p) = shared_world(down, outside, now);
+                    view = merge_at(&config, &l, &p, Some(&view), now);
+                    for pop in POPS {
+                        let v = &view.pops[&n(pop)];
+                        let failing = down.contains(&pop);
+                        let held = failing && down.len() >= 2;
+                        assert_eq!(v.fail_static.is_some(), held, "{ctx}, {pop}: {}", v.why);
+                        let state = if failing && !held {
+                            PopState::Down
+                        } else {
+                            PopState::Up
+                        };
+                        assert_eq!(v.state, state, "{ctx}, {pop}: {}", v.why);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// With `min_pops: 3` the first two PoPs to fail are down until the third
+/// fails too; then all three are back (the rule holds the verdict from
+/// before each one's failure, not the verdict at the moment it applied).
+/// A PoP that was down for another reason before the shared failure is
+/// not brought up by it.
+#[test]
+fn pops_that_failed_before_the_rule_applied_come_back_with_it() {
+    let config = config_with("  fail_static: {fraction: 0.5, min_pops: 3, window: 2s}\n");
+    for fail in orders(POPS) {
+        let now = Instant::now() + STALE * 2;
+        let (l, p) = shared_world(&[], true, now);
+        let mut view = merge_at(&config, &l, &p, None, now);
+        for k in 1..=3 {
+            let (l, p) = shared_world(&fail[..k], true, now);
+            view = merge_at(&config, &l, &p, Some(&view), now);
+        }
+        for pop in POPS {
+            let v = &view.pops[&n(pop)];
+            assert_eq!(v.state, PopState::Up, "{fail:?}, {pop}: {}", v.why);
+            assert_eq!(v.before_failure, Some(true), "{fail:?}, {pop}");
+            let why = v.fail_static.as_deref().unwrap_or_default();
+            assert!(
+                why.contains("check web fails on 3 of 3 PoPs (a, b, c)"),
+                "{why}"
+            );
+        }
+    }
+    // Before the third failure, two are down and nothing is held.
+    let now = Instant::now() + STALE * 2;
+    let (l, p) = shared_world(&[], false, now);
+    let up = merge_at(&config, &l, &p, None, now);
+    let (l, p) = shared_world(&["b", "c"], false, now);
+    let two = merge_at(&config, &l, &p, Some(&up), now);
+    for pop in ["b", "c"] {
+        assert_eq!(two.pops[&n(pop)].state, PopState::Down, "{pop}");
+        assert!(two.pops[&n(pop)].fail_static.is_none(), "{pop}");
+    }
+    // A PoP that never was up (no verdict before its failure) stays as it
+    // was while the rule holds it.
+    let (l, p) = shared_world(&["a", "b", "c"], false, now);
+    let cold = merge_at(&config, &l, &p, None, now);
+    for pop in POPS {
+        let v = &cold.pops[&n(pop)];
+        assert!(v.fail_static.is_some(), "{pop}");
+        assert_eq!(v.health, None, "{pop}: {}", v.why);
+    }
+}
+
 #[test]
 fn announcement_waits_for_the_window_and_holds_shared_failures() {
     let t0 = Instant::now();
@@ -799,6 +985,7 @@ fn run(w: &World, flip_stale: bool, now: Instant) -> FleetView {
     for (p, prev) in POPS.iter().zip(w.previous) {
         let mut v = merge_at(&config, &local, &BTreeMap::new(), None, now).pops[&n(p)].clone();
         v.health = prev;
+        v.before_failure = prev;
         previous.pops.insert(n(p), v);
     }
     merge_at(&config, &local, &peers, Some(&previous), now)
@@ -845,6 +1032,51 @@ proptest! {
                 );
             }
         }
+    }
+
+    /// Any sequence of failure states, starting with every PoP up. Each
+    /// step: which PoPs' owners see `web` fail and which PoPs every vantage
+    /// point cannot reach — so the outside may see a failure before the
+    /// owner does, or after. Whatever the order: a PoP whose inside failure
+    /// the rule holds is up unless an outside-in failure the rule does not
+    /// hold steers it away; a failure it does not hold takes the PoP down;
+    /// `fail_static` says exactly when the rule applies; and once every
+    /// check recovers nothing is held.
+    #[test]
+    fn fail_static_holds_up_whatever_the_order(
+        steps in prop::collection::vec(
+            (prop::array::uniform3(any::<bool>()), prop::array::uniform3(any::<bool>())),
+            1..10,
+        ),
+    ) {
+        let config = config();
+        let now = Instant::now() + STALE * 2;
+        let (l, p) = shared_world(&[], false, now);
+        let mut view = merge_at(&config, &l, &p, None, now);
+        let set = |f: [bool; 3]| -> Vec<&str> {
+            POPS.iter().zip(f).filter(|(_, x)| *x).map(|(p, _)| *p).collect()
+        };
+        let last = ([false; 3], [false; 3]);
+        for (i, (inside, outside)) in steps.iter().copied().chain([last]).enumerate() {
+            let (down, unreachable) = (set(inside), set(outside));
+            let (l, p) = shared_world_seen(&down, &unreachable, now);
+            view = merge_at(&config, &l, &p, Some(&view), now);
+            for pop in POPS {
+                let v = &view.pops[&n(pop)];
+                let held_inside = down.contains(&pop) && down.len() >= 2;
+                let held_outside = unreachable.contains(&pop) && unreachable.len() >= 2;
+                let steered = unreachable.contains(&pop) && !held_outside;
+                let state = if steered || (down.contains(&pop) && !held_inside) {
+                    PopState::Down
+                } else {
+                    PopState::Up
+                };
+                let ctx = format!("step {i}: down {down:?}, unreachable {unreachable:?}, {pop}: {}", v.why);
+                prop_assert_eq!(v.state, state, "{}", ctx);
+                prop_assert_eq!(v.fail_static.is_some(), held_inside || held_outside, "{}", ctx);
+            }
+        }
+        prop_assert!(view.pops.values().all(|v| v.fail_static.is_none()));
     }
 
     /// A fresh owner's `down` always wins over the outside's reachable
