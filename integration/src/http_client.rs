@@ -65,14 +65,6 @@ pub fn request_within(
     body: &[u8],
     timeout: Duration,
 ) -> std::io::Result<Response> {
-    let sa = addr.to_socket_addrs()?.next().ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("{addr}: no address"),
-        )
-    })?;
-    let mut s = TcpStream::connect_timeout(&sa, timeout)?;
-    s.set_read_timeout(Some(timeout))?;
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
@@ -85,8 +77,24 @@ pub fn request_within(
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
-    s.write_all(head.as_bytes())?;
-    s.write_all(body)?;
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body);
+    send_raw(addr, &request, timeout)
+}
+
+/// Sends `request` (a whole HTTP/1.1 request, byte for byte as given) to
+/// `addr` and reads the whole response; `timeout` as for
+/// [`request_within`].
+pub fn send_raw(addr: &str, request: &[u8], timeout: Duration) -> std::io::Result<Response> {
+    let sa = addr.to_socket_addrs()?.next().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{addr}: no address"),
+        )
+    })?;
+    let mut s = TcpStream::connect_timeout(&sa, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.write_all(request)?;
     // Read until the response is complete (some servers, ChromeDriver for
     // one, keep the socket open after the body despite `Connection: close`).
     let mut raw = Vec::new();

@@ -188,25 +188,14 @@ fn browser_style_requests_are_refused_and_ctl_still_works() {
     assert_eq!(st, 200, "{body}");
 }
 
-/// A POST exactly as `curl -X POST http://{api}{path}` sends it.
+/// A POST exactly as `curl -X POST http://{api}{path}` sends it (no
+/// body, no `Content-Length`, no `Content-Type`).
 fn bare_post(api: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(api).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    write!(
-        s,
+    let request = format!(
         "POST {path} HTTP/1.1\r\nHost: {api}\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut text = String::new();
-    s.read_to_string(&mut text).expect("read the answer");
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, body.to_string())
+    );
+    let r = http_client::send_raw(api, request.as_bytes(), Duration::from_secs(20)).expect("POST");
+    (r.status, r.text())
 }
 
 #[test]

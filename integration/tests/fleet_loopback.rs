@@ -7,15 +7,13 @@
 //! the other's DNS (stale is unknown, never down). No root, no network
 //! beyond loopback.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use anypop_integration::tls::{self, Ca, Stunnel};
 use anypop_integration::{
-    free_port, metric, test_zone, tools_available, wait_until, write_file, Anypop,
+    free_port, http_client, metric, test_zone, tools_available, wait_until, write_file, Anypop,
 };
 use serde_json::Value;
 
@@ -31,6 +29,18 @@ struct Node {
 }
 
 impl Node {
+    /// Node `name` owning `pop`, on loopback address `ip`, fresh ports.
+    fn new(name: &'static str, pop: &'static str, ip: &'static str, token: &str) -> Node {
+        Node {
+            name,
+            pop,
+            ip,
+            api: free_port(),
+            dns: free_port(),
+            token: token.into(),
+        }
+    }
+
     fn api(&self) -> String {
         format!("{}:{}", self.ip, self.api)
     }
@@ -63,44 +73,38 @@ impl Node {
 
     /// One HTTP/1.1 request with a JSON body; (status, JSON answer).
     fn call(&self, method: &str, path: &str, body: &str) -> (u16, Value) {
-        self.call_with(method, path, body, "")
+        self.call_with(method, path, body, &[])
     }
 
-    /// Like [`Node::call`] with extra header lines (`Name: value\r\n`).
-    fn call_with(&self, method: &str, path: &str, body: &str, headers: &str) -> (u16, Value) {
+    /// Like [`Node::call`] with extra headers.
+    fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
         let (status, text) = self.raw(method, path, body, headers);
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     /// One request; (status, body text). Status 0: not listening.
-    fn raw(&self, method: &str, path: &str, body: &str, headers: &str) -> (u16, String) {
-        let addr = self.api();
-        let Ok(mut s) = TcpStream::connect(&addr) else {
-            return (0, String::new()); // not listening (yet, or any more)
-        };
-        s.set_read_timeout(Some(Duration::from_secs(20)))
-            .expect("timeout");
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.token,
-            body.len()
-        )
-        .expect("send");
-        let mut text = String::new();
-        s.read_to_string(&mut text).expect("read the answer");
-        let status = text
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-        (status, body.to_string())
+    fn raw(&self, method: &str, path: &str, body: &str, headers: &[(&str, &str)]) -> (u16, String) {
+        let auth = format!("Bearer {}", self.token);
+        let mut h = vec![
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json"),
+        ];
+        h.extend_from_slice(headers);
+        match http_client::request(&self.api(), method, path, &h, body.as_bytes()) {
+            Ok(r) => (r.status, r.text()),
+            Err(_) => (0, String::new()), // not listening (yet, or any more)
+        }
     }
 
     /// This node's `/metrics`; empty while it does not listen.
     fn metrics(&self) -> String {
-        let (status, text) = self.raw("GET", "/metrics", "", "");
+        let (status, text) = self.raw("GET", "/metrics", "", &[]);
         assert!(
             status == 200 || status == 0,
             "GET /metrics on node {}: {status} {text}",
@@ -242,22 +246,8 @@ fn verdict(node: &Node, pop: &str) -> String {
 #[test]
 fn drain_on_one_node_is_honoured_by_the_other_nodes_dns() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let a = Node {
-        name: "a",
-        pop: "a",
-        ip: "127.0.0.1",
-        api: free_port(),
-        dns: free_port(),
-        token: "fleet-token-a-81f3".into(),
-    };
-    let b = Node {
-        name: "b",
-        pop: "b",
-        ip: "127.0.0.2",
-        api: free_port(),
-        dns: free_port(),
-        token: "fleet-token-b-2c7d".into(),
-    };
+    let a = Node::new("a", "a", "127.0.0.1", "fleet-token-a-81f3");
+    let b = Node::new("b", "b", "127.0.0.2", "fleet-token-b-2c7d");
     let ca = config(dir.path(), &a, &b);
     let cb = config(dir.path(), &b, &a);
     let pa = Anypop::run_config(&ca);
@@ -402,7 +392,7 @@ fn drain_on_one_node_is_honoured_by_the_other_nodes_dns() {
         "POST",
         "/v1/pops/b/drain",
         "{}",
-        "X-Anypop-Forwarded-By: c\r\n",
+        &[("X-Anypop-Forwarded-By", "c")],
     );
     assert_eq!(st, 409, "{v}");
     assert_eq!(v["owner"]["node"], "b", "{v}");
@@ -469,22 +459,8 @@ fn https_peer_behind_a_tls_terminator() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let a = Node {
-        name: "a",
-        pop: "a",
-        ip: "127.0.0.1",
-        api: free_port(),
-        dns: free_port(),
-        token: "fleet-token-a-5d1e".into(),
-    };
-    let b = Node {
-        name: "b",
-        pop: "b",
-        ip: "127.0.0.2",
-        api: free_port(),
-        dns: free_port(),
-        token: "fleet-token-b-93ac".into(),
-    };
+    let a = Node::new("a", "a", "127.0.0.1", "fleet-token-a-5d1e");
+    let b = Node::new("b", "b", "127.0.0.2", "fleet-token-b-93ac");
     let fleet_ca = Ca::new(d, "fleet-ca");
     let other_ca = Ca::new(d, "other-ca");
     let (cert, key) = fleet_ca.issue("anypop-b", "IP:127.0.0.2");
@@ -585,4 +561,115 @@ fn https_peer_behind_a_tls_terminator() {
     assert_eq!(f["pops"]["b"]["verdict"], "up", "{f}");
     assert_eq!(f["pops"]["b"]["owner"]["verdict"], "unknown", "{f}");
     assert_eq!(a.verdict_metric("b"), Some("up"));
+}
+
+/// Two nodes own PoP a (a1 and a2, two anypop hosts in one PoP), b owns
+/// PoP b. PoP a stays in every node's DNS while either owner says up
+/// (the one that is up keeps announcing it), leaves it when every owner
+/// with a fresh report says down, and an owner whose report is stale
+/// counts for nothing: neither its last "up" nor its last "down".
+#[test]
+fn several_owners_of_one_pop() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let node = Node::new;
+    let a1 = node("a1", "a", "127.0.0.1", "fleet-token-a1-0c4b");
+    let a2 = node("a2", "a", "127.0.0.3", "fleet-token-a2-77e0");
+    let b = node("b", "b", "127.0.0.2", "fleet-token-b-19fa");
+    let owners = [("a", "[a1, a2]")];
+    let cfg = |me: &Node, others: [&Node; 2]| {
+        let peers = others.map(Peer::http);
+        fleet_config(d, me, &peers, &owners)
+    };
+    let c1 = cfg(&a1, [&a2, &b]);
+    let c2 = cfg(&a2, [&a1, &b]);
+    let cb = cfg(&b, [&a1, &a2]);
+    let mut p1 = start(&c1);
+    let mut p2 = start(&c2);
+    let _pb = start(&cb);
+    let nodes = [&a1, &a2, &b];
+    let all_answer = |nodes: &[&Node], want: &str| {
+        for n in nodes {
+            assert!(
+                wait_until(T, || n.www() == [want]),
+                "node {} answers {:?}, not {want}: {}",
+                n.name,
+                n.www(),
+                n.get("/v1/fleet")["pops"]["a"]
+            );
+        }
+    };
+    for n in nodes {
+        let ok = wait_until(T, || {
+            let (st, f) = n.call("GET", "/v1/fleet", "");
+            st == 200
+                && f["peers"]
+                    .as_object()
+                    .is_some_and(|p| p.len() == 2 && p.values().all(|x| x["status"] == "fresh"))
+                && f["pops"]["a"]["verdict"] == "up"
+                && f["pops"]["b"]["verdict"] == "up"
+        });
+        assert!(ok, "node {}: {}", n.name, n.get("/v1/fleet"));
+    }
+    assert_eq!(
+        b.get("/v1/fleet")["pops"]["a"]["owners"],
+        serde_json::json!(["a1", "a2"])
+    );
+    all_answer(&nodes, "192.0.2.1");
+    // What a1 says of PoP a in its report (its own inside verdict).
+    let says = |n: &Node| n.get("/v1/fleet/report")["pops"]["a"]["verdict"].clone();
+    let maint = |n: &Node| d.join(format!("{}-a-maint", n.name));
+
+    // They disagree (a1's service down, a2's up): PoP a stays in DNS on
+    // every node.
+    write_file(d, "a1-a-maint", "");
+    assert!(wait_until(T, || says(&a1) == "down"), "{}", says(&a1));
+    // b received a1's report saying down (owner.reported is the first
+    // owner's word) and still counts PoP a up.
+    assert!(
+        wait_until(T, || b.get("/v1/fleet")["pops"]["a"]["owner"]["reported"]
+            == "down"),
+        "{}",
+        b.get("/v1/fleet")["pops"]["a"]
+    );
+    for n in nodes {
+        let f = n.get("/v1/fleet");
+        assert_eq!(f["pops"]["a"]["verdict"], "up", "node {}: {f}", n.name);
+        assert_eq!(f["pops"]["a"]["owner"]["verdict"], "up", "node {}", n.name);
+    }
+    all_answer(&nodes, "192.0.2.1");
+
+    // Both down: out of every node's DNS.
+    write_file(d, "a2-a-maint", "");
+    all_answer(&nodes, "192.0.2.2");
+    assert_eq!(verdict(&b, "a"), "down");
+    assert_eq!(b.verdict_metric("a"), Some("down"));
+    // a1 up again (a2 still down): back everywhere.
+    std::fs::remove_file(maint(&a1)).expect("rm a1's maintenance file");
+    all_answer(&nodes, "192.0.2.1");
+
+    // a2 (down) stops: its stale report counts for nothing, a1 (up)
+    // keeps PoP a in DNS.
+    p2.kill();
+    let stale = |n: &Node, peer: &str| {
+        wait_until(T, || n.get("/v1/fleet")["peers"][peer]["status"] == "stale")
+    };
+    assert!(stale(&b, "a2"), "{}", b.get("/v1/fleet"));
+    assert_eq!(verdict(&b, "a"), "up");
+    all_answer(&[&a1, &b], "192.0.2.1");
+    // a2 comes back, still down; then a1 (up) stops: a2's fresh "down"
+    // decides, a1's stale "up" does not hold PoP a in DNS.
+    let _p2 = start(&c2);
+    let fresh = wait_until(T, || {
+        let f = b.get("/v1/fleet");
+        f["peers"]["a2"]["status"] == "fresh"
+    });
+    assert!(fresh, "{}", b.get("/v1/fleet"));
+    assert_eq!(verdict(&b, "a"), "up");
+    p1.kill();
+    assert!(stale(&b, "a1"), "{}", b.get("/v1/fleet"));
+    all_answer(&[&a2, &b], "192.0.2.2");
+    let f = b.get("/v1/fleet");
+    assert_eq!(f["pops"]["a"]["verdict"], "down", "{f}");
+    assert_eq!(f["pops"]["a"]["owner"]["verdict"], "down", "{f}");
 }

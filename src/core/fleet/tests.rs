@@ -26,6 +26,17 @@ fn config() -> Config {
 }
 
 fn config_with(extra: &str) -> Config {
+    parse(&yaml_with(extra))
+}
+
+fn parse(yaml: &str) -> Config {
+    match crate::config::parse(yaml) {
+        Ok(c) => c,
+        Err(e) => panic!("test config: {e}"),
+    }
+}
+
+fn yaml_with(extra: &str) -> String {
     let mut pops = String::new();
     for (p, ip) in [("a", "192.0.2.1"), ("b", "192.0.2.2"), ("c", "192.0.2.3")] {
         pops.push_str(&format!(
@@ -37,7 +48,7 @@ fn config_with(extra: &str) -> Config {
 "
         ));
     }
-    let yaml = format!(
+    format!(
         "node: {{name: a, pop: a}}
 pops:
 {pops}fleet:
@@ -46,11 +57,7 @@ pops:
     - {{name: c, pop: c, url: \"http://192.0.2.13:8080\"}}
     - {{name: d, url: \"http://192.0.2.14:8080\"}}
 {extra}"
-    );
-    match crate::config::parse(&yaml) {
-        Ok(c) => c,
-        Err(e) => panic!("test config: {e}"),
-    }
+    )
 }
 
 fn n<K>(s: &str) -> Name<K> {
@@ -507,6 +514,127 @@ fn own_pop_uses_own_verdict_and_admin() {
     local.get_mut(&n("a")).expect("a").health = Some(true);
     let v = merge_at(&config, &local, &BTreeMap::new(), None, now);
     assert_eq!(v.pops[&n("a")].state, PopState::Up);
+}
+
+// --- Several owners of one PoP. ---
+
+/// Node `a`'s view of PoP c, owned by nodes c and e (two anypop nodes in
+/// that PoP). `owners`: what c and e say, fresh or stale (`None`: no
+/// report at all); nobody probes c from the outside.
+fn two_owners(
+    owners: [Option<(Option<bool>, Option<Phase>, bool)>; 2],
+    previous: Option<&FleetView>,
+) -> FleetView {
+    let c = parse(
+        &yaml_with("    - {name: e, pop: c, url: \"http://192.0.2.15:8080\"}\n").replace(
+            "  - name: c\n    addresses",
+            "  - name: c\n    owners: [c, e]\n    addresses",
+        ),
+    );
+    let now = Instant::now() + STALE * 2;
+    let local = local(Some(true), &[("b", Some(Some(true))), ("c", None)]);
+    let mut reports = Vec::new();
+    for (node, said) in ["c", "e"].into_iter().zip(owners) {
+        if let Some((inside, admin, fresh)) = said {
+            let r = R {
+                node,
+                pop: Some("c"),
+                inside,
+                admin,
+                outside: vec![],
+            };
+            reports.push((r, fresh));
+        }
+    }
+    merge_at(&c, &local, &peers(now, &reports), previous, now)
+}
+
+#[test]
+fn several_owners_any_fresh_owner_up_keeps_the_pop_up() {
+    let fresh = |h| Some((h, None, true));
+    // They disagree: the PoP is up (the owner that is up announces it).
+    for (c, e) in [(UP, DOWN), (DOWN, UP), (UP, UNK), (UP, UP)] {
+        let v = two_owners([fresh(c), fresh(e)], None);
+        let p = c_of(&v);
+        assert_eq!(p.owners, [n("c"), n("e")] as [NodeName; 2]);
+        assert_eq!(p.owner.verdict, Verdict::Up, "c {c:?}, e {e:?}");
+        assert_eq!((p.health, p.state), (UP, PopState::Up), "{}", p.why);
+    }
+    // Every fresh owner down: down.
+    let v = two_owners([fresh(DOWN), fresh(DOWN)], None);
+    assert_eq!(c_of(&v).owner.verdict, Verdict::Down);
+    assert_eq!(c_of(&v).state, PopState::Down);
+    // Down and unknown (an owner without a verdict yet): undecided.
+    let v = two_owners([fresh(DOWN), fresh(UNK)], None);
+    assert_eq!(c_of(&v).owner.verdict, Verdict::Unknown);
+    assert_eq!(c_of(&v).health, None, "{}", c_of(&v).why);
+}
+
+#[test]
+fn several_owners_a_stale_owner_does_not_count() {
+    let fresh = |h| Some((h, None, true));
+    let stale = |h| Some((h, None, false));
+    // The stale owner said up, the fresh one says down: the fresh word
+    // wins (the silent one may be gone; DNS must not send clients to a
+    // PoP whose only live owner has its service down).
+    let v = two_owners([stale(UP), fresh(DOWN)], None);
+    assert_eq!(c_of(&v).owner.verdict, Verdict::Down);
+    assert_eq!(c_of(&v).state, PopState::Down, "{}", c_of(&v).why);
+    // The stale owner said down, the fresh one says up: up.
+    let v = two_owners([stale(DOWN), fresh(UP)], None);
+    assert_eq!(c_of(&v).state, PopState::Up, "{}", c_of(&v).why);
+    // No report at all from one owner: the other decides.
+    let v = two_owners([None, fresh(UP)], None);
+    assert_eq!(c_of(&v).state, PopState::Up);
+    let v = two_owners([None, fresh(DOWN)], None);
+    assert_eq!(c_of(&v).state, PopState::Down);
+    // Both stale: unknown, the last fleet verdict is kept (never down
+    // because the owners went silent, never up from nothing).
+    let up = two_owners([fresh(UP), fresh(UP)], None);
+    let v = two_owners([stale(DOWN), stale(DOWN)], Some(&up));
+    assert_eq!(c_of(&v).owner.verdict, Verdict::Unknown);
+    assert_eq!((c_of(&v).health, c_of(&v).state), (UP, PopState::Up));
+    assert!(
+        c_of(&v).why.contains("nothing fresh: kept up"),
+        "{}",
+        c_of(&v).why
+    );
+    let v = two_owners([stale(UP), stale(UP)], None);
+    assert_eq!(c_of(&v).health, None);
+    let down = two_owners([fresh(DOWN), fresh(DOWN)], None);
+    let v = two_owners([stale(UP), None], Some(&down));
+    assert_eq!(c_of(&v).health, DOWN);
+}
+
+#[test]
+fn several_owners_the_most_restrictive_admin_state_wins() {
+    let with = |admin, fresh| Some((UP, admin, fresh));
+    // One owner draining (fresh or stale): the PoP is draining, from it.
+    for fresh in [true, false] {
+        let v = two_owners([with(None, true), with(Some(Phase::Drained), fresh)], None);
+        let p = c_of(&v);
+        assert_eq!(p.state, PopState::Draining, "{}", p.why);
+        let a = p.admin.as_ref().expect("admin");
+        assert_eq!((a.from.as_str(), a.fresh), ("e", fresh));
+    }
+    // Drained and disabled: disabled; restoring and shutdown: shutdown.
+    let v = two_owners(
+        [
+            with(Some(Phase::Disabled), true),
+            with(Some(Phase::Drained), true),
+        ],
+        None,
+    );
+    assert_eq!(c_of(&v).state, PopState::Disabled);
+    let v = two_owners(
+        [
+            with(Some(Phase::Restoring), true),
+            with(Some(Phase::Shutdown), true),
+        ],
+        None,
+    );
+    let a = c_of(&v).admin.as_ref().expect("admin");
+    assert_eq!((a.status.step, a.from.as_str()), (Phase::Shutdown, "e"));
 }
 
 // --- Fail static. ---
