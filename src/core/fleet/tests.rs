@@ -518,13 +518,13 @@ fn own_pop_uses_own_verdict_and_admin() {
 
 // --- Several owners of one PoP. ---
 
+/// What one owner says: (inside verdict, admin phase, fresh), or nothing.
+type Said = Option<(Option<bool>, Option<Phase>, bool)>;
+
 /// Node `a`'s view of PoP c, owned by nodes c and e (two anypop nodes in
 /// that PoP). `owners`: what c and e say, fresh or stale (`None`: no
 /// report at all); nobody probes c from the outside.
-fn two_owners(
-    owners: [Option<(Option<bool>, Option<Phase>, bool)>; 2],
-    previous: Option<&FleetView>,
-) -> FleetView {
+fn two_owners(owners: [Said; 2], previous: Option<&FleetView>) -> FleetView {
     let c = parse(
         &yaml_with("    - {name: e, pop: c, url: \"http://192.0.2.15:8080\"}\n").replace(
             "  - name: c\n    addresses",
