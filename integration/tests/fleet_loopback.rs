@@ -584,9 +584,9 @@ fn several_owners_of_one_pop() {
     let c1 = cfg(&a1, [&a2, &b]);
     let c2 = cfg(&a2, [&a1, &b]);
     let cb = cfg(&b, [&a1, &a2]);
-    let mut p1 = start(&c1);
-    let mut p2 = start(&c2);
-    let _pb = start(&cb);
+    let mut p1 = Anypop::run_config(&c1);
+    let mut p2 = Anypop::run_config(&c2);
+    let _pb = Anypop::run_config(&cb);
     let nodes = [&a1, &a2, &b];
     let all_answer = |nodes: &[&Node], want: &str| {
         for n in nodes {
@@ -659,7 +659,7 @@ fn several_owners_of_one_pop() {
     all_answer(&[&a1, &b], "192.0.2.1");
     // a2 comes back, still down; then a1 (up) stops: a2's fresh "down"
     // decides, a1's stale "up" does not hold PoP a in DNS.
-    let _p2 = start(&c2);
+    let _p2 = Anypop::run_config(&c2);
     let fresh = wait_until(T, || {
         let f = b.get("/v1/fleet");
         f["peers"]["a2"]["status"] == "fresh"
