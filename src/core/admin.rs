@@ -136,6 +136,9 @@ pub struct Override {
     pub until: Option<SystemTime>,
     /// Monotonic time the current phase ends (not persisted: recomputed).
     pub phase_ends: Option<Instant>,
+    /// Taken out past the last-PoP guard (`force`; persisted): in a fleet,
+    /// a graceful drain then never holds at the end of its DNS step.
+    pub force: bool,
 }
 
 /// Waits of a graceful drain, resolved from the PoP's config.
@@ -177,6 +180,7 @@ pub fn start_drain(
         since,
         until: duration.and_then(|d| since.checked_add(d.min(MAX_DRAIN))),
         phase_ends,
+        force: false,
     }
 }
 
@@ -198,6 +202,7 @@ pub fn start_undrain(
             since: current.since,
             until: None,
             phase_ends: Some(now + t.settle),
+            force: false,
         }),
     }
 }

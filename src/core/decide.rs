@@ -460,6 +460,7 @@ mod tests {
             since: std::time::SystemTime::UNIX_EPOCH,
             until: None,
             phase_ends: None,
+            force: false,
         };
         assert_eq!(
             pop_reason(Combine::Any, &cs, h, Some(&ov)),

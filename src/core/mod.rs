@@ -502,11 +502,12 @@ impl Core {
                         .iter()
                         .map(|(c, s)| (c.clone(), s.state.verdict))
                         .collect(),
-                    admin: own_admin.map(|ov| admin_status(ov, now)),
+                    admin: own_admin.map(|ov| admin_status(ov, self.fleet.holds.get(name), now)),
                 },
             );
         }
         let fleet = self.merge_fleet(&local, now);
+        self.release_drains(now);
         // What DNS and the API follow: the fleet verdict, or this node's.
         let mut state_events = Vec::new();
         let mut shown: BTreeMap<PopName, fleet::Decided> = BTreeMap::new();
@@ -519,7 +520,7 @@ impl Core {
                         state: decide::pop_state(rt.healthy, admin.map(|o| o.phase)),
                         healthy: rt.healthy,
                         reason: local_reason.remove(name).unwrap_or_default(),
-                        admin: admin.map(|ov| admin_status(ov, now)),
+                        admin: admin.map(|ov| admin_status(ov, self.fleet.holds.get(name), now)),
                         fail_static: None,
                     }
                 }
@@ -641,8 +642,9 @@ impl Core {
     }
 }
 
-/// The admin state of an override as the snapshot shows it.
-fn admin_status(ov: &Override, now: Now) -> AdminStatus {
+/// The admin state of an override as the snapshot shows it; `held`: why
+/// its drain holds at the end of its DNS step (no next step then).
+fn admin_status(ov: &Override, held: Option<&String>, now: Now) -> AdminStatus {
     AdminStatus {
         kind: if ov.phase == Phase::Disabled {
             AdminKind::Disable
@@ -653,11 +655,18 @@ fn admin_status(ov: &Override, now: Now) -> AdminStatus {
         who: ov.who.clone(),
         step: ov.phase,
         since: ov.since,
-        next_at: [ov.phase_ends.map(|e| now.wall_at(e)), ov.until]
-            .into_iter()
-            .flatten()
-            .min(),
+        next_at: [
+            ov.phase_ends
+                .filter(|_| held.is_none())
+                .map(|e| now.wall_at(e)),
+            ov.until,
+        ]
+        .into_iter()
+        .flatten()
+        .min(),
         until: ov.until,
+        force: ov.force,
+        held: held.cloned(),
     }
 }
 

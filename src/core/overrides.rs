@@ -197,9 +197,9 @@ impl Core {
                 if current.is_none() && !force && self.is_last(&pop) {
                     return Err(AdminError::LastPop(pop.to_string()));
                 }
-                Some(admin::start_drain(
-                    mode, reason, who, now.wall, duration, now.mono, t,
-                ))
+                let mut ov = admin::start_drain(mode, reason, who, now.wall, duration, now.mono, t);
+                ov.force = force;
+                Some(ov)
             }
             AdminCommand::Disable {
                 reason, who, force, ..
@@ -214,6 +214,7 @@ impl Core {
                     since: now.wall,
                     until: None,
                     phase_ends: None,
+                    force,
                 })
             }
             AdminCommand::Undrain { who, mode, .. } => {
@@ -459,8 +460,16 @@ impl Core {
     /// fail-static window).
     pub(super) fn next_deadline(&self, now: Now) -> Option<Instant> {
         self.overrides
-            .values()
-            .flat_map(|ov| [ov.phase_ends, ov.until.map(|u| now.mono_at(u))])
+            .iter()
+            .flat_map(|(pop, ov)| {
+                // A drain held at its DNS step waits for the fleet view,
+                // not for a time.
+                let held = self.fleet.holds.contains_key(pop);
+                [
+                    ov.phase_ends.filter(|_| !held),
+                    ov.until.map(|u| now.mono_at(u)),
+                ]
+            })
             .flatten()
             .chain(self.saving.deadline())
             .chain(self.fleet_deadline())
@@ -471,6 +480,7 @@ impl Core {
     /// auto-undrain, fleet deadlines) and retries a failed save.
     pub(super) fn on_timer(&mut self, now: Now) {
         let mut changes = Vec::new();
+        let mut holds = Vec::new();
         for (pop, ov) in &self.overrides {
             let t = drain_timings(&self.config, pop);
             if ov.until.is_some_and(|u| u <= now.wall) {
@@ -489,6 +499,12 @@ impl Core {
                     message,
                 });
             } else if let Some((new, step)) = admin::advance(ov, now.mono, t) {
+                if step.from == Some(Phase::DnsRemoved) {
+                    if let Some(why) = self.drain_hold(pop) {
+                        holds.push((pop.clone(), why));
+                        continue;
+                    }
+                }
                 let name = |p: Option<Phase>| p.map(Phase::as_str).unwrap_or("in_service");
                 changes.push(Change {
                     pop: pop.clone(),
@@ -497,6 +513,13 @@ impl Core {
                     message: format!("pop {pop} {} -> {}", name(step.from), name(step.to)),
                 });
             }
+        }
+        let mut held = false;
+        for (pop, why) in holds {
+            held |= self.hold_drain(pop, why, now);
+        }
+        if held {
+            self.recompute(now);
         }
         let retry = self.saving.deadline().is_some_and(|t| t <= now.mono);
         if self.fleet_deadline().is_some_and(|t| t <= now.mono) {

@@ -108,6 +108,10 @@ struct FileOverride {
     /// `{"secs_since_epoch": S, "nanos_since_epoch": N}`.
     since: SystemTime,
     until: Option<SystemTime>,
+    /// Forced past the last-PoP guard; absent (as in files of earlier
+    /// builds) when not.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    force: bool,
 }
 
 #[derive(Clone, Copy, Serialize, Deserialize)]
@@ -134,6 +138,7 @@ impl From<&Override> for FileOverride {
             who: o.who.clone(),
             since: o.since,
             until: o.until,
+            force: o.force,
         }
     }
 }
@@ -153,6 +158,7 @@ impl From<FileOverride> for Override {
             since: o.since,
             until: o.until,
             phase_ends: None,
+            force: o.force,
         }
     }
 }
@@ -343,6 +349,7 @@ mod tests {
             since: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
             until: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_003_600)),
             phase_ends: None,
+            force: false,
         }
     }
 

@@ -142,6 +142,11 @@ pub struct AdminStatus {
     pub next_at: Option<SystemTime>,
     /// Wall-clock time of the auto-undrain (`duration` of the drain).
     pub until: Option<SystemTime>,
+    /// Taken out past the last-PoP guard (`force`).
+    pub force: bool,
+    /// Why a graceful drain holds at the end of its DNS step (the fleet's
+    /// last-PoP guard), while it does.
+    pub held: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -827,6 +827,7 @@ async fn an_expiry_that_passed_while_stopped_undrains_at_start() {
         since: start - Duration::from_secs(7200),
         until: Some(start - Duration::from_secs(3600)),
         phase_ends: None,
+        force: false,
     };
     let mut core = Driven::new(test_config(None), BTreeMap::from([(name("fra1"), ov)]));
     assert_eq!(core.core.deadline(core.now()), Some(Instant::now()));
@@ -881,7 +882,35 @@ fn b_report_edge(
     phase: Option<Phase>,
     applied: Option<(&str, u64)>,
 ) -> Input {
-    use super::fleet::{Applied, PopReport, Report, ReportAdmin, ReportRole};
+    let admin = phase.map(|step| b_admin(step, 1.0, false));
+    b_report_with(revision, edge, admin, applied)
+}
+
+/// PoP b's drain as node b publishes it: at `step`, started at `since`
+/// (Unix seconds), forced past the guard or not.
+fn b_admin(step: Phase, since: f64, force: bool) -> super::fleet::ReportAdmin {
+    super::fleet::ReportAdmin {
+        kind: crate::core::snapshot::AdminKind::Drain,
+        step,
+        reason: "maintenance".into(),
+        who: "alice via a".into(),
+        since,
+        next_at: None,
+        until: None,
+        force,
+        held: None,
+    }
+}
+
+/// Node b's report with PoP b's `edge` check saying `edge` and its admin
+/// state `admin`.
+fn b_report_with(
+    revision: u64,
+    edge: Verdict,
+    admin: Option<super::fleet::ReportAdmin>,
+    applied: Option<(&str, u64)>,
+) -> Input {
+    use super::fleet::{Applied, PopReport, Report, ReportRole};
     let pop = |role, admin, verdict| PopReport {
         role,
         verdict,
@@ -890,15 +919,7 @@ fn b_report_edge(
         checks: [(name("edge"), verdict)].into_iter().collect(),
         admin,
     };
-    let admin = phase.map(|step| ReportAdmin {
-        kind: crate::core::snapshot::AdminKind::Drain,
-        step,
-        reason: "maintenance".into(),
-        who: "alice via a".into(),
-        since: 1.0,
-        next_at: None,
-        until: None,
-    });
+    let admin_revision = 1 + u64::from(admin.is_some());
     Input::Fleet(super::fleet::FleetInput::Report {
         peer: name("b"),
         report: Box::new(Report {
@@ -906,7 +927,7 @@ fn b_report_edge(
             pop: Some(name("b")),
             instance: "b-1".into(),
             revision,
-            admin_revision: 1 + u64::from(phase.is_some()),
+            admin_revision,
             generated_at: 1.0,
             pops: [
                 (name("b"), pop(ReportRole::Owner, admin, edge)),
@@ -1148,6 +1169,102 @@ async fn fail_static_announces_again_a_pop_withdrawn_before_it_applied() {
     let s = core.snapshot();
     assert_eq!(s.pops["a"].state, PopState::Up, "{}", s.pops["a"].reason);
     assert_eq!(s.announcements.len(), 1);
+}
+
+/// Node a of [`fleet_config`] drains its PoP (b is up: the guard lets it)
+/// and node b's reports then show b drained too, its drain started at
+/// `b_since` (Unix seconds), forced or not; then 44 s pass (a's DNS step:
+/// 10 s waiting for b's confirmation, 30 s DNS wait) with b's report fresh.
+async fn drain_both(a_force: bool, b_since: f64, b_force: bool) -> Driven {
+    let mut core = fleet_core_up();
+    admin(&mut core, drain("a", DrainMode::Graceful, a_force)).expect("drain");
+    let b = b_admin(Phase::DnsRemoved, b_since, b_force);
+    for _ in 0..22 {
+        core.input(b_report_with(2, Verdict::Up, Some(b.clone()), None));
+        core.tick();
+        tokio::time::advance(Duration::from_secs(2)).await;
+    }
+    core.input(b_report_with(2, Verdict::Up, Some(b), None));
+    core.tick();
+    core
+}
+
+fn step_of(core: &Driven, pop: &str) -> Option<Phase> {
+    core.snapshot().pops[pop].admin.as_ref().map(|a| a.step)
+}
+
+/// The last-PoP guard checked again at the end of a graceful drain's DNS
+/// step. a and b serve the prefix and are drained within one report round
+/// trip (each request saw the other PoP up). When b's drain started first,
+/// a's holds in `dns_removed` — still announced, out of DNS, the reason in
+/// the state and a `safety` event — until b is back in service; then it
+/// goes on at once. When b's started later (or at the same time: the name
+/// decides), a's goes on and b's is the one to hold. A forced drain of a
+/// never holds; a forced drain of b does not count as one that will.
+#[tokio::test(start_paused = true)]
+async fn of_two_drains_of_the_last_two_pops_the_later_one_holds_at_the_dns_step() {
+    let t0 = 1_700_000_000.0;
+    // b's drain started first: a holds.
+    let mut core = drain_both(false, t0 - 0.5, false).await;
+    let s = core.snapshot();
+    assert_eq!(step_of(&core, "a"), Some(Phase::DnsRemoved));
+    assert_eq!(s.announcements.len(), 1, "a withdrew the prefix");
+    assert!(!s.pops["a"].serves_dns);
+    let admin_a = s.pops["a"].admin.clone().expect("admin");
+    let held = admin_a.held.clone().unwrap_or_default();
+    assert_eq!(
+        held,
+        "last PoP in service for 203.0.113.0/24 (b draining, its drain started first): held in dns_removed until another PoP of it is back in service"
+    );
+    assert_eq!(admin_a.next_at, None, "no next step while held");
+    assert!(s.pops["a"].reason.contains(&held), "{}", s.pops["a"].reason);
+    let report = &s.fleet.as_ref().expect("fleet").report;
+    let published = report.pops[&name("a")].admin.as_ref().expect("admin");
+    assert_eq!(published.held.as_deref(), Some(held.as_str()));
+    let events = fleet_events(&mut core);
+    let start = format!("pop a drain held: {held}");
+    assert_eq!(
+        events.iter().filter(|e| **e == start).count(),
+        1,
+        "{events:?}"
+    );
+    // Held, not busy: no deadline is due.
+    let now = core.now();
+    assert!(core.core.deadline(now).is_none_or(|d| d > now.mono));
+    // b is back in service: a's drain goes on at once.
+    core.input(b_report_with(3, Verdict::Up, None, None));
+    core.tick();
+    assert_eq!(step_of(&core, "a"), Some(Phase::Shutdown));
+    assert!(core.snapshot().pops["a"]
+        .admin
+        .as_ref()
+        .is_some_and(|a| a.held.is_none()));
+    let events = fleet_events(&mut core);
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("pop a drain goes on: ")),
+        "{events:?}"
+    );
+
+    // b's drain started later, or at the same time (a's name sorts
+    // first): a goes on.
+    for b_since in [t0 + 0.5, t0] {
+        let core = drain_both(false, b_since, false).await;
+        assert_eq!(
+            step_of(&core, "a"),
+            Some(Phase::Shutdown),
+            "b since {b_since}"
+        );
+    }
+    // b's later drain was forced: it will not hold, so a does.
+    let core = drain_both(false, t0 + 0.5, true).await;
+    assert_eq!(step_of(&core, "a"), Some(Phase::DnsRemoved));
+    let held = core.snapshot().pops["a"].admin.clone().and_then(|a| a.held);
+    assert!(held.is_some_and(|h| h.contains("b draining, forced")));
+    // a's own drain was forced: never held.
+    let core = drain_both(true, t0 - 0.5, false).await;
+    assert_eq!(step_of(&core, "a"), Some(Phase::Shutdown));
 }
 
 /// At the scale the docs claim (100,000 prefixes): probes that change

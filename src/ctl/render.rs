@@ -570,6 +570,7 @@ mod tests {
             step,
             next_at,
             until,
+            held: None,
         }
     }
 

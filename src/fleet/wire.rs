@@ -107,6 +107,14 @@ pub struct AdminV1 {
     pub next_at: Option<f64>,
     /// Unix time of the auto-undrain.
     pub until: Option<f64>,
+    /// `true` when the drain or disable was forced past the last-PoP
+    /// guard (absent otherwise): such a drain never holds.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
+    /// Present only while the drain holds at the end of its DNS step (the
+    /// last-PoP guard against the owner's fleet view): why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -236,6 +244,8 @@ impl PopReportV1 {
                 since: a.since,
                 next_at: a.next_at,
                 until: a.until,
+                force: a.force,
+                held: a.held,
             }),
         })
     }
@@ -299,6 +309,8 @@ impl From<&PopReport> for PopReportV1 {
                 since: a.since,
                 next_at: a.next_at,
                 until: a.until,
+                force: a.force,
+                held: a.held.clone(),
             }),
         }
     }

@@ -99,6 +99,10 @@ pub struct FleetAdminDto {
     pub until: Option<f64>,
     pub from: String,
     pub age: Option<f64>,
+    /// Present only while the owner holds the drain at the end of its DNS
+    /// step (last-PoP guard): why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -154,6 +158,7 @@ fn admin_dto(a: &cf::AdminView, now: Instant) -> FleetAdminDto {
         until: s.until.map(unix_time::secs),
         from: a.from.to_string(),
         age: Some(age(a.received, now).unwrap_or(0.0)),
+        held: s.held.clone(),
     }
 }
 

@@ -196,6 +196,11 @@ pub struct AdminStatus {
     /// Unix time of the auto-undrain (the drain's duration), if any.
     #[schema(required)]
     pub until: Option<f64>,
+    /// Present only while a graceful drain holds at the end of its DNS
+    /// step (in a fleet: the last-PoP guard found no other PoP of one of
+    /// its prefixes in service): why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
 }
 
 impl From<&core::AdminStatus> for AdminStatus {
@@ -210,6 +215,7 @@ impl From<&core::AdminStatus> for AdminStatus {
             step: a.step.into(),
             next_at: a.next_at.map(secs),
             until: a.until.map(secs),
+            held: a.held.clone(),
         }
     }
 }

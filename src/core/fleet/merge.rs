@@ -311,8 +311,12 @@ pub fn merge(s: &Sources<'_>, now: Instant) -> FleetView {
         };
         v.state = decide::pop_state(v.health, v.admin.as_ref().map(|a| a.status.step));
         if let Some(a) = &v.admin {
+            let held = match &a.status.held {
+                Some(h) => format!(", held: {h}"),
+                None => String::new(),
+            };
             v.why = format!(
-                "{} by {}: {} (owner {}; {})",
+                "{} by {}: {}{held} (owner {}; {})",
                 a.status.step, a.status.who, a.status.reason, a.from, v.why
             );
         }

@@ -11,6 +11,7 @@
 //! them. Without `fleet:` in the config none of it runs and the core
 //! behaves as before.
 
+pub mod guard;
 pub mod merge;
 pub mod report;
 
@@ -132,6 +133,9 @@ pub(super) struct FleetState {
     held: bool,
     /// End of the fail-static window of a held withdrawal.
     window_end: Option<Instant>,
+    /// Own PoPs whose graceful drain holds at the end of its DNS step
+    /// (the last-PoP guard against the fleet view), and why.
+    pub(super) holds: BTreeMap<PopName, String>,
 }
 
 impl FleetState {
@@ -203,6 +207,7 @@ impl Core {
             self.fleet.view = None;
             self.fleet.report = None;
             self.fleet.acks.clear();
+            self.fleet.holds.clear();
             return;
         };
         self.fleet.peers.retain(|n, _| fleet.peers.contains_key(n));
@@ -531,6 +536,81 @@ impl Core {
                 self.overrides.insert(pop.clone(), ov);
             }
             self.event(EventKind::Fleet, Some(pop), None, msg, now);
+        }
+    }
+
+    /// Why the graceful drain of `pop` must hold now that its DNS step is
+    /// over ([`guard::drain_hold`] against the current fleet view): only
+    /// an own PoP's drain at its DNS step that was not forced, in a fleet.
+    pub(super) fn drain_hold(&self, pop: &PopName) -> Option<String> {
+        let view = self.fleet.view.as_ref()?;
+        let ov = self.overrides.get(pop)?;
+        if ov.force || ov.phase != Phase::DnsRemoved || self.config.role(pop) != Role::Own {
+            return None;
+        }
+        let seen = view
+            .pops
+            .iter()
+            .map(|(name, v)| {
+                let dns_step = v
+                    .admin
+                    .as_ref()
+                    .filter(|a| a.status.step == Phase::DnsRemoved)
+                    .map(|a| (crate::unix_time::secs(a.status.since), a.status.force));
+                let s = guard::Seen {
+                    state: v.state,
+                    dns_step,
+                };
+                (name.clone(), s)
+            })
+            .collect();
+        guard::drain_hold(
+            &self.config.pops,
+            &seen,
+            pop,
+            crate::unix_time::secs(ov.since),
+        )
+    }
+
+    /// A drain whose DNS step is over holds for `why`: remembered, with a
+    /// `safety` event when the hold starts. Returns whether anything
+    /// changed (a new hold or a new reason).
+    pub(super) fn hold_drain(&mut self, pop: PopName, why: String, now: Now) -> bool {
+        match self.fleet.holds.insert(pop.clone(), why.clone()) {
+            Some(before) => before != why,
+            None => {
+                let msg = format!("pop {pop} drain held: {why}");
+                self.event(EventKind::Safety, Some(pop), None, msg, now);
+                true
+            }
+        }
+    }
+
+    /// Ends the holds that no longer apply: the drain was undone or
+    /// changed, or the fleet view now has another PoP of each prefix in
+    /// service (its next step is then due at once). Keeps the reasons of
+    /// the others current.
+    pub(super) fn release_drains(&mut self, now: Now) {
+        let held: Vec<PopName> = self.fleet.holds.keys().cloned().collect();
+        for pop in held {
+            let at_dns_step = self
+                .overrides
+                .get(&pop)
+                .is_some_and(|o| o.phase == Phase::DnsRemoved);
+            match self.drain_hold(&pop) {
+                Some(why) => {
+                    self.fleet.holds.insert(pop, why);
+                }
+                None => {
+                    self.fleet.holds.remove(&pop);
+                    if at_dns_step {
+                        let msg = format!(
+                            "pop {pop} drain goes on: another PoP of each of its prefixes is in service"
+                        );
+                        self.event(EventKind::Safety, Some(pop), None, msg, now);
+                    }
+                }
+            }
         }
     }
 

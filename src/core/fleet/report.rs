@@ -72,6 +72,10 @@ pub struct ReportAdmin {
     pub since: f64,
     pub next_at: Option<f64>,
     pub until: Option<f64>,
+    /// Taken out past the last-PoP guard: its drain never holds.
+    pub force: bool,
+    /// Why the drain holds at the end of its DNS step, while it does.
+    pub held: Option<String>,
 }
 
 impl ReportAdmin {
@@ -84,6 +88,8 @@ impl ReportAdmin {
             since: unix_time::secs(a.since),
             next_at: a.next_at.map(unix_time::secs),
             until: a.until.map(unix_time::secs),
+            force: a.force,
+            held: a.held.clone(),
         }
     }
 
@@ -97,6 +103,8 @@ impl ReportAdmin {
             since: unix_time::from_secs(self.since),
             next_at: self.next_at.map(unix_time::from_secs),
             until: self.until.map(unix_time::from_secs),
+            force: self.force,
+            held: self.held.clone(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The merge: one test per row of the truth table in docs/fleet.md, the
-//! admin and fail-static rules, the report's revisions, and properties over
+//! admin and fail-static rules, the last-PoP guard at the end of a drain's
+//! DNS step, the report's revisions, and properties over
 //! random inputs (stale reports never count, one vantage point never steers
 //! a PoP out, the owner's `down` and the admin state always win).
 
@@ -10,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use proptest::prelude::*;
 use tokio::time::Instant;
 
+use super::guard;
 use super::merge::{self, FleetView, PeerReport, Reach, Sources};
 use super::report::{self, Applied, PopReport, Report, ReportAdmin, ReportRole};
 use super::Local;
@@ -140,6 +142,8 @@ fn report(r: &R) -> Report {
                     since: 1.0,
                     next_at: None,
                     until: None,
+                    force: false,
+                    held: None,
                 }),
             },
         );
@@ -958,6 +962,172 @@ fn announcement_waits_for_the_window_and_holds_shared_failures() {
         merge::announce_health(Some(false), false, Some(true), t0, None, t0),
         (Some(false), None)
     );
+}
+
+// --- The last-PoP guard at the end of a drain's DNS step. ---
+
+/// PoPs a, b and c serve 203.0.113.0/24; d has no prefixes.
+fn guard_pops() -> BTreeMap<PopName, crate::model::Pop> {
+    let yaml = "node: {name: a, pop: a}
+pops:
+  - {name: a, prefixes: [203.0.113.0/24]}
+  - {name: b, prefixes: [203.0.113.0/24]}
+  - {name: c, prefixes: [203.0.113.0/24]}
+  - {name: d}
+";
+    match crate::config::parse(yaml) {
+        Ok(c) => c.pops.clone(),
+        Err(e) => panic!("test config: {e}"),
+    }
+}
+
+/// The fleet view as the guard reads it: every PoP up except those given
+/// (`dns_step`: the drain's start and whether it was forced).
+/// A PoP other than up: its state and its drain at the DNS step (start,
+/// forced).
+type Other<'a> = (&'a str, PopState, Option<(f64, bool)>);
+
+fn seen_with(others: &[Other<'_>]) -> BTreeMap<PopName, guard::Seen> {
+    let mut m: BTreeMap<PopName, guard::Seen> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|p| {
+            (
+                n(p),
+                guard::Seen {
+                    state: PopState::Up,
+                    dns_step: None,
+                },
+            )
+        })
+        .collect();
+    for (p, state, dns_step) in others {
+        m.insert(
+            n(p),
+            guard::Seen {
+                state: *state,
+                dns_step: *dns_step,
+            },
+        );
+    }
+    m
+}
+
+const T0: f64 = 1_700_000_000.0;
+
+#[test]
+fn a_drain_goes_on_while_another_pop_of_each_prefix_is_up() {
+    let pops = guard_pops();
+    let me = Some((T0, false));
+    // b and c up, or only c.
+    let s = seen_with(&[("a", PopState::Draining, me)]);
+    assert_eq!(guard::drain_hold(&pops, &s, &n("a"), T0), None);
+    let s = seen_with(&[("a", PopState::Draining, me), ("b", PopState::Down, None)]);
+    assert_eq!(guard::drain_hold(&pops, &s, &n("a"), T0), None);
+    // Nothing else up: the last PoP holds, whatever the others are.
+    let s = seen_with(&[
+        ("a", PopState::Draining, me),
+        ("b", PopState::Down, None),
+        ("c", PopState::Draining, None),
+    ]);
+    let why = guard::drain_hold(&pops, &s, &n("a"), T0).expect("held");
+    assert_eq!(
+        why,
+        "last PoP in service for 203.0.113.0/24 (b down, c draining): held in dns_removed until another PoP of it is back in service"
+    );
+    // A PoP without prefixes withdraws nothing: never held.
+    let s = seen_with(&[
+        ("a", PopState::Down, None),
+        ("b", PopState::Down, None),
+        ("c", PopState::Down, None),
+    ]);
+    assert_eq!(guard::drain_hold(&pops, &s, &n("d"), T0), None);
+}
+
+/// The last two PoPs of the prefix (c is down) drained within one round
+/// trip, in both orders: the drain that started later holds, the other
+/// goes on; both owners, each checking its own drain against the same
+/// view, agree.
+#[test]
+fn of_two_drains_of_the_last_two_pops_the_later_one_holds() {
+    let pops = guard_pops();
+    for (first, second) in [("a", "b"), ("b", "a")] {
+        let s = seen_with(&[
+            (first, PopState::Draining, Some((T0, false))),
+            (second, PopState::Draining, Some((T0 + 0.25, false))),
+            ("c", PopState::Down, None),
+        ]);
+        assert_eq!(
+            guard::drain_hold(&pops, &s, &n(first), T0),
+            None,
+            "{first} started first"
+        );
+        let why = guard::drain_hold(&pops, &s, &n(second), T0 + 0.25).expect("held");
+        assert!(
+            why.contains(&format!(
+                "({first} draining, its drain started first, c down)"
+            )),
+            "{why}"
+        );
+        // The earlier drain went on (shutdown, no longer at the DNS step):
+        // the later one still holds.
+        let s = seen_with(&[
+            (first, PopState::Draining, None),
+            (second, PopState::Draining, Some((T0 + 0.25, false))),
+            ("c", PopState::Down, None),
+        ]);
+        assert!(guard::drain_hold(&pops, &s, &n(second), T0 + 0.25).is_some());
+        // Released when another PoP of the prefix is back: the earlier
+        // one undrained, or c recovered.
+        let later = Some((T0 + 0.25, false));
+        let s = seen_with(&[
+            (second, PopState::Draining, later),
+            ("c", PopState::Down, None),
+        ]);
+        assert_eq!(guard::drain_hold(&pops, &s, &n(second), T0 + 0.25), None);
+        let s = seen_with(&[
+            (second, PopState::Draining, later),
+            (first, PopState::Draining, None),
+        ]);
+        assert_eq!(guard::drain_hold(&pops, &s, &n(second), T0 + 0.25), None);
+    }
+}
+
+/// Equal start times: the PoP whose name sorts later holds, seen from
+/// either owner.
+#[test]
+fn equal_start_times_are_broken_by_the_pop_name() {
+    let pops = guard_pops();
+    let s = seen_with(&[
+        ("a", PopState::Draining, Some((T0, false))),
+        ("b", PopState::Draining, Some((T0, false))),
+        ("c", PopState::Down, None),
+    ]);
+    assert_eq!(guard::drain_hold(&pops, &s, &n("a"), T0), None);
+    assert!(guard::drain_hold(&pops, &s, &n("b"), T0).is_some());
+    // Three drains at once: only the last one in (start, name) order holds.
+    let s = seen_with(&[
+        ("a", PopState::Draining, Some((T0 + 1.0, false))),
+        ("b", PopState::Draining, Some((T0, false))),
+        ("c", PopState::Draining, Some((T0, false))),
+    ]);
+    assert_eq!(guard::drain_hold(&pops, &s, &n("b"), T0), None);
+    assert_eq!(guard::drain_hold(&pops, &s, &n("c"), T0), None);
+    assert!(guard::drain_hold(&pops, &s, &n("a"), T0 + 1.0).is_some());
+}
+
+/// A drain forced past the guard never holds (the core does not ask), so
+/// a later forced drain of the other PoP does not count as one that will
+/// keep the prefix announced.
+#[test]
+fn a_forced_drain_does_not_count_as_one_that_holds() {
+    let pops = guard_pops();
+    let s = seen_with(&[
+        ("a", PopState::Draining, Some((T0, false))),
+        ("b", PopState::Draining, Some((T0 + 1.0, true))),
+        ("c", PopState::Down, None),
+    ]);
+    let why = guard::drain_hold(&pops, &s, &n("a"), T0).expect("held");
+    assert!(why.contains("b draining, forced"), "{why}");
 }
 
 // --- The report. ---

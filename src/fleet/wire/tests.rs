@@ -43,6 +43,8 @@ fn report_a() -> Report {
             since: 1_763_890_100.0,
             next_at: Some(1_763_890_140.25),
             until: None,
+            force: false,
+            held: None,
         }),
     };
     let vantage = |verdict, decided_at, reason: &str| PopReport {
@@ -103,6 +105,8 @@ fn report_d() -> Report {
         since: 5.0,
         next_at: None,
         until: Some(3600.0),
+        force: false,
+        held: None,
     });
     r.pops.insert(n("e"), e);
     r
@@ -144,6 +148,14 @@ fn reports_of_the_earlier_build_parse_identically() {
     }
 }
 
+/// PoP a's admin state in `r` (a [`report_a`]).
+fn admin_a(r: &mut Report) -> &mut ReportAdmin {
+    r.pops
+        .get_mut("a")
+        .and_then(|p| p.admin.as_mut())
+        .expect("admin")
+}
+
 /// Every step and kind an earlier build writes reads back as the same.
 #[test]
 fn every_admin_step_round_trips() {
@@ -155,16 +167,35 @@ fn every_admin_step_round_trips() {
         (AdminKind::Disable, Phase::Disabled),
     ] {
         let mut r = report_a();
-        let a = r
-            .pops
-            .get_mut("a")
-            .and_then(|p| p.admin.as_mut())
-            .expect("admin");
+        let a = admin_a(&mut r);
         (a.kind, a.step) = (kind, step);
         let text = json(&r);
         assert!(text.contains(&format!("\"step\":\"{}\"", step.as_str())));
         assert_eq!(parse(text.as_bytes()), Ok(r));
     }
+}
+
+/// A drain forced past the last-PoP guard and one held at the end of its
+/// DNS step carry `force` and `held`; without them (as every earlier
+/// build writes) neither field is written.
+#[test]
+fn force_and_held_are_written_only_when_set() {
+    let mut r = report_a();
+    let a = admin_a(&mut r);
+    a.force = true;
+    a.held = Some("last PoP in service for 203.0.113.0/24 (b down)".into());
+    let text = json(&r);
+    assert!(text.contains("\"force\":true"), "{text}");
+    assert!(
+        text.contains("\"held\":\"last PoP in service for 203.0.113.0/24 (b down)\""),
+        "{text}"
+    );
+    assert_eq!(parse(text.as_bytes()), Ok(r));
+    let plain = json(&report_a());
+    assert!(
+        !plain.contains("\"force\"") && !plain.contains("\"held\""),
+        "{plain}"
+    );
 }
 
 #[test]
