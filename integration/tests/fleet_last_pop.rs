@@ -63,7 +63,7 @@ fn fleet_two_drains_of_the_last_two_pops_leave_one_announced() {
     if !lab_available("fleet_two_drains_of_the_last_two_pops", PROGRAMS) {
         return;
     }
-    let mut lab = ThreePop::start_with(config);
+    let mut lab = ThreePop::start_with_outside_disagreeing(config);
     let events_b = lab.events("b");
 
     // c down: a and b are the last two PoPs in service for the anycast

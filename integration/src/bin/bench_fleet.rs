@@ -141,19 +141,9 @@ fn time_change(mut prober: Prober, trigger: impl FnOnce()) -> Vec<Option<Duratio
 /// way.
 const SETTLE: Duration = Duration::from_secs(2);
 
-/// Whether node `server`'s fleet view has PoP c fully back: fleet verdict
-/// and owner verdict up, no admin state, every vantage point's fresh
-/// verdict up.
+/// Whether node `server`'s fleet view has PoP c fully back.
 fn c_settled_on(lab: &ThreePop, server: &str) -> bool {
-    let v = &lab.fleet(server)["pops"]["c"];
-    v["verdict"] == "up"
-        && v["owner"]["verdict"] == "up"
-        && v["admin"].is_null()
-        && v["vantage"].as_object().is_some_and(|m| {
-            m.values().all(|x| {
-                x["fresh"] == true && (x["verdict"] == "up" || x["verdict"] == "not_probed")
-            })
-        })
+    lab.settled_on(server, "c")
 }
 
 /// Waits until every node answers with PoP c again, c's unicast prefix is

@@ -15,7 +15,7 @@
 //! declaration order, the [`Lab`] last).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -24,6 +24,11 @@ use super::frr::Frr;
 use super::httpd::Httpd;
 use super::{repo_root, topology_file, Lab, WAIT};
 use crate::{anypop_bin, http_request, run, wait_until, JsonLines};
+
+/// How long every node's fleet view must show every PoP settled before the
+/// lab counts as converged: more than a pull round trip, so that no report
+/// decided while the routes were converging is still on its way.
+const SETTLED_FOR: Duration = Duration::from_secs(1);
 
 /// The PoPs, in the transit's order of preference (a is nearest).
 pub const POPS: [&str; 3] = ["a", "b", "c"];
@@ -162,6 +167,19 @@ impl ThreePop {
     /// `config(pop, yaml)` first (to shorten timings, say). Waits until the
     /// lab has converged; panics with what is missing otherwise.
     pub fn start_with(config: impl Fn(&str, String) -> String) -> ThreePop {
+        Self::launch(config, true)
+    }
+
+    /// Like [`ThreePop::start_with`] for configs under which some PoPs'
+    /// addresses are legitimately unreachable from other PoPs (a PoP that
+    /// also announces another PoP's unicast prefix takes its traffic): waits
+    /// only until every node's fleet view has had every PoP up once, not for
+    /// every vantage point to agree.
+    pub fn start_with_outside_disagreeing(config: impl Fn(&str, String) -> String) -> ThreePop {
+        Self::launch(config, false)
+    }
+
+    fn launch(config: impl Fn(&str, String) -> String, settle: bool) -> ThreePop {
         let root = repo_root().join("topologies/three-pop");
         let lab = Lab::from_clab(&root.join("three-pop.clab.yml"));
         let mut routers = BTreeMap::new();
@@ -188,11 +206,14 @@ impl ThreePop {
             lab,
             token: token.trim().to_string(),
         };
-        lab.wait_converged();
+        lab.wait_converged(settle);
         lab
     }
 
-    fn wait_converged(&self) {
+    /// BGP up, the transit's FIB complete, and then (with `settle`) every
+    /// node's fleet view settled or (without) every PoP up in every view
+    /// once; finally every node answering with every PoP.
+    fn wait_converged(&self, settle: bool) {
         let transit = &self.routers["transit"];
         for p in POPS {
             let p = pop(p);
@@ -220,7 +241,14 @@ impl ThreePop {
             self.lab.bgp_routes("transit", 4)
         );
         // A node that has no verdict yet fails open (answers with every
-        // PoP): wait for every node's fleet view to have every PoP up first.
+        // PoP), and outside-in probes sent while the routes were still
+        // converging may have seen PoPs unreachable (fail static can then
+        // hold them up for a while): wait until every node's fleet view has
+        // had every PoP settled — up with every fresh vantage point agreeing
+        // — for a second without a break.
+        if settle {
+            self.wait_settled();
+        }
         for server in POPS {
             let ok = wait_until(WAIT, || {
                 self.fleet(server)["pops"].as_object().is_some_and(|m| {
@@ -239,6 +267,46 @@ impl ThreePop {
             });
             assert!(ok, "node {server} never answered with every PoP: {last:?}");
         }
+    }
+
+    /// Waits until every node's fleet view has had every PoP settled (see
+    /// [`ThreePop::settled_on`]) for [`SETTLED_FOR`] without a break.
+    fn wait_settled(&self) {
+        let mut since: Option<Instant> = None;
+        let settled = wait_until(WAIT, || {
+            if POPS
+                .iter()
+                .all(|s| POPS.iter().all(|p| self.settled_on(s, p)))
+            {
+                since.get_or_insert_with(Instant::now).elapsed() >= SETTLED_FOR
+            } else {
+                since = None;
+                false
+            }
+        });
+        assert!(
+            settled,
+            "fleet views never settled: {:#}",
+            POPS.iter()
+                .map(|s| format!("node {s}: {:#}", self.fleet(s)["pops"]))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+
+    /// Whether node `server`'s fleet view has PoP `p` fully in service:
+    /// fleet verdict and owner verdict up, no admin state, and every
+    /// vantage point's verdict fresh and up (or not probed).
+    pub fn settled_on(&self, server: &str, p: &str) -> bool {
+        let v = &self.fleet(server)["pops"][p];
+        v["verdict"] == "up"
+            && v["owner"]["verdict"] == "up"
+            && v["admin"].is_null()
+            && v["vantage"].as_object().is_some_and(|m| {
+                m.values().all(|x| {
+                    x["fresh"] == true && (x["verdict"] == "up" || x["verdict"] == "not_probed")
+                })
+            })
     }
 
     /// The anypop node of PoP `name`.
