@@ -139,12 +139,22 @@ pub async fn serve_with(
         };
         // A fixed port: TCP first, so a port taken by another server fails
         // before our UDP sockets join a SO_REUSEPORT group on it. Port 0:
-        // UDP first, TCP on the port it got.
+        // UDP first, TCP on the port it got; that port may already be used
+        // by a TCP socket (a client's ephemeral port), so a few fresh UDP
+        // ports are tried.
         let (udp, tcp) = if addr.port() == 0 {
-            let udp = udp::bind_udp(addr, workers).map_err(bind_err("udp", addr))?;
-            let tcp_addr = udp[0].local_addr()?;
-            let tcp = bind_tcp(tcp_addr, &tcp_limits).map_err(bind_err("tcp", tcp_addr))?;
-            (udp, tcp)
+            let mut attempt = 0;
+            loop {
+                let udp = udp::bind_udp(addr, workers).map_err(bind_err("udp", addr))?;
+                let tcp_addr = udp[0].local_addr()?;
+                match bind_tcp(tcp_addr, &tcp_limits) {
+                    Ok(tcp) => break (udp, tcp),
+                    Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && attempt < 16 => {
+                        attempt += 1;
+                    }
+                    Err(e) => return Err(bind_err("tcp", tcp_addr)(e)),
+                }
+            }
         } else {
             let tcp = bind_tcp(addr, &tcp_limits).map_err(bind_err("tcp", addr))?;
             let udp = udp::bind_udp(addr, workers).map_err(bind_err("udp", addr))?;
