@@ -45,6 +45,18 @@ impl Node {
         format!("{}:{}", self.ip, self.api)
     }
 
+    /// Waits until this node's DNS answers `www` with `want` alone;
+    /// panics with its answer and its fleet view otherwise.
+    fn wait_www(&self, want: &str) {
+        assert!(
+            wait_until(T, || self.www() == [want]),
+            "node {} answers {:?}, not {want}: {}",
+            self.name,
+            self.www(),
+            self.get("/v1/fleet")["pops"]
+        );
+    }
+
     /// `dig +short www.example.test A` against this node's DNS.
     fn www(&self) -> Vec<String> {
         let out = Command::new("dig")
@@ -296,12 +308,7 @@ fn drain_on_one_node_is_honoured_by_the_other_nodes_dns() {
     assert_eq!(f["pops"]["b"]["owners"], serde_json::json!(["b"]));
     assert_eq!(f["pops"]["b"]["owner"]["verdict"], "up");
     for n in [&a, &b] {
-        assert!(
-            wait_until(T, || n.www() == ["192.0.2.1"]),
-            "node {}: {:?}",
-            n.name,
-            n.www()
-        );
+        n.wait_www("192.0.2.1");
     }
     // The report endpoint: format 1, long-poll answers at once for an
     // older revision.
@@ -345,12 +352,7 @@ fn drain_on_one_node_is_honoured_by_the_other_nodes_dns() {
     let (st, v) = a.call("POST", "/v1/pops/a/undrain", "{}");
     assert_eq!(st, 200, "{v}");
     for n in [&a, &b] {
-        assert!(
-            wait_until(T, || n.www() == ["192.0.2.1"]),
-            "node {}: {:?}",
-            n.name,
-            n.www()
-        );
+        n.wait_www("192.0.2.1");
     }
     assert!(
         wait_until(T, || b.verdict_metric("a") == Some("up")),
@@ -377,11 +379,7 @@ fn drain_on_one_node_is_honoured_by_the_other_nodes_dns() {
     assert_eq!(p["admin"]["who"], "bob via b", "{p}");
     assert_eq!(p["state"], "disabled");
     for n in [&a, &b] {
-        assert!(
-            wait_until(T, || n.www() == ["192.0.2.2"]),
-            "node {}",
-            n.name
-        );
+        n.wait_www("192.0.2.2");
     }
     // The owner's refusal comes back as is (nothing to enable on b), and
     // a call that was already forwarded is never forwarded again.
@@ -400,11 +398,7 @@ fn drain_on_one_node_is_honoured_by_the_other_nodes_dns() {
     let (st, v) = b.call("POST", "/v1/pops/a/enable", "{}");
     assert_eq!(st, 200, "{v}");
     for n in [&a, &b] {
-        assert!(
-            wait_until(T, || n.www() == ["192.0.2.1"]),
-            "node {}",
-            n.name
-        );
+        n.wait_www("192.0.2.1");
     }
 
     // Node b stops: after stale_after node a counts b's report as stale,
@@ -590,13 +584,7 @@ fn several_owners_of_one_pop() {
     let nodes = [&a1, &a2, &b];
     let all_answer = |nodes: &[&Node], want: &str| {
         for n in nodes {
-            assert!(
-                wait_until(T, || n.www() == [want]),
-                "node {} answers {:?}, not {want}: {}",
-                n.name,
-                n.www(),
-                n.get("/v1/fleet")["pops"]["a"]
-            );
+            n.wait_www(want);
         }
     };
     for n in nodes {

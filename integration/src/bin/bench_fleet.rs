@@ -141,11 +141,6 @@ fn time_change(mut prober: Prober, trigger: impl FnOnce()) -> Vec<Option<Duratio
 /// way.
 const SETTLE: Duration = Duration::from_secs(2);
 
-/// Whether node `server`'s fleet view has PoP c fully back.
-fn c_settled_on(lab: &ThreePop, server: &str) -> bool {
-    lab.settled_on(server, "c")
-}
-
 /// Waits until every node answers with PoP c again, c's unicast prefix is
 /// in the transit's FIB, and every node's fleet view has shown c fully
 /// back for [`SETTLE`] without a break. Without the last part a repetition
@@ -164,7 +159,7 @@ fn wait_restored(lab: &ThreePop) -> bool {
     let deadline = Instant::now() + LONG;
     let mut since: Option<Instant> = None;
     while fib && Instant::now() < deadline {
-        if POPS.iter().all(|s| c_settled_on(lab, s)) {
+        if POPS.iter().all(|s| lab.settled_on(s, "c")) {
             let t = *since.get_or_insert_with(Instant::now);
             if t.elapsed() >= SETTLE {
                 return true;
