@@ -10,7 +10,8 @@ committed; run.sh only reads it):
   src/bgp/testdata/ (each message, and each router's whole session as one
   stream).
 - dns: query bytes as dig sends them, captured on a loopback UDP socket
-  (dig from dnsutils is required), each behind the target's selector byte.
+  (dig from dnsutils is required), each behind the target's selector byte,
+  and the inputs the target once failed on.
 - config: the YAML examples of README.md and docs/, the topologies'
   configs, the built-in default config and fuzz/anypop.yaml.
 - api_body, admin_state: request bodies as `anypop ctl` and curl send them,
@@ -75,6 +76,17 @@ DIG_QUERIES = [
 ]
 
 
+# A question name that is a compression pointer into the header: the TCP
+# path echoed the raw question bytes, which named part of the response's
+# header instead.
+DNS_REGRESSIONS = [
+    ("question-pointer-into-header", bytes([
+        17, 3, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 250, 1, 0, 0, 0, 0, 0, 1, 3, 93, 85,
+        0, 0, 0, 242, 86, 78, 192, 0, 0, 25, 46, 1, 0, 0, 0, 0, 16,
+    ])),
+]
+
+
 def dns():
     if shutil.which("dig") is None:
         raise SystemExit("dig not found: install dnsutils")
@@ -97,6 +109,9 @@ def dns():
         slug = re.sub(r"[^a-z0-9]+", "-", f"{name}-{qtype}-{'-'.join(opts)}".lower()).strip("-")
         # Selector byte: PoP states (low nibble) and source (high nibble).
         write("dns", f"dig-{i:02}-{slug}", bytes([i % 5 | (i % 3) << 4]) + q)
+    # Inputs the target once failed on (selector byte first).
+    for name, data in DNS_REGRESSIONS:
+        write("dns", f"regress-{name}", data)
 
 
 def config():

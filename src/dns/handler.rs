@@ -23,7 +23,7 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::{MessageRequest, MessageResponse, MessageResponseBuilder};
 use tokio::sync::watch;
 
-use super::answer::{answer_message, count_steered};
+use super::answer::{answer_message, count_steered, respond, Transport};
 use super::state::State;
 use super::stats::DnsStats;
 
@@ -42,6 +42,18 @@ impl GeneralHandler {
     /// Decodes `raw` with hickory-server and answers it through
     /// [`RequestHandler::handle_request`] (TCP: no size limit).
     pub async fn answer_bytes(&self, raw: Vec<u8>, src: SocketAddr) -> Outcome {
+        if question_has_pointer(&raw) {
+            // hickory-server echoes the question bytes as received; a
+            // compression pointer into the header would then name something
+            // else in the response, whose header differs. The general path
+            // re-encodes the question it decoded.
+            let state = self.states.borrow().clone();
+            let ip = src.ip().to_canonical();
+            return match respond(&state, &self.stats, &raw, ip, Transport::Tcp) {
+                Some(b) => Outcome::Answer(b),
+                None => Outcome::Drop,
+            };
+        }
         let Ok(request) = Request::from_bytes(raw, src, Protocol::Tcp) else {
             return Outcome::Undecodable;
         };
@@ -58,6 +70,31 @@ impl GeneralHandler {
             None => Outcome::Drop,
         }
     }
+}
+
+/// Whether a name in the question section of `msg` uses a compression
+/// pointer (rare in queries). Stops at the end of the bytes.
+pub(crate) fn question_has_pointer(msg: &[u8]) -> bool {
+    let Some(count) = msg.get(4..6).map(|c| u16::from_be_bytes([c[0], c[1]])) else {
+        return false;
+    };
+    let mut pos = 12;
+    for _ in 0..count {
+        loop {
+            let Some(&len) = msg.get(pos) else {
+                return false;
+            };
+            if len & 0xc0 != 0 {
+                return len & 0xc0 == 0xc0;
+            }
+            pos += 1 + usize::from(len);
+            if len == 0 {
+                break;
+            }
+        }
+        pos += 4;
+    }
+    false
 }
 
 /// What [`GeneralHandler::answer_bytes`] made of a message.

@@ -612,6 +612,36 @@ async fn hickory_server_handler_answers_like_the_general_path() {
             Message::from_vec(&q).unwrap().queries
         );
     }
+    // Question names with compression pointers, one into the header (found
+    // by the dns fuzz target): the answer echoes the question as decoded,
+    // not the raw bytes, whose pointer would name part of the response's
+    // header.
+    let into_header: Vec<u8> = vec![
+        3, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 250, 1, 0, 0, 0, 0, 0, 1, 3, 93, 85, 0, 0, 0,
+        242, 86, 78, 192, 0, 0, 25, 46, 1, 0, 0, 0, 0, 16,
+    ];
+    let mut www_twice = query("www.example.net.", RecordType::A, None);
+    www_twice[5] = 2;
+    www_twice.extend_from_slice(&[0xc0, 12, 0, 28, 0, 1]);
+    let mut only_pointer = vec![0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    only_pointer.extend_from_slice(&[0xc0, 4, 0, 1, 0, 1]);
+    for q in [into_header, www_twice, only_pointer] {
+        assert!(super::handler::question_has_pointer(&q));
+        let sent = Message::from_vec(&q).unwrap();
+        let want =
+            Message::from_vec(&respond(&state, &stats, &q, SRC, Transport::Tcp).unwrap()).unwrap();
+        let Outcome::Answer(got) = handler.answer_bytes(q.clone(), src).await else {
+            panic!("no answer for {:?}", sent.queries);
+        };
+        let got = Message::from_vec(&got).unwrap();
+        assert_eq!(got.queries, sent.queries);
+        assert_eq!(got, want);
+    }
+    assert!(!super::handler::question_has_pointer(&query(
+        "www.example.net.",
+        RecordType::A,
+        None
+    )));
     // A response is dropped; bytes it cannot decode are left to FORMERR.
     let mut resp = query("www.example.net.", RecordType::A, None);
     resp[2] |= 0x80;
