@@ -863,8 +863,30 @@ pub struct FleetPeer {
     pub url: PeerUrl,
     /// Its API token, sent on every request.
     pub token_file: Option<PathBuf>,
-    /// CA certificates for its https certificate (`None`: system bundle).
-    pub ca_file: Option<PathBuf>,
+    /// CA certificates for its https certificate, read when the config was
+    /// loaded (`None`: system bundle).
+    pub ca_file: Option<CaFile>,
+}
+
+/// A PEM file of CA certificates as it was read when the config was
+/// loaded (at start, and again at every reload): its path and the
+/// certificates in it that can be trust anchors. Two are equal when both
+/// the path and the certificates are, so a file whose content changed
+/// makes a different config.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CaFile {
+    pub path: PathBuf,
+    /// At least one certificate (DER).
+    pub certs: Arc<[rustls::pki_types::CertificateDer<'static>]>,
+}
+
+impl fmt::Debug for CaFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CaFile")
+            .field("path", &self.path)
+            .field("certs", &self.certs.len())
+            .finish()
+    }
 }
 
 /// The base URL of a peer's API, taken apart.

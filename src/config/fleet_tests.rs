@@ -333,3 +333,69 @@ fn vantage_errors_name_their_path() {
     );
     assert_errors(&errs, "", &[("pops[0].checks[2].vantage", "a file check runs on the PoP's own host only; expected inside"), ("pops[0].checks[0].vantage", "target localhost:8000 is a loopback address: other nodes would probe themselves; expected inside"),]);
 }
+
+/// Two self-signed CA certificates (test data, no key kept).
+const CA_1: &str = include_str!("testdata/ca-1.pem");
+const CA_2: &str = include_str!("testdata/ca-2.pem");
+
+#[test]
+fn ca_file_is_read_with_the_config_and_a_bad_one_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("fleet-ca.pem");
+    let with_ca = three(&format!(
+        "  peers:\n    - {{name: c, pop: c, url: \"https://anypop-c.example.net:8443\", ca_file: {}}}\n",
+        ca.display()
+    ));
+    let peer_ca = |yaml: &str| {
+        let cfg = valid(yaml);
+        let fleet = cfg.fleet.expect("fleet");
+        let c = fleet.peers.values().next().expect("peer c").clone();
+        c.ca_file.expect("ca_file")
+    };
+
+    // Missing: an error naming the path and the file.
+    assert_errors(
+        &errors(&with_ca),
+        "",
+        &[
+            ("fleet.peers[0].ca_file", "cannot read"),
+            ("fleet.peers[0].ca_file", &ca.display().to_string()),
+        ],
+    );
+    // Not PEM certificates, or no certificate at all.
+    std::fs::write(&ca, "hello\n").expect("write");
+    assert_error(
+        &errors(&with_ca),
+        "fleet.peers[0].ca_file",
+        "no certificate in",
+    );
+    let junk = "-----BEGIN CERTIFICATE-----\naGVsbG8=\n-----END CERTIFICATE-----\n";
+    std::fs::write(&ca, junk).expect("write");
+    assert_error(
+        &errors(&with_ca),
+        "fleet.peers[0].ca_file",
+        "none of the 1 certificate(s)",
+    );
+    let broken = "-----BEGIN CERTIFICATE-----\nnot base64 !!\n-----END CERTIFICATE-----\n";
+    std::fs::write(&ca, broken).expect("write");
+    assert_error(
+        &errors(&with_ca),
+        "fleet.peers[0].ca_file",
+        "is not a valid PEM file",
+    );
+
+    // A CA: its certificates are in the config; a bundle keeps every one.
+    std::fs::write(&ca, CA_1).expect("write");
+    let first = peer_ca(&with_ca);
+    assert_eq!(first.path, ca);
+    assert_eq!(first.certs.len(), 1);
+    assert_eq!(peer_ca(&with_ca), first, "same file, same config");
+    std::fs::write(&ca, format!("{CA_1}{CA_2}")).expect("write");
+    assert_eq!(peer_ca(&with_ca).certs.len(), 2);
+    // Replaced under the same name: a different peer entry (what makes a
+    // reload rebuild the peer's client).
+    std::fs::write(&ca, CA_2).expect("write");
+    let second = peer_ca(&with_ca);
+    assert_eq!(second.path, first.path);
+    assert_ne!(second, first);
+}

@@ -4,7 +4,9 @@
 //! errors), then [`validate`] converts it into [`crate::model::Config`],
 //! collecting every problem with its path (`pops[1].prefixes[0]: ...`).
 //! This module owns the file format and its defaults; it does no I/O beyond
-//! reading the file, and nothing downstream re-checks what it produced.
+//! reading the file (and the files it names that must be read at load
+//! time: the GeoIP database, fleet peers' CA files), and nothing downstream
+//! re-checks what it produced.
 
 mod duration;
 mod raw;

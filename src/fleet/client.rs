@@ -1,7 +1,9 @@
 //! HTTP/1.1 requests to a peer's API (hyper client over a fresh
-//! connection; https via rustls, trusting the peer's `ca_file` or the
-//! system CA bundle), authenticated with the peer's token, every request
-//! bounded by a timeout. Used by the puller and by forwarded admin calls.
+//! connection; https via rustls, trusting the certificates of the peer's
+//! `ca_file` as the config read them, or the system CA bundle),
+//! authenticated with the peer's token (its file read at every request),
+//! every request bounded by a timeout. Used by the puller and by
+//! forwarded admin calls.
 //!
 //! Owns no state beyond the TLS setup; it must not interpret answers
 //! (the caller decides what a status or a body means).
@@ -89,7 +91,7 @@ impl PeerClient {
         let tls = url.tls.then(|| {
             let name = ServerName::try_from(url.host.clone())
                 .map_err(|e| format!("tls: {:?} is not a valid server name: {e}", url.host))?;
-            let config = crate::health::http::tls_config(peer.ca_file.as_deref())?;
+            let config = crate::health::http::tls_config(peer.ca_file.as_ref())?;
             Ok((TlsConnector::from(config), name))
         });
         PeerClient {
@@ -107,7 +109,7 @@ impl PeerClient {
     /// were trusted (what an operator checks first).
     fn tls_error(&self, e: &std::io::Error) -> String {
         let trusted = match &self.peer.ca_file {
-            Some(f) => format!("the CAs in ca_file {}", f.display()),
+            Some(f) => format!("the CAs in ca_file {}", f.path.display()),
             None => "the system CA bundle (no ca_file)".to_string(),
         };
         let unknown_issuer = e

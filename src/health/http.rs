@@ -269,20 +269,17 @@ fn client_config(
 }
 
 /// The rustls client config of a verified https client: trusting the CA
-/// certificates of `ca_file` (PEM), or the system CA bundle.
-pub(crate) fn tls_config(ca_file: Option<&std::path::Path>) -> Result<Arc<ClientConfig>, String> {
-    client_config(false, || match ca_file {
+/// certificates of `ca` (read with the config), or the system CA bundle.
+pub(crate) fn tls_config(ca: Option<&crate::model::CaFile>) -> Result<Arc<ClientConfig>, String> {
+    client_config(false, || match ca {
         None => system_roots(),
-        Some(path) => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("tls: reading {}: {e}", path.display()))?
-                .filter_map(Result::ok);
+        Some(ca) => {
             let mut store = RootCertStore::empty();
-            let (added, _ignored) = store.add_parsable_certificates(certs);
+            let (added, _ignored) = store.add_parsable_certificates(ca.certs.iter().cloned());
             if added == 0 {
                 return Err(format!(
                     "tls: no usable CA certificates in {}",
-                    path.display()
+                    ca.path.display()
                 ));
             }
             Ok(Arc::new(store))

@@ -7,7 +7,11 @@
 //! a fleet node whose `pop` is that PoP.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 
 use super::checks::parse_url;
 use super::common::*;
@@ -110,15 +114,21 @@ pub(super) fn fleet(
         {
             cx.err(format!("{path}.token_file"), "expected a file path");
         }
-        if let (Some(ca), Some(u)) = (&rp.ca_file, &url) {
+        let mut ca = None;
+        if let (Some(file), Some(u)) = (&rp.ca_file, &url) {
+            let key = format!("{path}.ca_file");
             if !u.tls {
                 cx.err(
-                    format!("{path}.ca_file"),
+                    key,
                     format!(
                         "{:?} is not used: the url is http://, not https://",
-                        ca.display().to_string()
+                        file.display().to_string()
                     ),
                 );
+            } else if file.as_os_str().is_empty() {
+                cx.err(key, "expected a file path");
+            } else {
+                ca = cx.ok(&key, read_ca_file(file));
             }
         }
         let (Some(name), Some(url)) = (name, url) else {
@@ -136,7 +146,7 @@ pub(super) fn fleet(
                     pop,
                     url,
                     token_file,
-                    ca_file: rp.ca_file.clone(),
+                    ca_file: ca,
                 },
             );
         }
@@ -416,6 +426,35 @@ fn fail_static(cx: &mut Ctx, raw: Option<&RawFailStatic>) -> Option<Option<FailS
 }
 
 /// A peer's API base URL: `http(s)://host[:port][/prefix]`.
+/// Reads a PEM file of CA certificates: the certificates in it that can
+/// be trust anchors, or why there are none (cannot read it, malformed
+/// PEM, no certificate, none usable).
+pub(super) fn read_ca_file(path: &Path) -> Result<CaFile, String> {
+    let shown = path.display();
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let mut certs = Vec::new();
+    let mut store = rustls::RootCertStore::empty();
+    let mut found = 0usize;
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| format!("{shown} is not a valid PEM file: {e}"))?;
+        found += 1;
+        if store.add(cert.clone()).is_ok() {
+            certs.push(cert);
+        }
+    }
+    if certs.is_empty() {
+        return Err(if found == 0 {
+            format!("no certificate in {shown} (expected PEM \"BEGIN CERTIFICATE\" blocks)")
+        } else {
+            format!("none of the {found} certificate(s) in {shown} can be a trusted CA (not valid X.509)")
+        });
+    }
+    Ok(CaFile {
+        path: path.to_path_buf(),
+        certs: certs.into(),
+    })
+}
+
 fn peer_url(s: &str) -> Result<PeerUrl, String> {
     let t = s.trim();
     if t.contains(['?', '#']) {

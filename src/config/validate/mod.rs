@@ -10,7 +10,9 @@
 //! `pops[].owners`); [`common`] holds what they
 //! share (the error collector and scalar parsers). This module only runs
 //! the sections in order and checks what spans them. Validation reads no
-//! file except the MaxMind database named by `dns.geoip`.
+//! file except the MaxMind database named by `dns.geoip` and the CA files
+//! of https fleet peers (`fleet.peers[].ca_file`), so that a reload
+//! picks up a replaced file and rejects an unreadable one.
 
 use std::collections::{BTreeMap, BTreeSet};
 
