@@ -45,6 +45,48 @@ impl Node {
         format!("{}:{}", self.ip, self.api)
     }
 
+    /// Where this node saves its admin state (`node.state_dir`).
+    fn state_dir(&self, dir: &Path) -> PathBuf {
+        dir.join(format!("{}-state", self.name))
+    }
+
+    /// The prefixes this node announces (`/v1/state`), with their mode.
+    fn announced(&self) -> Vec<String> {
+        let state = self.get("/v1/state");
+        let Some(a) = state["announcements"].as_object() else {
+            return Vec::new();
+        };
+        a.iter()
+            .map(|(p, v)| format!("{p} {}", v["mode"].as_str().unwrap_or("?")))
+            .collect()
+    }
+
+    /// Waits until this node announces exactly `want`.
+    fn wait_announced(&self, want: &[&str]) {
+        assert!(
+            wait_until(T, || self.announced() == want),
+            "node {} announces {:?}, not {want:?}: {}",
+            self.name,
+            self.announced(),
+            self.get("/v1/pops")
+        );
+    }
+
+    /// Waits until every peer of this node is fresh (`peers` of them) and,
+    /// with `pops_up`, PoPs a and b are up in its fleet view.
+    fn wait_fleet(&self, peers: usize, pops_up: bool) {
+        let ok = wait_until(T, || {
+            let (st, f) = self.call("GET", "/v1/fleet", "");
+            st == 200
+                && f["peers"]
+                    .as_object()
+                    .is_some_and(|p| p.len() == peers && p.values().all(|x| x["status"] == "fresh"))
+                && (!pops_up
+                    || f["pops"]["a"]["verdict"] == "up" && f["pops"]["b"]["verdict"] == "up")
+        });
+        assert!(ok, "node {}: {}", self.name, self.get("/v1/fleet"));
+    }
+
     /// Waits until this node's DNS answers `www` with `want` alone;
     /// panics with its answer and its fleet view otherwise.
     fn wait_www(&self, want: &str) {
@@ -223,6 +265,7 @@ fn fleet_config(dir: &Path, me: &Node, peers: &[Peer], owners: &[(&str, &str)]) 
   pop: {pop}
   router_id: {ip}
   asn: 64512
+  state_dir: {state}
 api:
   listen: {ip}:{api}
   token_file: {token}
@@ -243,6 +286,7 @@ pops:
         ip = me.ip,
         api = me.api,
         token = token.display(),
+        state = me.state_dir(dir).display(),
     );
     write_file(dir, &format!("{}.yaml", me.name), &cfg)
 }
@@ -267,16 +311,7 @@ fn drain_on_one_node_is_honoured_by_the_other_nodes_dns() {
 
     // Both nodes see each other fresh and both PoPs up.
     for n in [&a, &b] {
-        let ok = wait_until(T, || {
-            let (st, f) = n.call("GET", "/v1/fleet", "");
-            st == 200
-                && f["peers"]
-                    .as_object()
-                    .is_some_and(|p| p.values().all(|x| x["status"] == "fresh"))
-                && f["pops"]["a"]["verdict"] == "up"
-                && f["pops"]["b"]["verdict"] == "up"
-        });
-        assert!(ok, "node {}: {}", n.name, n.get("/v1/fleet"));
+        n.wait_fleet(1, true);
     }
     // The fleet metrics say the same: b fresh, its report younger than
     // stale_after, every PoP up; pulls counted.
@@ -562,48 +597,71 @@ fn https_peer_behind_a_tls_terminator() {
 /// (the one that is up keeps announcing it), leaves it when every owner
 /// with a fresh report says down, and an owner whose report is stale
 /// counts for nothing: neither its last "up" nor its last "down".
+/// Two owners of PoP a (a1 on 127.0.0.1, a2 on 127.0.0.3) and node b
+/// (127.0.0.2) owning PoP b, each pulling the other two over http; their
+/// configs in `dir`.
+struct SeveralOwners {
+    a1: Node,
+    a2: Node,
+    b: Node,
+    /// The config files of a1, a2 and b.
+    configs: [PathBuf; 3],
+}
+
+impl SeveralOwners {
+    fn new(dir: &Path) -> SeveralOwners {
+        let a1 = Node::new("a1", "a", "127.0.0.1", "fleet-token-a1-0c4b");
+        let a2 = Node::new("a2", "a", "127.0.0.3", "fleet-token-a2-77e0");
+        let b = Node::new("b", "b", "127.0.0.2", "fleet-token-b-19fa");
+        let owners = [("a", "[a1, a2]")];
+        let cfg = |me: &Node, others: [&Node; 2]| {
+            let peers = others.map(Peer::http);
+            fleet_config(dir, me, &peers, &owners)
+        };
+        let configs = [
+            cfg(&a1, [&a2, &b]),
+            cfg(&a2, [&a1, &b]),
+            cfg(&b, [&a1, &a2]),
+        ];
+        SeveralOwners { a1, a2, b, configs }
+    }
+
+    /// Starts the three nodes and waits until each sees the other two
+    /// fresh and both PoPs up, and answers with PoP a.
+    fn start(&self) -> [Anypop; 3] {
+        let procs = self.configs.clone().map(|c| Anypop::run_config(&c));
+        for n in self.nodes() {
+            n.wait_fleet(2, true);
+        }
+        for n in self.nodes() {
+            n.wait_www("192.0.2.1");
+        }
+        procs
+    }
+
+    fn nodes(&self) -> [&Node; 3] {
+        [&self.a1, &self.a2, &self.b]
+    }
+}
+
 #[test]
 fn several_owners_of_one_pop() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let node = Node::new;
-    let a1 = node("a1", "a", "127.0.0.1", "fleet-token-a1-0c4b");
-    let a2 = node("a2", "a", "127.0.0.3", "fleet-token-a2-77e0");
-    let b = node("b", "b", "127.0.0.2", "fleet-token-b-19fa");
-    let owners = [("a", "[a1, a2]")];
-    let cfg = |me: &Node, others: [&Node; 2]| {
-        let peers = others.map(Peer::http);
-        fleet_config(d, me, &peers, &owners)
-    };
-    let c1 = cfg(&a1, [&a2, &b]);
-    let c2 = cfg(&a2, [&a1, &b]);
-    let cb = cfg(&b, [&a1, &a2]);
-    let mut p1 = Anypop::run_config(&c1);
-    let mut p2 = Anypop::run_config(&c2);
-    let _pb = Anypop::run_config(&cb);
-    let nodes = [&a1, &a2, &b];
+    let fleet = SeveralOwners::new(d);
+    let [mut p1, mut p2, _pb] = fleet.start();
+    let (a1, a2, b) = (&fleet.a1, &fleet.a2, &fleet.b);
+    let c2 = &fleet.configs[1];
+    let nodes = fleet.nodes();
     let all_answer = |nodes: &[&Node], want: &str| {
         for n in nodes {
             n.wait_www(want);
         }
     };
-    for n in nodes {
-        let ok = wait_until(T, || {
-            let (st, f) = n.call("GET", "/v1/fleet", "");
-            st == 200
-                && f["peers"]
-                    .as_object()
-                    .is_some_and(|p| p.len() == 2 && p.values().all(|x| x["status"] == "fresh"))
-                && f["pops"]["a"]["verdict"] == "up"
-                && f["pops"]["b"]["verdict"] == "up"
-        });
-        assert!(ok, "node {}: {}", n.name, n.get("/v1/fleet"));
-    }
     assert_eq!(
         b.get("/v1/fleet")["pops"]["a"]["owners"],
         serde_json::json!(["a1", "a2"])
     );
-    all_answer(&nodes, "192.0.2.1");
     // What a1 says of PoP a in its report (its own inside verdict).
     let says = |n: &Node| n.get("/v1/fleet/report")["pops"]["a"]["verdict"].clone();
     let maint = |n: &Node| d.join(format!("{}-a-maint", n.name));
@@ -611,7 +669,7 @@ fn several_owners_of_one_pop() {
     // They disagree (a1's service down, a2's up): PoP a stays in DNS on
     // every node.
     write_file(d, "a1-a-maint", "");
-    assert!(wait_until(T, || says(&a1) == "down"), "{}", says(&a1));
+    assert!(wait_until(T, || says(a1) == "down"), "{}", says(a1));
     // b received a1's report saying down (owner.reported is the first
     // owner's word) and still counts PoP a up.
     assert!(
@@ -633,7 +691,7 @@ fn several_owners_of_one_pop() {
     assert_eq!(verdict(&b, "a"), "down");
     assert_eq!(b.verdict_metric("a"), Some("down"));
     // a1 up again (a2 still down): back everywhere.
-    std::fs::remove_file(maint(&a1)).expect("rm a1's maintenance file");
+    std::fs::remove_file(maint(a1)).expect("rm a1's maintenance file");
     all_answer(&nodes, "192.0.2.1");
 
     // a2 (down) stops: its stale report counts for nothing, a1 (up)
@@ -644,10 +702,10 @@ fn several_owners_of_one_pop() {
     };
     assert!(stale(&b, "a2"), "{}", b.get("/v1/fleet"));
     assert_eq!(verdict(&b, "a"), "up");
-    all_answer(&[&a1, &b], "192.0.2.1");
+    all_answer(&[a1, b], "192.0.2.1");
     // a2 comes back, still down; then a1 (up) stops: a2's fresh "down"
     // decides, a1's stale "up" does not hold PoP a in DNS.
-    let _p2 = Anypop::run_config(&c2);
+    let _p2 = Anypop::run_config(c2);
     let fresh = wait_until(T, || {
         let f = b.get("/v1/fleet");
         f["peers"]["a2"]["status"] == "fresh"
@@ -656,8 +714,122 @@ fn several_owners_of_one_pop() {
     assert_eq!(verdict(&b, "a"), "up");
     p1.kill();
     assert!(stale(&b, "a1"), "{}", b.get("/v1/fleet"));
-    all_answer(&[&a2, &b], "192.0.2.2");
+    all_answer(&[a2, b], "192.0.2.2");
     let f = b.get("/v1/fleet");
     assert_eq!(f["pops"]["a"]["verdict"], "down", "{f}");
     assert_eq!(f["pops"]["a"]["owner"]["verdict"], "down", "{f}");
+}
+
+/// A call on one owner of PoP a is applied there and forwarded to the
+/// other owner: a drain on a1 takes PoP a out of BGP on both owners (each
+/// one's announcements in `/v1/state`) and out of every node's DNS, an
+/// undrain on a1 brings both back. With a2 down the drain applies on a1
+/// (saved in its state file) and the answer and a `fleet` event say that
+/// a2 did not get it; PoP a stays out of every node's DNS (a1's drain is
+/// the PoP's). Once a2 is back, an undrain on a1 (a2 has nothing to undo)
+/// restores the PoP.
+#[test]
+fn a_call_on_one_owner_applies_to_every_owner() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let fleet = SeveralOwners::new(d);
+    let [p1, mut p2, _pb] = fleet.start();
+    let (a1, a2, b) = (&fleet.a1, &fleet.a2, &fleet.b);
+    let owners = [a1, a2];
+    let prefix = "203.0.113.0/24";
+    let normal = format!("{prefix} normal");
+    let all_answer = |want: &str| {
+        for n in fleet.nodes() {
+            n.wait_www(want);
+        }
+    };
+    for n in owners {
+        n.wait_announced(&[&normal]);
+    }
+
+    // Drain on a1: applied on a1 and forwarded to a2 with the caller's
+    // reason and who.
+    let (st, v) = a1.call(
+        "POST",
+        "/v1/pops/a/drain",
+        r#"{"reason": "maintenance", "who": "alice"}"#,
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["owners"][0]["node"], "a1", "{v}");
+    assert_eq!(v["owners"][0]["result"], "applied", "{v}");
+    assert_eq!(v["owners"][1]["node"], "a2", "{v}");
+    assert_eq!(v["owners"][1]["result"], "applied", "{v}");
+    assert_eq!(v["owners"][1]["status"], 200, "{v}");
+    assert_eq!(v["admin"]["who"], "alice", "{v}");
+    // a2's own admin state (its report; `/v1/pops` shows the PoP's).
+    let own_admin = |n: &Node| n.get("/v1/fleet/report")["pops"]["a"]["admin"].clone();
+    let admin = own_admin(a2);
+    assert_eq!(admin["who"], "alice via a1", "{admin}");
+    assert_eq!(admin["reason"], "maintenance", "{admin}");
+    // Out of every node's DNS, then out of BGP on both owners.
+    all_answer("192.0.2.2");
+    for n in owners {
+        n.wait_announced(&[]);
+    }
+    p1.wait_for_log("pop a out of DNS on every node", T);
+    assert_eq!(verdict(b, "a"), "draining");
+    // Undrain on a1: both owners announce again, back in DNS everywhere.
+    let (st, v) = a1.call("POST", "/v1/pops/a/undrain", r#"{"who": "alice"}"#);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["owners"][1]["result"], "applied", "{v}");
+    for n in owners {
+        n.wait_announced(&[&normal]);
+    }
+    all_answer("192.0.2.1");
+    assert!(
+        wait_until(T, || owners.iter().all(|n| own_admin(n).is_null())),
+        "{} {}",
+        own_admin(a1),
+        own_admin(a2)
+    );
+
+    // a2 down: the drain applies on a1 (and is saved there), the answer
+    // says a2 did not get it, and so does a fleet event.
+    p2.kill();
+    let (st, v) = a1.call(
+        "POST",
+        "/v1/pops/a/drain",
+        r#"{"mode": "immediate", "reason": "fibre", "who": "bob"}"#,
+    );
+    assert_eq!(st, 502, "{v}");
+    let error = v["error"].as_str().unwrap_or("").to_string();
+    eprintln!("one owner down: {error}");
+    assert!(
+        error.contains("drain applied on a1, not on every owner (a2: ")
+            && error.contains("could not be reached")
+            && error.contains("nothing was applied"),
+        "{v}"
+    );
+    assert_eq!(v["owners"][0]["result"], "applied", "{v}");
+    assert_eq!(v["owners"][1]["result"], "failed", "{v}");
+    assert_eq!(v["owners"][1]["status"], 502, "{v}");
+    assert_eq!(v["admin"]["who"], "bob", "{v}");
+    p1.wait_for_log("drain applied on a1, not on every owner", T);
+    let saved = std::fs::read_to_string(a1.state_dir(d).join("admin-state.json"))
+        .expect("a1's admin state file");
+    assert!(saved.contains("fibre"), "{saved}");
+    a1.wait_announced(&[]);
+    for n in [a1, b] {
+        n.wait_www("192.0.2.2");
+    }
+    // a2 back (not drained, it never got the call): a1's drain keeps PoP
+    // a out of DNS on every node; a2 announces on its own sessions.
+    let _p2 = Anypop::run_config(&fleet.configs[1]);
+    for n in fleet.nodes() {
+        n.wait_fleet(2, false);
+    }
+    a2.wait_announced(&[&normal]);
+    assert!(own_admin(a2).is_null(), "{}", own_admin(a2));
+    all_answer("192.0.2.2");
+    // Undrain on a1: a2 has nothing to undo, the PoP is back.
+    let (st, v) = a1.call("POST", "/v1/pops/a/undrain", "{}");
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["owners"][1]["result"], "nothing_to_undo", "{v}");
+    a1.wait_announced(&[&normal]);
+    all_answer("192.0.2.1");
 }

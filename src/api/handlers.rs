@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 
 use super::dto::{self, AdminResult, Checks, ErrorBody, Pop, Pops, Ready, ReloadResult};
 use super::error::ApiError;
-use super::fleet::{self, Action};
+use super::fleet::{self, Action, Route};
 use super::{AppState, CORE_TIMEOUT};
 use crate::core::admin::{AdminCommand, AdminError};
 use crate::core::{Input, Snapshot};
@@ -362,9 +362,32 @@ fn pop_name(s: &AppState, name: &str) -> Result<PopName, ApiError> {
     }
 }
 
+/// Carries out an admin call: here, at the PoP's owners, or both (see
+/// [`fleet::route`]).
+async fn admin(
+    s: &AppState,
+    cmd: AdminCommand,
+    action: Action,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let pop = pop_of(&cmd);
+    let forwarded = headers.contains_key(fleet::FORWARDED_BY);
+    match fleet::route(&s.snapshot().config, &pop, forwarded) {
+        Route::Here => run_admin(s, cmd).await.map(|r| Json(r).into_response()),
+        Route::Owners => fleet::forward(s, &pop, action, headers, body).await,
+        Route::HereAndOthers(others) => {
+            let here = run_admin(s, cmd)
+                .await
+                .map(|r| serde_json::to_value(r).unwrap_or_default());
+            fleet::here_and_others(s, &pop, action, body, here, &others).await
+        }
+    }
+}
+
 /// Sends `cmd` to the core and answers with the PoP as of the snapshot
 /// that includes the change.
-async fn run_admin(s: &AppState, cmd: AdminCommand) -> Result<Response, ApiError> {
+async fn run_admin(s: &AppState, cmd: AdminCommand) -> Result<AdminResult, ApiError> {
     let pop = cmd.pop().clone();
     let (reply, rx) = oneshot::channel();
     s.core
@@ -390,14 +413,13 @@ async fn run_admin(s: &AppState, cmd: AdminCommand) -> Result<Response, ApiError
     let Some(status) = snap.pops.get(&pop) else {
         return Err(ApiError::unknown_pop(pop.as_str()));
     };
-    let body = AdminResult {
+    Ok(AdminResult {
         version,
         pop: pop.to_string(),
         state: status.state.into(),
         serves_dns: status.serves_dns,
         admin: status.admin.as_ref().map(dto::AdminStatus::from),
-    };
-    Ok(Json(body).into_response())
+    })
 }
 
 #[utoipa::path(post, path = "/v1/pops/{name}/drain", tag = "admin",
@@ -422,10 +444,7 @@ pub async fn drain(
         mode: dto::mode(b.mode.as_deref())?,
         force: b.force,
     };
-    if let Some(r) = fleet::forward(&s, &pop_of(&cmd), Action::Drain, &headers, &body).await {
-        return r;
-    }
-    run_admin(&s, cmd).await
+    admin(&s, cmd, Action::Drain, &headers, &body).await
 }
 
 #[utoipa::path(post, path = "/v1/pops/{name}/undrain", tag = "admin",
@@ -447,10 +466,7 @@ pub async fn undrain(
         who: dto::text("who", b.who, "api")?,
         mode: dto::mode(b.mode.as_deref())?,
     };
-    if let Some(r) = fleet::forward(&s, &pop_of(&cmd), Action::Undrain, &headers, &body).await {
-        return r;
-    }
-    run_admin(&s, cmd).await
+    admin(&s, cmd, Action::Undrain, &headers, &body).await
 }
 
 #[utoipa::path(post, path = "/v1/pops/{name}/disable", tag = "admin",
@@ -473,10 +489,7 @@ pub async fn disable(
         who: dto::text("who", b.who, "api")?,
         force: b.force,
     };
-    if let Some(r) = fleet::forward(&s, &pop_of(&cmd), Action::Disable, &headers, &body).await {
-        return r;
-    }
-    run_admin(&s, cmd).await
+    admin(&s, cmd, Action::Disable, &headers, &body).await
 }
 
 #[utoipa::path(post, path = "/v1/pops/{name}/enable", tag = "admin",
@@ -497,8 +510,5 @@ pub async fn enable(
         pop,
         who: dto::text("who", b.who, "api")?,
     };
-    if let Some(r) = fleet::forward(&s, &pop_of(&cmd), Action::Enable, &headers, &body).await {
-        return r;
-    }
-    run_admin(&s, cmd).await
+    admin(&s, cmd, Action::Enable, &headers, &body).await
 }

@@ -54,6 +54,10 @@ pub enum FleetInput {
     Report { peer: NodeName, report: Box<Report> },
     /// The pull failed (connection, status, body, mismatch).
     Failed { peer: NodeName, error: String },
+    /// An admin call for `pop` made on this node, one of its several
+    /// owners, was applied here but not by every other owner: recorded as
+    /// a `fleet` event (`message` says where it applied and where not).
+    Partial { pop: PopName, message: String },
 }
 
 /// A peer as the snapshot shows it.
@@ -154,13 +158,20 @@ impl FleetState {
 }
 
 impl Core {
-    /// A report or a failed pull from the puller.
+    /// A report or a failed pull from the puller, or the partial outcome
+    /// of an admin call from the API.
     pub(super) fn on_fleet(&mut self, input: FleetInput, now: Now) {
         let Some(fleet) = self.config.fleet.as_ref() else {
             return;
         };
-        let peer = match &input {
-            FleetInput::Report { peer, .. } | FleetInput::Failed { peer, .. } => peer.clone(),
+        let (peer, pulled) = match input {
+            FleetInput::Report { peer, report } => (peer, Ok(report)),
+            FleetInput::Failed { peer, error } => (peer, Err(error)),
+            FleetInput::Partial { pop, message } => {
+                self.event(EventKind::Fleet, Some(pop), None, message, now);
+                self.recompute(now);
+                return;
+            }
         };
         let Some(cfg) = fleet.peers.get(&peer) else {
             return;
@@ -170,8 +181,8 @@ impl Core {
             .peers
             .entry(peer.clone())
             .or_insert_with(|| PeerStatus::new(cfg));
-        match input {
-            FleetInput::Report { report, .. } => {
+        match pulled {
+            Ok(report) => {
                 st.pulls += 1;
                 st.errors = 0;
                 st.last_error = None;
@@ -186,7 +197,7 @@ impl Core {
                     },
                 );
             }
-            FleetInput::Failed { error, .. } => {
+            Err(error) => {
                 st.pull_errors += 1;
                 st.errors = st.errors.saturating_add(1);
                 if st.errors == 1 || st.last_error.as_deref() != Some(error.as_str()) {
