@@ -475,8 +475,10 @@ fn drain_on_one_node_is_honoured_by_the_other_nodes_dns() {
 /// behind stunnel, a real TLS terminator, with a certificate of a private
 /// CA made at test time. With another CA, or a certificate for another
 /// name, every pull fails with a clear error and b's PoP stays unknown
-/// (never down); with the right `ca_file` (after a reload) reports flow
-/// and admin calls are forwarded over https.
+/// (never down); a `ca_file` replaced by one without a certificate is
+/// refused at reload (the old one stays); replaced by the right CA under
+/// the same name, a SIGHUP makes reports flow and admin calls are
+/// forwarded over https.
 #[test]
 fn https_peer_behind_a_tls_terminator() {
     if !tools_available(
@@ -498,16 +500,24 @@ fn https_peer_behind_a_tls_terminator() {
     let misnamed = format!("127.0.0.2:{}", free_port());
     let _good = Stunnel::start(d, &good, &b.api(), &cert, &key);
     let _misnamed = Stunnel::start(d, &misnamed, &b.api(), &xcert, &xkey);
-    let via = |addr: &str, ca: &Path| {
+    // Node a's ca_file: first another CA's certificate, later replaced
+    // under the same name.
+    let ca_file = d.join("peer-ca.pem");
+    let replace_ca = |from: &Path| {
+        let pem = std::fs::read(from).expect("read a CA certificate");
+        std::fs::write(&ca_file, pem).expect("write ca_file");
+    };
+    replace_ca(&other_ca.pem());
+    let via = |addr: &str| {
         let p = Peer {
             node: &b,
             url: Some(format!("https://{addr}")),
-            ca_file: Some(ca),
+            ca_file: Some(&ca_file),
         };
         fleet_config(d, &a, &[p], &[])
     };
     let _pb = Anypop::run_config(&config(d, &b, &a));
-    let pa = Anypop::run_config(&via(&good, &other_ca.pem()));
+    let pa = Anypop::run_config(&via(&good));
     let peer_b = |what: &str| a.get("/v1/fleet")["peers"]["b"][what].clone();
     let errors_b = r#"anypop_fleet_peer_pull_errors_total{peer="b"}"#;
 
@@ -521,7 +531,7 @@ fn https_peer_behind_a_tls_terminator() {
     eprintln!("another CA: {error}");
     assert!(
         error.contains("not signed by a trusted CA")
-            && error.contains(&other_ca.pem().display().to_string()),
+            && error.contains(&ca_file.display().to_string()),
         "{error}"
     );
     assert_eq!(peer_b("status"), "never");
@@ -530,10 +540,31 @@ fn https_peer_behind_a_tls_terminator() {
     assert_eq!(f["pops"]["b"]["owner"]["verdict"], "unknown", "{f}");
     assert_eq!(a.verdict_metric("b"), Some("unknown"));
 
-    // The fleet's CA: reports flow over https.
-    via(&good, &fleet_ca.pem());
+    // ca_file replaced by a file without a certificate: the reload is
+    // refused with the reason, the running config (the old CA) is kept.
+    std::fs::write(&ca_file, "not a certificate\n").expect("write ca_file");
     let (st, v) = a.call("POST", "/v1/reload", "");
-    assert_eq!(st, 200, "{v}");
+    assert_eq!(st, 422, "{v}");
+    let errors = v["errors"].to_string();
+    eprintln!("invalid ca_file: {errors}");
+    assert!(
+        errors.contains("fleet.peers[0].ca_file: no certificate in")
+            && errors.contains(&ca_file.display().to_string()),
+        "{v}"
+    );
+    let before = a.metric(errors_b).expect("pull errors");
+    assert!(
+        wait_until(T, || a.metric(errors_b).is_some_and(|n| n > before)),
+        "{}",
+        a.get("/v1/fleet")
+    );
+    let error = peer_b("last_error").as_str().unwrap_or("").to_string();
+    assert!(error.contains("not signed by a trusted CA"), "{error}");
+
+    // The fleet's CA under the same name, and SIGHUP: reports flow over
+    // https.
+    replace_ca(&fleet_ca.pem());
+    pa.signal(libc::SIGHUP);
     let fresh = wait_until(T, || {
         let f = a.get("/v1/fleet");
         f["peers"]["b"]["status"] == "fresh" && f["pops"]["b"]["verdict"] == "up"
@@ -573,7 +604,7 @@ fn https_peer_behind_a_tls_terminator() {
     // A certificate of the right CA for another name: pull errors that say
     // so; b's report goes stale and PoP b keeps its last verdict.
     let before = a.metric(errors_b).expect("pull errors");
-    via(&misnamed, &fleet_ca.pem());
+    via(&misnamed);
     let (st, v) = a.call("POST", "/v1/reload", "");
     assert_eq!(st, 200, "{v}");
     let failing = wait_until(T, || {
