@@ -719,7 +719,7 @@ fn several_owners_of_one_pop() {
     // Both down: out of every node's DNS.
     write_file(d, "a2-a-maint", "");
     all_answer(&nodes, "192.0.2.2");
-    assert_eq!(verdict(&b, "a"), "down");
+    assert_eq!(verdict(b, "a"), "down");
     assert_eq!(b.verdict_metric("a"), Some("down"));
     // a1 up again (a2 still down): back everywhere.
     std::fs::remove_file(maint(a1)).expect("rm a1's maintenance file");
@@ -731,8 +731,8 @@ fn several_owners_of_one_pop() {
     let stale = |n: &Node, peer: &str| {
         wait_until(T, || n.get("/v1/fleet")["peers"][peer]["status"] == "stale")
     };
-    assert!(stale(&b, "a2"), "{}", b.get("/v1/fleet"));
-    assert_eq!(verdict(&b, "a"), "up");
+    assert!(stale(b, "a2"), "{}", b.get("/v1/fleet"));
+    assert_eq!(verdict(b, "a"), "up");
     all_answer(&[a1, b], "192.0.2.1");
     // a2 comes back, still down; then a1 (up) stops: a2's fresh "down"
     // decides, a1's stale "up" does not hold PoP a in DNS.
@@ -742,9 +742,9 @@ fn several_owners_of_one_pop() {
         f["peers"]["a2"]["status"] == "fresh"
     });
     assert!(fresh, "{}", b.get("/v1/fleet"));
-    assert_eq!(verdict(&b, "a"), "up");
+    assert_eq!(verdict(b, "a"), "up");
     p1.kill();
-    assert!(stale(&b, "a1"), "{}", b.get("/v1/fleet"));
+    assert!(stale(b, "a1"), "{}", b.get("/v1/fleet"));
     all_answer(&[a2, b], "192.0.2.2");
     let f = b.get("/v1/fleet");
     assert_eq!(f["pops"]["a"]["verdict"], "down", "{f}");

@@ -429,7 +429,7 @@ pub fn summarize(
         return (
             *status,
             Some(format!(
-                "pop {pop}: {act} applied on {applied}, not on every owner ({}); send it again to the owner that missed it (see docs/fleet.md)",
+                "pop {pop}: {act} applied on {applied}, not on every owner ({}); to apply it on an owner that missed it alone, send it to that owner's API with the header X-Anypop-Forwarded-By",
                 failed.join("; ")
             )),
         );

@@ -332,10 +332,13 @@ enum AdminResponses {
     /// The controller is shutting down or did not answer.
     #[response(status = 503)]
     Unavailable(ErrorBody),
-    /// Another node owns the PoP and could not be reached.
+    /// Another node owns the PoP and could not be reached; or, made on
+    /// one of several owners, applied here but another owner could not be
+    /// reached (`owners` and `error` say where it applied).
     #[response(status = 502)]
     Unreachable(ErrorBody),
-    /// Another node owns the PoP and did not answer in time.
+    /// Another node owns the PoP and did not answer in time (or, on one of
+    /// several owners, another owner did not).
     #[response(status = 504)]
     TimedOut(ErrorBody),
 }
