@@ -362,27 +362,21 @@ fn ca_file_is_read_with_the_config_and_a_bad_one_is_an_error() {
             ("fleet.peers[0].ca_file", &ca.display().to_string()),
         ],
     );
-    // Not PEM certificates, or no certificate at all.
-    std::fs::write(&ca, "hello\n").expect("write");
-    assert_error(
-        &errors(&with_ca),
-        "fleet.peers[0].ca_file",
-        "no certificate in",
-    );
-    let junk = "-----BEGIN CERTIFICATE-----\naGVsbG8=\n-----END CERTIFICATE-----\n";
-    std::fs::write(&ca, junk).expect("write");
-    assert_error(
-        &errors(&with_ca),
-        "fleet.peers[0].ca_file",
-        "none of the 1 certificate(s)",
-    );
-    let broken = "-----BEGIN CERTIFICATE-----\nnot base64 !!\n-----END CERTIFICATE-----\n";
-    std::fs::write(&ca, broken).expect("write");
-    assert_error(
-        &errors(&with_ca),
-        "fleet.peers[0].ca_file",
-        "is not a valid PEM file",
-    );
+    // No certificate at all, one that is not X.509, malformed PEM.
+    for (content, error) in [
+        ("hello\n", "no certificate in"),
+        (
+            "-----BEGIN CERTIFICATE-----\naGVsbG8=\n-----END CERTIFICATE-----\n",
+            "none of the 1 certificate(s)",
+        ),
+        (
+            "-----BEGIN CERTIFICATE-----\nnot base64 !!\n-----END CERTIFICATE-----\n",
+            "is not a valid PEM file",
+        ),
+    ] {
+        std::fs::write(&ca, content).expect("write");
+        assert_error(&errors(&with_ca), "fleet.peers[0].ca_file", error);
+    }
 
     // A CA: its certificates are in the config; a bundle keeps every one.
     std::fs::write(&ca, CA_1).expect("write");
