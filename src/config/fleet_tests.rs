@@ -362,6 +362,15 @@ fn ca_file_is_read_with_the_config_and_a_bad_one_is_an_error() {
             ("fleet.peers[0].ca_file", &ca.display().to_string()),
         ],
     );
+    // A directory or a device is never read.
+    for path in [dir.path().to_path_buf(), "/dev/zero".into()] {
+        let yaml = with_ca.replace(&ca.display().to_string(), &path.display().to_string());
+        assert_error(
+            &errors(&yaml),
+            "fleet.peers[0].ca_file",
+            "is not a regular file",
+        );
+    }
     // No certificate at all, one that is not X.509, malformed PEM.
     for (content, error) in [
         ("hello\n", "no certificate in"),

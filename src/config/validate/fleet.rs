@@ -31,6 +31,8 @@ const MAX_FLEET_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_DRAIN_ACK_TIMEOUT: Duration = Duration::from_secs(600);
 /// Longest `fail_static.window`.
 const MAX_FAIL_STATIC_WINDOW: Duration = Duration::from_secs(60);
+/// Largest `ca_file` (the system CA bundle is about 200 KiB).
+const MAX_CA_FILE: u64 = 16 << 20;
 /// Largest `unreachable_quorum` and `fail_static.min_pops`.
 const MAX_QUORUM: u64 = 100;
 const MAX_MIN_POPS: u64 = 1000;
@@ -430,8 +432,25 @@ fn fail_static(cx: &mut Ctx, raw: Option<&RawFailStatic>) -> Option<Option<FailS
 /// be trust anchors, or why there are none (cannot read it, malformed
 /// PEM, no certificate, none usable).
 pub(super) fn read_ca_file(path: &Path) -> Result<CaFile, String> {
+    use std::io::Read;
     let shown = path.display();
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let cannot = |e: std::io::Error| format!("cannot read {shown}: {e}");
+    // A regular file of bounded size: never a device, a FIFO or a
+    // directory (reading one could block or not end).
+    let meta = std::fs::metadata(path).map_err(cannot)?;
+    if !meta.is_file() {
+        return Err(format!("{shown} is not a regular file"));
+    }
+    if meta.len() > MAX_CA_FILE {
+        return Err(format!(
+            "{shown} is larger than {} MiB: not a file of CA certificates",
+            MAX_CA_FILE >> 20
+        ));
+    }
+    let mut pem = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CA_FILE).read_to_end(&mut pem))
+        .map_err(cannot)?;
     let mut certs = Vec::new();
     let mut store = rustls::RootCertStore::empty();
     let mut found = 0usize;
