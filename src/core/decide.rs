@@ -8,7 +8,7 @@
 //! advertises; safety rules (floors, guards) wrap it rather than being
 //! scattered over the speaker.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use ipnet::IpNet;
@@ -301,19 +301,32 @@ pub fn is_last_pop(
     let Some(t) = pops_cfg.get(target) else {
         return false;
     };
-    let others_up = |shares: &dyn Fn(&Pop) -> bool| {
-        pops_cfg.values().any(|p| {
-            &p.name != target
-                && shares(p)
-                && states.get(&p.name).is_some_and(|s| s.state == PopState::Up)
-        })
-    };
+    let up = |p: &Pop| states.get(&p.name).is_some_and(|s| s.state == PopState::Up);
     if t.prefixes.is_empty() {
-        return !others_up(&|_| true);
+        return !pops_cfg.values().any(|p| &p.name != target && up(p));
     }
-    t.prefixes
+    first_uncovered(pops_cfg, t, up).is_some()
+}
+
+/// The first prefix of `target` that no other PoP for which `covers` is
+/// true announces. Linear in the prefixes of those PoPs and of `target`
+/// (one set, then one pass): anycast PoPs share all their prefixes, and
+/// 100,000 of them per PoP must not cost a search per prefix.
+pub fn first_uncovered(
+    pops: &BTreeMap<PopName, Pop>,
+    target: &Pop,
+    covers: impl Fn(&Pop) -> bool,
+) -> Option<IpNet> {
+    let covering: Vec<&Pop> = pops
+        .values()
+        .filter(|p| p.name != target.name && covers(p))
+        .collect();
+    let set: HashSet<&IpNet> = covering.iter().flat_map(|p| &p.prefixes).collect();
+    target
+        .prefixes
         .iter()
-        .any(|prefix| !others_up(&|p: &Pop| p.prefixes.contains(prefix)))
+        .find(|prefix| !set.contains(prefix))
+        .copied()
 }
 
 /// Shares one attribute map between snapshots when nothing changed.

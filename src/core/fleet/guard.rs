@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 
+use super::super::decide;
 use super::super::snapshot::PopState;
 use crate::model::{Pop, PopName};
 
@@ -44,45 +45,36 @@ pub fn drain_hold(
 ) -> Option<String> {
     let t = pops.get(target)?;
     let me = (since, target);
-    for prefix in &t.prefixes {
-        let others: Vec<(&PopName, Option<&Seen>)> = pops
-            .values()
-            .filter(|p| &p.name != target && p.prefixes.contains(prefix))
-            .map(|p| (&p.name, seen.get(&p.name)))
-            .collect();
-        let stays = |(name, s): &(&PopName, Option<&Seen>)| match s {
-            Some(s) if s.state == PopState::Up => true,
+    let stays = |p: &Pop| match seen.get(&p.name) {
+        Some(s) if s.state == PopState::Up => true,
+        Some(Seen {
+            dns_step: Some((started, false)),
+            ..
+        }) => (*started, &p.name) > me,
+        _ => false,
+    };
+    let prefix = decide::first_uncovered(pops, t, stays)?;
+    let what: Vec<String> = pops
+        .values()
+        .filter(|p| &p.name != target && p.prefixes.contains(&prefix))
+        .map(|p| match seen.get(&p.name) {
             Some(Seen {
-                dns_step: Some((started, false)),
+                dns_step: Some((_, true)),
                 ..
-            }) => (*started, *name) > me,
-            _ => false,
-        };
-        if others.iter().any(stays) {
-            continue;
-        }
-        let what: Vec<String> = others
-            .iter()
-            .map(|(n, s)| match s {
-                Some(Seen {
-                    dns_step: Some((_, true)),
-                    ..
-                }) => format!("{n} draining, forced"),
-                Some(Seen {
-                    dns_step: Some(_), ..
-                }) => format!("{n} draining, its drain started first"),
-                Some(s) => format!("{n} {}", s.state),
-                None => format!("{n} unknown"),
-            })
-            .collect();
-        let what = if what.is_empty() {
-            "no other PoP announces it".to_string()
-        } else {
-            what.join(", ")
-        };
-        return Some(format!(
-            "last PoP in service for {prefix} ({what}): held in dns_removed until another PoP of it is back in service"
-        ));
-    }
-    None
+            }) => format!("{} draining, forced", p.name),
+            Some(Seen {
+                dns_step: Some(_), ..
+            }) => format!("{} draining, its drain started first", p.name),
+            Some(s) => format!("{} {}", p.name, s.state),
+            None => format!("{} unknown", p.name),
+        })
+        .collect();
+    let what = if what.is_empty() {
+        "no other PoP announces it".to_string()
+    } else {
+        what.join(", ")
+    };
+    Some(format!(
+        "last PoP in service for {prefix} ({what}): held in dns_removed until another PoP of it is back in service"
+    ))
 }

@@ -1130,6 +1130,60 @@ fn a_forced_drain_does_not_count_as_one_that_holds() {
     assert!(why.contains("b draining, forced"), "{why}");
 }
 
+/// At the scale the docs claim: PoPs a and b share 100,000 anycast
+/// prefixes, except that only c announces b's last one. The guard finds
+/// exactly the one prefix nobody else covers (one pass, no search per
+/// prefix).
+#[test]
+fn the_guard_at_100k_shared_prefixes_names_the_one_left_uncovered() {
+    let mut pops = guard_pops();
+    let all: Vec<ipnet::IpNet> = (0..100_000u32)
+        .map(|i| {
+            let a = std::net::Ipv6Addr::new(
+                0x2001,
+                0xdb8,
+                (i >> 8) as u16,
+                ((i & 0xff) << 8) as u16,
+                0,
+                0,
+                0,
+                0,
+            );
+            ipnet::IpNet::new(a.into(), 56).expect("prefix")
+        })
+        .collect();
+    let last = all[all.len() - 1];
+    for (p, prefixes) in [
+        ("a", &all[..all.len() - 1]),
+        ("b", &all[..]),
+        ("c", &all[all.len() - 1..]),
+    ] {
+        if let Some(pop) = pops.get_mut(&n(p)) {
+            pop.prefixes = prefixes.to_vec();
+        }
+    }
+    let s = seen_with(&[("b", PopState::Draining, Some((T0, false)))]);
+    assert_eq!(guard::drain_hold(&pops, &s, &n("b"), T0), None);
+    let s = seen_with(&[
+        ("b", PopState::Draining, Some((T0, false))),
+        ("c", PopState::Down, None),
+    ]);
+    let why = guard::drain_hold(&pops, &s, &n("b"), T0).expect("held");
+    assert!(
+        why.starts_with(&format!("last PoP in service for {last} (c down)")),
+        "{why}"
+    );
+    let up = |p: &crate::model::Pop| p.name != n("c");
+    assert_eq!(
+        crate::core::decide::first_uncovered(&pops, &pops[&n("b")], up),
+        Some(last)
+    );
+    assert_eq!(
+        crate::core::decide::first_uncovered(&pops, &pops[&n("a")], up),
+        None
+    );
+}
+
 // --- The report. ---
 
 #[test]
