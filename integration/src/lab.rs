@@ -16,6 +16,7 @@
 //! test expectations; it only builds, queries and tears down.
 
 pub mod anypop;
+pub mod bench;
 pub mod bird;
 pub mod frr;
 pub mod gobgp;

@@ -20,68 +20,34 @@
 use std::time::{Duration, Instant};
 
 use anypop_integration::lab::anypop::PopNode;
-use anypop_integration::lab::frr::{communities, Frr};
+use anypop_integration::lab::bench::{
+    self, counts, gshut, secs, updates_received, wait_counts, wait_empty, Counts, Emptying, LOAD,
+    N, POLL, POP1, PROGRAMS,
+};
+use anypop_integration::lab::frr::Frr;
 use anypop_integration::lab::monitor::RouteMonitor;
-use anypop_integration::lab::{lab_available, mrt, repo_root, topology_file, Lab, WAIT};
+use anypop_integration::lab::{lab_available, Lab, WAIT};
 use anypop_integration::{anypop_bin, wait_until_every};
 
-const N: u64 = 100_000;
-const POP1: &str = "2001:db8:0:1::2";
-/// Loading (or emptying) 100,000 routes into FRR and its kernel FIB on a
-/// loaded two-core machine.
-const LOAD: Duration = Duration::from_secs(600);
 /// "Promptly": what a stop may take at most here; the real time is printed.
 const PROMPT: Duration = Duration::from_secs(30);
 /// A prefix outside the benchmark set, for the reload test.
 const EXTRA: &str = "2001:db8:ffff::/48";
-/// Between two polls of FRR's table and FIB (each lists up to 100,000
-/// routes: polling faster slows FRR down on a loaded machine).
-const POLL: Duration = Duration::from_millis(250);
-
-const PROGRAMS: &[&str] = &["/usr/lib/frr/zebra", "/usr/lib/frr/bgpd", "vtysh"];
-
-fn lab() -> Lab {
-    Lab::from_clab(&repo_root().join("topologies/bench/bench.clab.yml"))
-}
 
 /// pop1 of topologies/bench, healthy from the start, announcing the
 /// 100,000 benchmark prefixes (and `extra`), stopping in `shutdown` mode.
 fn pop_yaml(shutdown: &str, extra: Option<&str>) -> String {
-    let mut list = mrt::bench_prefix_list(N as u32);
+    let mut yaml = bench::pop1_yaml(N as u32);
     if let Some(p) = extra {
-        list.insert_str(list.len() - 1, &format!(", \"{p}\""));
+        yaml = yaml.replacen("\"]\n", &format!("\", \"{p}\"]\n"), 1);
+        assert!(yaml.contains(p));
     }
-    let yaml = topology_file("bench/anypop/pop1.yaml")
-        .replace(
-            "    prefixes: [\"2001:db8:100::/48\"]",
-            &format!("    prefixes: {list}"),
-        )
-        .replace(
-            "  shutdown: withdraw\n",
-            &format!("  shutdown: {shutdown}\n"),
-        );
+    let yaml = yaml.replace(
+        "  shutdown: withdraw\n",
+        &format!("  shutdown: {shutdown}\n"),
+    );
     assert!(yaml.contains(&format!("shutdown: {shutdown}")));
     yaml
-}
-
-/// Routes from pop1 in FRR's table, how many are stale, and BGP routes in
-/// r1's kernel FIB.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Counts {
-    table: u64,
-    stale: u64,
-    fib: u64,
-}
-
-fn counts(lab: &Lab, r1: &Frr) -> Counts {
-    let (table, stale) = r1
-        .prefix_counts(POP1, "ipv6")
-        .unwrap_or((u64::MAX, u64::MAX));
-    Counts {
-        table,
-        stale,
-        fib: lab.bgp_routes("r1", 6).len() as u64,
-    }
 }
 
 /// Starts pop1 and waits until FRR holds all its routes, fresh, in table
@@ -91,14 +57,7 @@ fn start_loaded(lab: &Lab, r1: &Frr, yaml: &str, want: u64) -> (PopNode, Duratio
     anypop_bin();
     let t = Instant::now();
     let pop1 = PopNode::start(lab, "pop1", yaml);
-    let loaded = wait_until_every(LOAD, POLL, || {
-        counts(lab, r1)
-            == Counts {
-                table: want,
-                stale: 0,
-                fib: want,
-            }
-    });
+    let loaded = wait_counts(lab, r1, Counts::loaded(want), LOAD);
     assert!(
         loaded,
         "FRR did not load {want} routes: {:?}\nanypop log:\n{}",
@@ -106,57 +65,6 @@ fn start_loaded(lab: &Lab, r1: &Frr, yaml: &str, want: u64) -> (PopNode, Duratio
         pop1.proc.log()
     );
     (pop1, t.elapsed())
-}
-
-/// How FRR emptied: whether table and FIB were empty in time, the most
-/// stale routes any sample showed, and when each was first seen empty
-/// (since `t0`).
-struct Emptying {
-    emptied: bool,
-    max_stale: u64,
-    table_empty: Option<Duration>,
-    fib_empty: Option<Duration>,
-}
-
-/// Samples FRR until its table and FIB hold none of pop1's routes (at most
-/// `bound`); every sample records how many routes were stale.
-fn wait_empty(lab: &Lab, r1: &Frr, t0: Instant, bound: Duration) -> Emptying {
-    let mut max_stale = 0;
-    let mut table_empty = None;
-    let mut fib_empty = None;
-    let emptied = wait_until_every(bound, POLL, || {
-        let c = counts(lab, r1);
-        if c.stale != u64::MAX {
-            max_stale = max_stale.max(c.stale);
-        }
-        if c.table == 0 && table_empty.is_none() {
-            table_empty = Some(t0.elapsed());
-        }
-        if c.fib == 0 && fib_empty.is_none() {
-            fib_empty = Some(t0.elapsed());
-        }
-        table_empty.is_some() && fib_empty.is_some()
-    });
-    Emptying {
-        emptied,
-        max_stale,
-        table_empty,
-        fib_empty,
-    }
-}
-
-fn secs(d: Option<Duration>) -> f64 {
-    d.map_or(f64::NAN, |d| d.as_secs_f64())
-}
-
-/// `/messageStats/updatesRecv` of FRR's view of pop1.
-fn updates_received(r1: &Frr) -> u64 {
-    r1.neighbor(POP1)
-        .and_then(|n| {
-            n.pointer("/messageStats/updatesRecv")
-                .and_then(|v| v.as_u64())
-        })
-        .expect("FRR's neighbor pop1 with message statistics")
 }
 
 #[test]
@@ -167,8 +75,8 @@ fn bgp_scale_sigterm_withdraw_empties_frr_promptly_without_stale_routes() {
     ) {
         return;
     }
-    let lab = lab();
-    let r1 = Frr::start(&lab, "r1", &topology_file("bench/frr/r1/frr.conf"));
+    let lab = bench::lab();
+    let r1 = bench::r1(&lab);
     let (mut pop1, load) = start_loaded(&lab, &r1, &pop_yaml("withdraw", None), N);
 
     let t0 = Instant::now();
@@ -228,8 +136,8 @@ fn bgp_scale_graceful_restart_stop_keeps_routes_stale_and_restart_takes_them_ove
     ) {
         return;
     }
-    let lab = lab();
-    let r1 = Frr::start(&lab, "r1", &topology_file("bench/frr/r1/frr.conf"));
+    let lab = bench::lab();
+    let r1 = bench::r1(&lab);
     let yaml = pop_yaml("graceful_restart", None);
     let (mut pop1, _) = start_loaded(&lab, &r1, &yaml, N);
     let monitor = RouteMonitor::start(&lab, "r1");
@@ -292,8 +200,8 @@ fn bgp_scale_reload_changes_only_what_changed() {
     if !lab_available("bgp_scale_reload_changes_only_what_changed", PROGRAMS) {
         return;
     }
-    let lab = lab();
-    let r1 = Frr::start(&lab, "r1", &topology_file("bench/frr/r1/frr.conf"));
+    let lab = bench::lab();
+    let r1 = bench::r1(&lab);
     let (pop1, _) = start_loaded(&lab, &r1, &pop_yaml("withdraw", None), N);
     // Let End-of-RIB and any late update pass.
     std::thread::sleep(Duration::from_secs(2));
@@ -328,12 +236,7 @@ fn bgp_scale_reload_changes_only_what_changed() {
         pop1.rewrite_config(&pop_yaml("withdraw", extra));
         pop1.proc.signal(libc::SIGHUP);
         assert!(
-            wait_until_every(LOAD, POLL, || counts(&lab, &r1)
-                == Counts {
-                    table: want,
-                    stale: 0,
-                    fib: want
-                }),
+            wait_counts(&lab, &r1, Counts::loaded(want), LOAD),
             "after reload: {:?}",
             counts(&lab, &r1)
         );
@@ -372,17 +275,6 @@ fn ctl(lab: &Lab, args: &[&str]) -> (bool, String, Duration) {
     (out.status.success(), text, t.elapsed())
 }
 
-/// Whether FRR's path for benchmark prefix `i` from pop1 carries
-/// GRACEFUL_SHUTDOWN (65535:0; FRR prints its well-known name).
-fn gshut(r1: &Frr, i: u32) -> bool {
-    let (a, l) = mrt::bench_prefix(i);
-    r1.path_from(&format!("{a}/{l}"), POP1).is_some_and(|p| {
-        communities(&p)
-            .iter()
-            .any(|c| c == "65535:0" || c == "graceful-shutdown")
-    })
-}
-
 #[test]
 fn bgp_scale_drain_gshuts_and_withdraws_everything_and_undrain_restores_it() {
     if !lab_available(
@@ -391,8 +283,8 @@ fn bgp_scale_drain_gshuts_and_withdraws_everything_and_undrain_restores_it() {
     ) {
         return;
     }
-    let lab = lab();
-    let r1 = Frr::start(&lab, "r1", &topology_file("bench/frr/r1/frr.conf"));
+    let lab = bench::lab();
+    let r1 = bench::r1(&lab);
     // A settle long enough to see the GRACEFUL_SHUTDOWN of every route on
     // a loaded machine before the withdrawal.
     let yaml = pop_yaml("withdraw", None).replace(
@@ -451,14 +343,7 @@ fn bgp_scale_drain_gshuts_and_withdraws_everything_and_undrain_restores_it() {
     let t1 = Instant::now();
     let (ok, out, undrain_answered) = ctl(&lab, &["undrain", "--mode", "immediate", "pop1"]);
     assert!(ok, "undrain: {out}\nanypop log:\n{}", pop1.proc.log());
-    let back = wait_until_every(LOAD, POLL, || {
-        counts(&lab, &r1)
-            == Counts {
-                table: N,
-                stale: 0,
-                fib: N,
-            }
-    });
+    let back = wait_counts(&lab, &r1, Counts::loaded(N), LOAD);
     let back_at = t1.elapsed();
     assert!(
         back,

@@ -12,8 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use serde_json::Value;
+
 use super::Lab;
-use crate::{anypop_bin, Anypop};
+use crate::{anypop_bin, http_request, Anypop};
 
 /// Rewrites the container paths of a topology config into `dir`.
 pub fn localize(yaml: &str, dir: &Path) -> String {
@@ -55,6 +57,38 @@ pub fn with_extra_peers(yaml: &str, peers: &str) -> String {
     format!("{head}\n{peers}pops:\n{tail}")
 }
 
+/// A request to the anypop API at `addr` from inside `node`'s namespace,
+/// with `token`: (status, body as JSON, or `Value::String` if it is not
+/// JSON); status 0 and the error as the body when the call failed.
+pub fn api_request(
+    lab: &Lab,
+    node: &str,
+    addr: &str,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, Value) {
+    let (a, m, p, t) = (
+        addr.to_string(),
+        method.to_string(),
+        path.to_string(),
+        token.to_string(),
+    );
+    let b = body.map(str::to_string);
+    let res = lab.in_ns(node, move || {
+        http_request(&a, &m, &p, Some(&t), b.as_deref(), Duration::from_secs(10))
+    });
+    match res {
+        Ok(Ok((status, text))) => {
+            let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            (status, v)
+        }
+        Ok(Err(e)) => (0, Value::String(e.to_string())),
+        Err(e) => (0, Value::String(e)),
+    }
+}
+
 /// An anypop process in a lab namespace.
 pub struct PopNode {
     pub node: String,
@@ -74,7 +108,20 @@ impl PopNode {
     /// the directory the topology's `/etc/anypop/` maps to (a token file
     /// the config names, say).
     pub fn start_with_files(lab: &Lab, node: &str, yaml: &str, files: &[(&str, &str)]) -> PopNode {
-        let dir = lab.subdir(&format!("anypop-{node}"));
+        Self::start_named(lab, node, node, yaml, files)
+    }
+
+    /// Like [`PopNode::start_with_files`] for one of several anypop
+    /// processes in `node`'s namespace: `name` (unique in the lab) names
+    /// its directory, so each has its own config, state and files.
+    pub fn start_named(
+        lab: &Lab,
+        node: &str,
+        name: &str,
+        yaml: &str,
+        files: &[(&str, &str)],
+    ) -> PopNode {
+        let dir = lab.subdir(&format!("anypop-{name}"));
         for sub in ["run", "state", "etc"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap_or_else(|e| panic!("mkdir: {e}"));
         }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::anypop::PopNode;
+use super::anypop::{api_request, PopNode};
 use super::frr::Frr;
 use super::httpd::Httpd;
 use super::{repo_root, topology_file, Lab, WAIT};
@@ -411,25 +411,18 @@ impl ThreePop {
     /// token: (status, body as JSON, or `Value::String` if it is not JSON).
     pub fn api(&self, name: &str, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
         let addr = format!("{}:8080", pop(name).fleet_addr);
-        let (m, p, t) = (method.to_string(), path.to_string(), self.token.clone());
-        let b = body.map(str::to_string);
-        let res = self.lab.in_ns(pop(name).host, move || {
-            http_request(
-                &addr,
-                &m,
-                &p,
-                Some(&t),
-                b.as_deref(),
-                Duration::from_secs(10),
-            )
-        });
+        let res = api_request(
+            &self.lab,
+            pop(name).host,
+            &addr,
+            &self.token,
+            method,
+            path,
+            body,
+        );
         match res {
-            Ok(Ok((status, text))) => {
-                let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
-                (status, v)
-            }
-            Ok(Err(e)) => (0, Value::String(format!("{method} {path} on {name}: {e}"))),
-            Err(e) => (0, Value::String(e)),
+            (0, Value::String(e)) => (0, Value::String(format!("{method} {path} on {name}: {e}"))),
+            r => r,
         }
     }
 
