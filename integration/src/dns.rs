@@ -8,9 +8,15 @@ use std::process::Command;
 /// Runs `dig @127.0.0.1 -p port +norecurse +time=2 +tries=1 args…` and
 /// returns its stdout.
 pub fn dig(port: u16, args: &[&str]) -> String {
-    let out = Command::new("dig")
+    dig_with(Command::new("dig"), "127.0.0.1", port, args)
+}
+
+/// Like [`dig`] against `server`, with `cmd` as the dig command (one run
+/// inside a namespace, say).
+pub fn dig_with(mut cmd: Command, server: &str, port: u16, args: &[&str]) -> String {
+    let out = cmd
         .args([
-            "@127.0.0.1",
+            &format!("@{server}"),
             "-p",
             &port.to_string(),
             "+norecurse",

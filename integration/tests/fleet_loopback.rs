@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use anypop_integration::dns::{dig_with, short_lines};
 use anypop_integration::tls::{self, Ca, Stunnel};
 use anypop_integration::{
     free_port, http_client, metric, test_zone, tools_available, wait_until, write_file, Anypop,
@@ -101,26 +102,13 @@ impl Node {
 
     /// `dig +short www.example.test A` against this node's DNS.
     fn www(&self) -> Vec<String> {
-        let out = Command::new("dig")
-            .args([
-                &format!("@{}", self.ip),
-                "-p",
-                &self.dns.to_string(),
-                "+norecurse",
-                "+time=2",
-                "+tries=1",
-                "+short",
-                "www.example.test",
-                "A",
-            ])
-            .output()
-            .expect("run dig");
-        let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with(';'))
-            .map(String::from)
-            .collect();
+        let out = dig_with(
+            Command::new("dig"),
+            self.ip,
+            self.dns,
+            &["+short", "www.example.test", "A"],
+        );
+        let mut v = short_lines(&out);
         v.sort();
         v
     }

@@ -25,10 +25,11 @@
 
 use std::time::{Duration, Instant};
 
+use anypop_integration::dns::{dig_with, short_lines};
 use anypop_integration::lab::anypop::{api_request, PopNode};
 use anypop_integration::lab::bench::{
-    self, counts, gshut, secs, updates_received, wait_counts, wait_empty, Counts, Emptying, LOAD,
-    N, POLL, PROGRAMS,
+    self, counts, gshut, secs, updates_received, wait_counts, wait_empty, Counts, LOAD, N, POLL,
+    POP1, PROGRAMS,
 };
 use anypop_integration::lab::frr::Frr;
 use anypop_integration::lab::monitor::RouteMonitor;
@@ -90,30 +91,13 @@ impl Node {
 
     /// `dig +short www.example.test A` against this node's DNS.
     fn www(&self, lab: &Lab) -> Vec<String> {
-        let server = format!("@{}", self.ip);
-        let out = lab
-            .exec(
-                "pop1",
-                "dig",
-                &[
-                    &server,
-                    "-p",
-                    "5300",
-                    "+norecurse",
-                    "+time=2",
-                    "+tries=1",
-                    "+short",
-                    "www.example.test",
-                    "A",
-                ],
-            )
-            .unwrap_or_default();
-        let mut v: Vec<String> = out
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with(';'))
-            .map(String::from)
-            .collect();
+        let out = dig_with(
+            lab.cmd("pop1", "dig"),
+            self.ip,
+            5300,
+            &["+short", "www.example.test", "A"],
+        );
+        let mut v = short_lines(&out);
         v.sort();
         v
     }
@@ -278,6 +262,26 @@ fn recover_without_flap(
     );
 }
 
+/// Waits until FRR holds none of pop1's routes, none ever stale; when
+/// its table and its FIB were first empty (since `t0`). Panics with
+/// `logs()` otherwise.
+fn withdrawn(
+    lab: &Lab,
+    r1: &Frr,
+    t0: Instant,
+    logs: &dyn Fn() -> String,
+) -> (Option<Duration>, Option<Duration>) {
+    let e = wait_empty(lab, r1, t0, LOAD);
+    assert!(
+        e.emptied,
+        "not withdrawn: {:?}\n{}",
+        counts(lab, r1),
+        logs()
+    );
+    assert_eq!(e.max_stale, 0, "routes went stale");
+    (e.table_empty, e.fib_empty)
+}
+
 #[test]
 fn fleet_scale_fail_static_and_forwarded_drain_with_100k_prefixes() {
     if !lab_available(
@@ -329,6 +333,7 @@ fn fleet_scale_fail_static_and_forwarded_drain_with_100k_prefixes() {
         );
     }
     std::thread::sleep(Duration::from_secs(2));
+    let session = r1.session_identity(POP1).expect("established");
 
     // (1) Fail static: pop2's check fails first (1 of 2 PoPs: no rule),
     // then pop1's: 2 of 2, pop1 stays announced.
@@ -349,9 +354,15 @@ fn fleet_scale_fail_static_and_forwarded_drain_with_100k_prefixes() {
     std::thread::sleep(WINDOW + Duration::from_secs(2));
     assert_eq!(counts(&lab, &r1), Counts::loaded(N), "routes withdrawn");
     assert_eq!(updates_received(&r1), updates, "UPDATEs sent while held");
-    // /v1/state says so too (one call: it lists all 200,000 prefixes).
+    // /v1/state says so too. It lists all 200,000 prefixes: two readers
+    // at once (two browsers on the web view) must not stall the node's
+    // BGP session (checked at the end) or its fleet pulls.
     let t = Instant::now();
-    let st = a.state(&lab, "pop1").expect("GET /v1/state");
+    let (st, _) = std::thread::scope(|sc| {
+        let other = sc.spawn(|| a.state(&lab, "pop2"));
+        (a.state(&lab, "pop1"), other.join())
+    });
+    let st = st.expect("GET /v1/state");
     let state_took = t.elapsed();
     assert!(
         st.fail_static
@@ -369,19 +380,7 @@ fn fleet_scale_fail_static_and_forwarded_drain_with_100k_prefixes() {
     // window; then pop2's fails too: fail static announces all again.
     let t2 = Instant::now();
     a.set_down(true);
-    let Emptying {
-        emptied,
-        max_stale,
-        table_empty,
-        fib_empty,
-    } = wait_empty(&lab, &r1, t2, LOAD);
-    assert!(
-        emptied,
-        "not withdrawn: {:?}\n{}",
-        counts(&lab, &r1),
-        logs()
-    );
-    assert_eq!(max_stale, 0);
+    let (table_empty, fib_empty) = withdrawn(&lab, &r1, t2, &logs);
     assert!(a.fleet(&lab, "pop1")["fail_static"].is_null());
     let t3 = Instant::now();
     b.set_down(true);
@@ -432,19 +431,7 @@ fn fleet_scale_fail_static_and_forwarded_drain_with_100k_prefixes() {
     };
     assert!(at(acked) < at("pop pop1 dns_removed -> shutdown"), "{log}");
     assert_eq!(counts(&lab, &r1), Counts::loaded(N), "lost before settle");
-    let Emptying {
-        emptied,
-        max_stale,
-        table_empty: drained_table,
-        fib_empty: drained_fib,
-    } = wait_empty(&lab, &r1, t4, LOAD);
-    assert!(
-        emptied,
-        "not withdrawn: {:?}\n{}",
-        counts(&lab, &r1),
-        logs()
-    );
-    assert_eq!(max_stale, 0);
+    let (drained_table, drained_fib) = withdrawn(&lab, &r1, t4, &logs);
     a.proc
         .proc
         .wait_for_log("pop pop1 shutdown -> drained", WAIT);
@@ -466,9 +453,15 @@ fn fleet_scale_fail_static_and_forwarded_drain_with_100k_prefixes() {
     assert!(!gshut(&r1, 0) && !gshut(&r1, N as u32 - 1));
     let ok = wait_until(WAIT, || b.www(&lab) == ["192.0.2.1"]);
     assert!(ok, "node pop2 answers {:?}", b.www(&lab));
+    assert_eq!(
+        r1.session_identity(POP1),
+        Some(session),
+        "the BGP session was reset\n{}",
+        logs()
+    );
     println!(
         "fleet, {N} prefixes: FRR loaded in {:.1} s; fail static held pop1 {:.2} s after its \
-         check file appeared (no UPDATE; GET /v1/state {:.2} s); alone, withdrawn: FRR's table empty {:.1} s, FIB \
+         check file appeared (no UPDATE; two GET /v1/state at once {:.2} s); alone, withdrawn: FRR's table empty {:.1} s, FIB \
          {:.1} s after the failure (window {} s); announced again: all back {:.1} s after \
          pop2 failed; drain via pop2: answered in {:.2} s, GRACEFUL_SHUTDOWN on FRR by \
          {:.1} s, table empty {:.1} s, FIB {:.1} s (settle {SETTLE}); undrain via pop2: \

@@ -36,7 +36,27 @@ pub(super) const READ_401: &str =
     ))]
 pub async fn state(State(s): State<AppState>) -> Response {
     let snap = s.snapshot();
-    Json(dto::State::from_snapshot(&snap, s.peers())).into_response()
+    let peers = s.peers();
+    json_off_runtime(move || dto::State::from_snapshot(&snap, peers)).await
+}
+
+/// Builds and serialises a JSON answer on the blocking pool. The views
+/// that list every prefix of every PoP (`/v1/state`, `/v1/pops`,
+/// `/v1/pops/{name}`) take seconds with 100,000 prefixes per PoP; on an
+/// async worker that long they stall the tasks queued behind them — BGP
+/// keepalives (a hold timer expired while `/v1/state` was being
+/// answered), fleet long-polls, DNS over TCP.
+async fn json_off_runtime<T: serde::Serialize>(
+    build: impl FnOnce() -> T + Send + 'static,
+) -> Response {
+    match tokio::task::spawn_blocking(move || Json(build()).into_response()).await {
+        Ok(r) => r,
+        Err(e) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("building the answer failed: {e}"),
+        )
+        .into_response(),
+    }
 }
 
 #[utoipa::path(get, path = "/v1/pops", tag = "read", summary = "All PoPs.",
@@ -47,7 +67,7 @@ pub async fn state(State(s): State<AppState>) -> Response {
     ))]
 pub async fn pops(State(s): State<AppState>) -> Response {
     let snap = s.snapshot();
-    Json(Pops::from_snapshot(&snap)).into_response()
+    json_off_runtime(move || Pops::from_snapshot(&snap)).await
 }
 
 #[utoipa::path(get, path = "/v1/pops/{name}", tag = "read",
@@ -64,11 +84,15 @@ pub async fn pop(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let snap = s.snapshot();
-    let (key, status) = snap
-        .pops
-        .get_key_value(name.as_str())
-        .ok_or_else(|| ApiError::unknown_pop(&name))?;
-    Ok(Json(Pop::from_snapshot(&snap, key.as_str(), status)).into_response())
+    let key = match snap.pops.get_key_value(name.as_str()) {
+        Some((key, _)) => key.clone(),
+        None => return Err(ApiError::unknown_pop(&name)),
+    };
+    Ok(json_off_runtime(move || {
+        let status = &snap.pops[&key];
+        Pop::from_snapshot(&snap, key.as_str(), status)
+    })
+    .await)
 }
 
 #[utoipa::path(get, path = "/v1/peers", tag = "read",
