@@ -1,11 +1,12 @@
 //! The fleet endpoints: `GET /v1/fleet/report` (this node's report, with
 //! long-poll), `GET /v1/fleet` (the merged view and where each part comes
-//! from), and the forwarding of admin calls for a PoP another node owns
-//! to that node (docs/fleet.md).
+//! from), and the forwarding of admin calls: for a PoP another node owns
+//! to its owners, and for a PoP this node owns with others to the other
+//! owners after it applied the call itself (docs/fleet.md).
 //!
 //! Reads the snapshot's fleet part, which the core builds; decides nothing
-//! about verdicts. Forwarding only relays: the owner applies its own
-//! guards.
+//! about verdicts. Forwarding only relays: each owner applies its own
+//! guards; a partial outcome goes to the core as an event.
 
 use std::time::Duration;
 
