@@ -11,8 +11,9 @@
 //! - SIGHUP with the same config changes nothing on the router; with one
 //!   prefix added or removed, exactly that prefix changes.
 //! - `anypop ctl drain --force`: the API answers at once (DNS step), every
-//!   route gets GRACEFUL_SHUTDOWN, then all are withdrawn after the settle
-//!   time; `undrain` brings all back.
+//!   route gets GRACEFUL_SHUTDOWN and is replaced in the FIB in place (none
+//!   ever deleted before the withdrawal), then all are withdrawn after the
+//!   settle time; `undrain` brings all back.
 //!
 //! The times measured are printed (`--nocapture`); the bounds are generous
 //! timeouts, not benchmarks.
@@ -294,6 +295,8 @@ fn bgp_scale_drain_gshuts_and_withdraws_everything_and_undrain_restores_it() {
     assert!(yaml.contains("settle: 60s"));
     let (pop1, _) = start_loaded(&lab, &r1, &yaml, N);
     std::thread::sleep(Duration::from_secs(2));
+    // Every change of r1's FIB from here on.
+    let monitor = RouteMonitor::start(&lab, "r1");
 
     // The API answers at once: DNS first.
     let t0 = Instant::now();
@@ -312,6 +315,18 @@ fn bgp_scale_drain_gshuts_and_withdraws_everything_and_undrain_restores_it() {
         "no GRACEFUL_SHUTDOWN on the first and last prefix: {:?}\nanypop log:\n{}",
         counts(&lab, &r1),
         pop1.proc.log()
+    );
+    // zebra replaces every route in the kernel with the new attributes;
+    // once all N are replaced the FIB is at rest and a dump of it is exact.
+    let replaced = wait_until_every(LOAD, POLL, || {
+        monitor.additions_of("proto bgp") >= N as usize
+    });
+    let replaced_at = t0.elapsed();
+    assert!(
+        replaced,
+        "only {} of {N} routes replaced in r1's FIB: {:?}",
+        monitor.additions_of("proto bgp"),
+        counts(&lab, &r1)
     );
     assert_eq!(
         counts(&lab, &r1),
@@ -335,6 +350,17 @@ fn bgp_scale_drain_gshuts_and_withdraws_everything_and_undrain_restores_it() {
         pop1.proc.log()
     );
     assert_eq!(max_stale, 0);
+    // Each route left the FIB exactly once, at the withdrawal: a route
+    // deleted while it got GRACEFUL_SHUTDOWN (and added back) would count
+    // twice. (The polls above cannot see such a gap; the monitor does.)
+    let deleted = monitor.deletions_of("proto bgp");
+    assert_eq!(
+        deleted.len() as u64,
+        N,
+        "FIB deletions during the drain, e.g. {:?}",
+        deleted.first()
+    );
+    drop(monitor);
     // The API still answers while drained.
     let (ok, out, _) = ctl(&lab, &["pops"]);
     assert!(ok && out.contains("drained"), "{out}");
@@ -354,10 +380,12 @@ fn bgp_scale_drain_gshuts_and_withdraws_everything_and_undrain_restores_it() {
     assert!(!gshut(&r1, 0) && !gshut(&r1, N as u32 - 1));
     println!(
         "{N} prefixes, drain --force: API answered in {:.2} s, GRACEFUL_SHUTDOWN on FRR \
-         by {:.1} s, FRR's table empty by {:.1} s, FIB empty by {:.1} s (settle 60 s); \
+         by {:.1} s, every route replaced in the FIB (none deleted) by {:.1} s, FRR's \
+         table empty by {:.1} s, FIB empty by {:.1} s (settle 60 s); \
          undrain answered in {:.2} s, all back by {:.1} s",
         answered.as_secs_f64(),
         gshut_at.as_secs_f64(),
+        replaced_at.as_secs_f64(),
         secs(table_empty),
         secs(fib_empty),
         undrain_answered.as_secs_f64(),

@@ -2,7 +2,7 @@
 //! namespace, started exactly as ../shared/LAB.md shows: own directory per
 //! router owned by frr:frr, zebra first, the others once zebra's socket
 //! exists (each reads the same frr.conf), vtysh through the router's own vty
-//! socket.
+//! socket. zebra runs with `--v6-rr-semantics` (see [`zebra_options`]).
 //! Queries return parsed `vtysh ... json`; the kernel FIB is read with
 //! [`super::Lab::bgp_routes`].
 
@@ -59,26 +59,29 @@ impl Frr {
         // The log file must be writable by frr after privileges are dropped.
         let _ = std::fs::write(&log, "");
         let _ = sh(Command::new("chown").args(["frr:frr"]).arg(&log));
-        let out = sh(Command::new("ip").args(["netns", "exec", &self.ns]).args([
-            &format!("/usr/lib/frr/{daemon}"),
-            "-d",
-            "-f",
-            &self.dir.join(conf).to_string_lossy(),
-            "-i",
-            &run.join(format!("{daemon}.pid")).to_string_lossy(),
-            "--vty_socket",
-            &run.to_string_lossy(),
-            "-z",
-            &run.join("zserv.api").to_string_lossy(),
-            "-A",
-            "127.0.0.1",
-            "-P",
-            "0",
-            "--log",
-            &format!("file:{}", log.display()),
-            "--log-level",
-            "debug",
-        ]));
+        let out = sh(Command::new("ip")
+            .args(["netns", "exec", &self.ns])
+            .args([
+                &format!("/usr/lib/frr/{daemon}"),
+                "-d",
+                "-f",
+                &self.dir.join(conf).to_string_lossy(),
+                "-i",
+                &run.join(format!("{daemon}.pid")).to_string_lossy(),
+                "--vty_socket",
+                &run.to_string_lossy(),
+                "-z",
+                &run.join("zserv.api").to_string_lossy(),
+                "-A",
+                "127.0.0.1",
+                "-P",
+                "0",
+                "--log",
+                &format!("file:{}", log.display()),
+                "--log-level",
+                "debug",
+            ])
+            .args(zebra_options(daemon)));
         if let Err(e) = out {
             self.print_logs();
             panic!("start {daemon} of {}: {e}", self.node);
@@ -271,6 +274,19 @@ impl Frr {
                 stop_pid(pid, Duration::from_secs(5));
             }
         }
+    }
+}
+
+/// Extra command-line options of `daemon`. zebra gets
+/// `--v6-rr-semantics`, as docs/bgp.md recommends for FRR 8.x routers:
+/// without it zebra 8.4 changes an installed IPv6 route (new attributes,
+/// such as GRACEFUL_SHUTDOWN) by deleting it from the kernel and adding it
+/// again, so a route monitor cannot tell a withdrawal from an update.
+fn zebra_options(daemon: &str) -> &'static [&'static str] {
+    if daemon == "zebra" {
+        &["--v6-rr-semantics"]
+    } else {
+        &[]
     }
 }
 
