@@ -6,6 +6,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, UdpSocket};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -511,14 +512,25 @@ fn ctl_takes_address_and_token_from_the_config() {
 
 /// Runs `cmd` with its stdout a pipe whose reader has already gone (what
 /// `| head` leaves after its last line); its exit status and stderr.
+///
+/// The read end is closed before the child starts: closing it after
+/// `spawn` let a short output (the default config) fit into the pipe
+/// buffer first when the test thread was descheduled under load, and the
+/// child exited 0 instead of meeting SIGPIPE.
 fn into_closed_pipe(cmd: &mut Command) -> (std::process::ExitStatus, String) {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two descriptors into `fds`; checked below.
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    assert_eq!(rc, 0, "pipe2: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors are fresh and owned by nothing else.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(read);
     let mut child = cmd
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::from(write))
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    drop(child.stdout.take());
     let stderr = child.stderr.take();
     let reader = std::thread::spawn(move || {
         let mut text = String::new();
