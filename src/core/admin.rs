@@ -184,6 +184,47 @@ pub fn start_drain(
     }
 }
 
+/// A drain asked for a PoP that already has an override (`fresh` is what
+/// [`start_drain`] made of the call). A drain never steps back toward
+/// service: a PoP already as far as or further than the new drain would
+/// start (out of DNS, in graceful shutdown, drained, disabled) keeps its
+/// phase and the wait of its current step, so its prefixes are not
+/// announced normally again; it takes the call's reason, who and
+/// auto-undrain time, and a disabled PoP becomes drained (it is already
+/// withdrawn). An immediate drain of a graceful one in progress completes
+/// it at once; a drain during an undrain (`restoring`) starts afresh.
+pub fn redrain(current: &Override, fresh: Override) -> Override {
+    fn rank(p: Phase) -> u8 {
+        match p {
+            Phase::Restoring => 0,
+            Phase::DnsRemoved => 1,
+            Phase::Shutdown => 2,
+            Phase::Drained | Phase::Disabled => 3,
+        }
+    }
+    let force = fresh.force || current.force;
+    if current.phase == Phase::Restoring || rank(fresh.phase) > rank(current.phase) {
+        return Override { force, ..fresh };
+    }
+    let (phase, phase_ends) = match current.phase {
+        Phase::Disabled => (Phase::Drained, None),
+        p => (p, current.phase_ends),
+    };
+    // The auto-undrain stays within what a drain may last from its start.
+    let until = match (fresh.until, current.since.checked_add(MAX_DRAIN)) {
+        (Some(u), Some(limit)) => Some(u.min(limit)),
+        (u, _) => u,
+    };
+    Override {
+        phase,
+        phase_ends,
+        since: current.since,
+        until,
+        force,
+        ..fresh
+    }
+}
+
 /// Starts an undrain of an existing override. Returns `None` when the
 /// override ends at once (immediate, or the PoP was only out of DNS).
 pub fn start_undrain(
@@ -319,6 +360,99 @@ mod tests {
             advance(&ov, Instant::now(), T).is_none(),
             "drained is final"
         );
+    }
+
+    #[test]
+    fn redrain_keeps_the_furthest_phase_and_takes_the_new_call() {
+        let now = Instant::now();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let later = t0 + Duration::from_secs(600);
+        let call = |mode| {
+            start_drain(
+                mode,
+                "new".into(),
+                "ops".into(),
+                later,
+                Some(Duration::from_secs(60)),
+                now,
+                T,
+            )
+        };
+        let cur = |phase, phase_ends| Override {
+            phase,
+            reason: "old".into(),
+            who: "x".into(),
+            since: t0,
+            until: None,
+            phase_ends,
+            force: true,
+        };
+        let ends = Some(now + Duration::from_secs(5));
+        for (phase, phase_ends, mode, want, want_ends) in [
+            (
+                Phase::DnsRemoved,
+                ends,
+                DrainMode::Graceful,
+                Phase::DnsRemoved,
+                ends,
+            ),
+            (
+                Phase::Shutdown,
+                ends,
+                DrainMode::Graceful,
+                Phase::Shutdown,
+                ends,
+            ),
+            (
+                Phase::Drained,
+                None,
+                DrainMode::Graceful,
+                Phase::Drained,
+                None,
+            ),
+            (
+                Phase::Disabled,
+                None,
+                DrainMode::Graceful,
+                Phase::Drained,
+                None,
+            ),
+            (
+                Phase::Drained,
+                None,
+                DrainMode::Immediate,
+                Phase::Drained,
+                None,
+            ),
+        ] {
+            let ov = redrain(&cur(phase, phase_ends), call(mode));
+            assert_eq!(
+                (ov.phase, ov.phase_ends),
+                (want, want_ends),
+                "{phase} {mode:?}"
+            );
+            assert_eq!((ov.reason.as_str(), ov.who.as_str()), ("new", "ops"));
+            assert_eq!(ov.since, t0, "still drained since the first call");
+            assert_eq!(ov.until, Some(later + Duration::from_secs(60)));
+            assert!(ov.force, "a forced drain stays forced");
+        }
+        // Further along than the current phase: the new call wins.
+        for phase in [Phase::DnsRemoved, Phase::Shutdown] {
+            let ov = redrain(&cur(phase, ends), call(DrainMode::Immediate));
+            assert_eq!(
+                (ov.phase, ov.phase_ends, ov.since),
+                (Phase::Drained, None, later)
+            );
+        }
+        // During an undrain the drain starts afresh.
+        let ov = redrain(&cur(Phase::Restoring, ends), call(DrainMode::Graceful));
+        assert_eq!(ov.phase, Phase::DnsRemoved);
+        assert_eq!(ov.phase_ends, Some(now + T.ack + T.dns_wait));
+        // The auto-undrain stays within a drain's longest time from its start.
+        let mut far = call(DrainMode::Graceful);
+        far.until = Some(t0 + MAX_DRAIN + Duration::from_secs(86_400));
+        let ov = redrain(&cur(Phase::Drained, None), far);
+        assert_eq!(ov.until, Some(t0 + MAX_DRAIN));
     }
 
     #[test]

@@ -199,7 +199,10 @@ impl Core {
                 }
                 let mut ov = admin::start_drain(mode, reason, who, now.wall, duration, now.mono, t);
                 ov.force = force;
-                Some(ov)
+                Some(match current {
+                    Some(cur) => admin::redrain(cur, ov),
+                    None => ov,
+                })
             }
             AdminCommand::Disable {
                 reason, who, force, ..

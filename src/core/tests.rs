@@ -297,6 +297,76 @@ async fn graceful_drain_choreography_and_guard() {
     );
 }
 
+/// A drain asked again (a script that drains idempotently, a longer
+/// duration, a call completed on every owner) never announces a drained
+/// or disabled PoP's prefixes again, and a drain in progress keeps its
+/// step and its wait.
+#[tokio::test(start_paused = true)]
+async fn a_drain_asked_again_never_steps_back_toward_service() {
+    let mut core = Driven::new(test_config(None), BTreeMap::new());
+    feed(&mut core, "fra1", true, 3);
+    feed(&mut core, "ams1", true, 3);
+    admin(&mut core, drain("fra1", DrainMode::Graceful, false)).expect("drain");
+    tokio::time::advance(Duration::from_secs(20)).await;
+    core.tick();
+    // Asked again 20 s into the 30 s DNS wait: the wait is not restarted.
+    admin(&mut core, drain("fra1", DrainMode::Graceful, false)).expect("again");
+    let deadline = core.core.deadline(core.now()).expect("deadline");
+    assert_eq!(deadline - Instant::now(), Duration::from_secs(10));
+    tokio::time::advance(Duration::from_secs(10)).await;
+    core.tick();
+    let s = core.snapshot();
+    assert!(s
+        .announcements
+        .values()
+        .all(|a| a.mode == AnnounceMode::GracefulShutdown));
+    admin(&mut core, drain("fra1", DrainMode::Graceful, false)).expect("again");
+    assert!(core
+        .snapshot()
+        .announcements
+        .values()
+        .all(|a| a.mode == AnnounceMode::GracefulShutdown));
+    tokio::time::advance(Duration::from_secs(10)).await;
+    core.tick();
+    assert!(core.snapshot().announcements.is_empty());
+    let version = core.snapshot().version;
+    // Drained: asked again with a new reason and a duration, it stays
+    // withdrawn and takes both.
+    let again = AdminCommand::Drain {
+        pop: name("fra1"),
+        reason: "longer".into(),
+        who: "ops".into(),
+        duration: Some(Duration::from_secs(3600)),
+        mode: DrainMode::Graceful,
+        force: false,
+    };
+    admin(&mut core, again).expect("again");
+    let s = core.snapshot();
+    assert!(s.version > version);
+    assert!(s.announcements.is_empty(), "a drained PoP stays withdrawn");
+    let a = s.pops["fra1"].admin.as_ref().expect("admin");
+    assert_eq!((a.step, a.reason.as_str()), (Phase::Drained, "longer"));
+    assert!(a.until.is_some());
+    // Disabled, then drained: still withdrawn throughout.
+    admin(
+        &mut core,
+        AdminCommand::Disable {
+            pop: name("fra1"),
+            reason: "x".into(),
+            who: "t".into(),
+            force: false,
+        },
+    )
+    .expect("disable");
+    admin(&mut core, drain("fra1", DrainMode::Graceful, false)).expect("drain");
+    let s = core.snapshot();
+    assert!(s.announcements.is_empty());
+    assert_eq!(
+        s.pops["fra1"].admin.as_ref().map(|a| a.step),
+        Some(Phase::Drained)
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn admin_state_survives_restart_and_reload() {
     let dir = tempfile::tempdir().expect("tempdir");
