@@ -76,9 +76,14 @@ fn skip_name(m: &[u8], mut i: usize) -> Option<usize> {
 
 /// The A records in the answer section of a NOERROR response with ID
 /// `id`, in message order; `None` for anything else (another ID, an error
-/// rcode, a truncated or malformed message).
+/// rcode, a truncated (TC set: a rate limiter's slip has no answers) or
+/// malformed message).
 pub fn a_records(m: &[u8], id: u16) -> Option<Vec<Ipv4Addr>> {
-    if m.len() < 12 || u16::from_be_bytes([m[0], m[1]]) != id || m[3] & 0x0f != 0 {
+    if m.len() < 12
+        || u16::from_be_bytes([m[0], m[1]]) != id
+        || m[2] & 0x02 != 0
+        || m[3] & 0x0f != 0
+    {
         return None;
     }
     let qd = u16::from_be_bytes([m[4], m[5]]);
@@ -138,5 +143,9 @@ mod tests {
         let mut nx = m.clone();
         nx[3] = 3;
         assert_eq!(a_records(&nx, 9), None, "NXDOMAIN");
+        // A rate limiter's slip: TC set, the question only.
+        let mut slip = query_a(9, "all.example.net");
+        slip[2] = 0x86;
+        assert_eq!(a_records(&slip, 9), None, "TC set");
     }
 }
