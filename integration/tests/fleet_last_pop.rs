@@ -4,9 +4,13 @@
 //! service for every prefix they announce. Both are drained through their
 //! own nodes' APIs while node a is off the fleet network, so neither
 //! request's guard sees the other drain (as when two operators drain
-//! within one report round trip). Once the reports flow again, the drain
-//! that started later (b's) holds in `dns_removed` with its prefixes still
-//! announced, and a's goes on; undraining a lets b's go on.
+//! within one report round trip). The routers send each unicast prefix to
+//! its own PoP while that PoP announces it (the other PoP's path is the
+//! last resort), so the outside-in probes reach both PoPs: a and b are in
+//! service from every vantage point, not held up by fail static, when the
+//! drains start. Once the reports flow again, the drain that started
+//! later (b's) holds in `dns_removed` with its prefixes still announced,
+//! and a's goes on; undraining a lets b's go on.
 //!
 //! Its own lab (the configs differ from `fleet_three_pop.rs`), stopped
 //! when the test ends, passed or not.
@@ -63,19 +67,28 @@ fn fleet_two_drains_of_the_last_two_pops_leave_one_announced() {
     if !lab_available("fleet_two_drains_of_the_last_two_pops", PROGRAMS) {
         return;
     }
-    let mut lab = ThreePop::start_with_outside_disagreeing(config);
+    let mut lab = ThreePop::start_with(config);
     let events_b = lab.events("b");
 
     // c down: a and b are the last two PoPs in service for the anycast
-    // prefix (and each other's unicast prefixes).
+    // prefix (and each other's unicast prefixes), reachable from every
+    // vantage point.
     lab.service("c").stop();
     let ok = wait_until(WAIT, || {
         !lab.transit_has_path(ANYCAST_PREFIX, "c")
             && ["a", "b"]
                 .iter()
                 .all(|s| lab.fleet(s)["pops"]["c"]["verdict"] == "down")
+            && POPS
+                .iter()
+                .all(|s| ["a", "b"].iter().all(|p| lab.settled_on(s, p)))
     });
-    assert!(ok, "c never went down\n{}", lab.logs());
+    assert!(
+        ok,
+        "c never went down with a and b in service: {:#}\n{}",
+        lab.fleet("a")["pops"],
+        lab.logs()
+    );
 
     // Both drains, neither node seeing the other's: a's first.
     lab.set_fleet_link("a", false);

@@ -167,22 +167,6 @@ impl ThreePop {
     /// `config(pop, yaml)` first (to shorten timings, say). Waits until the
     /// lab has converged; panics with what is missing otherwise.
     pub fn start_with(config: impl Fn(&str, String) -> String) -> ThreePop {
-        Self::launch(config, true)
-    }
-
-    /// Like [`ThreePop::start_with`] for configs under which some PoPs'
-    /// addresses are legitimately unreachable from other PoPs (a PoP that
-    /// also announces another PoP's unicast prefix takes its traffic): waits
-    /// only until every node's fleet view has every owner saying its PoP is
-    /// up, not for every vantage point to agree. Such a PoP ends up steered
-    /// away by the outside-in quorum, so neither its fleet verdict nor the
-    /// DNS answers are waited for: it is up there only until the vantage
-    /// points' first reports, a window a loaded machine can miss.
-    pub fn start_with_outside_disagreeing(config: impl Fn(&str, String) -> String) -> ThreePop {
-        Self::launch(config, false)
-    }
-
-    fn launch(config: impl Fn(&str, String) -> String, settle: bool) -> ThreePop {
         let root = repo_root().join("topologies/three-pop");
         let lab = Lab::from_clab(&root.join("three-pop.clab.yml"));
         let mut routers = BTreeMap::new();
@@ -209,15 +193,13 @@ impl ThreePop {
             lab,
             token: token.trim().to_string(),
         };
-        lab.wait_converged(settle);
+        lab.wait_converged();
         lab
     }
 
-    /// BGP up, the transit's FIB complete, and then with `settle` every
-    /// node's fleet view settled, every PoP up in every view and every
-    /// node answering with every PoP; without, every owner's verdict up
-    /// (and fresh) in every node's view.
-    fn wait_converged(&self, settle: bool) {
+    /// BGP up, the transit's FIB complete, every node's fleet view
+    /// settled, and every node answering with every PoP.
+    fn wait_converged(&self) {
         let transit = &self.routers["transit"];
         for p in POPS {
             let p = pop(p);
@@ -250,31 +232,18 @@ impl ThreePop {
         // hold them up for a while): wait until every node's fleet view has
         // had every PoP settled — up with every fresh vantage point agreeing
         // — for a second without a break.
-        if settle {
-            self.wait_settled();
-        }
-        let up = |v: &Value| {
-            if settle {
-                v["verdict"] == "up"
-            } else {
-                v["owner"]["verdict"] == "up" && v["owner"]["fresh"] == true
-            }
-        };
+        self.wait_settled();
         for server in POPS {
             let ok = wait_until(WAIT, || {
-                self.fleet(server)["pops"]
-                    .as_object()
-                    .is_some_and(|m| m.len() == POPS.len() && m.values().all(up))
+                self.fleet(server)["pops"].as_object().is_some_and(|m| {
+                    m.len() == POPS.len() && m.values().all(|v| v["verdict"] == "up")
+                })
             });
             assert!(
                 ok,
-                "node {server} never saw every PoP up{}: {:#}",
-                if settle { "" } else { " by its owner" },
+                "node {server} never saw every PoP up: {:#}",
                 self.fleet(server)["pops"]
             );
-            if !settle {
-                continue;
-            }
             let mut last = Err(String::new());
             let ok = wait_until(WAIT, || {
                 last = self.answers("client1", server, ALL);
