@@ -166,6 +166,18 @@ fn drain(pop: &str, mode: DrainMode, force: bool) -> AdminCommand {
     }
 }
 
+/// A drain with an auto-undrain after `secs` and its own reason.
+fn timed_drain(pop: &str, reason: &str, secs: u64, mode: DrainMode, force: bool) -> AdminCommand {
+    AdminCommand::Drain {
+        pop: name(pop),
+        reason: reason.into(),
+        who: "test".into(),
+        duration: Some(Duration::from_secs(secs)),
+        mode,
+        force,
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn health_drives_state_and_announcements() {
     let mut core = Driven::new(test_config(None), BTreeMap::new());
@@ -332,14 +344,7 @@ async fn a_drain_asked_again_never_steps_back_toward_service() {
     let version = core.snapshot().version;
     // Drained: asked again with a new reason and a duration, it stays
     // withdrawn and takes both.
-    let again = AdminCommand::Drain {
-        pop: name("fra1"),
-        reason: "longer".into(),
-        who: "ops".into(),
-        duration: Some(Duration::from_secs(3600)),
-        mode: DrainMode::Graceful,
-        force: false,
-    };
+    let again = timed_drain("fra1", "longer", 3600, DrainMode::Graceful, false);
     admin(&mut core, again).expect("again");
     let s = core.snapshot();
     assert!(s.version > version);
@@ -410,14 +415,7 @@ async fn admin_state_survives_restart_and_reload() {
 async fn timed_drain_expires() {
     let mut core = Driven::new(test_config(None), BTreeMap::new());
     feed(&mut core, "fra1", true, 3);
-    let cmd = AdminCommand::Drain {
-        pop: name("fra1"),
-        reason: "short".into(),
-        who: "t".into(),
-        duration: Some(Duration::from_secs(5)),
-        mode: DrainMode::Immediate,
-        force: true,
-    };
+    let cmd = timed_drain("fra1", "short", 5, DrainMode::Immediate, true);
     admin(&mut core, cmd).expect("drain");
     assert!(core.snapshot().announcements.is_empty());
     // The expiry is wall-clock (the injected clock's).
@@ -488,15 +486,8 @@ async fn timed_drain_shows_expiry_as_next_event() {
     feed(&mut core, "fra1", true, 3);
     feed(&mut core, "ams1", true, 3);
     let wall = core.now().wall;
-    let cmd = AdminCommand::Drain {
-        pop: name("fra1"),
-        reason: "short".into(),
-        who: "t".into(),
-        // Expires before the 30 s DNS wait ends.
-        duration: Some(Duration::from_secs(20)),
-        mode: DrainMode::Graceful,
-        force: false,
-    };
+    // Expires before the 30 s DNS wait ends.
+    let cmd = timed_drain("fra1", "short", 20, DrainMode::Graceful, false);
     admin(&mut core, cmd).expect("drain accepted");
     let admin = core.snapshot().pops["fra1"].admin.clone().expect("admin");
     let until = admin.until.expect("until");
