@@ -186,13 +186,7 @@ fn bgp_scale_graceful_restart_stop_keeps_routes_stale_and_restart_takes_them_ove
         taken_over.as_secs_f64()
     );
     std::thread::sleep(Duration::from_secs(2));
-    let deleted = monitor.deletions_of("proto bgp");
-    assert!(
-        deleted.is_empty(),
-        "{} routes left r1's FIB during stop and restart, e.g. {:?}",
-        deleted.len(),
-        deleted.first()
-    );
+    monitor.assert_none_deleted("proto bgp", "of r1 during stop and restart");
     assert_eq!(counts(&lab, &r1).stale, 0);
 }
 

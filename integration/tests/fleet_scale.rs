@@ -253,13 +253,7 @@ fn recover_without_flap(
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(counts(lab, r1), Counts::loaded(N));
     assert_eq!(updates_received(r1), updates, "UPDATEs sent on recovery");
-    let deleted = monitor.deletions_of("proto bgp");
-    assert!(
-        deleted.is_empty(),
-        "{} routes left r1's FIB, e.g. {:?}",
-        deleted.len(),
-        deleted.first()
-    );
+    monitor.assert_none_deleted("proto bgp", "of r1 on recovery");
 }
 
 /// Waits until FRR holds none of pop1's routes, none ever stale; when

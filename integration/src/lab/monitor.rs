@@ -75,6 +75,18 @@ impl RouteMonitor {
             .collect()
     }
 
+    /// Panics if a route with `needle` left the FIB so far, naming how many
+    /// and the first; `during` says when (for the message).
+    pub fn assert_none_deleted(&self, needle: &str, during: &str) {
+        let deleted = self.deletions_of(needle);
+        assert!(
+            deleted.is_empty(),
+            "{} routes left the FIB {during}, e.g. {:?}",
+            deleted.len(),
+            deleted.first()
+        );
+    }
+
     /// How many routes with `needle` were added or replaced so far (same
     /// matching and the same panic as [`Self::deletions_of`]).
     pub fn additions_of(&self, needle: &str) -> usize {
